@@ -1,0 +1,56 @@
+// Loading of resource manifests (YAML or JSON) into nftproxy.v1.Resource.
+//
+// A manifest document is a mapping with a top-level `kind` (Service,
+// EndpointSlice or Workload), an optional `apiVersion` (nftproxy.io/v1), and
+// the remaining fields of the message of that kind in protobuf's JSON mapping
+// (lowerCamelCase field names, enum values by name):
+//
+//   kind: Service
+//   metadata: {namespace: default, name: web}
+//   spec:
+//     clusterIps: ["198.19.0.10"]
+//     ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]
+//
+// Several documents may share a file, separated by `---`; empty documents are
+// skipped. As a convenience, a Service port's `targetPort` given as a
+// non-numeric string (e.g. `targetPort: http`) is read as `targetPortName`.
+//
+// Errors are absl::InvalidArgumentError with one line per problem, each
+// beginning with "FILE: document N"; a file that cannot be read gives
+// absl::NotFoundError. Nothing here throws.
+#ifndef NFTPROXY_CLIENT_MANIFEST_H_
+#define NFTPROXY_CLIENT_MANIFEST_H_
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "nftproxy/v1/nftproxy.pb.h"
+
+namespace nftproxy::client {
+
+struct ManifestDoc {
+  std::string file;  // path as given, or "<stdin>"
+  int index = 0;     // 1-based document number within the file
+  nftproxy::v1::Resource resource;
+};
+
+// Parses `text`: one or more YAML (or JSON) documents separated by '---'.
+// Empty documents are skipped (but still counted for `index`). `file` is used
+// in ManifestDoc::file and in error messages.
+absl::StatusOr<std::vector<ManifestDoc>> ParseManifests(std::string_view text,
+                                                        const std::string& file);
+
+// Loads `path`: a file, a directory (every *.yaml, *.yml and *.json directly
+// in it, sorted by name, not recursive), or "-" for standard input.
+absl::StatusOr<std::vector<ManifestDoc>> LoadManifests(const std::string& path);
+
+// A short human name for messages, e.g. "service default/web",
+// "endpointslice default/web-1", "workload default/pod-a". An empty namespace
+// is shown as "default" (the server's default).
+std::string DescribeResource(const nftproxy::v1::Resource& r);
+
+}  // namespace nftproxy::client
+
+#endif  // NFTPROXY_CLIENT_MANIFEST_H_

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs everything nftproxy needs to build, run and test on Debian 12.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+packages=(
+  build-essential cmake pkg-config
+  libnftnl-dev libmnl-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libyaml-cpp-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  nftables iproute2 iptables conntrack socat
+  python3 python3-grpcio python3-yaml
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,157 @@
+#include "server/convert.h"
+
+#include <algorithm>
+#include <set>
+
+namespace nftproxy::server {
+namespace {
+
+dp::L4Proto ToL4(v1::Protocol p) {
+  switch (p) {
+    case v1::UDP: return dp::L4Proto::kUdp;
+    case v1::SCTP: return dp::L4Proto::kSctp;
+    default: return dp::L4Proto::kTcp;
+  }
+}
+
+v1::Protocol Normalize(v1::Protocol p) { return p == v1::PROTOCOL_UNSPECIFIED ? v1::TCP : p; }
+
+dp::LbMode ToLb(v1::ServiceSpec::LoadBalancing lb) {
+  switch (lb) {
+    case v1::ServiceSpec::ROUND_ROBIN: return dp::LbMode::kRoundRobin;
+    case v1::ServiceSpec::SOURCE_HASH: return dp::LbMode::kSourceHash;
+    default: return dp::LbMode::kRandom;
+  }
+}
+
+// One candidate endpoint before the readiness decision.
+struct Candidate {
+  const google::protobuf::RepeatedPtrField<std::string>* addresses;
+  const v1::EndpointConditions* conditions;
+  bool has_weight;
+  uint32_t weight;
+  uint16_t port;
+};
+
+bool Ready(const v1::EndpointConditions& c) { return !c.has_ready() || c.ready(); }
+bool Serving(const v1::EndpointConditions& c) { return c.has_serving() ? c.serving() : Ready(c); }
+bool Terminating(const v1::EndpointConditions& c) { return c.has_terminating() && c.terminating(); }
+
+// The port an endpoint serves a service port on, or 0 when it has none.
+uint16_t ResolvePort(const v1::ServicePort& sp, const google::protobuf::RepeatedPtrField<v1::EndpointPort>& ports,
+                     bool from_slice) {
+  const v1::Protocol proto = Normalize(sp.protocol());
+  auto find = [&](const std::string& name) -> uint16_t {
+    for (const v1::EndpointPort& p : ports) {
+      if (p.name() == name && Normalize(p.protocol()) == proto) return static_cast<uint16_t>(p.port());
+    }
+    return 0;
+  };
+  switch (sp.target_case()) {
+    case v1::ServicePort::kTargetPort:
+      return static_cast<uint16_t>(sp.target_port());
+    case v1::ServicePort::kTargetPortName: {
+      uint16_t by_target = find(sp.target_port_name());
+      if (by_target != 0 || !from_slice) return by_target;
+      return find(sp.name());
+    }
+    default: {
+      // Slices list their ports under the service port's name.
+      if (from_slice) {
+        if (uint16_t p = find(sp.name()); p != 0) return p;
+      }
+      return static_cast<uint16_t>(sp.port());
+    }
+  }
+}
+
+// Ready endpoints serve; when none is ready, serving and terminating ones do
+// (so that a rolling restart does not blackhole a service).
+std::vector<dp::Backend> ChooseBackends(const std::vector<Candidate>& cands) {
+  bool any_ready = false;
+  for (const Candidate& c : cands) any_ready |= Ready(*c.conditions);
+  std::vector<dp::Backend> out;
+  std::set<std::pair<dp::IpAddr, uint16_t>> seen;
+  for (const Candidate& c : cands) {
+    const bool usable = any_ready ? Ready(*c.conditions)
+                                  : Serving(*c.conditions) && Terminating(*c.conditions);
+    if (!usable || c.port == 0) continue;
+    const uint32_t weight = c.has_weight ? c.weight : 1;
+    if (weight == 0) continue;
+    for (const std::string& a : *c.addresses) {
+      auto ip = dp::IpAddr::Parse(a);
+      if (!ip.ok() || !seen.insert({*ip, c.port}).second) continue;
+      out.push_back(dp::Backend{*ip, c.port, weight});
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const dp::Backend& a, const dp::Backend& b) {
+    if (a.addr != b.addr) return a.addr < b.addr;
+    return a.port < b.port;
+  });
+  return out;
+}
+
+bool Matches(const google::protobuf::Map<std::string, std::string>& selector,
+             const google::protobuf::Map<std::string, std::string>& labels) {
+  for (const auto& [k, v] : selector) {
+    auto it = labels.find(k);
+    if (it == labels.end() || it->second != v) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+dp::Model BuildModel(const State& state) {
+  dp::Model model;
+  for (const auto& [key, res] : state.objects) {
+    if (key.kind != v1::SERVICE) continue;
+    const v1::ServiceSpec& spec = res.service().spec();
+    if (spec.type() == v1::ServiceSpec::EXTERNAL_NAME) continue;
+    dp::Service svc;
+    svc.ns = key.ns;
+    svc.name = key.name;
+    svc.lb = ToLb(spec.load_balancing());
+    std::set<dp::IpAddr> vips;
+    for (const auto* list : {&spec.cluster_ips(), &spec.external_ips(), &spec.load_balancer_ips()}) {
+      for (const std::string& a : *list) {
+        if (auto ip = dp::IpAddr::Parse(a); ip.ok()) vips.insert(*ip);
+      }
+    }
+    svc.vips.assign(vips.begin(), vips.end());
+    if (svc.vips.empty()) continue;
+
+    for (const v1::ServicePort& sp : spec.ports()) {
+      std::vector<Candidate> cands;
+      if (!spec.selector().empty()) {
+        auto lo = state.objects.lower_bound(Key{v1::WORKLOAD, key.ns, ""});
+        for (auto it = lo; it != state.objects.end() && it->first.kind == v1::WORKLOAD && it->first.ns == key.ns; ++it) {
+          const v1::Workload& w = it->second.workload();
+          if (!Matches(spec.selector(), w.metadata().labels())) continue;
+          cands.push_back(Candidate{&w.addresses(), &w.conditions(), w.has_weight(), w.weight(),
+                                    ResolvePort(sp, w.ports(), false)});
+        }
+      } else {
+        auto lo = state.objects.lower_bound(Key{v1::ENDPOINT_SLICE, key.ns, ""});
+        for (auto it = lo; it != state.objects.end() && it->first.kind == v1::ENDPOINT_SLICE && it->first.ns == key.ns; ++it) {
+          const v1::EndpointSlice& s = it->second.endpoint_slice();
+          if (s.service_name() != key.name) continue;
+          const uint16_t port = ResolvePort(sp, s.ports(), true);
+          for (const v1::Endpoint& e : s.endpoints()) {
+            cands.push_back(Candidate{&e.addresses(), &e.conditions(), e.has_weight(), e.weight(), port});
+          }
+        }
+      }
+      dp::ServicePort port;
+      port.name = sp.name();
+      port.proto = ToL4(sp.protocol());
+      port.port = static_cast<uint16_t>(sp.port());
+      port.backends = ChooseBackends(cands);
+      svc.ports.push_back(std::move(port));
+    }
+    model.services.push_back(std::move(svc));
+  }
+  return model;
+}
+
+}  // namespace nftproxy::server

@@ -1,0 +1,57 @@
+// The gRPC service: converts requests to state changes, validates them,
+// commits them through the dataplane, and only then makes them visible.
+#pragma once
+
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "dataplane/dataplane.h"
+#include "nftproxy/v1/nftproxy.grpc.pb.h"
+#include "server/store.h"
+
+namespace nftproxy::server {
+
+struct ServiceOptions {
+  std::string node_name;
+  // Where the state is saved after every commit; empty: not saved.
+  std::string state_file;
+};
+
+class ProxyService final : public v1::Proxy::Service {
+ public:
+  ProxyService(dp::Dataplane* dataplane, ServiceOptions options)
+      : dp_(dataplane), options_(std::move(options)) {}
+
+  // Installs a state loaded at start-up (the first commit of this run).
+  absl::Status Restore(State state);
+
+  grpc::Status Apply(grpc::ServerContext*, const v1::ApplyRequest*, v1::ApplyResponse*) override;
+  grpc::Status Get(grpc::ServerContext*, const v1::GetRequest*, v1::Resource*) override;
+  grpc::Status List(grpc::ServerContext*, const v1::ListRequest*, v1::ListResponse*) override;
+  grpc::Status Delete(grpc::ServerContext*, const v1::DeleteRequest*, v1::DeleteResponse*) override;
+  grpc::Status GetRuleset(grpc::ServerContext*, const v1::GetRulesetRequest*, v1::GetRulesetResponse*) override;
+  grpc::Status Sync(grpc::ServerContext*, const v1::SyncRequest*, v1::SyncResponse*) override;
+  grpc::Status Watch(grpc::ServerContext*, const v1::WatchRequest*, grpc::ServerWriter<v1::WatchEvent>*) override;
+  grpc::Status Status(grpc::ServerContext*, const v1::StatusRequest*, v1::StatusResponse*) override;
+
+  // The transport-free core of Apply, for tests.
+  absl::Status DoApply(const v1::ApplyRequest& req, v1::ApplyResponse* resp);
+
+ private:
+  // Validates and commits `next`; on success it becomes the state.
+  absl::Status CommitLocked(State next, const std::vector<Key>& changed, bool dry_run)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  dp::Dataplane* const dp_;
+  const ServiceOptions options_;
+  absl::Mutex mu_;
+  State state_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_sync_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Duration last_sync_duration_ ABSL_GUARDED_BY(mu_);
+  std::string last_error_ ABSL_GUARDED_BY(mu_);
+};
+
+grpc::Status ToGrpc(const absl::Status& s);
+
+}  // namespace nftproxy::server

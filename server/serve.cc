@@ -1,0 +1,196 @@
+#include "server/serve.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "dataplane/nft_dataplane.h"
+#include "server/proxy_service.h"
+
+namespace nftproxy::server {
+namespace {
+
+constexpr char kDefaultListen[] = "unix:///run/nftproxy/nftproxy.sock";
+
+struct ServeFlags {
+  std::vector<std::string> listen;
+  std::string table = "nftproxy";
+  std::string state_dir = "/var/lib/nftproxy";
+  std::string node_name;
+};
+
+const char kUsage[] = R"(Usage: nftproxy serve [flags]
+
+Runs the nftproxy server: accepts services over gRPC and programs them into
+the nftables table `inet <table>`.
+
+Flags:
+  --listen ADDR     unix:///path or tcp://host:port; may repeat
+                    (default unix:///run/nftproxy/nftproxy.sock)
+  --table NAME      nftables table to own (default nftproxy)
+  --state-dir DIR   where the desired state is kept across restarts
+                    (default /var/lib/nftproxy; "" disables)
+  --node-name NAME  this node's name (default: the host name)
+
+Example:
+  nftproxy serve --listen unix:///run/nftproxy/nftproxy.sock --listen tcp://127.0.0.1:7070
+)";
+
+bool ParseFlags(const std::vector<std::string>& args, ServeFlags* f, std::string* err) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string a = args[i], v;
+    if (a == "-h" || a == "--help") {
+      std::cout << kUsage;
+      exit(0);
+    }
+    size_t eq = a.find('=');
+    if (eq != std::string::npos) {
+      v = a.substr(eq + 1);
+      a = a.substr(0, eq);
+    } else if (i + 1 < args.size()) {
+      v = args[++i];
+    } else {
+      *err = absl::StrCat(a, ": needs a value");
+      return false;
+    }
+    if (a == "--listen") f->listen.push_back(v);
+    else if (a == "--table") f->table = v;
+    else if (a == "--state-dir") f->state_dir = v;
+    else if (a == "--node-name") f->node_name = v;
+    else {
+      *err = absl::StrCat("unknown flag ", a);
+      return false;
+    }
+  }
+  if (f->listen.empty()) f->listen.push_back(kDefaultListen);
+  if (f->node_name.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    f->node_name = host;
+  }
+  return true;
+}
+
+// Creates the socket's directory (0750) and removes a stale socket.
+bool PrepareUnixSocket(const std::string& path, std::string* err) {
+  const size_t slash = path.rfind('/');
+  if (slash != std::string::npos && slash > 0) {
+    const std::string dir = path.substr(0, slash);
+    if (mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
+      *err = absl::StrCat("creating ", dir, ": ", strerror(errno));
+      return false;
+    }
+  }
+  unlink(path.c_str());
+  return true;
+}
+
+std::string UnixPath(const std::string& addr) {
+  if (absl::StartsWith(addr, "unix://")) return addr.substr(7);
+  if (absl::StartsWith(addr, "unix:")) return addr.substr(5);
+  return "";
+}
+
+}  // namespace
+
+int RunServe(const std::vector<std::string>& args) {
+  ServeFlags flags;
+  std::string err;
+  if (!ParseFlags(args, &flags, &err)) {
+    std::cerr << "nftproxy serve: " << err << "\n\n" << kUsage;
+    return 2;
+  }
+  auto dataplane = dp::NftDataplane::Create(flags.table);
+  if (!dataplane.ok()) {
+    std::cerr << "nftproxy serve: " << dataplane.status().message() << "\n";
+    return 1;
+  }
+  ServiceOptions options;
+  options.node_name = flags.node_name;
+  if (!flags.state_dir.empty()) {
+    if (mkdir(flags.state_dir.c_str(), 0750) != 0 && errno != EEXIST) {
+      std::cerr << "nftproxy serve: creating " << flags.state_dir << ": " << strerror(errno) << "\n";
+      return 1;
+    }
+    options.state_file = flags.state_dir + "/state.pb";
+  }
+  ProxyService service(dataplane->get(), options);
+  if (!options.state_file.empty()) {
+    auto saved = LoadState(options.state_file);
+    if (saved.ok()) {
+      // One atomic replacement with what the previous run had installed.
+      const size_t n = saved->objects.size();
+      if (auto s = service.Restore(std::move(*saved)); !s.ok()) {
+        std::cerr << "nftproxy serve: restoring " << options.state_file << ": " << s.message() << "\n";
+        return 1;
+      }
+      std::cerr << "nftproxy: restored " << n << " resources from " << options.state_file << "\n";
+    } else if (!absl::IsNotFound(saved.status())) {
+      std::cerr << "nftproxy serve: " << saved.status().message() << "\n";
+      return 1;
+    }
+  }
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  std::vector<std::string> sockets;
+  for (const std::string& addr : flags.listen) {
+    if (std::string path = UnixPath(addr); !path.empty()) {
+      if (!PrepareUnixSocket(path, &err)) {
+        std::cerr << "nftproxy serve: " << err << "\n";
+        return 1;
+      }
+      sockets.push_back(path);
+      builder.AddListeningPort("unix:" + path, grpc::InsecureServerCredentials());
+    } else if (absl::StartsWith(addr, "tcp://")) {
+      builder.AddListeningPort(addr.substr(6), grpc::InsecureServerCredentials());
+    } else {
+      std::cerr << "nftproxy serve: --listen " << addr << ": expected unix:///path or tcp://host:port\n";
+      return 2;
+    }
+  }
+  builder.RegisterService(&service);
+  builder.SetMaxReceiveMessageSize(512 << 20);
+  builder.SetMaxSendMessageSize(512 << 20);
+
+  // Signals are taken by a thread with sigwait, so shutdown runs in normal context.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server) {
+    std::cerr << "nftproxy serve: could not listen on the requested addresses\n";
+    return 1;
+  }
+  for (const std::string& path : sockets) chmod(path.c_str(), 0660);
+  std::cerr << "nftproxy " << NFTPROXY_VERSION << ": serving table inet " << flags.table << " on";
+  for (const std::string& a : flags.listen) std::cerr << " " << a;
+  std::cerr << " (node " << flags.node_name << ")\n";
+
+  std::thread waiter([&server, set] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    std::cerr << "nftproxy: signal " << sig << ", shutting down (rules stay installed)\n";
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  });
+  server->Wait();
+  waiter.join();
+  for (const std::string& path : sockets) unlink(path.c_str());
+  return 0;
+}
+
+}  // namespace nftproxy::server

@@ -1,0 +1,279 @@
+#include "server/validate.h"
+
+#include <map>
+#include <set>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "dataplane/ip.h"
+
+namespace nftproxy::server {
+namespace {
+
+constexpr uint32_t kMaxWeight = 10000;
+constexpr int64_t kMaxAffinitySeconds = 86400;
+
+bool IsLower(char c) { return c >= 'a' && c <= 'z'; }
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+// RFC 1123 label: lowercase alphanumerics and '-', alphanumeric at both ends.
+bool IsDns1123Label(const std::string& s) {
+  if (s.empty() || s.size() > 63) return false;
+  for (char c : s) {
+    if (!IsLower(c) && !IsDigit(c) && c != '-') return false;
+  }
+  return s.front() != '-' && s.back() != '-';
+}
+
+// Port names as Kubernetes' IANA_SVC_NAME: <= 15 chars, at least one letter.
+bool IsPortName(const std::string& s) {
+  if (!IsDns1123Label(s) || s.size() > 15) return false;
+  if (s.find("--") != std::string::npos) return false;
+  for (char c : s) if (IsLower(c)) return true;
+  return false;
+}
+
+bool IsLabelKey(const std::string& s) {
+  if (s.empty() || s.size() > 253) return false;
+  for (char c : s) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.' && c != '/') return false;
+  }
+  return true;
+}
+
+bool IsLabelValue(const std::string& s) {
+  if (s.size() > 63) return false;
+  for (char c : s) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
+  }
+  return true;
+}
+
+// Collects the first error with the object's name in front.
+class Checker {
+ public:
+  explicit Checker(std::string object) : object_(std::move(object)) {}
+
+  void Fail(const std::string& field, const std::string& msg) {
+    if (status_.ok()) status_ = absl::InvalidArgumentError(absl::StrCat(object_, ": ", field, ": ", msg));
+  }
+
+  void Meta(const v1::ObjectMeta& m, bool dns1035) {
+    if (!m.namespace_().empty() && !IsDns1123Label(m.namespace_())) {
+      Fail("metadata.namespace", absl::StrCat("\"", m.namespace_(), "\" must be a DNS label (lowercase letters, digits and '-', at most 63 characters)"));
+    }
+    if (m.name().empty()) {
+      Fail("metadata.name", "required");
+    } else if (!IsDns1123Label(m.name()) || (dns1035 && !IsLower(m.name()[0]))) {
+      Fail("metadata.name", absl::StrCat("\"", m.name(), "\" must be a DNS label (lowercase letters, digits and '-', at most 63 characters", dns1035 ? ", starting with a letter)" : ")"));
+    }
+    Labels("metadata.labels", m.labels());
+  }
+
+  void Labels(const std::string& field, const google::protobuf::Map<std::string, std::string>& labels) {
+    for (const auto& [k, v] : labels) {
+      if (!IsLabelKey(k)) Fail(absl::StrCat(field, "[", k, "]"), "invalid label key");
+      if (!IsLabelValue(v)) Fail(absl::StrCat(field, "[", k, "]"), absl::StrCat("invalid label value \"", v, "\""));
+    }
+  }
+
+  void Port(const std::string& field, uint32_t port, bool required) {
+    if (port == 0 && !required) return;
+    if (port < 1 || port > 65535) Fail(field, absl::StrCat(port, " is out of range (1-65535)"));
+  }
+
+  void Protocol(const std::string& field, int p) {
+    if (!v1::Protocol_IsValid(p)) Fail(field, absl::StrCat("unknown protocol ", p, " (expected TCP, UDP or SCTP)"));
+  }
+
+  // Addresses: valid, at most one per family.
+  void Addresses(const std::string& field, const google::protobuf::RepeatedPtrField<std::string>& addrs,
+                 bool one_per_family) {
+    std::set<std::string> seen;
+    bool v4 = false, v6 = false;
+    for (int i = 0; i < addrs.size(); ++i) {
+      const std::string f = absl::StrCat(field, "[", i, "]");
+      auto ip = dp::IpAddr::Parse(addrs[i]);
+      if (!ip.ok()) {
+        Fail(f, std::string(ip.status().message()));
+        continue;
+      }
+      if (!seen.insert(ip->ToString()).second) Fail(f, absl::StrCat(addrs[i], " is listed twice"));
+      bool& fam = ip->family == dp::Family::kV4 ? v4 : v6;
+      if (one_per_family && fam) Fail(f, "at most one address per IP family");
+      fam = true;
+    }
+  }
+
+
+  void Weight(const std::string& field, bool has, uint32_t w) {
+    if (has && w > kMaxWeight) Fail(field, absl::StrCat(w, " is out of range (0-", kMaxWeight, ")"));
+  }
+
+  void EndpointPorts(const std::string& field, const google::protobuf::RepeatedPtrField<v1::EndpointPort>& ports) {
+    std::set<std::string> names;
+    for (int i = 0; i < ports.size(); ++i) {
+      const std::string f = absl::StrCat(field, "[", i, "]");
+      const v1::EndpointPort& p = ports[i];
+      if (!p.name().empty() && !IsPortName(p.name())) Fail(f + ".name", absl::StrCat("\"", p.name(), "\" is not a valid port name"));
+      if (!names.insert(absl::StrCat(p.name(), "/", p.protocol())).second) Fail(f + ".name", absl::StrCat("duplicate port name \"", p.name(), "\""));
+      Protocol(f + ".protocol", p.protocol());
+      Port(f + ".port", p.port(), true);
+    }
+  }
+
+  absl::Status status() const { return status_; }
+
+ private:
+  std::string object_;
+  absl::Status status_;
+};
+
+void CheckService(const v1::Service& s, Checker& c) {
+  c.Meta(s.metadata(), /*dns1035=*/true);
+  const v1::ServiceSpec& spec = s.spec();
+  if (!v1::ServiceSpec::Type_IsValid(spec.type())) c.Fail("spec.type", "unknown service type");
+  const bool external_name = spec.type() == v1::ServiceSpec::EXTERNAL_NAME;
+  if (external_name) {
+    if (spec.external_name().empty()) c.Fail("spec.externalName", "required for type EXTERNAL_NAME");
+    if (spec.cluster_ips_size() > 0) c.Fail("spec.clusterIps", "must be empty for type EXTERNAL_NAME");
+  } else {
+    if (!spec.external_name().empty()) c.Fail("spec.externalName", "only allowed for type EXTERNAL_NAME");
+    if (spec.cluster_ips_size() == 0) c.Fail("spec.clusterIps", "required (at least one IPv4 or IPv6 address; nftproxy does not allocate them)");
+    if (spec.ports_size() == 0) c.Fail("spec.ports", "required (at least one port)");
+  }
+  c.Addresses("spec.clusterIps", spec.cluster_ips(), true);
+  c.Addresses("spec.externalIps", spec.external_ips(), false);
+  c.Addresses("spec.loadBalancerIps", spec.load_balancer_ips(), false);
+  for (int i = 0; i < spec.load_balancer_source_ranges_size(); ++i) {
+    auto cidr = dp::Cidr::Parse(spec.load_balancer_source_ranges(i));
+    if (!cidr.ok()) c.Fail(absl::StrCat("spec.loadBalancerSourceRanges[", i, "]"), std::string(cidr.status().message()));
+  }
+  if (!v1::ServiceSpec::TrafficPolicy_IsValid(spec.external_traffic_policy())) c.Fail("spec.externalTrafficPolicy", "unknown traffic policy");
+  if (!v1::ServiceSpec::TrafficPolicy_IsValid(spec.internal_traffic_policy())) c.Fail("spec.internalTrafficPolicy", "unknown traffic policy");
+  if (!v1::ServiceSpec::SessionAffinity_IsValid(spec.session_affinity())) c.Fail("spec.sessionAffinity", "unknown session affinity");
+  if (!v1::ServiceSpec::LoadBalancing_IsValid(spec.load_balancing())) c.Fail("spec.loadBalancing", "unknown load-balancing mode");
+  if (spec.has_session_affinity_timeout()) {
+    int64_t secs = spec.session_affinity_timeout().seconds();
+    if (secs < 1 || secs > kMaxAffinitySeconds) c.Fail("spec.sessionAffinityTimeout", absl::StrCat("must be between 1s and ", kMaxAffinitySeconds, "s"));
+  }
+  c.Labels("spec.selector", spec.selector());
+  std::set<std::string> names;
+  std::set<std::pair<uint32_t, int>> ports;
+  for (int i = 0; i < spec.ports_size(); ++i) {
+    const v1::ServicePort& p = spec.ports(i);
+    const std::string f = absl::StrCat("spec.ports[", i, "]");
+    if (p.name().empty()) {
+      if (spec.ports_size() > 1) c.Fail(f + ".name", "required when the service has more than one port");
+    } else if (!IsPortName(p.name())) {
+      c.Fail(f + ".name", absl::StrCat("\"", p.name(), "\" is not a valid port name (lowercase letters, digits and '-', at most 15 characters, at least one letter)"));
+    }
+    if (!p.name().empty() && !names.insert(p.name()).second) c.Fail(f + ".name", absl::StrCat("duplicate port name \"", p.name(), "\""));
+    c.Protocol(f + ".protocol", p.protocol());
+    c.Port(f + ".port", p.port(), true);
+    int proto = p.protocol() == v1::PROTOCOL_UNSPECIFIED ? v1::TCP : p.protocol();
+    if (p.port() != 0 && !ports.insert({p.port(), proto}).second) {
+      c.Fail(f + ".port", absl::StrCat(p.port(), "/", v1::Protocol_Name(static_cast<v1::Protocol>(proto)), " is listed twice"));
+    }
+    if (p.target_case() == v1::ServicePort::kTargetPort) c.Port(f + ".targetPort", p.target_port(), true);
+    if (p.target_case() == v1::ServicePort::kTargetPortName && !IsPortName(p.target_port_name())) {
+      c.Fail(f + ".targetPortName", absl::StrCat("\"", p.target_port_name(), "\" is not a valid port name"));
+    }
+    c.Port(f + ".nodePort", p.node_port(), false);
+  }
+}
+
+void CheckEndpoint(const std::string& f, const v1::Endpoint& e, Checker& c) {
+  if (e.addresses_size() == 0) c.Fail(f + ".addresses", "required (one IPv4 and/or one IPv6 address)");
+  c.Addresses(f + ".addresses", e.addresses(), true);
+  c.Weight(f + ".weight", e.has_weight(), e.weight());
+}
+
+void CheckSlice(const v1::EndpointSlice& s, Checker& c) {
+  c.Meta(s.metadata(), false);
+  if (s.service_name().empty()) {
+    c.Fail("serviceName", "required");
+  } else if (!IsDns1123Label(s.service_name())) {
+    c.Fail("serviceName", absl::StrCat("\"", s.service_name(), "\" is not a valid service name"));
+  }
+  c.EndpointPorts("ports", s.ports());
+  for (int i = 0; i < s.endpoints_size(); ++i) CheckEndpoint(absl::StrCat("endpoints[", i, "]"), s.endpoints(i), c);
+}
+
+void CheckWorkload(const v1::Workload& w, Checker& c) {
+  c.Meta(w.metadata(), false);
+  if (w.addresses_size() == 0) c.Fail("addresses", "required (one IPv4 and/or one IPv6 address)");
+  c.Addresses("addresses", w.addresses(), true);
+  c.EndpointPorts("ports", w.ports());
+  c.Weight("weight", w.has_weight(), w.weight());
+}
+
+}  // namespace
+
+absl::Status ValidateResource(const v1::Resource& r) {
+  if (r.kind_case() == v1::Resource::KIND_NOT_SET) {
+    return absl::InvalidArgumentError("resource: kind: one of service, endpointSlice or workload is required");
+  }
+  Checker c(Describe(KeyOf(r)));
+  switch (r.kind_case()) {
+    case v1::Resource::kService: CheckService(r.service(), c); break;
+    case v1::Resource::kEndpointSlice: CheckSlice(r.endpoint_slice(), c); break;
+    case v1::Resource::kWorkload: CheckWorkload(r.workload(), c); break;
+    default: break;
+  }
+  return c.status();
+}
+
+absl::Status ValidateState(const State& state, const std::vector<Key>& changed) {
+  std::set<Key> touched(changed.begin(), changed.end());
+  // Who serves each address/protocol/port. Services the request touched are
+  // visited last, so the clash is reported on them.
+  std::vector<const v1::Service*> services;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const auto& [key, r] : state.objects) {
+      if (key.kind != v1::SERVICE) continue;
+      if ((touched.count(key) > 0) == (pass == 1)) services.push_back(&r.service());
+    }
+  }
+  std::map<std::string, std::string> owner;  // "ip proto port" -> "ns/name"
+  for (const v1::Service* s : services) {
+    const std::string me = absl::StrCat(s->metadata().namespace_().empty() ? kDefaultNamespace : s->metadata().namespace_(), "/", s->metadata().name());
+    struct List { const char* field; const google::protobuf::RepeatedPtrField<std::string>* ips; };
+    const List lists[] = {{"spec.clusterIps", &s->spec().cluster_ips()},
+                          {"spec.externalIps", &s->spec().external_ips()},
+                          {"spec.loadBalancerIps", &s->spec().load_balancer_ips()}};
+    for (const List& l : lists) {
+      for (int i = 0; i < l.ips->size(); ++i) {
+        auto ip = dp::IpAddr::Parse((*l.ips)[i]);
+        if (!ip.ok()) continue;
+        for (const v1::ServicePort& p : s->spec().ports()) {
+          int proto = p.protocol() == v1::PROTOCOL_UNSPECIFIED ? v1::TCP : p.protocol();
+          const std::string slot = absl::StrCat(ip->ToString(), " port ", p.port(), "/",
+                                                v1::Protocol_Name(static_cast<v1::Protocol>(proto)));
+          auto [it, inserted] = owner.emplace(slot, me);
+          if (!inserted && it->second != me) {
+            return absl::InvalidArgumentError(absl::StrCat("service ", me, ": ", l.field, "[", i, "]: ", slot,
+                                                           " is already used by service ", it->second));
+          }
+        }
+      }
+    }
+  }
+  // A service with a selector takes its endpoints from workloads only.
+  for (const auto& [key, r] : state.objects) {
+    if (key.kind != v1::ENDPOINT_SLICE) continue;
+    auto svc = state.objects.find(Key{v1::SERVICE, key.ns, r.endpoint_slice().service_name()});
+    if (svc == state.objects.end() || svc->second.service().spec().selector().empty()) continue;
+    const std::string why = absl::StrCat("service ", key.ns, "/", svc->first.name,
+                                         " has a selector, so its endpoints come from workloads; it cannot also own EndpointSlice ",
+                                         key.ns, "/", key.name);
+    if (touched.count(key) > 0 || touched.count(svc->first) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(Describe(key), ": serviceName: ", why));
+    }
+    return absl::InvalidArgumentError(absl::StrCat(Describe(svc->first), ": spec.selector: ", why));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace nftproxy::server

@@ -1,0 +1,19 @@
+// Validation of API resources. Every error is INVALID_ARGUMENT and names the
+// object and the field: `service default/web: spec.ports[1].port: ...`.
+#pragma once
+
+#include "absl/status/status.h"
+#include "server/store.h"
+
+namespace nftproxy::server {
+
+// Checks one resource on its own (names, addresses, ports, enums).
+absl::Status ValidateResource(const v1::Resource& r);
+
+// Checks the relations between resources of a whole state: address/port
+// clashes between services, selector services that also own slices.
+// `changed` lists the keys the current request touched, so that the error
+// names the object the caller just wrote rather than its old neighbour.
+absl::Status ValidateState(const State& state, const std::vector<Key>& changed);
+
+}  // namespace nftproxy::server

@@ -1,0 +1,97 @@
+// Validation: every bad field is refused with a message naming object and field.
+#include "server/validate.h"
+
+#include <google/protobuf/text_format.h>
+#include <gtest/gtest.h>
+
+namespace nftproxy::server {
+namespace {
+
+v1::Resource Parse(const std::string& text) {
+  v1::Resource r;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &r)) << text;
+  return r;
+}
+
+const char kGood[] = R"(service {
+  metadata { namespace: "default" name: "web" }
+  spec {
+    cluster_ips: "198.19.0.10" cluster_ips: "fd00:96::10"
+    ports { name: "http" protocol: TCP port: 80 target_port: 8080 }
+    ports { name: "dns" protocol: UDP port: 53 target_port_name: "dns" }
+  }
+})";
+
+void ExpectInvalid(const std::string& text, const std::string& needle) {
+  absl::Status s = ValidateResource(Parse(text));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << text;
+  EXPECT_NE(std::string(s.message()).find(needle), std::string::npos) << "message: " << s.message();
+}
+
+std::string Replace(std::string s, const std::string& from, const std::string& to) {
+  size_t pos = s.find(from);
+  EXPECT_NE(pos, std::string::npos) << from;
+  return s.replace(pos, from.size(), to);
+}
+
+TEST(Validate, GoodServicePasses) { EXPECT_TRUE(ValidateResource(Parse(kGood)).ok()); }
+
+TEST(Validate, BadFieldsAreNamed) {
+  ExpectInvalid(Replace(kGood, "port: 80", "port: 70000"), "service default/web: spec.ports[0].port: 70000 is out of range");
+  ExpectInvalid(Replace(kGood, "\"198.19.0.10\"", "\"198.19.0.999\""), "spec.clusterIps[0]: \"198.19.0.999\" is not an IP address");
+  ExpectInvalid(Replace(kGood, "\"fd00:96::10\"", "\"198.19.0.11\""), "spec.clusterIps[1]: at most one address per IP family");
+  ExpectInvalid(Replace(kGood, "name: \"dns\" protocol", "name: \"http\" protocol"), "spec.ports[1].name: duplicate port name \"http\"");
+  ExpectInvalid(Replace(kGood, "name: \"web\"", "name: \"" + std::string(64, 'a') + "\""), "metadata.name");
+  ExpectInvalid(Replace(kGood, "name: \"web\"", "name: \"Web_1\""), "metadata.name: \"Web_1\" must be a DNS label");
+  ExpectInvalid(Replace(kGood, "protocol: UDP", "protocol: 7"), "spec.ports[1].protocol: unknown protocol 7");
+  ExpectInvalid(Replace(kGood, "target_port: 8080", "target_port: 0"), "spec.ports[0].targetPort");
+  ExpectInvalid(Replace(kGood, "name: \"http\" ", ""), "spec.ports[0].name: required when the service has more than one port");
+}
+
+TEST(Validate, ClusterIpRequired) {
+  ExpectInvalid(R"(service { metadata { name: "a" } spec { ports { port: 80 } } })", "spec.clusterIps: required");
+}
+
+TEST(Validate, SliceAndWorkload) {
+  ExpectInvalid(R"(endpoint_slice { metadata { name: "s" } service_name: "web" endpoints { addresses: "nope" } })",
+                "endpointslice default/s: endpoints[0].addresses[0]");
+  ExpectInvalid(R"(endpoint_slice { metadata { name: "s" } endpoints { addresses: "198.18.0.1" } })", "serviceName: required");
+  ExpectInvalid(R"(endpoint_slice { metadata { name: "s" } service_name: "web" endpoints { addresses: "198.18.0.1" weight: 20000 } })",
+                "endpoints[0].weight");
+  ExpectInvalid(R"(workload { metadata { name: "w" } })", "workload default/w: addresses: required");
+}
+
+State StateOf(const std::vector<std::string>& texts) {
+  State st;
+  for (const std::string& t : texts) {
+    v1::Resource r = Parse(t);
+    st.objects[KeyOf(r)] = r;
+  }
+  return st;
+}
+
+TEST(ValidateState, AddressClashNamesTheNewService) {
+  State st = StateOf({R"(service { metadata { name: "a" } spec { cluster_ips: "198.19.0.10" ports { port: 80 } } })",
+                      R"(service { metadata { name: "b" } spec { cluster_ips: "198.19.0.10" ports { port: 80 } } })"});
+  absl::Status s = ValidateState(st, {Key{v1::SERVICE, "default", "a"}});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(s.message()).find("service default/a: spec.clusterIps[0]: 198.19.0.10 port 80/TCP is already used by service default/b"),
+            std::string::npos) << s.message();
+  // Same address, other protocol: fine.
+  st = StateOf({R"(service { metadata { name: "a" } spec { cluster_ips: "198.19.0.10" ports { port: 80 } } })",
+                R"(service { metadata { name: "b" } spec { cluster_ips: "198.19.0.10" ports { port: 80 protocol: UDP } } })"});
+  EXPECT_TRUE(ValidateState(st, {}).ok());
+}
+
+TEST(ValidateState, SelectorAndSliceConflict) {
+  State st = StateOf({R"(service { metadata { name: "web" } spec { cluster_ips: "198.19.0.10" ports { port: 80 } selector { key: "app" value: "web" } } })",
+                      R"(endpoint_slice { metadata { name: "web-1" } service_name: "web" })"});
+  absl::Status s = ValidateState(st, {Key{v1::ENDPOINT_SLICE, "default", "web-1"}});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(s.message()).find("endpointslice default/web-1: serviceName"), std::string::npos) << s.message();
+  s = ValidateState(st, {Key{v1::SERVICE, "default", "web"}});
+  EXPECT_NE(std::string(s.message()).find("service default/web: spec.selector"), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace nftproxy::server
