@@ -149,10 +149,18 @@ std::string ToJson(const google::protobuf::Message& m) {
   return out;
 }
 
+void BlockStyle(YAML::Node node) {
+  if (!node.IsMap() && !node.IsSequence()) return;
+  node.SetStyle(YAML::EmitterStyle::Block);
+  for (auto it = node.begin(); it != node.end(); ++it) BlockStyle(node.IsMap() ? it->second : *it);
+}
+
 // JSON is YAML; re-emit it in block style.
 std::string JsonToYaml(const std::string& json) {
+  YAML::Node node = YAML::Load(json);
+  BlockStyle(node);
   YAML::Emitter e;
-  e << YAML::Load(json);
+  e << node;
   return std::string(e.c_str()) + "\n";
 }
 

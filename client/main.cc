@@ -13,8 +13,20 @@ int main(int argc, char** argv) {
     std::vector<std::string> help = {"--help"};
     return nftproxy::client::RunClient("help", help);
   }
-  const std::string command = argv[1];
-  std::vector<std::string> args(argv + 2, argv + argc);
+  // Global flags may come before the command: `nftproxy --server X get services`.
+  std::vector<std::string> args;
+  int i = 1;
+  while (i < argc && std::string(argv[i]).rfind("--server", 0) == 0) {
+    args.push_back(argv[i]);
+    if (std::string(argv[i]) == "--server" && i + 1 < argc) args.push_back(argv[++i]);
+    ++i;
+  }
+  if (i >= argc) {
+    std::cerr << "error: no command given; see nftproxy --help\n";
+    return 2;
+  }
+  const std::string command = argv[i];
+  args.insert(args.end(), argv + i + 1, argv + argc);
   if (command == "serve") return nftproxy::server::RunServe(args);
   return nftproxy::client::RunClient(command, args);
 }

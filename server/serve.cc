@@ -104,6 +104,14 @@ std::string UnixPath(const std::string& addr) {
 }  // namespace
 
 int RunServe(const std::vector<std::string>& args) {
+  // Signals are taken by a thread with sigwait, so shutdown runs in normal
+  // context. Blocked before anything starts threads, which inherit the mask.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
   ServeFlags flags;
   std::string err;
   if (!ParseFlags(args, &flags, &err)) {
@@ -163,13 +171,6 @@ int RunServe(const std::vector<std::string>& args) {
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(512 << 20);
   builder.SetMaxSendMessageSize(512 << 20);
-
-  // Signals are taken by a thread with sigwait, so shutdown runs in normal context.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server) {
