@@ -424,13 +424,14 @@ namespace {
 // Sends the batch and collects every error the kernel reports for it. The
 // kernel handles a batch synchronously inside sendmsg(), so all replies are
 // queued when it returns; a batch without errors gets no reply at all.
-absl::Status SendBatch(mnl_socket* nl, Batch& b) {
+absl::Status SendBatch(mnl_socket* nl, Batch& b, uint64_t* bytes) {
   nftnl_batch* raw = b.raw();
   int n = nftnl_batch_iovec_len(raw);
   std::vector<iovec> iov(n);
   nftnl_batch_iovec(raw, iov.data(), n);
   size_t total = 0;
   for (const iovec& v : iov) total += v.iov_len;
+  if (bytes != nullptr) *bytes = total;
   int fd = mnl_socket_get_fd(nl);
   // netlink refuses a message larger than the send buffer.
   if (auto s = SetBuf(fd, SO_SNDBUFFORCE, static_cast<int>(std::min<size_t>(total + (1 << 20), INT32_MAX / 2)));
@@ -464,8 +465,9 @@ absl::Status SendBatch(mnl_socket* nl, Batch& b) {
       }
       return absl::UnavailableError(absl::StrCat("reading netlink replies: ", strerror(errno)));
     }
-    for (nlmsghdr* nlh = reinterpret_cast<nlmsghdr*>(buf.data()); mnl_nlmsg_ok(nlh, static_cast<int>(len));
-         nlh = mnl_nlmsg_next(nlh, reinterpret_cast<int*>(&len))) {
+    int rem = static_cast<int>(len);
+    for (nlmsghdr* nlh = reinterpret_cast<nlmsghdr*>(buf.data()); mnl_nlmsg_ok(nlh, rem);
+         nlh = mnl_nlmsg_next(nlh, &rem)) {
       if (nlh->nlmsg_type != NLMSG_ERROR) continue;
       auto* err = static_cast<nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
       if (err->error == 0) continue;
@@ -496,10 +498,9 @@ absl::Status NftWriter::Commit(const Ruleset* from, const Ruleset& to, CommitSta
   if (stats != nullptr) {
     stats->messages = b.messages();
     stats->full = from == nullptr;
-    stats->bytes = nftnl_batch_buffer_len(b.raw());
   }
   if (b.messages() == 0) return absl::OkStatus();
-  return SendBatch(nl_, b);
+  return SendBatch(nl_, b, stats != nullptr ? &stats->bytes : nullptr);
 }
 
 absl::Status NftWriter::DeleteTable(const std::string& table) {
@@ -507,7 +508,7 @@ absl::Status NftWriter::DeleteTable(const std::string& table) {
   b.Table(NFT_MSG_NEWTABLE, NLM_F_CREATE);
   b.Table(NFT_MSG_DELTABLE, 0);
   b.End();
-  return SendBatch(nl_, b);
+  return SendBatch(nl_, b, nullptr);
 }
 
 }  // namespace nftproxy::dp
