@@ -16,10 +16,18 @@ int main(int argc, char** argv) {
   // Global flags may come before the command: `nftproxy --server X get services`.
   std::vector<std::string> args;
   int i = 1;
-  while (i < argc && std::string(argv[i]).rfind("--server", 0) == 0) {
-    args.push_back(argv[i]);
-    if (std::string(argv[i]) == "--server" && i + 1 < argc) args.push_back(argv[++i]);
-    ++i;
+  while (i < argc) {
+    const std::string a = argv[i];
+    if (a == "--server" && i + 1 < argc) {
+      args.push_back(a);
+      args.push_back(argv[i + 1]);
+      i += 2;
+    } else if (a.rfind("--server=", 0) == 0) {
+      args.push_back(a);
+      ++i;
+    } else {
+      break;
+    }
   }
   if (i >= argc) {
     std::cerr << "error: no command given; see nftproxy --help\n";

@@ -503,12 +503,4 @@ absl::Status NftWriter::Commit(const Ruleset* from, const Ruleset& to, CommitSta
   return SendBatch(nl_, b, stats != nullptr ? &stats->bytes : nullptr);
 }
 
-absl::Status NftWriter::DeleteTable(const std::string& table) {
-  Batch b(table, &seq_);
-  b.Table(NFT_MSG_NEWTABLE, NLM_F_CREATE);
-  b.Table(NFT_MSG_DELTABLE, 0);
-  b.End();
-  return SendBatch(nl_, b, nullptr);
-}
-
 }  // namespace nftproxy::dp

@@ -35,9 +35,6 @@ class NftWriter {
   // Otherwise only the difference from `from` is sent.
   absl::Status Commit(const Ruleset* from, const Ruleset& to, CommitStats* stats);
 
-  // Removes the table (for `serve --cleanup` and tests). Missing is fine.
-  absl::Status DeleteTable(const std::string& table);
-
  private:
   explicit NftWriter(mnl_socket* nl) : nl_(nl) {}
   mnl_socket* nl_;
