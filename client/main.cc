@@ -1,5 +1,6 @@
 // nftproxy: one binary, subcommands. `serve` runs the server; everything else
 // is a client of it.
+#include <algorithm>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -10,7 +11,8 @@
 int main(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help" ||
       std::string(argv[1]) == "help") {
-    std::vector<std::string> help = {"--help"};
+    // `nftproxy help get` is `nftproxy get --help`.
+    std::vector<std::string> help(argv + std::min(argc, 2), argv + argc);
     return nftproxy::client::RunClient("help", help);
   }
   // Global flags may come before the command: `nftproxy --server X get services`.

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include <google/protobuf/descriptor.h>
 #include <google/protobuf/util/json_util.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
@@ -25,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "client/k8s_manifest.h"
 
 namespace nftproxy::client {
 namespace {
@@ -241,13 +243,64 @@ const char* NodeTypeName(const YAML::Node& n) {
   return "undefined";
 }
 
+// Levenshtein distance, for "did you mean" suggestions.
+size_t EditDistance(absl::string_view a, absl::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      const bool same = std::tolower(static_cast<unsigned char>(a[i - 1])) ==
+                        std::tolower(static_cast<unsigned char>(b[j - 1]));
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (same ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// " (did you mean \"clusterIps\"?)" or "".
+std::string Suggestion(const google::protobuf::Descriptor* desc, absl::string_view key) {
+  std::string best;
+  size_t best_distance = std::max<size_t>(2, key.size() / 4) + 1;
+  for (int i = 0; i < desc->field_count(); ++i) {
+    const std::string& name = desc->field(i)->json_name();
+    const size_t d = EditDistance(key, name);
+    if (d < best_distance) {
+      best_distance = d;
+      best = name;
+    }
+  }
+  return best.empty() ? "" : absl::StrCat("; did you mean \"", best, "\"?");
+}
+
+// A field by its JSON name (lowerCamelCase) or its proto name.
+const google::protobuf::FieldDescriptor* FieldByJsonName(const google::protobuf::Descriptor* desc,
+                                                         const std::string& name) {
+  for (int i = 0; i < desc->field_count(); ++i) {
+    if (desc->field(i)->json_name() == name) return desc->field(i);
+  }
+  return desc->FindFieldByName(name);
+}
+
+// For a field holding a message, the message type whose field names are
+// checked; nullptr for scalars and well-known types (Duration, ...).
+const google::protobuf::Descriptor* CheckedType(const google::protobuf::FieldDescriptor* f) {
+  if (f->is_map()) f = f->message_type()->map_value();
+  if (f->type() != google::protobuf::FieldDescriptor::TYPE_MESSAGE) return nullptr;
+  if (f->message_type()->file()->package() == "google.protobuf") return nullptr;
+  return f->message_type();
+}
+
 // Converts one document's node tree to JSON text.
 class JsonConverter {
  public:
-  explicit JsonConverter(Kind kind) : kind_(kind) {}
+  explicit JsonConverter(Kind kind, const google::protobuf::Descriptor* desc) : kind_(kind), desc_(desc) {}
 
   // Converts the top-level mapping, leaving out `kind` and `apiVersion`.
-  bool ConvertDocument(const YAML::Node& root) { return Value(root, 0, true); }
+  bool ConvertDocument(const YAML::Node& root) { return Value(root, 0, desc_, false, true); }
 
   const std::string& json() const { return out_; }
   const std::string& error() const { return error_; }
@@ -275,7 +328,10 @@ class JsonConverter {
            path_[0] == "spec" && path_[1] == "ports" && path_[2][0] == '[';
   }
 
-  bool Value(const YAML::Node& n, int depth, bool top = false) {
+  // `desc`: the message type `n` holds (nullptr: not checked); `map_field`:
+  // `n` is a protobuf map (its keys are data, its values of type `desc`).
+  bool Value(const YAML::Node& n, int depth, const google::protobuf::Descriptor* desc, bool map_field,
+             bool top = false) {
     if (depth > kMaxDepth) {
       // No path: it would be kMaxDepth elements long.
       error_ = absl::StrCat(Position(n.Mark()),
@@ -306,7 +362,7 @@ class JsonConverter {
         for (const YAML::Node& item : n) {
           if (i > 0) out_.push_back(',');
           path_.push_back(absl::StrCat("[", i, "]"));
-          if (!Value(item, depth + 1)) return false;
+          if (!Value(item, depth + 1, desc, false)) return false;
           path_.pop_back();
           ++i;
         }
@@ -314,12 +370,13 @@ class JsonConverter {
         return true;
       }
       case YAML::NodeType::Map:
-        return Map(n, depth, top);
+        return Map(n, depth, desc, map_field, top);
     }
     return Fail(n.Mark(), "unsupported node");
   }
 
-  bool Map(const YAML::Node& n, int depth, bool top) {
+  bool Map(const YAML::Node& n, int depth, const google::protobuf::Descriptor* desc, bool map_field,
+           bool top) {
     out_.push_back('{');
     std::vector<std::string> seen;
     bool first = true;
@@ -341,12 +398,25 @@ class JsonConverter {
           !LooksNumeric(v.Scalar())) {
         json_key = "targetPortName";
       }
+      const google::protobuf::Descriptor* child = map_field ? desc : nullptr;
+      bool child_map = false;
+      if (desc != nullptr && !map_field) {
+        const google::protobuf::FieldDescriptor* f = FieldByJsonName(desc, json_key);
+        if (f == nullptr) {
+          path_.push_back(key);
+          error_ = absl::StrCat(Position(k.Mark()), PathString(), ": unknown field (", desc->name(),
+                                " has no field ", Quote(key), Suggestion(desc, key), ")");
+          return false;
+        }
+        child = CheckedType(f);
+        child_map = f->is_map();
+      }
       if (!first) out_.push_back(',');
       first = false;
       AppendJsonString(json_key, &out_);
       out_.push_back(':');
       path_.push_back(key);
-      if (!Value(v, depth + 1)) return false;
+      if (!Value(v, depth + 1, child, child_map)) return false;
       path_.pop_back();
     }
     out_.push_back('}');
@@ -354,68 +424,27 @@ class JsonConverter {
   }
 
   Kind kind_;
+  const google::protobuf::Descriptor* desc_;
   std::string out_;
   std::string error_;
   std::vector<std::string> path_;
 };
 
-// Converts one non-empty document. On failure returns the error text that
-// follows "FILE: document N".
-absl::StatusOr<nftproxy::v1::Resource> ConvertDocument(const YAML::Node& doc) {
-  if (!doc.IsMap()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(": ", Position(doc.Mark()),
-                     "expected a mapping with a \"kind\", got ",
-                     NodeTypeName(doc)));
-  }
-  std::optional<YAML::Node> kind_node;
-  std::optional<YAML::Node> api_node;
-  for (const auto& kv : doc) {
-    if (!kv.first.IsScalar()) continue;
-    const std::string& key = kv.first.Scalar();
-    // emplace, not assignment: assigning to a YAML::Node changes the node.
-    if (key == "kind" && !kind_node) {
-      kind_node.emplace(kv.second);
-    } else if (key == "apiVersion" && !api_node) {
-      api_node.emplace(kv.second);
-    }
-  }
-  if (!kind_node || kind_node->IsNull()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(": missing kind (", kExpectedKinds, ")"));
-  }
-  if (!kind_node->IsScalar()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(": ", Position(kind_node->Mark()), "kind must be a string, not ",
-                     NodeTypeName(*kind_node), " (", kExpectedKinds, ")"));
-  }
-  const std::string& kind_str = kind_node->Scalar();
-  Kind kind;
-  if (kind_str == "Service") {
-    kind = Kind::kService;
-  } else if (kind_str == "EndpointSlice") {
-    kind = Kind::kEndpointSlice;
-  } else if (kind_str == "Workload") {
-    kind = Kind::kWorkload;
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        ": unknown kind ", Quote(kind_str), " (", kExpectedKinds, ")"));
-  }
-  if (api_node && !api_node->IsNull() &&
-      !(api_node->IsScalar() && api_node->Scalar() == kApiVersion)) {
-    std::string got =
-        api_node->IsScalar() ? Quote(api_node->Scalar()) : NodeTypeName(*api_node);
-    return absl::InvalidArgumentError(absl::StrCat(
-        " (", KindName(kind), "): unsupported apiVersion ", got, " (expected ",
-        kApiVersion, ")"));
-  }
+// One document's result: its resources (a List or v1 Endpoints may give
+// several) with their origin, and warnings. Errors and warnings are the text
+// that follows "FILE: document N".
+struct Converted {
+  std::vector<std::pair<nftproxy::v1::Resource, std::string>> resources;
+  std::vector<std::string> warnings;
+};
 
-  JsonConverter converter(kind);
-  if (!converter.ConvertDocument(doc)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(" (", KindName(kind), "): ", converter.error()));
-  }
+std::string ScalarOf(const std::optional<YAML::Node>& n) {
+  return n && n->IsScalar() ? n->Scalar() : "";
+}
 
+// nftproxy's own schema: the message of `kind` in protobuf's JSON mapping.
+absl::StatusOr<nftproxy::v1::Resource> ConvertOwn(const YAML::Node& doc, Kind kind,
+                                                  const std::string& where) {
   nftproxy::v1::Resource resource;
   google::protobuf::Message* msg = nullptr;
   switch (kind) {
@@ -429,6 +458,11 @@ absl::StatusOr<nftproxy::v1::Resource> ConvertDocument(const YAML::Node& doc) {
       msg = resource.mutable_workload();
       break;
   }
+  JsonConverter converter(kind, msg->GetDescriptor());
+  if (!converter.ConvertDocument(doc)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, " (", KindName(kind), "): ", converter.error()));
+  }
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
   const auto status =
@@ -436,10 +470,118 @@ absl::StatusOr<nftproxy::v1::Resource> ConvertDocument(const YAML::Node& doc) {
   if (!status.ok()) {
     const auto message = status.message();
     return absl::InvalidArgumentError(
-        absl::StrCat(" (", KindName(kind), "): ",
+        absl::StrCat(where, " (", KindName(kind), "): ",
                      std::string(message.data(), message.size())));
   }
   return resource;
+}
+
+// A Kubernetes object, translated.
+absl::StatusOr<Converted> ConvertKubernetes(const YAML::Node& doc, const std::string& api,
+                                            const std::string& kind, const std::string& where) {
+  std::string name;
+  if (const YAML::Node meta = doc["metadata"]; meta.IsDefined() && meta.IsMap()) {
+    const YAML::Node ns = meta["namespace"];
+    const YAML::Node n = meta["name"];
+    if (n.IsDefined() && n.IsScalar()) {
+      name = absl::StrCat(" ", ns.IsDefined() && ns.IsScalar() ? ns.Scalar() : "default", "/", n.Scalar());
+    }
+  }
+  const std::string label = absl::StrCat(where, " (Kubernetes ", kind, name, "): ");
+  absl::StatusOr<K8sTranslation> t = TranslateKubernetes(doc);
+  if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat(label, t.status().message()));
+  Converted out;
+  for (nftproxy::v1::Resource& r : t->resources) out.resources.emplace_back(std::move(r), api + " " + kind);
+  for (const std::string& w : t->warnings) out.warnings.push_back(label + w);
+  return out;
+}
+
+// Converts one non-empty document (or one item of a List).
+absl::StatusOr<Converted> ConvertNode(const YAML::Node& doc, const std::string& where, bool in_list) {
+  if (!doc.IsMap()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": ", Position(doc.Mark()),
+                     "expected a mapping with a \"kind\", got ",
+                     NodeTypeName(doc)));
+  }
+  std::optional<YAML::Node> kind_node;
+  std::optional<YAML::Node> api_node;
+  std::optional<YAML::Node> items_node;
+  for (const auto& kv : doc) {
+    if (!kv.first.IsScalar()) continue;
+    const std::string& key = kv.first.Scalar();
+    // emplace, not assignment: assigning to a YAML::Node changes the node.
+    if (key == "kind" && !kind_node) {
+      kind_node.emplace(kv.second);
+    } else if (key == "apiVersion" && !api_node) {
+      api_node.emplace(kv.second);
+    } else if (key == "items" && !items_node) {
+      items_node.emplace(kv.second);
+    }
+  }
+  if (!kind_node || kind_node->IsNull()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": missing kind (", kExpectedKinds, ")"));
+  }
+  if (!kind_node->IsScalar()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": ", Position(kind_node->Mark()), "kind must be a string, not ",
+                     NodeTypeName(*kind_node), " (", kExpectedKinds, ")"));
+  }
+  const std::string& kind_str = kind_node->Scalar();
+  const bool has_api = api_node && !api_node->IsNull();
+  const std::string api = ScalarOf(api_node);
+
+  if (kind_str == "List" && !in_list && (!has_api || api == "v1")) {
+    Converted out;
+    if (!items_node || items_node->IsNull()) return out;
+    if (!items_node->IsSequence()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, " (List): ", Position(items_node->Mark()),
+                                                     "items: expected a list"));
+    }
+    size_t i = 0;
+    for (const YAML::Node& item : *items_node) {
+      absl::StatusOr<Converted> c = ConvertNode(item, absl::StrCat(where, ", items[", i++, "]"), true);
+      if (!c.ok()) return c.status();
+      for (auto& r : c->resources) out.resources.push_back(std::move(r));
+      for (auto& w : c->warnings) out.warnings.push_back(std::move(w));
+    }
+    return out;
+  }
+  if (has_api && api != kApiVersion) {
+    if (IsKubernetesObject(api, kind_str)) return ConvertKubernetes(doc, api, kind_str, where);
+    const std::string got = api_node->IsScalar() ? Quote(api) : NodeTypeName(*api_node);
+    if (kind_str == "EndpointSlice" && api == "discovery.k8s.io/v1beta1") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, " (Kubernetes EndpointSlice): apiVersion discovery.k8s.io/v1beta1 is not supported; "
+          "use discovery.k8s.io/v1 (what `kubectl get endpointslices -o yaml` prints)"));
+    }
+    if (kind_str == "Service" || kind_str == "EndpointSlice" || kind_str == "Workload") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, " (", kind_str, "): unsupported apiVersion ", got, " (expected ", kApiVersion,
+          " for nftproxy's schema, or Kubernetes' v1 Service / discovery.k8s.io/v1 EndpointSlice)"));
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": kind ", Quote(kind_str), " (apiVersion ", got,
+        ") is not supported (nftproxy reads Kubernetes v1 Service, v1 Endpoints, "
+        "discovery.k8s.io/v1 EndpointSlice and List, and its own Service, EndpointSlice and Workload)"));
+  }
+  Kind kind;
+  if (kind_str == "Service") {
+    kind = Kind::kService;
+  } else if (kind_str == "EndpointSlice") {
+    kind = Kind::kEndpointSlice;
+  } else if (kind_str == "Workload") {
+    kind = Kind::kWorkload;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": unknown kind ", Quote(kind_str), " (", kExpectedKinds, ")"));
+  }
+  absl::StatusOr<nftproxy::v1::Resource> r = ConvertOwn(doc, kind, where);
+  if (!r.ok()) return r.status();
+  Converted out;
+  out.resources.emplace_back(std::move(*r), "");
+  return out;
 }
 
 // Parser event sink that ignores everything; used to find which document a
@@ -515,7 +657,11 @@ bool IsManifestName(const std::string& name) {
   return false;
 }
 
-absl::StatusOr<std::vector<ManifestDoc>> LoadDirectory(const std::string& dir) {
+absl::StatusOr<std::vector<ManifestDoc>> ParseManifestsImpl(
+    std::string_view text, const std::string& file, std::vector<std::string>* warnings);
+
+absl::StatusOr<std::vector<ManifestDoc>> LoadDirectory(const std::string& dir,
+                                                       std::vector<std::string>* warnings) {
   std::error_code ec;
   std::vector<std::string> names;
   fs::directory_iterator it(dir, ec);
@@ -540,7 +686,7 @@ absl::StatusOr<std::vector<ManifestDoc>> LoadDirectory(const std::string& dir) {
     const std::string file = (fs::path(dir) / name).string();
     absl::StatusOr<std::string> text = ReadFile(file);
     if (!text.ok()) return text.status();
-    absl::StatusOr<std::vector<ManifestDoc>> parsed = ParseManifests(*text, file);
+    absl::StatusOr<std::vector<ManifestDoc>> parsed = ParseManifestsImpl(*text, file, warnings);
     if (!parsed.ok()) {
       if (!absl::IsInvalidArgument(parsed.status())) return parsed.status();
       errors.emplace_back(parsed.status().message());
@@ -559,7 +705,7 @@ absl::StatusOr<std::vector<ManifestDoc>> LoadDirectory(const std::string& dir) {
 }
 
 absl::StatusOr<std::vector<ManifestDoc>> ParseManifestsImpl(
-    std::string_view text, const std::string& file) {
+    std::string_view text, const std::string& file, std::vector<std::string>* warnings) {
   const std::string input(text);
   std::vector<YAML::Node> nodes;
   try {
@@ -577,38 +723,76 @@ absl::StatusOr<std::vector<ManifestDoc>> ParseManifestsImpl(
     const int index = static_cast<int>(i) + 1;
     const YAML::Node& node = nodes[i];
     if (!node.IsDefined() || node.IsNull()) continue;  // empty document
-    absl::StatusOr<nftproxy::v1::Resource> resource;
+    absl::StatusOr<Converted> converted;
     try {
-      resource = ConvertDocument(node);
+      converted = ConvertNode(node, "", false);
     } catch (const YAML::Exception& e) {
-      resource = absl::InvalidArgumentError(
+      converted = absl::InvalidArgumentError(
           absl::StrCat(": ", Position(e.mark), e.msg));
     }
-    if (!resource.ok()) {
+    const std::string prefix = absl::StrCat(file, ": document ", index);
+    if (!converted.ok()) {
       if (errors.size() < kMaxErrors) {
-        errors.push_back(OneLine(absl::StrCat(file, ": document ", index,
-                                              resource.status().message())));
+        errors.push_back(OneLine(absl::StrCat(prefix, converted.status().message())));
       } else {
         ++suppressed;
       }
       continue;
     }
-    ManifestDoc doc;
-    doc.file = file;
-    doc.index = index;
-    doc.resource = std::move(*resource);
-    docs.push_back(std::move(doc));
+    if (warnings != nullptr) {
+      for (const std::string& w : converted->warnings) warnings->push_back(OneLine(prefix + w));
+    }
+    for (auto& [resource, origin] : converted->resources) {
+      ManifestDoc doc;
+      doc.file = file;
+      doc.index = index;
+      doc.resource = std::move(resource);
+      doc.origin = std::move(origin);
+      docs.push_back(std::move(doc));
+    }
   }
   if (!errors.empty()) return JoinErrors(errors, suppressed);
   return docs;
 }
 
+// A proxy uses EndpointSlices; v1 Endpoints given together with slices for
+// the same service would count every endpoint twice. Leaves them out.
+absl::StatusOr<std::vector<ManifestDoc>> DropShadowedEndpoints(
+    absl::StatusOr<std::vector<ManifestDoc>> docs, std::vector<std::string>* warnings) {
+  if (!docs.ok()) return docs;
+  constexpr char kEndpoints[] = "v1 Endpoints";
+  auto service_of = [](const ManifestDoc& d) {
+    const nftproxy::v1::EndpointSlice& s = d.resource.endpoint_slice();
+    return absl::StrCat(s.metadata().namespace_().empty() ? "default" : s.metadata().namespace_(), "/",
+                        s.service_name());
+  };
+  std::vector<std::string> sliced;
+  for (const ManifestDoc& d : *docs) {
+    if (d.resource.has_endpoint_slice() && d.origin != kEndpoints) sliced.push_back(service_of(d));
+  }
+  std::vector<ManifestDoc> kept;
+  for (ManifestDoc& d : *docs) {
+    if (d.origin == kEndpoints &&
+        std::find(sliced.begin(), sliced.end(), service_of(d)) != sliced.end()) {
+      if (warnings != nullptr) {
+        warnings->push_back(absl::StrCat(d.file, ": document ", d.index, " (Kubernetes Endpoints ",
+                                         service_of(d), "): left out: EndpointSlices for the same "
+                                         "service are given too, and a proxy uses those"));
+      }
+      continue;
+    }
+    kept.push_back(std::move(d));
+  }
+  return kept;
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<ManifestDoc>> ParseManifests(std::string_view text,
-                                                        const std::string& file) {
+                                                        const std::string& file,
+                                                        std::vector<std::string>* warnings) {
   try {
-    return ParseManifestsImpl(text, file);
+    return DropShadowedEndpoints(ParseManifestsImpl(text, file, warnings), warnings);
   } catch (const std::exception& e) {
     return absl::InternalError(
         OneLine(absl::StrCat(file, ": cannot parse manifests: ", e.what())));
@@ -618,7 +802,8 @@ absl::StatusOr<std::vector<ManifestDoc>> ParseManifests(std::string_view text,
   }
 }
 
-absl::StatusOr<std::vector<ManifestDoc>> LoadManifests(const std::string& path) {
+absl::StatusOr<std::vector<ManifestDoc>> LoadManifests(const std::string& path,
+                                                       std::vector<std::string>* warnings) {
   try {
     if (path == "-") {
       std::string text{std::istreambuf_iterator<char>(std::cin),
@@ -626,13 +811,13 @@ absl::StatusOr<std::vector<ManifestDoc>> LoadManifests(const std::string& path) 
       if (std::cin.bad()) {
         return absl::NotFoundError("cannot read <stdin>");
       }
-      return ParseManifests(text, "<stdin>");
+      return ParseManifests(text, "<stdin>", warnings);
     }
     std::error_code ec;
-    if (fs::is_directory(path, ec)) return LoadDirectory(path);
+    if (fs::is_directory(path, ec)) return DropShadowedEndpoints(LoadDirectory(path, warnings), warnings);
     absl::StatusOr<std::string> text = ReadFile(path);
     if (!text.ok()) return text.status();
-    return ParseManifests(*text, path);
+    return ParseManifests(*text, path, warnings);
   } catch (const std::exception& e) {
     return absl::InternalError(
         OneLine(absl::StrCat(path, ": cannot load manifests: ", e.what())));

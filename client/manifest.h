@@ -14,10 +14,20 @@
 // Several documents may share a file, separated by `---`; empty documents are
 // skipped. As a convenience, a Service port's `targetPort` given as a
 // non-numeric string (e.g. `targetPort: http`) is read as `targetPortName`.
+// Field names are checked against the API: an unknown one is an error that
+// names its path (e.g. `spec.clusterIP: unknown field ... did you mean
+// "clusterIps"?`).
+//
+// Kubernetes' own manifests are accepted too (apiVersion v1 Service and
+// Endpoints, discovery.k8s.io/v1 EndpointSlice, and `kind: List` of them, as
+// `kubectl get -o yaml` prints them): see k8s_manifest.h. When one input has
+// both v1 Endpoints and EndpointSlices for a service, the Endpoints are left
+// out with a warning (a proxy uses the slices; both would count twice).
 //
 // Errors are absl::InvalidArgumentError with one line per problem, each
 // beginning with "FILE: document N"; a file that cannot be read gives
-// absl::NotFoundError. Nothing here throws.
+// absl::NotFoundError. Warnings (ignored Kubernetes fields) are lines in the
+// same form. Nothing here throws.
 #ifndef NFTPROXY_CLIENT_MANIFEST_H_
 #define NFTPROXY_CLIENT_MANIFEST_H_
 
@@ -34,17 +44,22 @@ struct ManifestDoc {
   std::string file;  // path as given, or "<stdin>"
   int index = 0;     // 1-based document number within the file
   nftproxy::v1::Resource resource;
+  // Where it came from: "" for nftproxy's own schema, else the Kubernetes
+  // object it was translated from, e.g. "v1 Endpoints".
+  std::string origin;
 };
 
 // Parses `text`: one or more YAML (or JSON) documents separated by '---'.
 // Empty documents are skipped (but still counted for `index`). `file` is used
 // in ManifestDoc::file and in error messages.
 absl::StatusOr<std::vector<ManifestDoc>> ParseManifests(std::string_view text,
-                                                        const std::string& file);
+                                                        const std::string& file,
+                                                        std::vector<std::string>* warnings = nullptr);
 
 // Loads `path`: a file, a directory (every *.yaml, *.yml and *.json directly
 // in it, sorted by name, not recursive), or "-" for standard input.
-absl::StatusOr<std::vector<ManifestDoc>> LoadManifests(const std::string& path);
+absl::StatusOr<std::vector<ManifestDoc>> LoadManifests(const std::string& path,
+                                                       std::vector<std::string>* warnings = nullptr);
 
 // A short human name for messages, e.g. "service default/web",
 // "endpointslice default/web-1", "workload default/pod-a". An empty namespace

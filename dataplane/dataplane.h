@@ -14,6 +14,7 @@ struct ApplyResult {
   bool changed = false;   // false: the kernel already matched, nothing was sent
   bool full = false;      // the whole table was replaced
   uint32_t messages = 0;  // netlink messages in the batch
+  int flows_deleted = 0;  // UDP conntrack entries of removed endpoints
 };
 
 class Dataplane {

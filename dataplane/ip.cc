@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
@@ -45,5 +47,23 @@ absl::StatusOr<Cidr> Cidr::Parse(absl::string_view text) {
 }
 
 std::string Cidr::ToString() const { return absl::StrCat(addr.ToString(), "/", prefix_len); }
+
+Cidr Cidr::Network() const {
+  Cidr c = *this;
+  for (size_t i = 0; i < addr.size(); ++i) {
+    const int bits = std::clamp(prefix_len - static_cast<int>(i) * 8, 0, 8);
+    c.addr.bytes[i] &= static_cast<uint8_t>(0xff00 >> bits);
+  }
+  return c;
+}
+
+IpAddr Cidr::Last() const {
+  IpAddr a = Network().addr;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const int bits = std::clamp(prefix_len - static_cast<int>(i) * 8, 0, 8);
+    a.bytes[i] |= static_cast<uint8_t>(0xff >> bits);
+  }
+  return a;
+}
 
 }  // namespace nftproxy::dp

@@ -39,6 +39,18 @@ struct Cidr {
 
   static absl::StatusOr<Cidr> Parse(absl::string_view text);
   std::string ToString() const;
+  // The same prefix with the host bits cleared (198.18.0.7/24 -> 198.18.0.0/24).
+  Cidr Network() const;
+  // The last address inside the prefix.
+  IpAddr Last() const;
+
+  friend bool operator==(const Cidr& a, const Cidr& b) {
+    return a.addr == b.addr && a.prefix_len == b.prefix_len;
+  }
+  friend bool operator<(const Cidr& a, const Cidr& b) {
+    if (a.addr != b.addr) return a.addr < b.addr;
+    return a.prefix_len < b.prefix_len;
+  }
 };
 
 }  // namespace nftproxy::dp

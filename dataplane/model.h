@@ -17,15 +17,20 @@ const char* L4ProtoName(L4Proto p);  // "tcp", "udp", "sctp"
 
 enum class LbMode : uint8_t { kRandom, kRoundRobin, kSourceHash };
 
+// CLUSTER: any endpoint. LOCAL: only endpoints on this node.
+enum class Policy : uint8_t { kCluster, kLocal };
+
 // One destination a new connection may be sent to.
 struct Backend {
   IpAddr addr;
   uint16_t port = 0;
   // Relative share of new connections; backends of weight 0 are not listed.
   uint32_t weight = 1;
+  // The endpoint runs on this node (for LOCAL traffic policies).
+  bool local = false;
 
   friend bool operator==(const Backend& a, const Backend& b) {
-    return a.addr == b.addr && a.port == b.port && a.weight == b.weight;
+    return a.addr == b.addr && a.port == b.port && a.weight == b.weight && a.local == b.local;
   }
 };
 
@@ -35,22 +40,44 @@ struct ServicePort {
   std::string name;
   L4Proto proto = L4Proto::kTcp;
   uint16_t port = 0;
+  // 0: no NodePort.
+  uint16_t node_port = 0;
   std::vector<Backend> backends;
 };
 
 struct Service {
   std::string ns;
   std::string name;
-  // Addresses the service answers on (cluster IPs, external and LB IPs).
-  std::vector<IpAddr> vips;
+  // Internal frontends (internal traffic policy applies).
+  std::vector<IpAddr> cluster_ips;
+  // External frontends (external traffic policy applies), with node ports.
+  std::vector<IpAddr> external_ips;
+  std::vector<IpAddr> lb_ips;
+  // Sources allowed to reach lb_ips; empty: everyone.
+  std::vector<Cidr> lb_source_ranges;
   std::vector<ServicePort> ports;
   LbMode lb = LbMode::kRandom;
+  Policy external_policy = Policy::kCluster;
+  Policy internal_policy = Policy::kCluster;
+  // CLIENT_IP session affinity timeout in seconds; 0: no affinity.
+  uint32_t affinity_timeout_s = 0;
 
   std::string Key() const { return ns + "/" + name; }
 };
 
+// Node-wide settings that shape the ruleset.
+struct NodeSettings {
+  // Sources inside are cluster-internal (pods): not masqueraded, and
+  // cluster IPs masquerade only sources outside them (when any is set).
+  std::vector<Cidr> cluster_cidrs;
+  // Destinations that accept NodePort traffic; empty: every local address
+  // except loopback.
+  std::vector<Cidr> nodeport_cidrs;
+};
+
 // The whole desired dataplane state. Services are sorted by Key().
 struct Model {
+  NodeSettings node;
   std::vector<Service> services;
 };
 

@@ -2,9 +2,11 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "dataplane/conntrack.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/nft_writer.h"
 #include "dataplane/ruleset.h"
@@ -30,6 +32,9 @@ class NftDataplane final : public Dataplane {
   // What the kernel holds, as far as we know. Unset until the first commit:
   // the table a previous run left keeps serving until then.
   std::optional<Ruleset> installed_;
+  // Every UDP endpoint of the last commit; those that disappear get their
+  // conntrack entries deleted.
+  std::set<FlowTarget> udp_targets_;
 };
 
 }  // namespace nftproxy::dp

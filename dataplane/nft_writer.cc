@@ -11,6 +11,7 @@
 #include <libnftnl/set.h>
 #include <libnftnl/table.h>
 #include <linux/netfilter.h>
+#include <linux/netfilter/nf_conntrack_common.h>
 #include <linux/netfilter/nf_nat.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
@@ -18,23 +19,55 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstring>
+#include <initializer_list>
+#include <map>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace nftproxy::dp {
 namespace {
 
-// nft's datatype ids, concatenated 6 bits each: how `nft list` knows to
-// print the key as "ipv4_addr . inet_proto . inet_service".
-constexpr uint32_t kTypeIpv4 = 7, kTypeIpv6 = 8, kTypeInetProto = 12, kTypeInetService = 13;
-constexpr uint32_t ConcatType(uint32_t a, uint32_t b, uint32_t c) {
-  return (((a << 6) | b) << 6) | c;
+// nft's datatype ids (how `nft list` knows how to print keys and data),
+// concatenated 6 bits each.
+constexpr uint32_t kTypeIpv4 = 7, kTypeIpv6 = 8, kTypeInetProto = 12, kTypeInetService = 13, kTypeMark = 19;
+constexpr uint32_t Concat(std::initializer_list<uint32_t> types) {
+  uint32_t t = 0;
+  for (uint32_t x : types) t = (t << 6) | x;
+  return t;
 }
-constexpr uint32_t kSetId4 = 1, kSetId6 = 2;
 constexpr size_t kElemsPerMessage = 256;
 constexpr uint32_t kPageSize = 256 * 1024;
 constexpr uint32_t kPageOverrun = 256 * 1024;
+constexpr uint32_t kRtnLocal = 2;  // RTN_LOCAL
+constexpr uint32_t kAffinitySize = 262144;
+// nft's set userdata: key/data byte order, so ranges of host-order keys print right.
+constexpr uint8_t kUdataKeyByteorder = 0, kUdataDataByteorder = 1;
+constexpr uint32_t kHostEndian = 1, kBigEndian = 2;
+
+Family FamOf(int i) { return i == 0 ? Family::kV4 : Family::kV6; }
+const char* Digit(Family f) { return f == Family::kV4 ? "4" : "6"; }
+uint32_t AddrType(Family f) { return f == Family::kV4 ? kTypeIpv4 : kTypeIpv6; }
+uint32_t AddrLen(Family f) { return f == Family::kV4 ? 4 : 16; }
+
+struct SetSpec {
+  std::string name;
+  uint32_t flags = 0;
+  uint32_t key_type = 0, key_len = 0;
+  uint32_t data_type = 0, data_len = 0;  // maps only
+  uint32_t size = 0;
+  bool byteorder_udata = false;          // key host order, data big endian
+};
+
+// One element on the wire.
+struct Elem {
+  std::vector<uint8_t> key;
+  std::vector<uint8_t> data;  // empty: none
+  std::string chain;          // verdict maps: goto target
+  bool interval_end = false;
+};
 
 // One batch under construction, remembering which object each message is
 // about so that kernel errors (reported by sequence number) name it.
@@ -65,34 +98,48 @@ class Batch {
     Done();
   }
 
-  void Set(const char* name, uint32_t id, Family fam) {
+  void Set(const SetSpec& spec) {
     nftnl_set* s = nftnl_set_alloc();
     nftnl_set_set_str(s, NFTNL_SET_TABLE, table_.c_str());
-    nftnl_set_set_str(s, NFTNL_SET_NAME, name);
+    nftnl_set_set_str(s, NFTNL_SET_NAME, spec.name.c_str());
     nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_INET);
-    nftnl_set_set_u32(s, NFTNL_SET_ID, id);
-    nftnl_set_set_u32(s, NFTNL_SET_FLAGS, NFT_SET_MAP);
-    const bool v4 = fam == Family::kV4;
-    nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE,
-                      ConcatType(v4 ? kTypeIpv4 : kTypeIpv6, kTypeInetProto, kTypeInetService));
-    nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, v4 ? 12 : 24);
-    nftnl_set_set_u32(s, NFTNL_SET_DATA_TYPE, NFT_DATA_VERDICT);
-    nftnl_set_set_u32(s, NFTNL_SET_DATA_LEN, 0);
-    nlmsghdr* nlh = Header(NFT_MSG_NEWSET, NLM_F_CREATE, absl::StrCat("map ", name));
+    nftnl_set_set_u32(s, NFTNL_SET_ID, ++set_id_);
+    nftnl_set_set_u32(s, NFTNL_SET_FLAGS, spec.flags);
+    nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, spec.key_type);
+    nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, spec.key_len);
+    if (spec.flags & NFT_SET_MAP) {
+      nftnl_set_set_u32(s, NFTNL_SET_DATA_TYPE, spec.data_type);
+      nftnl_set_set_u32(s, NFTNL_SET_DATA_LEN, spec.data_len);
+    }
+    if (spec.size) nftnl_set_set_u32(s, NFTNL_SET_DESC_SIZE, spec.size);
+    uint8_t udata[32];
+    if (spec.byteorder_udata) {
+      // TLVs: type u8, len u8, value.
+      size_t n = 0;
+      for (auto [type, value] : {std::pair{kUdataKeyByteorder, kHostEndian}, std::pair{kUdataDataByteorder, kBigEndian}}) {
+        udata[n++] = type;
+        udata[n++] = sizeof(uint32_t);
+        memcpy(udata + n, &value, sizeof(uint32_t));
+        n += sizeof(uint32_t);
+      }
+      nftnl_set_set_data(s, NFTNL_SET_USERDATA, udata, static_cast<uint32_t>(n));
+    }
+    nlmsghdr* nlh = Header(NFT_MSG_NEWSET, NLM_F_CREATE, absl::StrCat("set ", spec.name));
     nftnl_set_nlmsg_build_payload(nlh, s);
     nftnl_set_free(s);
     Done();
   }
 
-  void NewChain(const std::string& name, const std::string& owner, int hook = -1) {
+  void NewChain(const std::string& name, const std::string& owner, int hook = -1, const char* type = "nat",
+                int prio = 0) {
     nftnl_chain* c = nftnl_chain_alloc();
     nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, table_.c_str());
     nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, name.c_str());
     nftnl_chain_set_u32(c, NFTNL_CHAIN_FAMILY, NFPROTO_INET);
     if (hook >= 0) {
       nftnl_chain_set_u32(c, NFTNL_CHAIN_HOOKNUM, hook);
-      nftnl_chain_set_s32(c, NFTNL_CHAIN_PRIO, -100 /* NF_IP_PRI_NAT_DST, "dstnat" */);
-      nftnl_chain_set_str(c, NFTNL_CHAIN_TYPE, "nat");
+      nftnl_chain_set_s32(c, NFTNL_CHAIN_PRIO, prio);
+      nftnl_chain_set_str(c, NFTNL_CHAIN_TYPE, type);
       nftnl_chain_set_u32(c, NFTNL_CHAIN_POLICY, NF_ACCEPT);
     }
     nlmsghdr* nlh = Header(NFT_MSG_NEWCHAIN, NLM_F_CREATE, ChainWhat(name, owner));
@@ -136,40 +183,37 @@ class Batch {
     Done();
   }
 
-  // Adds (NEWSETELEM) or removes (DELSETELEM) vmap elements, split over
-  // several messages so that each stays well under the page overrun.
-  void Elements(uint16_t type, Family fam,
-                const std::vector<std::pair<const VmapKey*, const VmapTarget*>>& elems) {
-    const bool v4 = fam == Family::kV4;
+  // Adds (NEWSETELEM) or removes (DELSETELEM) elements of one set, split
+  // over several messages so that each stays well under the page overrun.
+  // `whats[i]` names the object element i belongs to.
+  void Elements(uint16_t type, const std::string& set, const std::vector<Elem>& elems,
+                const std::vector<std::string>& whats) {
     for (size_t start = 0; start < elems.size(); start += kElemsPerMessage) {
-      size_t end = std::min(elems.size(), start + kElemsPerMessage);
+      const size_t end = std::min(elems.size(), start + kElemsPerMessage);
       nftnl_set* s = nftnl_set_alloc();
       nftnl_set_set_str(s, NFTNL_SET_TABLE, table_.c_str());
-      nftnl_set_set_str(s, NFTNL_SET_NAME, v4 ? kServiceMap4 : kServiceMap6);
+      nftnl_set_set_str(s, NFTNL_SET_NAME, set.c_str());
       std::string what;
       for (size_t i = start; i < end; ++i) {
-        const VmapKey& k = *elems[i].first;
-        uint8_t key[24] = {};
-        size_t alen = k.addr.size();
-        memcpy(key, k.addr.bytes.data(), alen);
-        key[alen] = static_cast<uint8_t>(k.proto);
-        key[alen + 4] = static_cast<uint8_t>(k.port >> 8);
-        key[alen + 5] = static_cast<uint8_t>(k.port & 0xff);
+        const Elem& el = elems[i];
         nftnl_set_elem* e = nftnl_set_elem_alloc();
-        nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key, alen + 8);
+        nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, el.key.data(), static_cast<uint32_t>(el.key.size()));
+        if (el.interval_end) nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
         if (type == NFT_MSG_NEWSETELEM) {
-          nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_VERDICT, NFT_GOTO);
-          nftnl_set_elem_set_str(e, NFTNL_SET_ELEM_CHAIN, elems[i].second->chain.c_str());
+          if (!el.chain.empty()) {
+            nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_VERDICT, NFT_GOTO);
+            nftnl_set_elem_set_str(e, NFTNL_SET_ELEM_CHAIN, el.chain.c_str());
+          } else if (!el.data.empty()) {
+            nftnl_set_elem_set(e, NFTNL_SET_ELEM_DATA, el.data.data(), static_cast<uint32_t>(el.data.size()));
+          }
         }
         nftnl_set_elem_add(s, e);
-        if (what.size() < 200) {
-          absl::StrAppend(&what, what.empty() ? "" : ", ", elems[i].second->owner, " (",
-                          k.addr.ToString(), " ", L4ProtoName(k.proto), "/", k.port, ")");
+        if (what.size() < 200 && i < whats.size() && what.find(whats[i]) == std::string::npos) {
+          absl::StrAppend(&what, what.empty() ? "" : ", ", whats[i]);
         }
       }
       nlmsghdr* nlh = Header(type, type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE | NLM_F_EXCL : 0,
-                             absl::StrCat("map ", v4 ? kServiceMap4 : kServiceMap6,
-                                          " elements of ", what));
+                             absl::StrCat("set ", set, " elements of ", what));
       nftnl_set_elems_nlmsg_build_payload(nlh, s);
       nftnl_set_free(s);
       Done();
@@ -191,8 +235,7 @@ class Batch {
 
  private:
   static std::string ChainWhat(const std::string& name, const std::string& owner) {
-    return owner.empty() ? absl::StrCat("chain ", name)
-                         : absl::StrCat(owner, " (chain ", name, ")");
+    return owner.empty() ? absl::StrCat("chain ", name) : absl::StrCat(owner, " (chain ", name, ")");
   }
 
   std::string table_;
@@ -200,139 +243,548 @@ class Batch {
   nftnl_batch* b_;
   uint32_t first_seq_ = 0;
   uint32_t messages_ = 0;
+  uint32_t set_id_ = 0;
   std::vector<std::string> whats_;
 };
 
-// --- expression helpers -------------------------------------------------
+// --- expression helpers: each emits what nft emits for the same text ------
+
+nftnl_expr* Add(nftnl_rule* r, const char* name) {
+  nftnl_expr* e = nftnl_expr_alloc(name);
+  nftnl_rule_add_expr(r, e);
+  return e;
+}
 
 void Meta(nftnl_rule* r, uint32_t key, uint32_t dreg) {
-  nftnl_expr* e = nftnl_expr_alloc("meta");
+  nftnl_expr* e = Add(r, "meta");
   nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, key);
   nftnl_expr_set_u32(e, NFTNL_EXPR_META_DREG, dreg);
-  nftnl_rule_add_expr(r, e);
+}
+
+void MetaSet(nftnl_rule* r, uint32_t key, uint32_t sreg) {
+  nftnl_expr* e = Add(r, "meta");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, key);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_META_SREG, sreg);
+}
+
+void Ct(nftnl_rule* r, uint32_t key, uint32_t dreg, int dir = -1) {
+  nftnl_expr* e = Add(r, "ct");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, key);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, dreg);
+  if (dir >= 0) nftnl_expr_set_u8(e, NFTNL_EXPR_CT_DIR, static_cast<uint8_t>(dir));
+}
+
+void CtSet(nftnl_rule* r, uint32_t key, uint32_t sreg) {
+  nftnl_expr* e = Add(r, "ct");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, key);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_CT_SREG, sreg);
 }
 
 void Cmp(nftnl_rule* r, uint32_t sreg, uint32_t op, const void* data, uint32_t len) {
-  nftnl_expr* e = nftnl_expr_alloc("cmp");
+  nftnl_expr* e = Add(r, "cmp");
   nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, sreg);
   nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, op);
   nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, data, len);
-  nftnl_rule_add_expr(r, e);
+}
+
+void CmpU32(nftnl_rule* r, uint32_t sreg, uint32_t op, uint32_t v) { Cmp(r, sreg, op, &v, 4); }
+
+void Bitwise(nftnl_rule* r, uint32_t reg, const void* mask, uint32_t len) {
+  std::vector<uint8_t> zero(len, 0);
+  nftnl_expr* e = Add(r, "bitwise");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, reg);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, reg);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, len);
+  nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, mask, len);
+  nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, zero.data(), len);
 }
 
 void Payload(nftnl_rule* r, uint32_t base, uint32_t offset, uint32_t len, uint32_t dreg) {
-  nftnl_expr* e = nftnl_expr_alloc("payload");
+  nftnl_expr* e = Add(r, "payload");
   nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, base);
   nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, offset);
   nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
   nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, dreg);
-  nftnl_rule_add_expr(r, e);
 }
 
 void Immediate(nftnl_rule* r, uint32_t dreg, const void* data, uint32_t len) {
-  nftnl_expr* e = nftnl_expr_alloc("immediate");
+  nftnl_expr* e = Add(r, "immediate");
   nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, dreg);
   nftnl_expr_set(e, NFTNL_EXPR_IMM_DATA, data, len);
-  nftnl_rule_add_expr(r, e);
 }
 
-void Jump(nftnl_rule* r, const char* chain) {
-  nftnl_expr* e = nftnl_expr_alloc("immediate");
+void Verdict(nftnl_rule* r, uint32_t code, const char* chain = nullptr) {
+  nftnl_expr* e = Add(r, "immediate");
   nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
-  nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, NFT_JUMP);
-  nftnl_expr_set_str(e, NFTNL_EXPR_IMM_CHAIN, chain);
-  nftnl_rule_add_expr(r, e);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, code);
+  if (chain != nullptr) nftnl_expr_set_str(e, NFTNL_EXPR_IMM_CHAIN, chain);
+}
+
+void Lookup(nftnl_rule* r, const std::string& set, uint32_t sreg, int dreg = -1) {
+  nftnl_expr* e = Add(r, "lookup");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, sreg);
+  if (dreg >= 0) nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, static_cast<uint32_t>(dreg));
+  nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set.c_str());
+}
+
+void Fib(nftnl_rule* r, uint32_t flags) {
+  nftnl_expr* e = Add(r, "fib");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_DREG, NFT_REG_1);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_FLAGS, flags);
+  CmpU32(r, NFT_REG_1, NFT_CMP_EQ, kRtnLocal);
+}
+
+void Masq(nftnl_rule* r) { Add(r, "masq"); }
+
+// "reject" in an inet table: ICMPX port unreachable (TCP clients see a refusal).
+void Reject(nftnl_rule* r) {
+  nftnl_expr* e = Add(r, "reject");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_REJECT_TYPE, NFT_REJECT_ICMPX_UNREACH);
+  nftnl_expr_set_u8(e, NFTNL_EXPR_REJECT_CODE, NFT_REJECT_ICMPX_PORT_UNREACH);
 }
 
 void MatchNfproto(nftnl_rule* r, Family fam) {
-  uint8_t proto = fam == Family::kV4 ? NFPROTO_IPV4 : NFPROTO_IPV6;
   Meta(r, NFT_META_NFPROTO, NFT_REG_1);
+  const uint8_t proto = fam == Family::kV4 ? NFPROTO_IPV4 : NFPROTO_IPV6;
   Cmp(r, NFT_REG_1, NFT_CMP_EQ, &proto, 1);
 }
 
-// "ip daddr . meta l4proto . th dport vmap @service-ipsN", as nft emits it.
-void ServiceLookup(nftnl_rule* r, Family fam) {
-  const bool v4 = fam == Family::kV4;
-  MatchNfproto(r, fam);
-  Payload(r, NFT_PAYLOAD_NETWORK_HEADER, v4 ? 16 : 24, v4 ? 4 : 16, NFT_REG_1);
-  Meta(r, NFT_META_L4PROTO, v4 ? NFT_REG32_01 : NFT_REG_2);
-  Payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, v4 ? NFT_REG32_02 : NFT_REG32_05);
-  nftnl_expr* e = nftnl_expr_alloc("lookup");
-  nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
-  nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, NFT_REG_VERDICT);
-  nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, v4 ? kServiceMap4 : kServiceMap6);
-  nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SET_ID, v4 ? kSetId4 : kSetId6);
-  nftnl_rule_add_expr(r, e);
+uint32_t SaddrOffset(Family f) { return f == Family::kV4 ? 12 : 8; }
+uint32_t DaddrOffset(Family f) { return f == Family::kV4 ? 16 : 24; }
+
+void LoadAddr(nftnl_rule* r, Family f, bool source, uint32_t dreg) {
+  Payload(r, NFT_PAYLOAD_NETWORK_HEADER, source ? SaddrOffset(f) : DaddrOffset(f), AddrLen(f), dreg);
 }
 
-// The condition "<value> < below", where value is a host-order u32 in reg 1;
-// cmp compares bytes, so nft converts to network order first.
-void LessThan(nftnl_rule* r, uint32_t below) {
-  nftnl_expr* e = nftnl_expr_alloc("byteorder");
+// "ip saddr . ip daddr . meta l4proto . th dport" into registers from reg 1.
+void LoadAffinityKey(nftnl_rule* r, Family f) {
+  MatchNfproto(r, f);
+  const bool v4 = f == Family::kV4;
+  LoadAddr(r, f, true, NFT_REG_1);
+  LoadAddr(r, f, false, v4 ? NFT_REG32_01 : NFT_REG_2);
+  Meta(r, NFT_META_L4PROTO, v4 ? NFT_REG32_02 : NFT_REG_3);
+  Payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, v4 ? NFT_REG32_03 : NFT_REG32_09);
+}
+
+// "ip daddr . meta l4proto . th dport" into registers from reg 1.
+void LoadFrontendKey(nftnl_rule* r, Family f) {
+  const bool v4 = f == Family::kV4;
+  LoadAddr(r, f, false, NFT_REG_1);
+  Meta(r, NFT_META_L4PROTO, v4 ? NFT_REG32_01 : NFT_REG_2);
+  Payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, v4 ? NFT_REG32_02 : NFT_REG32_05);
+}
+
+// "ip saddr <prefix>": full load, mask when it is a real prefix, compare.
+void MatchSourcePrefix(nftnl_rule* r, const Cidr& c) {
+  const Family f = c.addr.family;
+  MatchNfproto(r, f);
+  LoadAddr(r, f, true, NFT_REG_1);
+  const uint32_t len = AddrLen(f);
+  if (c.prefix_len < static_cast<int>(len * 8)) {
+    uint8_t mask[16] = {};
+    for (uint32_t i = 0; i < len; ++i) {
+      mask[i] = static_cast<uint8_t>(0xff00 >> std::clamp(c.prefix_len - static_cast<int>(i) * 8, 0, 8));
+    }
+    Bitwise(r, NFT_REG_1, mask, len);
+  }
+  Cmp(r, NFT_REG_1, NFT_CMP_EQ, c.addr.bytes.data(), len);
+}
+
+void MasqueradeLabel(nftnl_rule* r) {
+  uint8_t label[16] = {};
+  label[kMasqueradeLabel / 8] = static_cast<uint8_t>(1u << (kMasqueradeLabel % 8));
+  Immediate(r, NFT_REG_1, label, sizeof(label));
+  CtSet(r, NFT_CT_LABELS, NFT_REG_1);
+}
+
+void BuildServiceRule(nftnl_rule* r, const Rule& rule) {
+  const Family f = rule.family;
+  switch (rule.match) {
+    case Rule::Match::kAny: break;
+    case Rule::Match::kLocalSource: Fib(r, NFTA_FIB_F_SADDR); break;
+    case Rule::Match::kClusterSource:
+      MatchNfproto(r, f);
+      LoadAddr(r, f, true, NFT_REG_1);
+      Lookup(r, absl::StrCat("cluster-cidrs", Digit(f)), NFT_REG_1);
+      break;
+    case Rule::Match::kSourcePrefix: MatchSourcePrefix(r, rule.prefix); break;
+  }
+  if (rule.save_mark) {
+    Meta(r, NFT_META_MARK, NFT_REG_1);
+    CtSet(r, NFT_CT_MARK, NFT_REG_1);
+  }
+  if (rule.masquerade) MasqueradeLabel(r);
+  switch (rule.ticket) {
+    case Rule::Ticket::kNone: break;
+    case Rule::Ticket::kRandom:
+    case Rule::Ticket::kRoundRobin: {
+      nftnl_expr* e = Add(r, "numgen");
+      nftnl_expr_set_u32(e, NFTNL_EXPR_NG_DREG, NFT_REG_1);
+      nftnl_expr_set_u32(e, NFTNL_EXPR_NG_TYPE,
+                         rule.ticket == Rule::Ticket::kRandom ? NFT_NG_RANDOM : NFT_NG_INCREMENTAL);
+      nftnl_expr_set_u32(e, NFTNL_EXPR_NG_MODULUS, rule.modulus);
+      nftnl_expr_set_u32(e, NFTNL_EXPR_NG_OFFSET, rule.offset);
+      MetaSet(r, NFT_META_MARK, NFT_REG_1);
+      break;
+    }
+    case Rule::Ticket::kSourceHash: {
+      MatchNfproto(r, f);
+      LoadAddr(r, f, true, NFT_REG_2);
+      nftnl_expr* e = Add(r, "hash");
+      nftnl_expr_set_u32(e, NFTNL_EXPR_HASH_TYPE, NFT_HASH_JENKINS);
+      nftnl_expr_set_u32(e, NFTNL_EXPR_HASH_SREG, NFT_REG_2);
+      nftnl_expr_set_u32(e, NFTNL_EXPR_HASH_DREG, NFT_REG_1);
+      nftnl_expr_set_u32(e, NFTNL_EXPR_HASH_LEN, AddrLen(f));
+      nftnl_expr_set_u32(e, NFTNL_EXPR_HASH_MODULUS, rule.modulus);
+      nftnl_expr_set_u32(e, NFTNL_EXPR_HASH_SEED, rule.seed);
+      nftnl_expr_set_u32(e, NFTNL_EXPR_HASH_OFFSET, rule.offset);
+      MetaSet(r, NFT_META_MARK, NFT_REG_1);
+      break;
+    }
+    case Rule::Ticket::kAffinity:
+      LoadAffinityKey(r, f);
+      Lookup(r, absl::StrCat("affinity", Digit(f)), NFT_REG_1, NFT_REG_1);
+      MetaSet(r, NFT_META_MARK, NFT_REG_1);
+      break;
+  }
+  if (rule.affinity_timeout_s > 0) {
+    LoadAffinityKey(r, f);
+    const uint32_t data_reg = f == Family::kV4 ? NFT_REG_2 : NFT_REG32_10;
+    Meta(r, NFT_META_MARK, data_reg);
+    nftnl_expr* e = Add(r, "dynset");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_DYNSET_SREG_KEY, NFT_REG_1);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_DYNSET_SREG_DATA, data_reg);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_DYNSET_OP, NFT_DYNSET_OP_UPDATE);
+    nftnl_expr_set_u64(e, NFTNL_EXPR_DYNSET_TIMEOUT, uint64_t{rule.affinity_timeout_s} * 1000);
+    nftnl_expr_set_str(e, NFTNL_EXPR_DYNSET_SET_NAME, absl::StrCat("affinity", Digit(f)).c_str());
+  }
+  switch (rule.verdict) {
+    case Rule::Verdict::kNone: break;
+    case Rule::Verdict::kGoto: Verdict(r, NFT_GOTO, rule.target.c_str()); break;
+    case Rule::Verdict::kDrop: Verdict(r, NF_DROP); break;
+  }
+}
+
+// --- the fixed part of the table ---------------------------------------
+
+void RestoreMarkRule(nftnl_rule* r) {
+  Meta(r, NFT_META_MARK, NFT_REG_1);
+  const uint32_t bit = kTicketBit;
+  Bitwise(r, NFT_REG_1, &bit, 4);
+  CmpU32(r, NFT_REG_1, NFT_CMP_EQ, kTicketBit);
+  Ct(r, NFT_CT_MARK, NFT_REG_1);
+  MetaSet(r, NFT_META_MARK, NFT_REG_1);
+  const uint32_t zero = 0;
+  Immediate(r, NFT_REG_1, &zero, 4);
+  CtSet(r, NFT_CT_MARK, NFT_REG_1);
+}
+
+void PickRule(nftnl_rule* r, Family f, L4Proto proto, const std::string& map) {
+  const uint8_t p = static_cast<uint8_t>(proto);
+  Meta(r, NFT_META_L4PROTO, NFT_REG_1);
+  Cmp(r, NFT_REG_1, NFT_CMP_EQ, &p, 1);
+  Meta(r, NFT_META_MARK, NFT_REG_1);
+  nftnl_expr* e = Add(r, "byteorder");
   nftnl_expr_set_u32(e, NFTNL_EXPR_BYTEORDER_SREG, NFT_REG_1);
   nftnl_expr_set_u32(e, NFTNL_EXPR_BYTEORDER_DREG, NFT_REG_1);
   nftnl_expr_set_u32(e, NFTNL_EXPR_BYTEORDER_OP, NFT_BYTEORDER_HTON);
   nftnl_expr_set_u32(e, NFTNL_EXPR_BYTEORDER_LEN, 4);
   nftnl_expr_set_u32(e, NFTNL_EXPR_BYTEORDER_SIZE, 4);
-  nftnl_rule_add_expr(r, e);
-  uint32_t be = htonl(below);
-  Cmp(r, NFT_REG_1, NFT_CMP_LT, &be, 4);
+  Lookup(r, map, NFT_REG_1, NFT_REG_1);
+  const uint32_t proto_reg = f == Family::kV4 ? NFT_REG32_01 : NFT_REG_2;
+  nftnl_expr* n = Add(r, "nat");
+  nftnl_expr_set_u32(n, NFTNL_EXPR_NAT_TYPE, NFT_NAT_DNAT);
+  nftnl_expr_set_u32(n, NFTNL_EXPR_NAT_FAMILY, f == Family::kV4 ? NFPROTO_IPV4 : NFPROTO_IPV6);
+  nftnl_expr_set_u32(n, NFTNL_EXPR_NAT_REG_ADDR_MIN, NFT_REG_1);
+  nftnl_expr_set_u32(n, NFTNL_EXPR_NAT_REG_ADDR_MAX, NFT_REG_1);
+  nftnl_expr_set_u32(n, NFTNL_EXPR_NAT_REG_PROTO_MIN, proto_reg);
+  nftnl_expr_set_u32(n, NFTNL_EXPR_NAT_REG_PROTO_MAX, proto_reg);
+  nftnl_expr_set_u32(n, NFTNL_EXPR_NAT_FLAGS, NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED);
 }
 
-void BuildDnat(nftnl_rule* r, const DnatRule& d) {
-  const bool v4 = d.addr.family == Family::kV4;
-  uint8_t proto = static_cast<uint8_t>(d.proto);
-  Meta(r, NFT_META_L4PROTO, NFT_REG_1);
-  Cmp(r, NFT_REG_1, NFT_CMP_EQ, &proto, 1);
-  if (d.pick == Pick::kRandom || d.pick == Pick::kRoundRobin) {
-    nftnl_expr* e = nftnl_expr_alloc("numgen");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_NG_DREG, NFT_REG_1);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_NG_TYPE, d.pick == Pick::kRandom ? NFT_NG_RANDOM : NFT_NG_INCREMENTAL);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_NG_MODULUS, d.modulus);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_NG_OFFSET, 0);
-    nftnl_rule_add_expr(r, e);
-    LessThan(r, d.below);
-  } else if (d.pick == Pick::kSourceHash) {
-    MatchNfproto(r, d.addr.family);
-    Payload(r, NFT_PAYLOAD_NETWORK_HEADER, v4 ? 12 : 8, v4 ? 4 : 16, NFT_REG_2);
-    nftnl_expr* e = nftnl_expr_alloc("hash");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_HASH_TYPE, NFT_HASH_JENKINS);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_HASH_SREG, NFT_REG_2);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_HASH_DREG, NFT_REG_1);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_HASH_LEN, v4 ? 4 : 16);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_HASH_MODULUS, d.modulus);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_HASH_SEED, d.seed);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_HASH_OFFSET, 0);
-    nftnl_rule_add_expr(r, e);
-    LessThan(r, d.below);
+void AddShard(Batch& b, uint32_t shard) {
+  for (Family f : {Family::kV4, Family::kV6}) {
+    SetSpec spec;
+    spec.name = BackendsMapName(f, shard);
+    spec.flags = NFT_SET_MAP | NFT_SET_INTERVAL;
+    spec.key_type = kTypeMark;
+    spec.key_len = 4;
+    spec.data_type = Concat({AddrType(f), kTypeInetService});
+    spec.data_len = AddrLen(f) + 4;
+    spec.byteorder_udata = true;
+    b.Set(spec);
   }
-  Immediate(r, NFT_REG_1, d.addr.bytes.data(), d.addr.size());
-  uint16_t port = htons(d.port);
-  Immediate(r, NFT_REG_2, &port, 2);
-  nftnl_expr* e = nftnl_expr_alloc("nat");
-  nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_TYPE, NFT_NAT_DNAT);
-  nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_FAMILY, v4 ? NFPROTO_IPV4 : NFPROTO_IPV6);
-  nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_ADDR_MIN, NFT_REG_1);
-  nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_PROTO_MIN, NFT_REG_2);
-  nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_FLAGS, NF_NAT_RANGE_PROTO_SPECIFIED);
-  nftnl_rule_add_expr(r, e);
+  for (Family f : {Family::kV4, Family::kV6}) {
+    const std::string chain = PickChainName(f, shard);
+    const std::string map = BackendsMapName(f, shard);
+    b.NewChain(chain, "");
+    for (L4Proto p : {L4Proto::kTcp, L4Proto::kUdp, L4Proto::kSctp}) {
+      b.Rule(chain, absl::StrCat("chain ", chain), [&](nftnl_rule* r) { PickRule(r, f, p, map); });
+    }
+    b.Rule(chain, absl::StrCat("chain ", chain), [](nftnl_rule* r) {
+      Meta(r, NFT_META_MARK, NFT_REG_1);
+      const uint32_t bit = kLocalBit;
+      Bitwise(r, NFT_REG_1, &bit, 4);
+      CmpU32(r, NFT_REG_1, NFT_CMP_EQ, kLocalBit);
+      Verdict(r, NF_DROP);
+    });
+    b.Rule(chain, absl::StrCat("chain ", chain), [](nftnl_rule* r) { Reject(r); });
+  }
+}
+
+void AddSkeleton(Batch& b, const Ruleset& rs) {
+  // Created in the order `nft list` prints them (creation order).
+  for (Family f : {Family::kV4, Family::kV6}) {
+    b.Set({absl::StrCat("service-ips", Digit(f)), NFT_SET_MAP,
+           Concat({AddrType(f), kTypeInetProto, kTypeInetService}), AddrLen(f) + 8, NFT_DATA_VERDICT, 0, 0, false});
+  }
+  for (Family f : {Family::kV4, Family::kV6}) {
+    b.Set({absl::StrCat("nodeports", Digit(f)), NFT_SET_MAP, Concat({kTypeInetProto, kTypeInetService}), 8,
+           NFT_DATA_VERDICT, 0, 0, false});
+  }
+  for (const char* name : {"cluster-ips", "cluster-cidrs", "nodeport-addrs"}) {
+    const uint32_t flags = std::string(name) == "cluster-ips" ? 0 : NFT_SET_INTERVAL;
+    for (Family f : {Family::kV4, Family::kV6}) {
+      b.Set({absl::StrCat(name, Digit(f)), flags, AddrType(f), AddrLen(f), 0, 0, 0, false});
+    }
+  }
+  for (Family f : {Family::kV4, Family::kV6}) {
+    b.Set({absl::StrCat("hairpin", Digit(f)), 0, Concat({AddrType(f), AddrType(f)}), AddrLen(f) * 2, 0, 0, 0,
+           false});
+  }
+  for (Family f : {Family::kV4, Family::kV6}) {
+    b.Set({absl::StrCat("affinity", Digit(f)), NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL,
+           Concat({AddrType(f), AddrType(f), kTypeInetProto, kTypeInetService}), AddrLen(f) * 2 + 8, kTypeMark, 4,
+           kAffinitySize, false});
+  }
+  b.NewChain(kServicesChain, "");
+  b.NewChain("prerouting", "", NF_INET_PRE_ROUTING, "nat", -100);
+  b.NewChain("output", "", NF_INET_LOCAL_OUT, "nat", -100);
+  b.NewChain("postrouting", "", NF_INET_POST_ROUTING, "nat", 100);
+  b.NewChain("masquerading", "");
+  b.NewChain("mark-restore", "", NF_INET_PRE_ROUTING, "filter", -99);
+  b.NewChain("mark-restore-output", "", NF_INET_LOCAL_OUT, "route", -99);
+
+  const std::string what = "chain services";
+  for (Family f : {Family::kV4, Family::kV6}) {
+    b.Rule(kServicesChain, what, [&](nftnl_rule* r) {
+      MatchNfproto(r, f);
+      LoadFrontendKey(r, f);
+      Lookup(r, absl::StrCat("service-ips", Digit(f)), NFT_REG_1, NFT_REG_VERDICT);
+    });
+  }
+  for (Family f : {Family::kV4, Family::kV6}) {
+    b.Rule(kServicesChain, what, [&](nftnl_rule* r) {
+      MatchNfproto(r, f);
+      LoadAddr(r, f, false, NFT_REG_1);
+      Lookup(r, absl::StrCat("cluster-ips", Digit(f)), NFT_REG_1);
+      Reject(r);
+    });
+  }
+  for (Family f : {Family::kV4, Family::kV6}) {
+    b.Rule(kServicesChain, what, [&](nftnl_rule* r) {
+      if (rs.node.nodeport_cidrs.empty()) {
+        Fib(r, NFTA_FIB_F_DADDR);
+        MatchNfproto(r, f);
+        LoadAddr(r, f, false, NFT_REG_1);
+        if (f == Family::kV4) {
+          const uint32_t mask = htonl(0xff000000u), loop = htonl(0x7f000000u);
+          Bitwise(r, NFT_REG_1, &mask, 4);
+          Cmp(r, NFT_REG_1, NFT_CMP_NEQ, &loop, 4);
+        } else {
+          uint8_t loop[16] = {};
+          loop[15] = 1;
+          Cmp(r, NFT_REG_1, NFT_CMP_NEQ, loop, 16);
+        }
+      } else {
+        MatchNfproto(r, f);
+        LoadAddr(r, f, false, NFT_REG_1);
+        Lookup(r, absl::StrCat("nodeport-addrs", Digit(f)), NFT_REG_1);
+      }
+      Meta(r, NFT_META_L4PROTO, NFT_REG_1);
+      Payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, NFT_REG32_01);
+      Lookup(r, absl::StrCat("nodeports", Digit(f)), NFT_REG_1, NFT_REG_VERDICT);
+    });
+  }
+  for (const char* base : {"prerouting", "output"}) {
+    b.Rule(base, absl::StrCat("chain ", base), [](nftnl_rule* r) { Verdict(r, NFT_JUMP, kServicesChain); });
+  }
+  b.Rule("postrouting", "chain postrouting", [](nftnl_rule* r) {
+    Ct(r, NFT_CT_STATUS, NFT_REG_1);
+    const uint32_t dnat = IPS_DST_NAT;
+    Bitwise(r, NFT_REG_1, &dnat, 4);
+    CmpU32(r, NFT_REG_1, NFT_CMP_NEQ, 0);
+    Verdict(r, NFT_JUMP, "masquerading");
+  });
+  const std::string mw = "chain masquerading";
+  for (Family f : {Family::kV4, Family::kV6}) {
+    b.Rule("masquerading", mw, [&](nftnl_rule* r) {
+      MatchNfproto(r, f);
+      LoadAddr(r, f, true, NFT_REG_1);
+      LoadAddr(r, f, false, f == Family::kV4 ? NFT_REG32_01 : NFT_REG_2);
+      Lookup(r, absl::StrCat("hairpin", Digit(f)), NFT_REG_1);
+      Masq(r);
+    });
+  }
+  for (Family f : {Family::kV4, Family::kV6}) {
+    b.Rule("masquerading", mw, [&](nftnl_rule* r) {
+      MatchNfproto(r, f);
+      LoadAddr(r, f, true, NFT_REG_1);
+      Lookup(r, absl::StrCat("cluster-cidrs", Digit(f)), NFT_REG_1);
+      Verdict(r, NFT_RETURN);
+    });
+  }
+  b.Rule("masquerading", mw, [](nftnl_rule* r) {
+    Ct(r, NFT_CT_LABELS, NFT_REG_1);
+    uint8_t label[16] = {}, zero[16] = {};
+    label[kMasqueradeLabel / 8] = static_cast<uint8_t>(1u << (kMasqueradeLabel % 8));
+    Bitwise(r, NFT_REG_1, label, 16);
+    Cmp(r, NFT_REG_1, NFT_CMP_NEQ, zero, 16);
+    Masq(r);
+  });
+  if (!rs.node.cluster_cidrs.empty()) {
+    for (Family f : {Family::kV4, Family::kV6}) {
+      b.Rule("masquerading", mw, [&](nftnl_rule* r) {
+        Ct(r, f == Family::kV4 ? NFT_CT_DST_IP : NFT_CT_DST_IP6, NFT_REG_1, IP_CT_DIR_ORIGINAL);
+        Lookup(r, absl::StrCat("cluster-ips", Digit(f)), NFT_REG_1);
+        Masq(r);
+      });
+    }
+  }
+  for (const char* chain : {"mark-restore", "mark-restore-output"}) {
+    b.Rule(chain, absl::StrCat("chain ", chain), RestoreMarkRule);
+  }
+}
+
+// --- elements -------------------------------------------------------------
+
+std::vector<uint8_t> Bytes(const IpAddr& a) { return {a.bytes.begin(), a.bytes.begin() + a.size()}; }
+
+std::vector<uint8_t> Be32(uint32_t v) {
+  return {static_cast<uint8_t>(v >> 24), static_cast<uint8_t>(v >> 16), static_cast<uint8_t>(v >> 8),
+          static_cast<uint8_t>(v)};
+}
+
+std::vector<uint8_t> ProtoPort(L4Proto proto, uint16_t port) {
+  return {static_cast<uint8_t>(proto), 0, 0, 0, static_cast<uint8_t>(port >> 8), static_cast<uint8_t>(port), 0, 0};
+}
+
+// The address after `a`, or false when `a` is the last one.
+bool Next(IpAddr* a) {
+  for (int i = static_cast<int>(a->size()) - 1; i >= 0; --i) {
+    if (++a->bytes[i] != 0) return true;
+  }
+  return false;
+}
+
+// Pending element changes, per set.
+class ElemChanges {
+ public:
+  void Add(const std::string& set, Elem e, std::string what) {
+    Bucket& b = sets_[set];
+    b.elems.push_back(std::move(e));
+    b.whats.push_back(std::move(what));
+  }
+  void Emit(Batch& batch, uint16_t type) {
+    for (const auto& [set, b] : sets_) batch.Elements(type, set, b.elems, b.whats);
+  }
+
+ private:
+  struct Bucket {
+    std::vector<Elem> elems;
+    std::vector<std::string> whats;
+  };
+  std::map<std::string, Bucket> sets_;
+};
+
+void VmapElem(ElemChanges* c, const VmapKey& k, const VmapTarget& t) {
+  std::vector<uint8_t> key = Bytes(k.addr);
+  std::vector<uint8_t> pp = ProtoPort(k.proto, k.port);
+  key.insert(key.end(), pp.begin(), pp.end());
+  c->Add(absl::StrCat("service-ips", Digit(k.addr.family)), Elem{key, {}, t.chain, false},
+         absl::StrCat(t.owner, " (", k.addr.ToString(), " ", L4ProtoName(k.proto), "/", k.port, ")"));
+}
+
+void NodePortElem(ElemChanges* c, const NodePortKey& k, const VmapTarget& t) {
+  c->Add(absl::StrCat("nodeports", Digit(k.family)), Elem{ProtoPort(k.proto, k.port), {}, t.chain, false},
+         absl::StrCat(t.owner, " (nodePort ", L4ProtoName(k.proto), "/", k.port, ")"));
+}
+
+void AddrElem(ElemChanges* c, const char* set, const IpAddr& a, bool pair) {
+  std::vector<uint8_t> key = Bytes(a);
+  if (pair) key.insert(key.end(), key.begin(), key.end());
+  c->Add(absl::StrCat(set, Digit(a.family)), Elem{key, {}, "", false}, a.ToString());
+}
+
+void CidrElems(ElemChanges* c, const char* set, const Cidr& cidr) {
+  const std::string s = absl::StrCat(set, Digit(cidr.addr.family));
+  c->Add(s, Elem{Bytes(cidr.addr), {}, "", false}, cidr.ToString());
+  IpAddr end = cidr.Last();
+  if (Next(&end)) c->Add(s, Elem{Bytes(end), {}, "", true}, cidr.ToString());
+}
+
+void IntervalElems(ElemChanges* c, int fam, uint32_t first, const Interval& iv, bool with_data) {
+  const uint32_t shard = ((first & ~(kTicketBit | kLocalBit)) >> kIndexShift) >> kShardShift;
+  const std::string set = BackendsMapName(FamOf(fam), shard);
+  // The service is named when an error is reported (see SendBatch's caller).
+  const std::string owner = absl::StrFormat("ticket 0x%08x (endpoint %s:%d)", first, iv.addr.ToString(), iv.port);
+  std::vector<uint8_t> data;
+  if (with_data) {
+    data = Bytes(iv.addr);
+    data.insert(data.end(), {static_cast<uint8_t>(iv.port >> 8), static_cast<uint8_t>(iv.port), 0, 0});
+  }
+  c->Add(set, Elem{Be32(first), data, "", false}, owner);
+  c->Add(set, Elem{Be32(iv.last + 1), {}, "", true}, owner);
+}
+
+// Calls add/del for the elements that differ between two ordered maps.
+template <typename K, typename V, typename Del, typename Add>
+void DiffMaps(const std::map<K, V>& from, const std::map<K, V>& to, Del del, Add add) {
+  for (const auto& [k, v] : from) {
+    auto it = to.find(k);
+    if (it == to.end() || !(it->second == v)) del(k, v);
+  }
+  for (const auto& [k, v] : to) {
+    auto it = from.find(k);
+    if (it == from.end() || !(it->second == v)) add(k, v);
+  }
+}
+
+template <typename K, typename Del, typename Add>
+void DiffSets(const std::set<K>& from, const std::set<K>& to, Del del, Add add) {
+  for (const K& k : from) {
+    if (!to.count(k)) del(k);
+  }
+  for (const K& k : to) {
+    if (!from.count(k)) add(k);
+  }
 }
 
 void AddChainRules(Batch& b, const std::string& name, const Chain& chain) {
-  for (const DnatRule& d : chain.rules) {
-    b.Rule(name, absl::StrCat(chain.owner, " (chain ", name, ", backend ", d.addr.ToString(), ":",
-                              d.port, ")"),
-           [&](nftnl_rule* r) { BuildDnat(r, d); });
+  for (const Rule& rule : chain.rules) {
+    b.Rule(name, absl::StrCat(chain.owner, " (chain ", name, ")"),
+           [&](nftnl_rule* r) { BuildServiceRule(r, rule); });
   }
 }
 
-using ElemList = std::vector<std::pair<const VmapKey*, const VmapTarget*>>;
-
-void AddElements(Batch& b, uint16_t type, const ElemList& elems) {
-  ElemList v4, v6;
-  for (const auto& e : elems) (e.first->addr.family == Family::kV4 ? v4 : v6).push_back(e);
-  if (!v4.empty()) b.Elements(type, Family::kV4, v4);
-  if (!v6.empty()) b.Elements(type, Family::kV6, v6);
+// Element changes from `from` (nullptr: empty) to `to`.
+void CollectElements(const Ruleset* from, const Ruleset& to, ElemChanges* del, ElemChanges* add) {
+  static const Ruleset kEmpty;
+  const Ruleset& f = from ? *from : kEmpty;
+  DiffMaps(f.vmap, to.vmap, [&](const VmapKey& k, const VmapTarget& t) { VmapElem(del, k, t); },
+           [&](const VmapKey& k, const VmapTarget& t) { VmapElem(add, k, t); });
+  DiffMaps(f.nodeports, to.nodeports, [&](const NodePortKey& k, const VmapTarget& t) { NodePortElem(del, k, t); },
+           [&](const NodePortKey& k, const VmapTarget& t) { NodePortElem(add, k, t); });
+  DiffSets(f.cluster_ips, to.cluster_ips, [&](const IpAddr& a) { AddrElem(del, "cluster-ips", a, false); },
+           [&](const IpAddr& a) { AddrElem(add, "cluster-ips", a, false); });
+  DiffSets(f.hairpin, to.hairpin, [&](const IpAddr& a) { AddrElem(del, "hairpin", a, true); },
+           [&](const IpAddr& a) { AddrElem(add, "hairpin", a, true); });
+  for (int fam = 0; fam < 2; ++fam) {
+    DiffMaps(f.backends[fam], to.backends[fam],
+             [&](uint32_t first, const Interval& iv) { IntervalElems(del, fam, first, iv, false); },
+             [&](uint32_t first, const Interval& iv) { IntervalElems(add, fam, first, iv, true); });
+  }
 }
 
 // The full table: skeleton, every chain, every element.
@@ -342,50 +794,47 @@ void BuildFull(Batch& b, const Ruleset& to) {
   b.Table(NFT_MSG_NEWTABLE, NLM_F_CREATE);
   b.Table(NFT_MSG_DELTABLE, 0);
   b.Table(NFT_MSG_NEWTABLE, NLM_F_CREATE | NLM_F_EXCL);
-  b.Set(kServiceMap4, kSetId4, Family::kV4);
-  b.Set(kServiceMap6, kSetId6, Family::kV6);
-  b.NewChain(kServicesChain, "");
-  b.NewChain(kPreroutingChain, "", NF_INET_PRE_ROUTING);
-  b.NewChain(kOutputChain, "", NF_INET_LOCAL_OUT);
+  AddSkeleton(b, to);
+  for (uint32_t shard = 0; shard < to.shards; ++shard) AddShard(b, shard);
   for (const auto& [name, chain] : to.chains) b.NewChain(name, chain.owner);
-  for (Family fam : {Family::kV4, Family::kV6}) {
-    b.Rule(kServicesChain, "chain services", [&](nftnl_rule* r) { ServiceLookup(r, fam); });
-  }
-  b.Rule(kPreroutingChain, "chain prerouting", [](nftnl_rule* r) { Jump(r, kServicesChain); });
-  b.Rule(kOutputChain, "chain output", [](nftnl_rule* r) { Jump(r, kServicesChain); });
   for (const auto& [name, chain] : to.chains) AddChainRules(b, name, chain);
-  ElemList elems;
-  for (const auto& [k, t] : to.vmap) elems.emplace_back(&k, &t);
-  AddElements(b, NFT_MSG_NEWSETELEM, elems);
+  ElemChanges del, add;
+  CollectElements(nullptr, to, &del, &add);
+  ElemChanges cidrs;
+  for (const Cidr& c : to.node.cluster_cidrs) CidrElems(&cidrs, "cluster-cidrs", c);
+  for (const Cidr& c : to.node.nodeport_cidrs) CidrElems(&cidrs, "nodeport-addrs", c);
+  cidrs.Emit(b, NFT_MSG_NEWSETELEM);
+  add.Emit(b, NFT_MSG_NEWSETELEM);
 }
 
 // Only what changed between `from` and `to`, in an order the kernel accepts:
 // elements that go away release their chains before the chains are deleted,
 // and chains exist before elements point at them.
 void BuildDiff(Batch& b, const Ruleset& from, const Ruleset& to) {
-  ElemList del, add;
-  for (const auto& [k, t] : from.vmap) {
-    auto it = to.vmap.find(k);
-    if (it == to.vmap.end() || it->second.chain != t.chain) del.emplace_back(&k, &t);
+  ElemChanges del, add;
+  CollectElements(&from, to, &del, &add);
+  del.Emit(b, NFT_MSG_DELSETELEM);
+  for (uint32_t shard = from.shards; shard < to.shards; ++shard) AddShard(b, shard);
+  for (const auto& [name, chain] : to.chains) {
+    if (!from.chains.count(name)) b.NewChain(name, chain.owner);
   }
-  for (const auto& [k, t] : to.vmap) {
-    auto it = from.vmap.find(k);
-    if (it == from.vmap.end() || it->second.chain != t.chain) add.emplace_back(&k, &t);
-  }
-  AddElements(b, NFT_MSG_DELSETELEM, del);
   for (const auto& [name, chain] : to.chains) {
     auto it = from.chains.find(name);
     if (it == from.chains.end()) {
-      b.NewChain(name, chain.owner);
       AddChainRules(b, name, chain);
     } else if (!(it->second.rules == chain.rules)) {
       b.FlushChain(name, chain.owner);
       AddChainRules(b, name, chain);
     }
   }
-  AddElements(b, NFT_MSG_NEWSETELEM, add);
-  for (const auto& [name, chain] : from.chains) {
-    if (!to.chains.count(name)) b.DelChain(name, chain.owner);
+  add.Emit(b, NFT_MSG_NEWSETELEM);
+  // Chains that jump to others go first, so each is unreferenced when it goes.
+  for (const char* kind : {"fw", "ext", ""}) {
+    for (const auto& [name, chain] : from.chains) {
+      const bool mine = *kind ? name.rfind(kind, 0) == 0
+                              : name.rfind("fw", 0) != 0 && name.rfind("ext", 0) != 0;
+      if (mine && !to.chains.count(name)) b.DelChain(name, chain.owner);
+    }
   }
 }
 
@@ -489,7 +938,8 @@ absl::Status SendBatch(mnl_socket* nl, Batch& b, uint64_t* bytes) {
 
 absl::Status NftWriter::Commit(const Ruleset* from, const Ruleset& to, CommitStats* stats) {
   Batch b(to.table, &seq_);
-  if (from == nullptr) {
+  const bool full = from == nullptr || from->table != to.table || !Ruleset::SameNode(from->node, to.node);
+  if (full) {
     BuildFull(b, to);
   } else {
     BuildDiff(b, *from, to);
@@ -497,10 +947,21 @@ absl::Status NftWriter::Commit(const Ruleset* from, const Ruleset& to, CommitSta
   b.End();
   if (stats != nullptr) {
     stats->messages = b.messages();
-    stats->full = from == nullptr;
+    stats->full = full;
   }
   if (b.messages() == 0) return absl::OkStatus();
-  return SendBatch(nl_, b, stats != nullptr ? &stats->bytes : nullptr);
+  absl::Status s = SendBatch(nl_, b, stats != nullptr ? &stats->bytes : nullptr);
+  if (!s.ok()) {
+    // Element errors name a ticket; say whose it is.
+    std::string msg(s.message());
+    const size_t at = msg.find("ticket 0x");
+    if (at != std::string::npos) {
+      const uint32_t ticket = static_cast<uint32_t>(std::stoul(msg.substr(at + 7, 10), nullptr, 16));
+      msg.insert(at, OwnerOfTicket(to, ticket) + " ");
+      return absl::Status(s.code(), msg);
+    }
+  }
+  return s;
 }
 
 }  // namespace nftproxy::dp

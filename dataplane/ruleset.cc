@@ -1,7 +1,11 @@
 #include "dataplane/ruleset.h"
 
+#include <algorithm>
+#include <numeric>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 namespace nftproxy::dp {
 
@@ -14,117 +18,408 @@ const char* L4ProtoName(L4Proto p) {
   return "?";
 }
 
-std::string ServiceChainName(const Service& svc, const ServicePort& port, Family family) {
-  return absl::StrCat(family == Family::kV4 ? "svc4/" : "svc6/", svc.ns, "/", svc.name, "/",
-                      L4ProtoName(port.proto), "/", port.port);
+std::string PickChainName(Family f, uint32_t shard) {
+  return absl::StrCat(f == Family::kV4 ? "pick4-" : "pick6-", shard);
+}
+
+std::string BackendsMapName(Family f, uint32_t shard) {
+  return absl::StrCat(f == Family::kV4 ? "backends4-" : "backends6-", shard);
+}
+
+std::string OwnerOfTicket(const Ruleset& rs, uint32_t ticket) {
+  const uint32_t index = (ticket & ~(kTicketBit | kLocalBit)) >> kIndexShift;
+  for (const auto& [key, i] : rs.indexes) {
+    if (i == index) return absl::StrCat("service ", key.substr(0, key.find('/', key.find('/') + 1)));
+  }
+  return "a service";
+}
+
+std::vector<uint32_t> BucketShares(const std::vector<uint32_t>& weights, uint32_t buckets) {
+  std::vector<uint32_t> share(weights.size(), 0);
+  const uint64_t total = std::accumulate(weights.begin(), weights.end(), uint64_t{0});
+  if (total == 0 || weights.empty()) return share;
+  // Largest remainder: floor shares first, then one more bucket to the
+  // largest fractional parts (earlier backends win ties).
+  std::vector<std::pair<uint64_t, size_t>> rest;
+  uint32_t used = 0;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const uint64_t exact = uint64_t{weights[i]} * buckets;
+    share[i] = static_cast<uint32_t>(exact / total);
+    used += share[i];
+    rest.push_back({exact % total, i});
+  }
+  std::stable_sort(rest.begin(), rest.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t k = 0; used < buckets && k < rest.size(); ++k, ++used) ++share[rest[k].second];
+  // Every listed backend gets at least one bucket while there are enough,
+  // taken from the largest share.
+  for (size_t i = 0; i < share.size() && share.size() <= buckets; ++i) {
+    if (share[i] > 0) continue;
+    auto big = std::max_element(share.begin(), share.end());
+    --*big;
+    share[i] = 1;
+  }
+  return share;
 }
 
 namespace {
 
-// Each rule takes weight w_i out of the weight still remaining, so that
-// P(backend i) = w_i / total. The last backend needs no condition.
-std::vector<DnatRule> BackendRules(const std::vector<const Backend*>& backends, L4Proto proto,
-                                   LbMode lb) {
-  uint64_t remaining = 0;
-  for (const Backend* b : backends) remaining += b->weight;
-  std::vector<DnatRule> rules;
-  rules.reserve(backends.size());
-  for (size_t i = 0; i < backends.size(); ++i) {
-    const Backend& b = *backends[i];
-    DnatRule r;
-    r.proto = proto;
-    r.addr = b.addr;
-    r.port = b.port;
-    if (i + 1 < backends.size()) {
-      switch (lb) {
-        case LbMode::kRandom: r.pick = Pick::kRandom; break;
-        case LbMode::kRoundRobin: r.pick = Pick::kRoundRobin; break;
-        case LbMode::kSourceHash:
-          r.pick = Pick::kSourceHash;
-          // A different seed per position keeps the rules' decisions independent.
-          r.seed = 0x9e3779b9u * static_cast<uint32_t>(i + 1);
-          break;
+constexpr uint32_t kHashSeed = 0x9e3779b9u;
+
+int FamIdx(Family f) { return f == Family::kV4 ? 0 : 1; }
+const char* FamDigit(Family f) { return f == Family::kV4 ? "4" : "6"; }
+
+std::string PortKey(const Service& svc, const ServicePort& p) {
+  return absl::StrCat(svc.ns, "/", svc.name, "/", L4ProtoName(p.proto), "/", p.port);
+}
+
+std::string ChainName(const char* kind, Family f, const std::string& port_key) {
+  return absl::StrCat(kind, FamDigit(f), "/", port_key);
+}
+
+bool HasFamily(const std::vector<IpAddr>& v, Family f) {
+  return std::any_of(v.begin(), v.end(), [f](const IpAddr& a) { return a.family == f; });
+}
+
+// Index allocation: keep the previous run's, fill the lowest free slots.
+class Indexer {
+ public:
+  explicit Indexer(const Ruleset* prev) : prev_(prev) {}
+  void Want(const std::string& key) { wanted_.push_back(key); }
+  std::map<std::string, uint32_t> Assign() {
+    std::map<std::string, uint32_t> out;
+    std::set<uint32_t> used;
+    std::vector<std::string> fresh;
+    for (const std::string& k : wanted_) {
+      auto it = prev_ ? prev_->indexes.find(k) : decltype(prev_->indexes.end()){};
+      if (prev_ && it != prev_->indexes.end()) {
+        out[k] = it->second;
+        used.insert(it->second);
+      } else {
+        fresh.push_back(k);
       }
-      r.modulus = static_cast<uint32_t>(remaining);
-      r.below = b.weight;
     }
-    remaining -= b.weight;
-    rules.push_back(r);
+    uint32_t next = 0;
+    for (const std::string& k : fresh) {
+      while (used.count(next)) ++next;
+      out[k] = next;
+      used.insert(next++);
+    }
+    return out;
   }
-  return rules;
+
+ private:
+  const Ruleset* prev_;
+  std::vector<std::string> wanted_;
+};
+
+// Rules that write a ticket for `backends` and hand the packet to the pick
+// chain; the matching map elements go into `rs`.
+void AddPickRules(const Service& svc, Family fam, uint32_t base,
+                  const std::vector<const Backend*>& backends, Ruleset* rs, std::vector<Rule>* rules) {
+  std::vector<uint32_t> weights;
+  for (const Backend* b : backends) weights.push_back(b->weight);
+  uint32_t modulus = kBuckets;
+  Rule::Ticket ticket = Rule::Ticket::kRandom;
+  if (svc.lb == LbMode::kRoundRobin) {
+    // One ticket per unit of (reduced) weight, handed out in turn.
+    uint32_t g = 0;
+    for (uint32_t w : weights) g = std::gcd(g, w);
+    uint64_t total = 0;
+    for (uint32_t& w : weights) total += (w /= std::max<uint32_t>(g, 1));
+    modulus = static_cast<uint32_t>(std::clamp<uint64_t>(total, 1, kBuckets));
+    ticket = Rule::Ticket::kRoundRobin;
+  } else if (svc.lb == LbMode::kSourceHash) {
+    ticket = Rule::Ticket::kSourceHash;
+  }
+  const std::vector<uint32_t> shares = BucketShares(weights, modulus);
+  uint32_t at = base;
+  for (size_t i = 0; i < backends.size(); ++i) {
+    if (shares[i] == 0) continue;
+    rs->backends[FamIdx(fam)][at] = Interval{at + shares[i] - 1, backends[i]->addr, backends[i]->port};
+    at += shares[i];
+  }
+  const uint32_t shard = ((base & ~(kTicketBit | kLocalBit)) >> kIndexShift) >> kShardShift;
+  rs->shards = std::max(rs->shards, shard + 1);
+  const std::string pick = PickChainName(fam, shard);
+
+  Rule r;
+  r.family = fam;
+  r.save_mark = true;
+  r.ticket = ticket;
+  r.modulus = modulus;
+  r.offset = base;
+  r.seed = ticket == Rule::Ticket::kSourceHash ? kHashSeed : 0;
+  if (svc.affinity_timeout_s == 0) {
+    r.verdict = Rule::Verdict::kGoto;
+    r.target = pick;
+    rules->push_back(r);
+    return;
+  }
+  rules->push_back(r);
+  Rule lookup;
+  lookup.family = fam;
+  lookup.ticket = Rule::Ticket::kAffinity;
+  rules->push_back(lookup);
+  Rule update;
+  update.family = fam;
+  update.affinity_timeout_s = svc.affinity_timeout_s;
+  update.verdict = Rule::Verdict::kGoto;
+  update.target = pick;
+  rules->push_back(update);
+}
+
+Rule Goto(Family fam, const std::string& target) {
+  Rule r;
+  r.family = fam;
+  r.verdict = Rule::Verdict::kGoto;
+  r.target = target;
+  return r;
+}
+
+void CompileFamily(const Service& svc, const ServicePort& port, const std::string& key,
+                   uint32_t index, Family fam, Ruleset* rs) {
+  const std::string owner = absl::StrCat("service ", svc.Key());
+  const bool has_cluster_ip = HasFamily(svc.cluster_ips, fam);
+  const bool has_ext = HasFamily(svc.external_ips, fam) || HasFamily(svc.lb_ips, fam) || port.node_port != 0;
+  const bool internal_local = has_cluster_ip && svc.internal_policy == Policy::kLocal;
+  const bool external_local = has_ext && svc.external_policy == Policy::kLocal;
+  const bool need_cluster = (has_cluster_ip && !internal_local) || has_ext;
+  const bool need_local = internal_local || external_local;
+
+  std::vector<const Backend*> all, local;
+  for (const Backend& b : port.backends) {
+    if (b.addr.family != fam || b.weight == 0) continue;
+    all.push_back(&b);
+    if (b.local) local.push_back(&b);
+    rs->hairpin.insert(b.addr);
+  }
+  const uint32_t base = kTicketBit | (index << kIndexShift);
+  const std::string svc_chain = ChainName("svc", fam, key);
+  const std::string local_chain = ChainName("local", fam, key);
+  const std::string ext_chain = ChainName("ext", fam, key);
+  const std::string fw_chain = ChainName("fw", fam, key);
+  if (need_cluster) {
+    Chain& c = rs->chains[svc_chain];
+    c.owner = owner;
+    AddPickRules(svc, fam, base, all, rs, &c.rules);
+  }
+  if (need_local) {
+    Chain& c = rs->chains[local_chain];
+    c.owner = owner;
+    AddPickRules(svc, fam, base | kLocalBit, local, rs, &c.rules);
+  }
+  if (has_ext) {
+    Chain& c = rs->chains[ext_chain];
+    c.owner = owner;
+    if (!external_local) {
+      Rule r = Goto(fam, svc_chain);
+      r.masquerade = true;
+      c.rules.push_back(r);
+    } else {
+      // The node itself and pods keep cluster-wide endpoints (the node's
+      // own traffic is masqueraded so replies come back here).
+      Rule self = Goto(fam, svc_chain);
+      self.match = Rule::Match::kLocalSource;
+      self.masquerade = true;
+      c.rules.push_back(self);
+      Rule pods = Goto(fam, svc_chain);
+      pods.match = Rule::Match::kClusterSource;
+      c.rules.push_back(pods);
+      c.rules.push_back(Goto(fam, local_chain));
+    }
+  }
+  const bool firewall = HasFamily(svc.lb_ips, fam) && !svc.lb_source_ranges.empty();
+  if (firewall) {
+    Chain& c = rs->chains[fw_chain];
+    c.owner = owner;
+    for (const Cidr& range : svc.lb_source_ranges) {
+      if (range.addr.family != fam) continue;
+      Rule r = Goto(fam, ext_chain);
+      r.match = Rule::Match::kSourcePrefix;
+      r.prefix = range.Network();
+      c.rules.push_back(r);
+    }
+    Rule drop;
+    drop.family = fam;
+    drop.verdict = Rule::Verdict::kDrop;
+    c.rules.push_back(drop);
+  }
+  for (const IpAddr& ip : svc.cluster_ips) {
+    if (ip.family != fam) continue;
+    rs->cluster_ips.insert(ip);
+    rs->vmap[VmapKey{ip, port.proto, port.port}] = VmapTarget{internal_local ? local_chain : svc_chain, owner};
+  }
+  for (const IpAddr& ip : svc.external_ips) {
+    if (ip.family == fam) rs->vmap[VmapKey{ip, port.proto, port.port}] = VmapTarget{ext_chain, owner};
+  }
+  for (const IpAddr& ip : svc.lb_ips) {
+    if (ip.family == fam) {
+      rs->vmap[VmapKey{ip, port.proto, port.port}] = VmapTarget{firewall ? fw_chain : ext_chain, owner};
+    }
+  }
+  if (port.node_port != 0) {
+    rs->nodeports[NodePortKey{fam, port.proto, port.node_port}] = VmapTarget{ext_chain, owner};
+  }
 }
 
 }  // namespace
 
-Ruleset Compile(const Model& model, const std::string& table) {
+Ruleset Compile(const Model& model, const std::string& table, const Ruleset* prev) {
   Ruleset rs;
   rs.table = table;
+  rs.node = model.node;
+  for (Cidr& c : rs.node.cluster_cidrs) c = c.Network();
+  for (Cidr& c : rs.node.nodeport_cidrs) c = c.Network();
+
+  // Which families each service port is programmed for: those of its
+  // frontend addresses; a NodePort also for the families of its endpoints.
+  struct Work {
+    const Service* svc;
+    const ServicePort* port;
+    std::string key;
+    std::vector<Family> families;
+  };
+  std::vector<Work> work;
+  Indexer indexer(prev);
   for (const Service& svc : model.services) {
-    const std::string owner = absl::StrCat("service ", svc.Key());
     for (const ServicePort& port : svc.ports) {
+      Work w{&svc, &port, PortKey(svc, port), {}};
       for (Family fam : {Family::kV4, Family::kV6}) {
-        bool has_vip = false;
-        for (const IpAddr& vip : svc.vips) has_vip |= vip.family == fam;
-        if (!has_vip) continue;
-        std::vector<const Backend*> backends;
-        for (const Backend& b : port.backends) {
-          if (b.addr.family == fam && b.weight > 0) backends.push_back(&b);
+        bool on = HasFamily(svc.cluster_ips, fam) || HasFamily(svc.external_ips, fam) ||
+                  HasFamily(svc.lb_ips, fam);
+        if (!on && port.node_port != 0) {
+          on = std::any_of(port.backends.begin(), port.backends.end(),
+                           [fam](const Backend& b) { return b.addr.family == fam; });
+          // A NodePort with no endpoints at all still answers (rejects) on IPv4.
+          on |= fam == Family::kV4 && port.backends.empty();
         }
-        const std::string chain = ServiceChainName(svc, port, fam);
-        rs.chains[chain] = Chain{owner, BackendRules(backends, port.proto, svc.lb)};
-        for (const IpAddr& vip : svc.vips) {
-          if (vip.family != fam) continue;
-          rs.vmap[VmapKey{vip, port.proto, port.port}] = VmapTarget{chain, owner};
-        }
+        if (on) w.families.push_back(fam);
       }
+      if (w.families.empty()) continue;
+      indexer.Want(w.key);
+      work.push_back(std::move(w));
     }
   }
+  rs.indexes = indexer.Assign();
+  for (const Work& w : work) {
+    const uint32_t index = rs.indexes[w.key];
+    for (Family fam : w.families) CompileFamily(*w.svc, *w.port, w.key, index, fam, &rs);
+  }
+  if (prev != nullptr) rs.shards = std::max(rs.shards, prev->shards);  // maps are never removed
   return rs;
 }
 
+// --- rendering ------------------------------------------------------------
+
 namespace {
 
-std::string RenderRule(const DnatRule& r) {
-  const bool v4 = r.addr.family == Family::kV4;
-  std::string out = absl::StrCat("meta l4proto ", L4ProtoName(r.proto), " ");
-  switch (r.pick) {
-    case Pick::kAlways: break;
-    case Pick::kRandom:
-      absl::StrAppend(&out, "numgen random mod ", r.modulus, " < ", r.below, " ");
-      break;
-    case Pick::kRoundRobin:
-      absl::StrAppend(&out, "numgen inc mod ", r.modulus, " < ", r.below, " ");
-      break;
-    case Pick::kSourceHash:
-      absl::StrAppend(&out, "jhash ", v4 ? "ip" : "ip6", " saddr mod ", r.modulus, " seed ",
-                      absl::StrFormat("0x%x", r.seed), " < ", r.below, " ");
-      break;
-  }
-  if (v4) {
-    absl::StrAppend(&out, "dnat ip to ", r.addr.ToString(), ":", r.port);
-  } else {
-    absl::StrAppend(&out, "dnat ip6 to [", r.addr.ToString(), "]:", r.port);
-  }
+std::string Hex32(uint32_t v) { return absl::StrFormat("0x%08x", v); }
+
+// nft's duration format: 3h, 1m30s, 2d4h.
+std::string Duration(uint32_t s) {
+  std::string out;
+  const uint32_t d = s / 86400, h = s / 3600 % 24, m = s / 60 % 60, sec = s % 60;
+  if (d) absl::StrAppend(&out, d, "d");
+  if (h) absl::StrAppend(&out, h, "h");
+  if (m) absl::StrAppend(&out, m, "m");
+  if (sec || out.empty()) absl::StrAppend(&out, sec, "s");
   return out;
 }
 
-void RenderMap(const Ruleset& rs, Family fam, std::string* out) {
-  const bool v4 = fam == Family::kV4;
-  absl::StrAppend(out, "\tmap ", v4 ? kServiceMap4 : kServiceMap6, " {\n\t\ttype ",
-                  v4 ? "ipv4_addr" : "ipv6_addr", " . inet_proto . inet_service : verdict\n");
-  std::vector<std::string> elems;
-  for (const auto& [key, target] : rs.vmap) {
-    if (key.addr.family != fam) continue;
-    elems.push_back(absl::StrCat(key.addr.ToString(), " . ", L4ProtoName(key.proto), " . ",
-                                 key.port, " : goto ", target.chain));
+// A ticket range as nft prints it: a prefix when it is one, else first-last.
+std::string TicketRange(uint32_t first, uint32_t last) {
+  const uint64_t size = uint64_t{last} - first + 1;
+  if (size == 1) return Hex32(first);
+  if ((size & (size - 1)) == 0 && (first & (size - 1)) == 0) {
+    int bits = 0;
+    while ((uint64_t{1} << bits) < size) ++bits;
+    return absl::StrCat(Hex32(first), "/", 32 - bits);
   }
-  if (!elems.empty()) {
-    absl::StrAppend(out, "\t\telements = { ");
-    for (size_t i = 0; i < elems.size(); ++i) {
-      absl::StrAppend(out, i ? ",\n\t\t\t     " : "", elems[i]);
-    }
-    absl::StrAppend(out, " }\n");
+  return absl::StrCat(Hex32(first), "-", Hex32(last));
+}
+
+std::string Prefix(const Cidr& c) {
+  if (c.prefix_len == static_cast<int>(c.addr.size() * 8)) return c.addr.ToString();
+  return c.ToString();
+}
+
+const char* Ip(Family f) { return f == Family::kV4 ? "ip" : "ip6"; }
+
+std::string RenderRule(const Rule& r) {
+  std::vector<std::string> parts;
+  switch (r.match) {
+    case Rule::Match::kAny: break;
+    case Rule::Match::kLocalSource: parts.push_back("fib saddr type local"); break;
+    case Rule::Match::kClusterSource:
+      parts.push_back(absl::StrCat(Ip(r.family), " saddr @cluster-cidrs", FamDigit(r.family)));
+      break;
+    case Rule::Match::kSourcePrefix:
+      parts.push_back(absl::StrCat(Ip(r.family), " saddr ", Prefix(r.prefix)));
+      break;
   }
+  if (r.save_mark) parts.push_back("ct mark set meta mark");
+  if (r.masquerade) parts.push_back(absl::StrCat("ct label set ", kMasqueradeLabel));
+  switch (r.ticket) {
+    case Rule::Ticket::kNone: break;
+    case Rule::Ticket::kRandom:
+      parts.push_back(absl::StrCat("meta mark set numgen random mod ", r.modulus, " offset ", r.offset));
+      break;
+    case Rule::Ticket::kRoundRobin:
+      parts.push_back(absl::StrCat("meta mark set numgen inc mod ", r.modulus, " offset ", r.offset));
+      break;
+    case Rule::Ticket::kSourceHash:
+      parts.push_back(absl::StrCat("meta mark set jhash ", Ip(r.family), " saddr mod ", r.modulus, " seed ",
+                                   absl::StrFormat("0x%x", r.seed), " offset ", r.offset));
+      break;
+    case Rule::Ticket::kAffinity:
+      parts.push_back(absl::StrCat("meta mark set ", Ip(r.family), " saddr . ", Ip(r.family),
+                                   " daddr . meta l4proto . th dport map @affinity", FamDigit(r.family)));
+      break;
+  }
+  if (r.affinity_timeout_s > 0) {
+    parts.push_back(absl::StrCat("update @affinity", FamDigit(r.family), " { ", Ip(r.family), " saddr . ",
+                                 Ip(r.family), " daddr . meta l4proto . th dport timeout ",
+                                 Duration(r.affinity_timeout_s), " : meta mark }"));
+  }
+  switch (r.verdict) {
+    case Rule::Verdict::kNone: break;
+    case Rule::Verdict::kGoto: parts.push_back(absl::StrCat("goto ", r.target)); break;
+    case Rule::Verdict::kDrop: parts.push_back("drop"); break;
+  }
+  return absl::StrJoin(parts, " ");
+}
+
+void RenderElements(const std::vector<std::string>& elems, std::string* out) {
+  if (elems.empty()) return;
+  absl::StrAppend(out, "\t\telements = { ");
+  for (size_t i = 0; i < elems.size(); ++i) absl::StrAppend(out, i ? ",\n\t\t\t     " : "", elems[i]);
+  absl::StrAppend(out, " }\n");
+}
+
+void RenderSet(const std::string& kind, const std::string& name, const std::string& type,
+               const std::vector<std::string>& extra, const std::vector<std::string>& elems,
+               std::string* out) {
+  absl::StrAppend(out, "\t", kind, " ", name, " {\n\t\ttype ", type, "\n");
+  for (const std::string& e : extra) absl::StrAppend(out, "\t\t", e, "\n");
+  RenderElements(elems, out);
+  absl::StrAppend(out, "\t}\n\n");
+}
+
+std::vector<std::string> CidrElems(const std::vector<Cidr>& cidrs, Family f) {
+  std::set<Cidr> sorted;
+  for (const Cidr& c : cidrs) {
+    if (c.addr.family == f) sorted.insert(c);
+  }
+  std::vector<std::string> out;
+  for (const Cidr& c : sorted) out.push_back(Prefix(c));
+  return out;
+}
+
+void RenderChain(const std::string& name, const std::string& hook, const std::vector<std::string>& rules,
+                 std::string* out) {
+  absl::StrAppend(out, "\tchain ", name, " {\n");
+  if (!hook.empty()) absl::StrAppend(out, "\t\t", hook, "\n");
+  for (const std::string& r : rules) absl::StrAppend(out, "\t\t", r, "\n");
   absl::StrAppend(out, "\t}\n");
 }
 
@@ -132,22 +427,126 @@ void RenderMap(const Ruleset& rs, Family fam, std::string* out) {
 
 std::string Render(const Ruleset& rs) {
   std::string out = absl::StrCat("table inet ", rs.table, " {\n");
-  RenderMap(rs, Family::kV4, &out);
+  for (Family f : {Family::kV4, Family::kV6}) {
+    const std::string d = FamDigit(f);
+    const char* addr = f == Family::kV4 ? "ipv4_addr" : "ipv6_addr";
+    std::vector<std::string> elems;
+    for (const auto& [k, t] : rs.vmap) {
+      if (k.addr.family == f) {
+        elems.push_back(absl::StrCat(k.addr.ToString(), " . ", L4ProtoName(k.proto), " . ", k.port, " : goto ", t.chain));
+      }
+    }
+    RenderSet("map", "service-ips" + d, absl::StrCat(addr, " . inet_proto . inet_service : verdict"), {}, elems, &out);
+  }
+  for (Family f : {Family::kV4, Family::kV6}) {
+    std::vector<std::string> elems;
+    for (const auto& [k, t] : rs.nodeports) {
+      if (k.family == f) elems.push_back(absl::StrCat(L4ProtoName(k.proto), " . ", k.port, " : goto ", t.chain));
+    }
+    RenderSet("map", absl::StrCat("nodeports", FamDigit(f)), "inet_proto . inet_service : verdict", {}, elems, &out);
+  }
+  for (Family f : {Family::kV4, Family::kV6}) {
+    std::vector<std::string> elems;
+    for (const IpAddr& a : rs.cluster_ips) {
+      if (a.family == f) elems.push_back(a.ToString());
+    }
+    RenderSet("set", absl::StrCat("cluster-ips", FamDigit(f)), f == Family::kV4 ? "ipv4_addr" : "ipv6_addr", {},
+              elems, &out);
+  }
+  for (Family f : {Family::kV4, Family::kV6}) {
+    RenderSet("set", absl::StrCat("cluster-cidrs", FamDigit(f)), f == Family::kV4 ? "ipv4_addr" : "ipv6_addr",
+              {"flags interval"}, CidrElems(rs.node.cluster_cidrs, f), &out);
+  }
+  for (Family f : {Family::kV4, Family::kV6}) {
+    RenderSet("set", absl::StrCat("nodeport-addrs", FamDigit(f)), f == Family::kV4 ? "ipv4_addr" : "ipv6_addr",
+              {"flags interval"}, CidrElems(rs.node.nodeport_cidrs, f), &out);
+  }
+  for (Family f : {Family::kV4, Family::kV6}) {
+    std::vector<std::string> elems;
+    for (const IpAddr& a : rs.hairpin) {
+      if (a.family == f) elems.push_back(absl::StrCat(a.ToString(), " . ", a.ToString()));
+    }
+    const char* addr = f == Family::kV4 ? "ipv4_addr" : "ipv6_addr";
+    RenderSet("set", absl::StrCat("hairpin", FamDigit(f)), absl::StrCat(addr, " . ", addr), {}, elems, &out);
+  }
+  for (Family f : {Family::kV4, Family::kV6}) {
+    const char* addr = f == Family::kV4 ? "ipv4_addr" : "ipv6_addr";
+    RenderSet("map", absl::StrCat("affinity", FamDigit(f)),
+              absl::StrCat(addr, " . ", addr, " . inet_proto . inet_service : mark"),
+              {"size 262144", "flags dynamic,timeout"}, {}, &out);
+  }
+  for (uint32_t shard = 0; shard < rs.shards; ++shard) {
+    for (Family f : {Family::kV4, Family::kV6}) {
+      std::vector<std::string> elems;
+      const uint32_t lo = kTicketBit | (shard << (kShardShift + kIndexShift));
+      const uint32_t hi = lo + (1u << (kShardShift + kIndexShift)) - 1;
+      const auto& m = rs.backends[FamIdx(f)];
+      for (auto it = m.lower_bound(lo); it != m.end() && it->first <= hi; ++it) {
+        elems.push_back(absl::StrCat(TicketRange(it->first, it->second.last), " : ", it->second.addr.ToString(),
+                                     " . ", it->second.port));
+      }
+      // Local tickets of the same shard.
+      for (auto it = m.lower_bound(lo | kLocalBit); it != m.end() && it->first <= (hi | kLocalBit); ++it) {
+        elems.push_back(absl::StrCat(TicketRange(it->first, it->second.last), " : ", it->second.addr.ToString(),
+                                     " . ", it->second.port));
+      }
+      RenderSet("map", BackendsMapName(f, shard),
+                absl::StrCat("mark : ", f == Family::kV4 ? "ipv4_addr" : "ipv6_addr", " . inet_service"),
+                {"flags interval"}, elems, &out);
+    }
+  }
+  const bool cluster_masq = !rs.node.cluster_cidrs.empty();
+  RenderChain(kServicesChain, "",
+              {"ip daddr . meta l4proto . th dport vmap @service-ips4",
+               "ip6 daddr . meta l4proto . th dport vmap @service-ips6", "ip daddr @cluster-ips4 reject",
+               "ip6 daddr @cluster-ips6 reject",
+               rs.node.nodeport_cidrs.empty()
+                   ? "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @nodeports4"
+                   : "ip daddr @nodeport-addrs4 meta l4proto . th dport vmap @nodeports4",
+               rs.node.nodeport_cidrs.empty()
+                   ? "fib daddr type local ip6 daddr != ::1 meta l4proto . th dport vmap @nodeports6"
+                   : "ip6 daddr @nodeport-addrs6 meta l4proto . th dport vmap @nodeports6"},
+              &out);
   out += "\n";
-  RenderMap(rs, Family::kV6, &out);
-  absl::StrAppend(&out, "\n\tchain ", kServicesChain, " {\n",
-                  "\t\tip daddr . meta l4proto . th dport vmap @", kServiceMap4, "\n",
-                  "\t\tip6 daddr . meta l4proto . th dport vmap @", kServiceMap6, "\n\t}\n");
-  absl::StrAppend(&out, "\n\tchain ", kPreroutingChain,
-                  " {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tjump ",
-                  kServicesChain, "\n\t}\n");
-  absl::StrAppend(&out, "\n\tchain ", kOutputChain,
-                  " {\n\t\ttype nat hook output priority -100; policy accept;\n\t\tjump ",
-                  kServicesChain, "\n\t}\n");
+  RenderChain("prerouting", "type nat hook prerouting priority dstnat; policy accept;", {"jump services"}, &out);
+  out += "\n";
+  RenderChain("output", "type nat hook output priority -100; policy accept;", {"jump services"}, &out);
+  out += "\n";
+  RenderChain("postrouting", "type nat hook postrouting priority srcnat; policy accept;",
+              {"ct status dnat jump masquerading"}, &out);
+  out += "\n";
+  std::vector<std::string> masq = {"ip saddr . ip daddr @hairpin4 masquerade",
+                                   "ip6 saddr . ip6 daddr @hairpin6 masquerade",
+                                   "ip saddr @cluster-cidrs4 return", "ip6 saddr @cluster-cidrs6 return",
+                                   absl::StrCat("ct label ", kMasqueradeLabel, " masquerade")};
+  if (cluster_masq) {
+    masq.push_back("ct original ip daddr @cluster-ips4 masquerade");
+    masq.push_back("ct original ip6 daddr @cluster-ips6 masquerade");
+  }
+  RenderChain("masquerading", "", masq, &out);
+  out += "\n";
+  const std::string restore = "meta mark 0x80000000/1 meta mark set ct mark ct mark set 0x00000000";
+  RenderChain("mark-restore", "type filter hook prerouting priority dstnat + 1; policy accept;", {restore}, &out);
+  out += "\n";
+  RenderChain("mark-restore-output", "type route hook output priority -99; policy accept;", {restore}, &out);
+  for (uint32_t shard = 0; shard < rs.shards; ++shard) {
+    for (Family f : {Family::kV4, Family::kV6}) {
+      std::vector<std::string> rules;
+      for (L4Proto p : {L4Proto::kTcp, L4Proto::kUdp, L4Proto::kSctp}) {
+        rules.push_back(absl::StrCat("meta l4proto ", L4ProtoName(p), " dnat ", Ip(f), " to meta mark map @",
+                                     BackendsMapName(f, shard)));
+      }
+      rules.push_back("meta mark & 0x40000000 == 0x40000000 drop");
+      rules.push_back("reject");
+      out += "\n";
+      RenderChain(PickChainName(f, shard), "", rules, &out);
+    }
+  }
   for (const auto& [name, chain] : rs.chains) {
-    absl::StrAppend(&out, "\n\tchain ", name, " {\n");
-    for (const DnatRule& r : chain.rules) absl::StrAppend(&out, "\t\t", RenderRule(r), "\n");
-    absl::StrAppend(&out, "\t}\n");
+    std::vector<std::string> rules;
+    for (const Rule& r : chain.rules) rules.push_back(RenderRule(r));
+    out += "\n";
+    RenderChain(name, "", rules, &out);
   }
   out += "}\n";
   return out;

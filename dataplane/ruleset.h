@@ -2,17 +2,21 @@
 // The compiler produces it from a Model; the writer diffs two of them into
 // one netlink batch; Render() prints it as `nft -f` text.
 //
-// Shape (see ARCHITECTURE.md for why):
-//   table inet <name>
-//     map service-ips4 / service-ips6:  daddr . l4proto . dport -> goto svcN/...
-//     chain prerouting, output (nat, dstnat): jump services
-//     chain services: one vmap lookup per family
-//     chain svc4/<ns>/<name>/<proto>/<port>: one dnat rule per backend, each
-//       taking its share of the remaining weight, the last unconditional.
+// Shape (ARCHITECTURE.md explains why): a new connection to a frontend is
+// dispatched by one verdict-map lookup to a constant per-service chain. That
+// chain writes a "ticket" into the packet mark (bit 31 set, bit 30 for the
+// node-local endpoint set, bits 12-29 the service port's index, bits 0-11 a
+// random, round-robin or hashed bucket) and jumps to a shared pick chain
+// whose one rule per protocol DNATs through an interval map from ticket
+// ranges to endpoints. Endpoint changes therefore only add and remove map
+// elements: no rule changes, so the kernel never re-validates the table.
+// The original mark is kept in the conntrack mark meanwhile and restored
+// at priority dstnat+1.
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -21,44 +25,68 @@
 
 namespace nftproxy::dp {
 
-inline constexpr char kServiceMap4[] = "service-ips4";
-inline constexpr char kServiceMap6[] = "service-ips6";
-inline constexpr char kServicesChain[] = "services";
-inline constexpr char kPreroutingChain[] = "prerouting";
-inline constexpr char kOutputChain[] = "output";
+// Ticket layout in the packet mark.
+inline constexpr uint32_t kTicketBit = 0x80000000u;
+inline constexpr uint32_t kLocalBit = 0x40000000u;
+inline constexpr int kIndexShift = 12;
+inline constexpr uint32_t kBuckets = 1u << kIndexShift;  // 4096 per service port
+inline constexpr uint32_t kMaxIndex = (1u << 18) - 2;    // 262,142 service ports
+// Service ports per backends map: each map's commit cost is linear in its
+// own size (Linux 6.18 rebuilds an interval map's lookup array on commit).
+inline constexpr int kShardShift = 10;
+// The conntrack label bit that asks postrouting to masquerade.
+inline constexpr int kMasqueradeLabel = 127;
 
-// How a backend rule decides whether it takes the connection.
-enum class Pick : uint8_t {
-  kAlways,      // the last backend: unconditional
-  kRandom,      // numgen random mod `modulus` < `below`
-  kRoundRobin,  // numgen inc mod `modulus` < `below`
-  kSourceHash,  // jhash <saddr> mod `modulus` seed `seed` < `below`
-};
+// Rules of per-service chains (the skeleton's rules are fixed and live in
+// the writer and the renderer only).
+struct Rule {
+  enum class Match : uint8_t {
+    kAny,
+    kLocalSource,    // fib saddr type local
+    kClusterSource,  // ip saddr @cluster-cidrs4
+    kSourcePrefix,   // ip saddr <prefix>
+  };
+  enum class Ticket : uint8_t {
+    kNone,
+    kRandom,      // numgen random mod <modulus> offset <offset>
+    kRoundRobin,  // numgen inc mod <modulus> offset <offset>
+    kSourceHash,  // jhash ip saddr mod <modulus> seed <seed> offset <offset>
+    kAffinity,    // the ticket this client got last time (map lookup)
+  };
+  enum class Verdict : uint8_t { kNone, kGoto, kDrop };
 
-struct DnatRule {
-  L4Proto proto = L4Proto::kTcp;
-  Pick pick = Pick::kAlways;
+  Family family = Family::kV4;
+  Match match = Match::kAny;
+  Cidr prefix;
+  bool save_mark = false;   // ct mark set meta mark (before writing a ticket)
+  bool masquerade = false;  // ct label set 127
+  Ticket ticket = Ticket::kNone;
   uint32_t modulus = 0;
-  uint32_t below = 0;
+  uint32_t offset = 0;
   uint32_t seed = 0;
-  IpAddr addr;  // its family is the rule's family
-  uint16_t port = 0;
+  uint32_t affinity_timeout_s = 0;  // > 0: remember the ticket for this long
+  Verdict verdict = Verdict::kNone;
+  std::string target;
 
-  friend bool operator==(const DnatRule& a, const DnatRule& b) {
-    return a.proto == b.proto && a.pick == b.pick && a.modulus == b.modulus &&
-           a.below == b.below && a.seed == b.seed && a.addr == b.addr && a.port == b.port;
+  friend bool operator==(const Rule& a, const Rule& b) {
+    return a.family == b.family && a.match == b.match && a.prefix == b.prefix &&
+           a.save_mark == b.save_mark && a.masquerade == b.masquerade && a.ticket == b.ticket &&
+           a.modulus == b.modulus && a.offset == b.offset && a.seed == b.seed &&
+           a.affinity_timeout_s == b.affinity_timeout_s && a.verdict == b.verdict &&
+           a.target == b.target;
   }
 };
 
 struct Chain {
   std::string owner;  // "service ns/name", for error messages
-  std::vector<DnatRule> rules;
+  std::vector<Rule> rules;
 
   friend bool operator==(const Chain& a, const Chain& b) {
     return a.owner == b.owner && a.rules == b.rules;
   }
 };
 
+// Key of the service-ips4/6 verdict maps.
 struct VmapKey {
   IpAddr addr;
   L4Proto proto = L4Proto::kTcp;
@@ -74,6 +102,22 @@ struct VmapKey {
   }
 };
 
+// Key of the nodeports4/6 verdict maps.
+struct NodePortKey {
+  Family family = Family::kV4;
+  L4Proto proto = L4Proto::kTcp;
+  uint16_t port = 0;
+
+  friend bool operator<(const NodePortKey& a, const NodePortKey& b) {
+    if (a.family != b.family) return a.family < b.family;
+    if (a.proto != b.proto) return a.proto < b.proto;
+    return a.port < b.port;
+  }
+  friend bool operator==(const NodePortKey& a, const NodePortKey& b) {
+    return a.family == b.family && a.proto == b.proto && a.port == b.port;
+  }
+};
+
 struct VmapTarget {
   std::string chain;
   std::string owner;
@@ -83,23 +127,58 @@ struct VmapTarget {
   }
 };
 
-struct Ruleset {
-  std::string table;                      // name of the inet table
-  std::map<std::string, Chain> chains;    // service chains by name
-  std::map<VmapKey, VmapTarget> vmap;     // service-ips4 and service-ips6 elements
+// One element of a backends map: tickets [first, last] go to addr:port.
+struct Interval {
+  uint32_t last = 0;
+  IpAddr addr;
+  uint16_t port = 0;
 
-  friend bool operator==(const Ruleset& a, const Ruleset& b) {
-    return a.table == b.table && a.chains == b.chains && a.vmap == b.vmap;
+  friend bool operator==(const Interval& a, const Interval& b) {
+    return a.last == b.last && a.addr == b.addr && a.port == b.port;
   }
 };
 
-// Model -> IR. Deterministic: equal models give equal rulesets.
-Ruleset Compile(const Model& model, const std::string& table);
+struct Ruleset {
+  std::string table;  // name of the inet table
+  NodeSettings node;  // shapes the skeleton; a change replaces the table
+  // Backends maps and pick chains exist for shards [0, shards).
+  uint32_t shards = 0;
+  std::map<std::string, Chain> chains;            // per-service chains by name
+  std::map<VmapKey, VmapTarget> vmap;             // service-ips4 / service-ips6
+  std::map<NodePortKey, VmapTarget> nodeports;    // nodeports4 / nodeports6
+  std::set<IpAddr> cluster_ips;                   // cluster-ips4 / cluster-ips6
+  std::set<IpAddr> hairpin;                       // hairpin4 / hairpin6 (as a . a)
+  std::map<uint32_t, Interval> backends[2];       // [0] v4, [1] v6; key: first ticket
+  // Stable service-port indexes: "ns/name/proto/port" -> index.
+  std::map<std::string, uint32_t> indexes;
+
+  friend bool operator==(const Ruleset& a, const Ruleset& b) {
+    return a.table == b.table && SameNode(a.node, b.node) && a.shards == b.shards &&
+           a.chains == b.chains && a.vmap == b.vmap && a.nodeports == b.nodeports &&
+           a.cluster_ips == b.cluster_ips && a.hairpin == b.hairpin &&
+           a.backends[0] == b.backends[0] && a.backends[1] == b.backends[1] &&
+           a.indexes == b.indexes;
+  }
+  static bool SameNode(const NodeSettings& a, const NodeSettings& b) {
+    return a.cluster_cidrs == b.cluster_cidrs && a.nodeport_cidrs == b.nodeport_cidrs;
+  }
+};
+
+// Model -> IR. Deterministic. With `prev`, service ports keep the indexes
+// they had there (so unchanged services compile to unchanged objects);
+// new ones take the lowest free index.
+Ruleset Compile(const Model& model, const std::string& table, const Ruleset* prev = nullptr);
 
 // IR -> `nft -f` text, in the layout `nft list table` uses.
 std::string Render(const Ruleset& rs);
 
-// Name of the chain of one service port and family.
-std::string ServiceChainName(const Service& svc, const ServicePort& port, Family family);
+// Names used in the table.
+inline constexpr char kServicesChain[] = "services";
+std::string PickChainName(Family f, uint32_t shard);
+std::string BackendsMapName(Family f, uint32_t shard);
+// The service's owner string for errors, from an index ("service ns/name").
+std::string OwnerOfTicket(const Ruleset& rs, uint32_t ticket);
+// Splits backends into ticket ranges proportional to weight (exposed for tests).
+std::vector<uint32_t> BucketShares(const std::vector<uint32_t>& weights, uint32_t buckets);
 
 }  // namespace nftproxy::dp

@@ -31,6 +31,7 @@ struct Candidate {
   bool has_weight;
   uint32_t weight;
   uint16_t port;
+  bool local;
 };
 
 bool Ready(const v1::EndpointConditions& c) { return !c.has_ready() || c.ready(); }
@@ -68,6 +69,8 @@ uint16_t ResolvePort(const v1::ServicePort& sp, const google::protobuf::Repeated
 // Ready endpoints serve; when none is ready, serving and terminating ones do
 // (so that a rolling restart does not blackhole a service).
 std::vector<dp::Backend> ChooseBackends(const std::vector<Candidate>& cands) {
+  // Readiness is decided over the whole service; the LOCAL subsets are
+  // chosen by the compiler from the `local` flag.
   bool any_ready = false;
   for (const Candidate& c : cands) any_ready |= Ready(*c.conditions);
   std::vector<dp::Backend> out;
@@ -81,7 +84,7 @@ std::vector<dp::Backend> ChooseBackends(const std::vector<Candidate>& cands) {
     for (const std::string& a : *c.addresses) {
       auto ip = dp::IpAddr::Parse(a);
       if (!ip.ok() || !seen.insert({*ip, c.port}).second) continue;
-      out.push_back(dp::Backend{*ip, c.port, weight});
+      out.push_back(dp::Backend{*ip, c.port, weight, c.local});
     }
   }
   std::sort(out.begin(), out.end(), [](const dp::Backend& a, const dp::Backend& b) {
@@ -100,10 +103,23 @@ bool Matches(const google::protobuf::Map<std::string, std::string>& selector,
   return true;
 }
 
+dp::Policy ToPolicy(v1::ServiceSpec::TrafficPolicy p) {
+  return p == v1::ServiceSpec::LOCAL ? dp::Policy::kLocal : dp::Policy::kCluster;
+}
+
+std::vector<dp::IpAddr> Addrs(const google::protobuf::RepeatedPtrField<std::string>& list) {
+  std::set<dp::IpAddr> out;
+  for (const std::string& a : list) {
+    if (auto ip = dp::IpAddr::Parse(a); ip.ok()) out.insert(*ip);
+  }
+  return {out.begin(), out.end()};
+}
+
 }  // namespace
 
-dp::Model BuildModel(const State& state) {
+dp::Model BuildModel(const State& state, const std::string& node_name, const dp::NodeSettings& node) {
   dp::Model model;
+  model.node = node;
   for (const auto& [key, res] : state.objects) {
     if (key.kind != v1::SERVICE) continue;
     const v1::ServiceSpec& spec = res.service().spec();
@@ -112,14 +128,20 @@ dp::Model BuildModel(const State& state) {
     svc.ns = key.ns;
     svc.name = key.name;
     svc.lb = ToLb(spec.load_balancing());
-    std::set<dp::IpAddr> vips;
-    for (const auto* list : {&spec.cluster_ips(), &spec.external_ips(), &spec.load_balancer_ips()}) {
-      for (const std::string& a : *list) {
-        if (auto ip = dp::IpAddr::Parse(a); ip.ok()) vips.insert(*ip);
-      }
+    svc.cluster_ips = Addrs(spec.cluster_ips());
+    svc.external_ips = Addrs(spec.external_ips());
+    if (spec.type() == v1::ServiceSpec::LOAD_BALANCER) svc.lb_ips = Addrs(spec.load_balancer_ips());
+    for (const std::string& r : spec.load_balancer_source_ranges()) {
+      if (auto c = dp::Cidr::Parse(r); c.ok()) svc.lb_source_ranges.push_back(*c);
     }
-    svc.vips.assign(vips.begin(), vips.end());
-    if (svc.vips.empty()) continue;
+    svc.external_policy = ToPolicy(spec.external_traffic_policy());
+    svc.internal_policy = ToPolicy(spec.internal_traffic_policy());
+    if (spec.session_affinity() == v1::ServiceSpec::CLIENT_IP) {
+      const int64_t t = spec.has_session_affinity_timeout() ? spec.session_affinity_timeout().seconds() : 10800;
+      svc.affinity_timeout_s = static_cast<uint32_t>(std::max<int64_t>(1, t));
+    }
+    const bool node_ports =
+        spec.type() == v1::ServiceSpec::NODE_PORT || spec.type() == v1::ServiceSpec::LOAD_BALANCER;
 
     for (const v1::ServicePort& sp : spec.ports()) {
       std::vector<Candidate> cands;
@@ -129,7 +151,7 @@ dp::Model BuildModel(const State& state) {
           const v1::Workload& w = it->second.workload();
           if (!Matches(spec.selector(), w.metadata().labels())) continue;
           cands.push_back(Candidate{&w.addresses(), &w.conditions(), w.has_weight(), w.weight(),
-                                    ResolvePort(sp, w.ports(), false)});
+                                    ResolvePort(sp, w.ports(), false), w.node_name() == node_name});
         }
       } else {
         auto lo = state.objects.lower_bound(Key{v1::ENDPOINT_SLICE, key.ns, ""});
@@ -138,7 +160,8 @@ dp::Model BuildModel(const State& state) {
           if (s.service_name() != key.name) continue;
           const uint16_t port = ResolvePort(sp, s.ports(), true);
           for (const v1::Endpoint& e : s.endpoints()) {
-            cands.push_back(Candidate{&e.addresses(), &e.conditions(), e.has_weight(), e.weight(), port});
+            cands.push_back(Candidate{&e.addresses(), &e.conditions(), e.has_weight(), e.weight(), port,
+                                      e.node_name() == node_name});
           }
         }
       }
@@ -146,8 +169,14 @@ dp::Model BuildModel(const State& state) {
       port.name = sp.name();
       port.proto = ToL4(sp.protocol());
       port.port = static_cast<uint16_t>(sp.port());
+      if (node_ports) port.node_port = static_cast<uint16_t>(sp.node_port());
       port.backends = ChooseBackends(cands);
       svc.ports.push_back(std::move(port));
+    }
+    if (svc.cluster_ips.empty() && svc.external_ips.empty() && svc.lb_ips.empty()) {
+      bool any_node_port = false;
+      for (const dp::ServicePort& p : svc.ports) any_node_port |= p.node_port != 0;
+      if (!any_node_port) continue;
     }
     model.services.push_back(std::move(svc));
   }

@@ -3,11 +3,15 @@
 // selector matches), readiness, weights and target ports.
 #pragma once
 
+#include <string>
+
 #include "dataplane/model.h"
 #include "server/store.h"
 
 namespace nftproxy::server {
 
-dp::Model BuildModel(const State& state);
+// `node_name` marks which endpoints are local; `node` is copied into the model.
+dp::Model BuildModel(const State& state, const std::string& node_name,
+                     const dp::NodeSettings& node);
 
 }  // namespace nftproxy::server

@@ -2,6 +2,8 @@
 
 #include <google/protobuf/util/message_differencer.h>
 
+#include <set>
+
 #include "absl/strings/str_cat.h"
 #include "server/convert.h"
 #include "server/validate.h"
@@ -42,6 +44,100 @@ absl::Status CheckVersion(const Key& key, uint64_t want, const v1::Resource* sto
   return absl::OkStatus();
 }
 
+std::string SourceName(const std::string& source) {
+  return source.empty() ? "\"\" (manual)" : absl::StrCat("\"", source, "\"");
+}
+
+// A resource is replaced or deleted only by the source that owns it.
+absl::Status CheckOwner(const Key& key, const v1::Resource* stored, const std::string& writer) {
+  if (stored == nullptr || MetaOf(*stored).source() == writer) return absl::OkStatus();
+  return absl::AlreadyExistsError(absl::StrCat(
+      Describe(key), ": conflict: owned by source ", SourceName(MetaOf(*stored).source()),
+      ", and this request is from source ", SourceName(writer),
+      " (a source changes only its own resources; to act for the owner, send its name as the source)"));
+}
+
+// A write being prepared on a copy of the state.
+struct Txn {
+  State next;
+  std::vector<Key> changed;
+  absl::Time now;
+  bool any_change = false;
+};
+
+// Stages an upsert written by `source`; returns "created", "configured" or
+// "unchanged" and, in *stored_out, the resource as it will be stored.
+absl::StatusOr<std::string> StageUpsert(v1::Resource r, const std::string& source, Txn* txn,
+                                        v1::Resource* stored_out) {
+  if (auto s = ValidateResource(r); !s.ok()) return s;
+  const Key key = KeyOf(r);
+  for (const Key& k : txn->changed) {
+    if (k == key) return absl::InvalidArgumentError(absl::StrCat(Describe(key), ": appears twice in one request"));
+  }
+  v1::ObjectMeta* m = MutableMetaOf(&r);
+  m->set_namespace_(key.ns);
+  if (m->source().empty()) {
+    m->set_source(source);
+  } else if (!source.empty() && m->source() != source) {
+    return absl::InvalidArgumentError(absl::StrCat(Describe(key), ": metadata.source: \"", m->source(),
+                                                   "\" differs from the request's source \"", source, "\""));
+  }
+  auto it = txn->next.objects.find(key);
+  const v1::Resource* stored = it == txn->next.objects.end() ? nullptr : &it->second;
+  if (auto s = CheckVersion(key, m->resource_version(), stored); !s.ok()) return s;
+  if (auto s = CheckOwner(key, stored, m->source()); !s.ok()) return s;
+  txn->changed.push_back(key);
+  if (stored && google::protobuf::util::MessageDifferencer::Equals(UserPart(*stored), UserPart(r))) {
+    *stored_out = *stored;
+    return std::string("unchanged");
+  }
+  txn->any_change = true;
+  m->set_resource_version(txn->next.revision + 1);
+  if (stored) {
+    *m->mutable_create_time() = MetaOf(*stored).create_time();
+  } else {
+    SetTime(m->mutable_create_time(), txn->now);
+  }
+  SetTime(m->mutable_update_time(), txn->now);
+  const std::string outcome = stored ? "configured" : "created";
+  *stored_out = r;
+  txn->next.objects[key] = std::move(r);
+  return outcome;
+}
+
+// Stages the deletion of `key` by `source`.
+absl::Status StageDelete(const Key& key, uint64_t resource_version, const std::string& source, Txn* txn) {
+  if (key.kind == v1::KIND_UNSPECIFIED) return absl::InvalidArgumentError("deletes[].kind: required");
+  auto it = txn->next.objects.find(key);
+  if (it == txn->next.objects.end()) return absl::NotFoundError(absl::StrCat(Describe(key), " not found"));
+  if (auto s = CheckVersion(key, resource_version, &it->second); !s.ok()) return s;
+  if (auto s = CheckOwner(key, &it->second, source); !s.ok()) return s;
+  txn->next.objects.erase(it);
+  txn->changed.push_back(key);
+  txn->any_change = true;
+  return absl::OkStatus();
+}
+
+v1::ResourceRef RefOf(const Key& key, uint64_t version) {
+  v1::ResourceRef ref;
+  ref.set_kind(key.kind);
+  ref.set_namespace_(key.ns);
+  ref.set_name(key.name);
+  ref.set_resource_version(version);
+  return ref;
+}
+
+bool WatchWants(const v1::WatchRequest& req, const v1::WatchEvent& e) {
+  if (e.type() == v1::WatchEvent::BOOKMARK) return true;
+  const Key key = KeyOf(e.resource());
+  if (!req.namespace_().empty() && key.ns != req.namespace_()) return false;
+  if (req.kinds().empty()) return true;
+  for (int k : req.kinds()) {
+    if (k == key.kind) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 absl::Status ProxyService::Restore(State state) {
@@ -51,12 +147,15 @@ absl::Status ProxyService::Restore(State state) {
     if (auto s = ValidateResource(r); !s.ok()) return s;
     all.push_back(k);
   }
-  return CommitLocked(std::move(state), all, false);
+  absl::Status s = CommitLocked(std::move(state), all, false);
+  // Watchers can resume from the restored revision on, not from before.
+  log_.Reset(state_.revision);
+  return s;
 }
 
 absl::Status ProxyService::CommitLocked(State next, const std::vector<Key>& changed, bool dry_run) {
   if (auto s = ValidateState(next, changed); !s.ok()) return s;
-  dp::Model model = BuildModel(next);
+  dp::Model model = BuildModel(next, options_.node_name, options_.node);
   if (dry_run) return absl::OkStatus();
   const absl::Time start = absl::Now();
   dp::ApplyResult result;
@@ -73,69 +172,123 @@ absl::Status ProxyService::CommitLocked(State next, const std::vector<Key>& chan
     // next restart, so it is reported in Status rather than failing the call.
     if (auto saved = SaveState(next, options_.state_file); !saved.ok()) last_error_ = std::string(saved.message());
   }
+  log_.Append(DiffStates(state_, next, changed));
   state_ = std::move(next);
+  committed_.SignalAll();
   return absl::OkStatus();
 }
 
 absl::Status ProxyService::DoApply(const v1::ApplyRequest& req, v1::ApplyResponse* resp) {
   absl::MutexLock lock(&mu_);
-  State next = state_;
-  std::vector<Key> changed;
-  std::vector<std::string> outcomes;
-  const absl::Time now = absl::Now();
+  Txn txn{state_, {}, absl::Now()};
   for (const v1::ResourceRef& ref : req.deletes()) {
     const Key key = KeyOf(ref);
-    if (key.kind == v1::KIND_UNSPECIFIED) return absl::InvalidArgumentError("deletes[].kind: required");
-    auto it = next.objects.find(key);
-    if (it == next.objects.end()) return absl::NotFoundError(absl::StrCat(Describe(key), " not found"));
-    if (auto s = CheckVersion(key, ref.resource_version(), &it->second); !s.ok()) return s;
-    next.objects.erase(it);
-    changed.push_back(key);
+    if (auto s = StageDelete(key, ref.resource_version(), req.source(), &txn); !s.ok()) return s;
     v1::ResourceRef* d = resp->add_deleted();
     *d = ref;
     d->set_namespace_(key.ns);
+    resp->add_outcomes("deleted");
   }
-  bool any_change = !changed.empty();
-  for (int i = 0; i < req.upserts_size(); ++i) {
-    v1::Resource r = req.upserts(i);
-    if (auto s = ValidateResource(r); !s.ok()) return s;
-    const Key key = KeyOf(r);
-    for (const Key& k : changed) {
-      if (k == key) return absl::InvalidArgumentError(absl::StrCat(Describe(key), ": appears twice in one request"));
-    }
-    v1::ObjectMeta* m = MutableMetaOf(&r);
-    m->set_namespace_(key.ns);
-    if (m->source().empty()) m->set_source(req.source());
-    auto it = next.objects.find(key);
-    const v1::Resource* stored = it == next.objects.end() ? nullptr : &it->second;
-    if (auto s = CheckVersion(key, m->resource_version(), stored); !s.ok()) return s;
-    changed.push_back(key);
-    if (stored && google::protobuf::util::MessageDifferencer::Equals(UserPart(*stored), UserPart(r))) {
-      outcomes.push_back("unchanged");
-      *resp->add_applied() = *stored;
-      continue;
-    }
-    any_change = true;
-    m->set_resource_version(next.revision + 1);
-    if (stored) {
-      *m->mutable_create_time() = MetaOf(*stored).create_time();
-    } else {
-      SetTime(m->mutable_create_time(), now);
-    }
-    SetTime(m->mutable_update_time(), now);
-    outcomes.push_back(stored ? "configured" : "created");
-    next.objects[key] = r;
-    *resp->add_applied() = r;
+  for (const v1::Resource& r : req.upserts()) {
+    absl::StatusOr<std::string> outcome = StageUpsert(r, req.source(), &txn, resp->add_applied());
+    if (!outcome.ok()) return outcome.status();
+    resp->add_outcomes(*outcome);
   }
-  for (int i = 0; i < req.deletes_size(); ++i) resp->add_outcomes("deleted");
-  for (const std::string& o : outcomes) resp->add_outcomes(o);
-  if (!any_change) {
+  if (!txn.any_change) {
     resp->set_revision(state_.revision);
     return absl::OkStatus();
   }
-  next.revision += 1;
-  resp->set_revision(req.dry_run() ? state_.revision : next.revision);
-  return CommitLocked(std::move(next), changed, req.dry_run());
+  txn.next.revision += 1;
+  resp->set_revision(req.dry_run() ? state_.revision : txn.next.revision);
+  return CommitLocked(std::move(txn.next), txn.changed, req.dry_run());
+}
+
+absl::Status ProxyService::DoSync(const v1::SyncRequest& req, v1::SyncResponse* resp) {
+  if (req.source().empty()) {
+    return absl::InvalidArgumentError("source: required (the name of the owner whose resources are replaced)");
+  }
+  absl::MutexLock lock(&mu_);
+  Txn txn{state_, {}, absl::Now()};
+  std::set<Key> keep;
+  for (const v1::Resource& r : req.resources()) keep.insert(KeyOf(r));
+  // Deletes first, so that a Sync may move an address from a dropped
+  // service to a new one.
+  for (const auto& [key, r] : state_.objects) {
+    if (MetaOf(r).source() != req.source() || keep.count(key) > 0) continue;
+    if (auto s = StageDelete(key, 0, req.source(), &txn); !s.ok()) return s;
+    *resp->add_deleted() = RefOf(key, MetaOf(r).resource_version());
+  }
+  for (const v1::Resource& r : req.resources()) {
+    v1::Resource stored;
+    absl::StatusOr<std::string> outcome = StageUpsert(r, req.source(), &txn, &stored);
+    if (!outcome.ok()) return outcome.status();
+    const v1::ResourceRef ref = RefOf(KeyOf(stored), MetaOf(stored).resource_version());
+    if (*outcome == "created") *resp->add_created() = ref;
+    if (*outcome == "configured") *resp->add_configured() = ref;
+    if (*outcome == "unchanged") resp->set_unchanged(resp->unchanged() + 1);
+  }
+  if (!txn.any_change) {
+    resp->set_revision(state_.revision);
+    return absl::OkStatus();
+  }
+  txn.next.revision += 1;
+  resp->set_revision(req.dry_run() ? state_.revision : txn.next.revision);
+  return CommitLocked(std::move(txn.next), txn.changed, req.dry_run());
+}
+
+absl::Status ProxyService::DoWatch(const v1::WatchRequest& req, const std::function<bool()>& cancelled,
+                                   const std::function<bool(const v1::WatchEvent&)>& send) {
+  const absl::Status gone = absl::CancelledError("the client went away");
+  std::vector<v1::WatchEvent> batch;
+  uint64_t cursor = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutting_down_) return absl::UnavailableError("the server is shutting down");
+    if (req.since_revision() > state_.revision) {
+      return absl::OutOfRangeError(absl::StrCat("revision ", req.since_revision(), " is newer than the server's (",
+                                                state_.revision, "); list the resources again and resume from the revision that returns"));
+    }
+    if (req.since_revision() == 0) {
+      for (const auto& [key, r] : state_.objects) {
+        v1::WatchEvent e;
+        e.set_type(v1::WatchEvent::UPSERT);
+        *e.mutable_resource() = r;
+        e.set_revision(state_.revision);
+        if (WatchWants(req, e)) batch.push_back(std::move(e));
+      }
+    } else if (auto s = log_.Since(req.since_revision(), &batch); !s.ok()) {
+      return s;
+    }
+    cursor = state_.revision;
+  }
+  v1::WatchEvent bookmark;
+  bookmark.set_type(v1::WatchEvent::BOOKMARK);
+  bookmark.set_revision(cursor);
+  batch.push_back(bookmark);
+  for (;;) {
+    for (const v1::WatchEvent& e : batch) {
+      if (WatchWants(req, e) && !send(e)) return gone;
+    }
+    batch.clear();
+    absl::MutexLock lock(&mu_);
+    while (state_.revision == cursor && !shutting_down_) {
+      if (cancelled()) return gone;
+      committed_.WaitWithTimeout(&mu_, absl::Milliseconds(200));
+    }
+    if (shutting_down_) {
+      return absl::UnavailableError(absl::StrCat("the server is shutting down; resume from revision ", cursor));
+    }
+    if (auto s = log_.Since(cursor, &batch); !s.ok()) {
+      return absl::OutOfRangeError(absl::StrCat("this watch fell behind and missed changes: ", s.message()));
+    }
+    cursor = state_.revision;
+  }
+}
+
+void ProxyService::Shutdown() {
+  absl::MutexLock lock(&mu_);
+  shutting_down_ = true;
+  committed_.SignalAll();
 }
 
 grpc::Status ProxyService::Apply(grpc::ServerContext*, const v1::ApplyRequest* req, v1::ApplyResponse* resp) {
@@ -168,6 +321,7 @@ grpc::Status ProxyService::List(grpc::ServerContext*, const v1::ListRequest* req
 grpc::Status ProxyService::Delete(grpc::ServerContext*, const v1::DeleteRequest* req, v1::DeleteResponse* resp) {
   v1::ApplyRequest apply;
   *apply.mutable_deletes() = req->refs();
+  apply.set_source(req->source());
   v1::ApplyResponse out;
   absl::Status s = DoApply(apply, &out);
   if (!s.ok()) return ToGrpc(s);
@@ -183,12 +337,17 @@ grpc::Status ProxyService::GetRuleset(grpc::ServerContext*, const v1::GetRuleset
   return grpc::Status::OK;
 }
 
-grpc::Status ProxyService::Sync(grpc::ServerContext*, const v1::SyncRequest*, v1::SyncResponse*) {
-  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "Sync is not implemented yet; use Apply");
+grpc::Status ProxyService::Sync(grpc::ServerContext*, const v1::SyncRequest* req, v1::SyncResponse* resp) {
+  v1::SyncResponse out;
+  absl::Status s = DoSync(*req, &out);
+  if (s.ok()) *resp = std::move(out);
+  return ToGrpc(s);
 }
 
-grpc::Status ProxyService::Watch(grpc::ServerContext*, const v1::WatchRequest*, grpc::ServerWriter<v1::WatchEvent>*) {
-  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "Watch is not implemented yet");
+grpc::Status ProxyService::Watch(grpc::ServerContext* ctx, const v1::WatchRequest* req,
+                                 grpc::ServerWriter<v1::WatchEvent>* writer) {
+  return ToGrpc(DoWatch(*req, [ctx] { return ctx->IsCancelled(); },
+                        [writer](const v1::WatchEvent& e) { return writer->Write(e); }));
 }
 
 grpc::Status ProxyService::Status(grpc::ServerContext*, const v1::StatusRequest*, v1::StatusResponse* resp) {

@@ -2,7 +2,9 @@
 // commits them through the dataplane, and only then makes them visible.
 #pragma once
 
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -14,8 +16,15 @@ namespace nftproxy::server {
 
 struct ServiceOptions {
   std::string node_name;
+  // Cluster CIDRs and NodePort addresses (server flags).
+  dp::NodeSettings node;
+  // Allowed NodePort range, inclusive.
+  uint16_t node_port_min = 30000;
+  uint16_t node_port_max = 32767;
   // Where the state is saved after every commit; empty: not saved.
   std::string state_file;
+  // How many change events Watch can resume from.
+  size_t watch_log_capacity = ChangeLog::kDefaultCapacity;
 };
 
 class ProxyService final : public v1::Proxy::Service {
@@ -35,8 +44,19 @@ class ProxyService final : public v1::Proxy::Service {
   grpc::Status Watch(grpc::ServerContext*, const v1::WatchRequest*, grpc::ServerWriter<v1::WatchEvent>*) override;
   grpc::Status Status(grpc::ServerContext*, const v1::StatusRequest*, v1::StatusResponse*) override;
 
-  // The transport-free core of Apply, for tests.
+  // Ends every Watch stream (with UNAVAILABLE) and refuses new ones. Call it
+  // before grpc::Server::Shutdown so that shutdown does not wait for them;
+  // without it they end when the server's shutdown deadline cancels them.
+  void Shutdown();
+
+  // The transport-free cores of the RPCs, for tests.
   absl::Status DoApply(const v1::ApplyRequest& req, v1::ApplyResponse* resp);
+  absl::Status DoSync(const v1::SyncRequest& req, v1::SyncResponse* resp);
+  // Streams events to `send` until it returns false (CANCELLED), `cancelled`
+  // returns true (polled while idle; CANCELLED), the client falls behind the
+  // change log (OUT_OF_RANGE) or Shutdown is called (UNAVAILABLE).
+  absl::Status DoWatch(const v1::WatchRequest& req, const std::function<bool()>& cancelled,
+                       const std::function<bool(const v1::WatchEvent&)>& send);
 
  private:
   // Validates and commits `next`; on success it becomes the state.
@@ -50,6 +70,10 @@ class ProxyService final : public v1::Proxy::Service {
   absl::Time last_sync_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Duration last_sync_duration_ ABSL_GUARDED_BY(mu_);
   std::string last_error_ ABSL_GUARDED_BY(mu_);
+  // Changes for Watch; signalled on every commit and on Shutdown.
+  ChangeLog log_ ABSL_GUARDED_BY(mu_){options_.watch_log_capacity};
+  absl::CondVar committed_;
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 grpc::Status ToGrpc(const absl::Status& s);

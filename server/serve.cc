@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <thread>
@@ -27,6 +28,9 @@ struct ServeFlags {
   std::string table = "nftproxy";
   std::string state_dir = "/var/lib/nftproxy";
   std::string node_name;
+  std::vector<std::string> cluster_cidrs;
+  std::vector<std::string> nodeport_addresses;
+  std::string nodeport_range = "30000-32767";
 };
 
 const char kUsage[] = R"(Usage: nftproxy serve [flags]
@@ -40,7 +44,16 @@ Flags:
   --table NAME      nftables table to own (default nftproxy)
   --state-dir DIR   where the desired state is kept across restarts
                     (default /var/lib/nftproxy; "" disables)
-  --node-name NAME  this node's name (default: the host name)
+  --node-name NAME  this node's name (default: the host name); endpoints
+                    with this nodeName are local for LOCAL traffic policies
+  --cluster-cidr CIDR
+                    pod network; sources inside are cluster-internal and not
+                    masqueraded; traffic from outside to cluster IPs is. May repeat
+  --nodeport-addresses CIDR
+                    node addresses that accept NodePort traffic; may repeat
+                    (default: every local address except loopback)
+  --nodeport-range MIN-MAX
+                    allowed NodePort range (default 30000-32767)
 
 Example:
   nftproxy serve --listen unix:///run/nftproxy/nftproxy.sock --listen tcp://127.0.0.1:7070
@@ -67,6 +80,9 @@ bool ParseFlags(const std::vector<std::string>& args, ServeFlags* f, std::string
     else if (a == "--table") f->table = v;
     else if (a == "--state-dir") f->state_dir = v;
     else if (a == "--node-name") f->node_name = v;
+    else if (a == "--cluster-cidr") f->cluster_cidrs.push_back(v);
+    else if (a == "--nodeport-addresses") f->nodeport_addresses.push_back(v);
+    else if (a == "--nodeport-range") f->nodeport_range = v;
     else {
       *err = absl::StrCat("unknown flag ", a);
       return false;
@@ -125,6 +141,34 @@ int RunServe(const std::vector<std::string>& args) {
   }
   ServiceOptions options;
   options.node_name = flags.node_name;
+  for (const std::string& c : flags.cluster_cidrs) {
+    auto cidr = dp::Cidr::Parse(c);
+    if (!cidr.ok()) {
+      std::cerr << "nftproxy serve: --cluster-cidr " << c << ": " << cidr.status().message() << "\n";
+      return 2;
+    }
+    options.node.cluster_cidrs.push_back(*cidr);
+  }
+  for (const std::string& c : flags.nodeport_addresses) {
+    auto cidr = dp::Cidr::Parse(c);
+    if (!cidr.ok()) {
+      std::cerr << "nftproxy serve: --nodeport-addresses " << c << ": " << cidr.status().message() << "\n";
+      return 2;
+    }
+    options.node.nodeport_cidrs.push_back(*cidr);
+  }
+  {
+    unsigned lo = 0, hi = 0;
+    char dash = 0;
+    if (sscanf(flags.nodeport_range.c_str(), "%u%c%u", &lo, &dash, &hi) != 3 || dash != '-' || lo < 1 ||
+        hi > 65535 || lo > hi) {
+      std::cerr << "nftproxy serve: --nodeport-range " << flags.nodeport_range
+                << ": want MIN-MAX within 1-65535, e.g. 30000-32767\n";
+      return 2;
+    }
+    options.node_port_min = static_cast<uint16_t>(lo);
+    options.node_port_max = static_cast<uint16_t>(hi);
+  }
   if (!flags.state_dir.empty()) {
     if (mkdir(flags.state_dir.c_str(), 0750) != 0 && errno != EEXIST) {
       std::cerr << "nftproxy serve: creating " << flags.state_dir << ": " << strerror(errno) << "\n";

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -60,6 +61,52 @@ Key KeyOf(const v1::Resource& r) {
 Key KeyOf(const v1::ResourceRef& ref) {
   return Key{ref.kind(), ref.namespace_().empty() ? kDefaultNamespace : ref.namespace_(),
              ref.name()};
+}
+
+std::vector<v1::WatchEvent> DiffStates(const State& before, const State& after,
+                                       const std::vector<Key>& keys) {
+  std::vector<v1::WatchEvent> events;
+  for (const Key& key : keys) {
+    auto b = before.objects.find(key);
+    auto a = after.objects.find(key);
+    const bool had = b != before.objects.end();
+    const bool has = a != after.objects.end();
+    if (!has && !had) continue;
+    if (has && had && MetaOf(a->second).resource_version() == MetaOf(b->second).resource_version()) continue;
+    v1::WatchEvent e;
+    e.set_type(has ? v1::WatchEvent::UPSERT : v1::WatchEvent::DELETE);
+    *e.mutable_resource() = has ? a->second : b->second;
+    e.set_revision(after.revision);
+    events.push_back(std::move(e));
+  }
+  return events;
+}
+
+void ChangeLog::Reset(uint64_t revision) {
+  events_.clear();
+  compacted_ = revision;
+}
+
+void ChangeLog::Append(std::vector<v1::WatchEvent> events) {
+  for (v1::WatchEvent& e : events) events_.push_back(std::move(e));
+  if (events_.empty()) return;
+  const uint64_t newest = events_.back().revision();
+  while (events_.size() > capacity_ && events_.front().revision() < newest) {
+    compacted_ = std::max(compacted_, events_.front().revision());
+    events_.pop_front();
+  }
+}
+
+absl::Status ChangeLog::Since(uint64_t since, std::vector<v1::WatchEvent>* out) const {
+  if (since < compacted_) {
+    return absl::OutOfRangeError(absl::StrCat(
+        "revision ", since, " is too old: the server keeps changes after revision ", compacted_,
+        " only; list the resources again (or watch from revision 0) and resume from the revision that returns"));
+  }
+  auto it = std::upper_bound(events_.begin(), events_.end(), since,
+                             [](uint64_t rev, const v1::WatchEvent& e) { return rev < e.revision(); });
+  out->insert(out->end(), it, events_.end());
+  return absl::OkStatus();
 }
 
 absl::Status SaveState(const State& state, const std::string& path) {

@@ -8,7 +8,13 @@ are shown as plain IPv4). Listens on all addresses, IPv4 and IPv6 (a
 dual-stack `::` socket, or `0.0.0.0` if IPv6 is unavailable). Prints "ready"
 on stdout once every socket is bound and listening.
 
+With --stream PORT[,PORT], a TCP connection to one of those ports is kept
+open: the server sends the same first line, then answers every line it
+receives with "NAME <line>\n" until the client closes (for tests of
+long-lived connections).
+
 usage: echo_server.py --name NAME [--tcp PORT[,PORT]] [--udp PORT[,PORT]]
+                      [--stream PORT[,PORT]]
 """
 
 import argparse
@@ -57,6 +63,29 @@ def serve_tcp(name, s):
             c.close()
 
 
+def stream_conn(name, port, c, addr):
+    try:
+        c.settimeout(None)
+        c.sendall(answer(name, port, addr[0]))
+        f = c.makefile("rb")
+        for line in f:
+            c.sendall(("%s %s\n" % (name, line.decode("utf-8", "replace").strip())).encode())
+    except OSError:
+        pass
+    finally:
+        c.close()
+
+
+def serve_stream(name, s):
+    port = s.getsockname()[1]
+    while True:
+        try:
+            c, addr = s.accept()
+        except OSError:
+            continue
+        threading.Thread(target=stream_conn, args=(name, port, c, addr), daemon=True).start()
+
+
 def serve_udp(name, s):
     port = s.getsockname()[1]
     while True:
@@ -76,6 +105,7 @@ def main():
     ap.add_argument("--name", required=True)
     ap.add_argument("--tcp", default="")
     ap.add_argument("--udp", default="")
+    ap.add_argument("--stream", default="")
     args = ap.parse_args()
 
     threads = []
@@ -83,11 +113,15 @@ def main():
         s = bind(socket.SOCK_STREAM, port)
         s.listen(512)
         threads.append(threading.Thread(target=serve_tcp, args=(args.name, s), daemon=True))
+    for port in ports(args.stream):
+        s = bind(socket.SOCK_STREAM, port)
+        s.listen(512)
+        threads.append(threading.Thread(target=serve_stream, args=(args.name, s), daemon=True))
     for port in ports(args.udp):
         s = bind(socket.SOCK_DGRAM, port)
         threads.append(threading.Thread(target=serve_udp, args=(args.name, s), daemon=True))
     if not threads:
-        ap.error("nothing to serve: give --tcp and/or --udp")
+        ap.error("nothing to serve: give --tcp, --udp and/or --stream")
     for t in threads:
         t.start()
     sys.stdout.write("ready\n")

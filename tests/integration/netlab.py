@@ -109,6 +109,27 @@ class Lab:
         run([IP, "-n", a, "link", "set", if_a, "up"])
         run([IP, "-n", b, "link", "set", if_b, "up"])
 
+    def bridge(self, ns, name):
+        """A Linux bridge `name` inside ns, up (no STP, no forwarding delay)."""
+        n = self.ns(ns)
+        run([IP, "-n", n, "link", "add", name, "type", "bridge", "stp_state", "0",
+             "forward_delay", "0"])
+        run([IP, "-n", n, "link", "set", name, "up"])
+
+    def enslave(self, ns, dev, bridge):
+        """Attaches interface dev (in ns) to bridge (in the same ns)."""
+        run([IP, "-n", self.ns(ns), "link", "set", dev, "master", bridge])
+
+    def dev_route(self, ns, dst, dev, src=None):
+        """A link-scope route to dst out of dev (no gateway)."""
+        argv = [IP, "-n", self.ns(ns)]
+        if ":" in dst:
+            argv.append("-6")
+        argv += ["route", "replace", dst, "dev", dev, "scope", "link"]
+        if src:
+            argv += ["src", src]
+        run(argv)
+
     def addr(self, ns, dev, cidr):
         argv = [IP, "-n", self.ns(ns), "addr", "add", cidr, "dev", dev]
         if ":" in cidr:
@@ -292,13 +313,17 @@ ECHO_SERVER = os.path.join(HERE, "echo_server.py")
 TRAFFIC_CLIENT = os.path.join(HERE, "traffic_client.py")
 
 
-def start_echo(lab, ns, name, tcp_ports=(8080, 9090), udp_ports=(5353,), log=None, timeout=10):
-    """Starts echo_server.py in ns and waits until every port is bound."""
+def start_echo(lab, ns, name, tcp_ports=(8080, 9090), udp_ports=(5353,), log=None, timeout=10,
+               stream_ports=()):
+    """Starts echo_server.py in ns and waits until every port is bound.
+    stream_ports: TCP ports whose connections stay open (echo_server --stream)."""
     argv = [sys.executable, "-u", ECHO_SERVER, "--name", name]
     if tcp_ports:
         argv += ["--tcp", ",".join(str(p) for p in tcp_ports)]
     if udp_ports:
         argv += ["--udp", ",".join(str(p) for p in udp_ports)]
+    if stream_ports:
+        argv += ["--stream", ",".join(str(p) for p in stream_ports)]
     p = lab.spawn(ns, argv, stdout=subprocess.PIPE,
                   stderr=log if log is not None else subprocess.DEVNULL)
     # The server prints "ready" once all of its sockets are bound/listening.
@@ -311,15 +336,23 @@ def start_echo(lab, ns, name, tcp_ports=(8080, 9090), udp_ports=(5353,), log=Non
         lab.wait_listening(ns, "tcp", port, timeout)
     for port in udp_ports:
         lab.wait_listening(ns, "udp", port, timeout)
+    for port in stream_ports:
+        lab.wait_listening(ns, "tcp", port, timeout)
     return p
 
 
-def traffic(lab, ns, proto, target, port, count, timeout=2.0, deadline=30.0):
-    """Runs traffic_client.py inside ns and returns its parsed JSON result."""
+def traffic(lab, ns, proto, target, port, count, timeout=2.0, deadline=30.0,
+            bind=None, sport=None):
+    """Runs traffic_client.py inside ns and returns its parsed JSON result.
+    bind: local source address; sport: one fixed UDP source port for all datagrams."""
     import json
     argv = [sys.executable, TRAFFIC_CLIENT, "--proto", proto, "--target", target,
             "--port", str(port), "--count", str(count), "--timeout", str(timeout),
             "--deadline", str(deadline)]
+    if bind:
+        argv += ["--bind", bind]
+    if sport:
+        argv += ["--sport", str(sport)]
     cp = lab.exec(ns, argv, timeout=deadline + 30)
     if cp.returncode != 0:
         raise LabError("traffic_client failed (%d): %s" % (cp.returncode, cp.stderr))

@@ -1,7 +1,9 @@
-// The compiler's output for small models, as nft text.
+// The compiler: which chains, rules and map elements a model becomes.
 #include "dataplane/ruleset.h"
 
 #include <gtest/gtest.h>
+
+#include <numeric>
 
 namespace nftproxy::dp {
 namespace {
@@ -12,7 +14,7 @@ Service Web() {
   Service s;
   s.ns = "default";
   s.name = "web";
-  s.vips = {Ip("198.19.0.10"), Ip("fd00:96::10")};
+  s.cluster_ips = {Ip("198.19.0.10"), Ip("fd00:96::10")};
   ServicePort http;
   http.name = "http";
   http.port = 80;
@@ -27,103 +29,192 @@ Service Web() {
   return s;
 }
 
-TEST(Compile, SmallModelAsNftText) {
+std::string Text(const Ruleset& rs, const std::string& chain) {
+  std::string out;
+  const std::string all = Render(rs);
+  const size_t at = all.find("\tchain " + chain + " {\n");
+  if (at == std::string::npos) return "<no chain " + chain + ">";
+  return all.substr(at, all.find("\t}\n", at) + 3 - at);
+}
+
+// Tickets of one service port, summed per backend address.
+std::map<std::string, uint32_t> Shares(const Ruleset& rs, Family f, uint32_t first_ticket) {
+  std::map<std::string, uint32_t> out;
+  const auto& m = rs.backends[f == Family::kV4 ? 0 : 1];
+  for (auto it = m.lower_bound(first_ticket); it != m.end() && it->first < first_ticket + kBuckets; ++it) {
+    out[it->second.addr.ToString()] += it->second.last - it->first + 1;
+  }
+  return out;
+}
+
+TEST(Compile, ClusterIpDispatchesToAConstantChain) {
   Model m;
   m.services.push_back(Web());
-  const std::string want = R"(table inet nftproxy {
-	map service-ips4 {
-		type ipv4_addr . inet_proto . inet_service : verdict
-		elements = { 198.19.0.10 . tcp . 80 : goto svc4/default/web/tcp/80,
-			     198.19.0.10 . udp . 53 : goto svc4/default/web/udp/53 }
-	}
-
-	map service-ips6 {
-		type ipv6_addr . inet_proto . inet_service : verdict
-		elements = { fd00:96::10 . tcp . 80 : goto svc6/default/web/tcp/80,
-			     fd00:96::10 . udp . 53 : goto svc6/default/web/udp/53 }
-	}
-
-	chain services {
-		ip daddr . meta l4proto . th dport vmap @service-ips4
-		ip6 daddr . meta l4proto . th dport vmap @service-ips6
-	}
-
-	chain prerouting {
-		type nat hook prerouting priority dstnat; policy accept;
-		jump services
-	}
-
-	chain output {
-		type nat hook output priority -100; policy accept;
-		jump services
-	}
-
-	chain svc4/default/web/tcp/80 {
-		meta l4proto tcp numgen random mod 3 < 1 dnat ip to 198.18.10.2:8080
-		meta l4proto tcp numgen random mod 2 < 1 dnat ip to 198.18.11.2:8080
-		meta l4proto tcp dnat ip to 198.18.12.2:8080
-	}
-
-	chain svc4/default/web/udp/53 {
-		meta l4proto udp dnat ip to 198.18.10.2:5353
-	}
-
-	chain svc6/default/web/tcp/80 {
-		meta l4proto tcp dnat ip6 to [fd00:10::2]:8080
-	}
-
-	chain svc6/default/web/udp/53 {
-	}
-}
-)";
-  EXPECT_EQ(Render(Compile(m, "nftproxy")), want);
+  Ruleset rs = Compile(m, "nftproxy");
+  EXPECT_EQ(rs.vmap.size(), 4u);  // both families for both ports (v6 udp/53 has no endpoints: rejects)
+  EXPECT_EQ(rs.vmap[(VmapKey{Ip("198.19.0.10"), L4Proto::kTcp, 80})].chain, "svc4/default/web/tcp/80");
+  EXPECT_EQ(Text(rs, "svc4/default/web/tcp/80"),
+            "\tchain svc4/default/web/tcp/80 {\n"
+            "\t\tct mark set meta mark meta mark set numgen random mod 4096 offset 2147483648 goto pick4-0\n"
+            "\t}\n");
+  // Three v4 backends share 4096 tickets as evenly as integers allow.
+  auto shares = Shares(rs, Family::kV4, kTicketBit);
+  ASSERT_EQ(shares.size(), 3u);
+  for (const auto& [addr, n] : shares) EXPECT_NEAR(n, 4096 / 3, 1) << addr;
+  EXPECT_EQ(Shares(rs, Family::kV6, kTicketBit).size(), 1u);
+  EXPECT_TRUE(rs.cluster_ips.count(Ip("198.19.0.10")));
+  EXPECT_TRUE(rs.hairpin.count(Ip("198.18.12.2")));
+  EXPECT_EQ(rs.shards, 1u);
 }
 
-TEST(Compile, WeightsTakeShareOfRemainder) {
+TEST(Compile, PickChainsAndRestoreAreInTheSkeleton) {
   Model m;
+  m.services.push_back(Web());
+  const std::string text = Render(Compile(m, "nftproxy"));
+  EXPECT_NE(text.find("\t\tmeta l4proto udp dnat ip to meta mark map @backends4-0\n"), std::string::npos);
+  EXPECT_NE(text.find("\t\tmeta l4proto tcp dnat ip6 to meta mark map @backends6-0\n"), std::string::npos);
+  EXPECT_NE(text.find("meta mark 0x80000000/1 meta mark set ct mark ct mark set 0x00000000"), std::string::npos);
+  EXPECT_NE(text.find("0x80000000-0x80000555 : 198.18.10.2 . 8080"), std::string::npos) << text;
+}
+
+TEST(BucketShares, ProportionalToWeight) {
+  auto s = BucketShares({90, 10}, 4096);
+  EXPECT_EQ(s[0] + s[1], 4096u);
+  EXPECT_EQ(s[0], 3686u);
+  s = BucketShares({1, 1, 1}, 3);
+  EXPECT_EQ(s, (std::vector<uint32_t>{1, 1, 1}));
+  // Tiny weights still get a bucket.
+  s = BucketShares({100000, 1}, 4096);
+  EXPECT_EQ(s[1], 1u);
+  EXPECT_EQ(s[0] + s[1], 4096u);
+}
+
+TEST(Compile, WeightsBecomeTicketShares) {
   Service s = Web();
+  s.ports[0].backends = {{Ip("198.18.10.2"), 8080, 90}, {Ip("198.18.11.2"), 8080, 10}};
+  Model m;
+  m.services.push_back(s);
+  auto shares = Shares(Compile(m, "t"), Family::kV4, kTicketBit);
+  EXPECT_EQ(shares["198.18.10.2"], 3686u);
+  EXPECT_EQ(shares["198.18.11.2"], 410u);
+}
+
+TEST(Compile, EndpointChangeTouchesOnlyMapElements) {
+  Model m;
+  m.services.push_back(Web());
+  Ruleset before = Compile(m, "t");
+  m.services[0].ports[0].backends.pop_back();
+  m.services[0].ports[0].backends.push_back({Ip("198.18.13.2"), 8080, 1});
+  Ruleset after = Compile(m, "t", &before);
+  EXPECT_EQ(before.chains, after.chains);
+  EXPECT_EQ(before.vmap, after.vmap);
+  EXPECT_NE(before.backends[0], after.backends[0]);
+}
+
+TEST(Compile, IndexesAreStableWhenServicesComeAndGo) {
+  Model m;
+  Service a = Web();
+  a.name = "a";
+  Service c = Web();
+  c.name = "c";
+  m.services = {a, c};
+  Ruleset r1 = Compile(m, "t");
+  Service b = Web();
+  b.name = "b";
+  m.services = {a, b, c};
+  Ruleset r2 = Compile(m, "t", &r1);
+  // a and c keep their chains (and tickets); b takes the next free index.
+  EXPECT_EQ(r1.chains["svc4/default/c/tcp/80"], r2.chains["svc4/default/c/tcp/80"]);
+  EXPECT_EQ(r2.indexes["default/b/tcp/80"], 4u);
+  m.services = {b, c};
+  Ruleset r3 = Compile(m, "t", &r2);
+  EXPECT_EQ(r3.indexes["default/c/tcp/80"], r1.indexes["default/c/tcp/80"]);
+  EXPECT_EQ(r3.chains.count("svc4/default/a/tcp/80"), 0u);
+}
+
+TEST(Compile, ManyServicesSpreadOverShards) {
+  Model m;
+  for (int i = 0; i < 1500; ++i) {
+    Service s;
+    s.ns = "default";
+    s.name = "s" + std::to_string(i);
+    s.cluster_ips = {*IpAddr::Parse("198.19." + std::to_string(i / 256) + "." + std::to_string(i % 256))};
+    ServicePort p;
+    p.port = 80;
+    p.backends = {{Ip("198.18.10.2"), 8080, 1}};
+    s.ports = {p};
+    m.services.push_back(s);
+  }
+  Ruleset rs = Compile(m, "t");
+  EXPECT_EQ(rs.shards, 2u);
+  EXPECT_NE(Render(rs).find("goto pick4-1"), std::string::npos);
+}
+
+TEST(Compile, ExternalTrafficPolicyLocal) {
+  Service s = Web();
+  s.cluster_ips = {Ip("198.19.0.10")};
+  s.lb_ips = {Ip("198.19.10.6")};
+  s.lb_source_ranges = {*Cidr::Parse("198.18.100.7/24")};
+  s.external_policy = Policy::kLocal;
   s.ports.resize(1);
-  s.ports[0].backends = {{Ip("198.18.10.2"), 8080, 90}, {Ip("198.18.11.2"), 8080, 10},
-                         {Ip("198.18.12.2"), 8080, 0}};
+  s.ports[0].node_port = 30080;
+  s.ports[0].backends[0].local = true;
+  Model m;
   m.services.push_back(s);
   Ruleset rs = Compile(m, "t");
-  const Chain& c = rs.chains.at("svc4/default/web/tcp/80");
-  ASSERT_EQ(c.rules.size(), 2u);  // weight 0 gets no rule
-  EXPECT_EQ(c.rules[0].pick, Pick::kRandom);
-  EXPECT_EQ(c.rules[0].modulus, 100u);
-  EXPECT_EQ(c.rules[0].below, 90u);
-  EXPECT_EQ(c.rules[1].pick, Pick::kAlways);
+  EXPECT_EQ(Text(rs, "ext4/default/web/tcp/80"),
+            "\tchain ext4/default/web/tcp/80 {\n"
+            "\t\tfib saddr type local ct label set 127 goto svc4/default/web/tcp/80\n"
+            "\t\tip saddr @cluster-cidrs4 goto svc4/default/web/tcp/80\n"
+            "\t\tgoto local4/default/web/tcp/80\n"
+            "\t}\n");
+  EXPECT_EQ(Text(rs, "fw4/default/web/tcp/80"),
+            "\tchain fw4/default/web/tcp/80 {\n"
+            "\t\tip saddr 198.18.100.0/24 goto ext4/default/web/tcp/80\n"
+            "\t\tdrop\n"
+            "\t}\n");
+  EXPECT_EQ(rs.vmap[(VmapKey{Ip("198.19.10.6"), L4Proto::kTcp, 80})].chain, "fw4/default/web/tcp/80");
+  EXPECT_EQ(rs.nodeports[(NodePortKey{Family::kV4, L4Proto::kTcp, 30080})].chain, "ext4/default/web/tcp/80");
+  // Only the local backend is in the local ticket range.
+  auto local = Shares(rs, Family::kV4, kTicketBit | kLocalBit);
+  ASSERT_EQ(local.size(), 1u);
+  EXPECT_EQ(local["198.18.10.2"], kBuckets);
 }
 
-TEST(Compile, RoundRobinAndSourceHash) {
-  Model m;
+TEST(Compile, AffinityRoundRobinAndHash) {
   Service s = Web();
   s.ports.resize(1);
-  s.lb = LbMode::kRoundRobin;
+  s.affinity_timeout_s = 10800;
+  Model m;
   m.services.push_back(s);
-  std::string text = Render(Compile(m, "t"));
-  EXPECT_NE(text.find("numgen inc mod 3 < 1 dnat ip to 198.18.10.2:8080"), std::string::npos) << text;
+  EXPECT_EQ(Text(Compile(m, "t"), "svc4/default/web/tcp/80"),
+            "\tchain svc4/default/web/tcp/80 {\n"
+            "\t\tct mark set meta mark meta mark set numgen random mod 4096 offset 2147483648\n"
+            "\t\tmeta mark set ip saddr . ip daddr . meta l4proto . th dport map @affinity4\n"
+            "\t\tupdate @affinity4 { ip saddr . ip daddr . meta l4proto . th dport timeout 3h : meta mark } "
+            "goto pick4-0\n"
+            "\t}\n");
+  m.services[0].affinity_timeout_s = 0;
+  m.services[0].lb = LbMode::kRoundRobin;
+  Ruleset rr = Compile(m, "t");
+  EXPECT_NE(Text(rr, "svc4/default/web/tcp/80").find("numgen inc mod 3 offset"), std::string::npos);
+  EXPECT_EQ(Shares(rr, Family::kV4, kTicketBit).size(), 3u);
   m.services[0].lb = LbMode::kSourceHash;
-  text = Render(Compile(m, "t"));
-  EXPECT_NE(text.find("jhash ip saddr mod 3 seed 0x9e3779b9 < 1 dnat ip to 198.18.10.2:8080"), std::string::npos) << text;
+  EXPECT_NE(Text(Compile(m, "t"), "svc6/default/web/tcp/80")
+                .find("meta mark set jhash ip6 saddr mod 4096 seed 0x9e3779b9 offset 2147483648"),
+            std::string::npos);
 }
 
-TEST(Compile, EqualModelsGiveEqualRulesets) {
-  Model a, b;
-  a.services.push_back(Web());
-  b.services.push_back(Web());
-  EXPECT_EQ(Compile(a, "t"), Compile(b, "t"));
-  b.services[0].ports[0].backends[0].port = 9999;
-  EXPECT_FALSE(Compile(a, "t") == Compile(b, "t"));
-}
-
-TEST(IpAddr, ParseAndFormat) {
-  EXPECT_EQ(Ip("198.19.0.10").ToString(), "198.19.0.10");
-  EXPECT_EQ(Ip("FD00:0:0::10").ToString(), "fd00::10");
-  EXPECT_FALSE(IpAddr::Parse("198.19.0.999").ok());
-  EXPECT_FALSE(IpAddr::Parse("web").ok());
-  EXPECT_TRUE(Cidr::Parse("198.18.0.0/15").ok());
-  EXPECT_FALSE(Cidr::Parse("198.18.0.0/33").ok());
+TEST(Compile, InternalTrafficPolicyLocalUsesLocalTickets) {
+  Service s = Web();
+  s.internal_policy = Policy::kLocal;
+  Model m;
+  m.services.push_back(s);
+  Ruleset rs = Compile(m, "t");
+  EXPECT_EQ(rs.vmap[(VmapKey{Ip("198.19.0.10"), L4Proto::kTcp, 80})].chain, "local4/default/web/tcp/80");
+  EXPECT_EQ(rs.chains.count("svc4/default/web/tcp/80"), 0u);
+  // No backend is local: the local range is empty, so the pick chain drops.
+  EXPECT_TRUE(Shares(rs, Family::kV4, kTicketBit | kLocalBit).empty());
 }
 
 }  // namespace

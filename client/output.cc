@@ -1,0 +1,463 @@
+#include "client/output.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace nftproxy::client {
+namespace {
+
+// Plain YAML scalars that a YAML reader would not take as a string.
+bool ReadsAsNonString(const std::string& s) {
+  static const char* const kWords[] = {"~", "null", "Null", "NULL", "true", "True", "TRUE", "false",
+                                       "False", "FALSE", "yes", "Yes", "YES", "no", "No", "NO",
+                                       "on", "On", "ON", "off", "Off", "OFF", ".inf", ".nan", ""};
+  for (const char* w : kWords) {
+    if (s == w) return true;
+  }
+  double d;
+  if (absl::SimpleAtod(s, &d)) return true;
+  return absl::StartsWith(s, "0x") || absl::StartsWith(s, "0o") || absl::StartsWith(s, "+") ||
+         absl::StartsWith(s, "-.") || absl::StartsWith(s, ".");
+}
+
+void Emit(YAML::Emitter& e, const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map:
+      e << YAML::BeginMap;
+      for (auto it = n.begin(); it != n.end(); ++it) {
+        e << YAML::Key << it->first.Scalar() << YAML::Value;
+        Emit(e, it->second);
+      }
+      e << YAML::EndMap;
+      break;
+    case YAML::NodeType::Sequence:
+      e << YAML::BeginSeq;
+      for (const YAML::Node& item : n) Emit(e, item);
+      e << YAML::EndSeq;
+      break;
+    case YAML::NodeType::Scalar:
+      // Quoted in the JSON ("!") and ambiguous in YAML: keep it a string.
+      if (n.Tag() == "!" && ReadsAsNonString(n.Scalar())) {
+        e << YAML::DoubleQuoted << n.Scalar();
+      } else {
+        e << n.Scalar();
+      }
+      break;
+    default:
+      e << YAML::Null;
+  }
+}
+
+std::string JsonToYaml(const std::string& json) {
+  try {
+    YAML::Emitter e;
+    Emit(e, YAML::Load(json));
+    return std::string(e.c_str()) + "\n";
+  } catch (const std::exception& ex) {
+    return absl::StrCat("# cannot render as YAML: ", ex.what(), "\n", json);
+  }
+}
+
+const google::protobuf::Message& Body(const v1::Resource& r, const char** kind) {
+  switch (r.kind_case()) {
+    case v1::Resource::kService:
+      *kind = "Service";
+      return r.service();
+    case v1::Resource::kEndpointSlice:
+      *kind = "EndpointSlice";
+      return r.endpoint_slice();
+    default:
+      *kind = "Workload";
+      return r.workload();
+  }
+}
+
+std::string Indent(const std::string& text, const std::string& pad) {
+  std::string out;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (!line.empty()) absl::StrAppend(&out, pad, line);
+    out += "\n";
+  }
+  while (absl::EndsWith(out, "\n\n")) out.pop_back();
+  return out;
+}
+
+std::string ProtocolName(v1::Protocol p) {
+  return v1::Protocol_Name(p == v1::PROTOCOL_UNSPECIFIED ? v1::TCP : p);
+}
+
+std::string TypeName(v1::ServiceSpec::Type t) {
+  switch (t) {
+    case v1::ServiceSpec::NODE_PORT: return "NodePort";
+    case v1::ServiceSpec::LOAD_BALANCER: return "LoadBalancer";
+    case v1::ServiceSpec::EXTERNAL_NAME: return "ExternalName";
+    default: return "ClusterIP";
+  }
+}
+
+std::string OrNone(const std::vector<std::string>& items, size_t max = 0) {
+  if (items.empty()) return "<none>";
+  if (max == 0 || items.size() <= max) return absl::StrJoin(items, ",");
+  std::vector<std::string> head(items.begin(), items.begin() + max);
+  return absl::StrCat(absl::StrJoin(head, ","), " + ", items.size() - max, " more...");
+}
+
+std::string Labels(const google::protobuf::Map<std::string, std::string>& m) {
+  std::vector<std::string> kv;
+  for (const auto& [k, v] : m) kv.push_back(k + "=" + v);
+  std::sort(kv.begin(), kv.end());
+  return OrNone(kv);
+}
+
+std::string ServicePorts(const v1::ServiceSpec& s, bool wide) {
+  std::vector<std::string> ports;
+  for (const v1::ServicePort& p : s.ports()) {
+    std::string text = absl::StrCat(p.port());
+    if (p.node_port() != 0) absl::StrAppend(&text, ":", p.node_port());
+    if (wide && p.target_case() == v1::ServicePort::kTargetPort) absl::StrAppend(&text, "->", p.target_port());
+    if (wide && p.target_case() == v1::ServicePort::kTargetPortName) absl::StrAppend(&text, "->", p.target_port_name());
+    ports.push_back(absl::StrCat(text, "/", ProtocolName(p.protocol())));
+  }
+  return OrNone(ports);
+}
+
+std::string EndpointText(const v1::Endpoint& e, bool wide) {
+  std::string text = absl::StrJoin(e.addresses(), "/");
+  const v1::EndpointConditions& c = e.conditions();
+  const bool ready = !c.has_ready() || c.ready();
+  if (!ready) absl::StrAppend(&text, c.has_serving() && c.serving() ? "(serving)" : "(not ready)");
+  if (c.has_terminating() && c.terminating()) absl::StrAppend(&text, "(terminating)");
+  if (wide && e.has_weight()) absl::StrAppend(&text, "*", e.weight());
+  return text;
+}
+
+std::string Source(const v1::ObjectMeta& m) { return m.source().empty() ? "<manual>" : m.source(); }
+
+}  // namespace
+
+std::string FormatTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (width.size() <= i) width.push_back(0);
+      width[i] = std::max(width[i], row[i].size());
+    }
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 3, ' ');
+    }
+    absl::StrAppend(&out, line, "\n");
+  }
+  return out;
+}
+
+std::string MessageJson(const google::protobuf::Message& m, bool compact) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.add_whitespace = !compact;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
+  if (out.empty() || out.back() != '\n') out += "\n";
+  return out;
+}
+
+std::string MessageYaml(const google::protobuf::Message& m) { return JsonToYaml(MessageJson(m, true)); }
+
+std::string ResourceJson(const v1::Resource& r) {
+  const char* kind = "";
+  const std::string body = MessageJson(Body(r, &kind));
+  if (absl::StartsWith(body, "{}")) return absl::StrCat("{\n \"kind\": \"", kind, "\"\n}\n");
+  // Put "kind" first.
+  return absl::StrCat("{\n \"kind\": \"", kind, "\",", body.substr(1));
+}
+
+std::string ResourceYaml(const v1::Resource& r) { return JsonToYaml(ResourceJson(r)); }
+
+std::string ResourcesYaml(const std::vector<v1::Resource>& rs) {
+  std::string out;
+  for (size_t i = 0; i < rs.size(); ++i) absl::StrAppend(&out, i ? "---\n" : "", ResourceYaml(rs[i]));
+  return out;
+}
+
+std::string ResourcesJson(const std::vector<v1::Resource>& rs) {
+  std::vector<std::string> items;
+  for (const v1::Resource& r : rs) {
+    std::string j = Indent(ResourceJson(r), "  ");
+    while (!j.empty() && j.back() == '\n') j.pop_back();
+    items.push_back(j);
+  }
+  if (items.empty()) return "{\n \"kind\": \"List\",\n \"items\": []\n}\n";
+  return absl::StrCat("{\n \"kind\": \"List\",\n \"items\": [\n", absl::StrJoin(items, ",\n"), "\n ]\n}\n");
+}
+
+v1::Resource WithoutServerFields(const v1::Resource& r) {
+  v1::Resource c = r;
+  v1::ObjectMeta* m = nullptr;
+  switch (c.kind_case()) {
+    case v1::Resource::kService: m = c.mutable_service()->mutable_metadata(); break;
+    case v1::Resource::kEndpointSlice: m = c.mutable_endpoint_slice()->mutable_metadata(); break;
+    case v1::Resource::kWorkload: m = c.mutable_workload()->mutable_metadata(); break;
+    default: return c;
+  }
+  m->clear_resource_version();
+  m->clear_create_time();
+  m->clear_update_time();
+  if (m->namespace_().empty()) m->set_namespace_("default");
+  return c;
+}
+
+std::vector<std::string> TableHeader(v1::Kind kind, bool wide) {
+  std::vector<std::string> h;
+  switch (kind) {
+    case v1::SERVICE:
+      h = {"NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"};
+      if (wide) h.insert(h.end(), {"LB", "SELECTOR", "SOURCE"});
+      break;
+    case v1::ENDPOINT_SLICE:
+      h = {"NAMESPACE", "NAME", "SERVICE", "ENDPOINTS", "PORTS", "AGE"};
+      if (wide) h.insert(h.end(), {"SOURCE"});
+      break;
+    default:
+      h = {"NAMESPACE", "NAME", "ADDRESSES", "LABELS", "NODE", "AGE"};
+      if (wide) h.insert(h.end(), {"PORTS", "SOURCE"});
+      break;
+  }
+  return h;
+}
+
+std::vector<std::string> TableRow(const v1::Resource& r, bool wide, absl::Time now) {
+  const v1::ObjectMeta& m = MetaOfResource(r);
+  const std::string age = m.has_create_time() ? Age(now - ToTime(m.create_time())) : "<unknown>";
+  const std::string ns = m.namespace_().empty() ? "default" : m.namespace_();
+  std::vector<std::string> row;
+  switch (r.kind_case()) {
+    case v1::Resource::kService: {
+      const v1::ServiceSpec& s = r.service().spec();
+      std::vector<std::string> ext(s.external_ips().begin(), s.external_ips().end());
+      ext.insert(ext.end(), s.load_balancer_ips().begin(), s.load_balancer_ips().end());
+      std::vector<std::string> vips(s.cluster_ips().begin(), s.cluster_ips().end());
+      if (s.type() == v1::ServiceSpec::EXTERNAL_NAME) ext = {s.external_name()};
+      row = {ns, m.name(), TypeName(s.type()), OrNone(vips), OrNone(ext), ServicePorts(s, wide), age};
+      if (wide) {
+        const std::string lb = v1::ServiceSpec::LoadBalancing_Name(
+            s.load_balancing() == v1::ServiceSpec::LOAD_BALANCING_UNSPECIFIED ? v1::ServiceSpec::RANDOM
+                                                                              : s.load_balancing());
+        row.insert(row.end(), {lb, Labels(s.selector()), Source(m)});
+      }
+      break;
+    }
+    case v1::Resource::kEndpointSlice: {
+      const v1::EndpointSlice& s = r.endpoint_slice();
+      std::vector<std::string> eps, ports;
+      for (const v1::Endpoint& e : s.endpoints()) eps.push_back(EndpointText(e, wide));
+      for (const v1::EndpointPort& p : s.ports()) {
+        ports.push_back(absl::StrCat(p.name().empty() ? "" : p.name() + ":", p.port(),
+                                     wide ? "/" + ProtocolName(p.protocol()) : ""));
+      }
+      row = {ns, m.name(), s.service_name(), OrNone(eps, wide ? 0 : 3), OrNone(ports), age};
+      if (wide) row.push_back(Source(m));
+      break;
+    }
+    default: {
+      const v1::Workload& w = r.workload();
+      std::vector<std::string> addrs(w.addresses().begin(), w.addresses().end());
+      row = {ns, m.name(), OrNone(addrs), Labels(m.labels()), w.node_name().empty() ? "<none>" : w.node_name(), age};
+      if (wide) {
+        std::vector<std::string> ports;
+        for (const v1::EndpointPort& p : w.ports()) {
+          ports.push_back(absl::StrCat(p.name().empty() ? "" : p.name() + ":", p.port(), "/", ProtocolName(p.protocol())));
+        }
+        row.insert(row.end(), {OrNone(ports), Source(m)});
+      }
+      break;
+    }
+  }
+  return row;
+}
+
+std::string Age(absl::Duration d) {
+  int64_t s = absl::ToInt64Seconds(d);
+  if (s < 0) s = 0;
+  if (s < 120) return absl::StrCat(s, "s");
+  const int64_t m = s / 60, h = s / 3600, days = s / 86400;
+  if (m < 10) return absl::StrCat(m, "m", s % 60 == 0 ? "" : absl::StrCat(s % 60, "s"));
+  if (h < 3) return absl::StrCat(m, "m");
+  if (h < 8) return absl::StrCat(h, "h", m % 60 == 0 ? "" : absl::StrCat(m % 60, "m"));
+  if (h < 48) return absl::StrCat(h, "h");
+  if (days < 8) return absl::StrCat(days, "d", h % 24 == 0 ? "" : absl::StrCat(h % 24, "h"));
+  if (days < 365 * 2) return absl::StrCat(days, "d");
+  return absl::StrCat(days / 365, "y", days % 365 == 0 ? "" : absl::StrCat(days % 365, "d"));
+}
+
+absl::Time ToTime(const google::protobuf::Timestamp& ts) {
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+const char* KindWord(v1::Kind kind) {
+  switch (kind) {
+    case v1::SERVICE: return "service";
+    case v1::ENDPOINT_SLICE: return "endpointslice";
+    case v1::WORKLOAD: return "workload";
+    default: return "resource";
+  }
+}
+
+v1::Kind KindOfResource(const v1::Resource& r) {
+  switch (r.kind_case()) {
+    case v1::Resource::kService: return v1::SERVICE;
+    case v1::Resource::kEndpointSlice: return v1::ENDPOINT_SLICE;
+    case v1::Resource::kWorkload: return v1::WORKLOAD;
+    default: return v1::KIND_UNSPECIFIED;
+  }
+}
+
+const v1::ObjectMeta& MetaOfResource(const v1::Resource& r) {
+  switch (r.kind_case()) {
+    case v1::Resource::kService: return r.service().metadata();
+    case v1::Resource::kEndpointSlice: return r.endpoint_slice().metadata();
+    case v1::Resource::kWorkload: return r.workload().metadata();
+    default: return v1::ObjectMeta::default_instance();
+  }
+}
+
+std::string RefName(v1::Kind kind, const std::string& ns, const std::string& name) {
+  return absl::StrCat(KindWord(kind), "/", ns.empty() ? "default" : ns, "/", name);
+}
+
+std::string RefName(const v1::Resource& r) {
+  const v1::ObjectMeta& m = MetaOfResource(r);
+  return RefName(KindOfResource(r), m.namespace_(), m.name());
+}
+
+std::string UnifiedDiff(const std::string& a, const std::string& b, const std::string& a_name,
+                        const std::string& b_name) {
+  if (a == b) return "";
+  auto lines = [](const std::string& t) {
+    std::vector<std::string> out = absl::StrSplit(t, '\n');
+    if (!out.empty() && out.back().empty()) out.pop_back();
+    return out;
+  };
+  const std::vector<std::string> x = lines(a), y = lines(b);
+  const size_t n = x.size(), m = y.size();
+  // lcs[i][j]: length of the longest common subsequence of x[i:] and y[j:].
+  std::vector<std::vector<uint32_t>> lcs(n + 1, std::vector<uint32_t>(m + 1, 0));
+  for (size_t i = n; i-- > 0;) {
+    for (size_t j = m; j-- > 0;) {
+      lcs[i][j] = x[i] == y[j] ? lcs[i + 1][j + 1] + 1 : std::max(lcs[i + 1][j], lcs[i][j + 1]);
+    }
+  }
+  struct Op {
+    char tag;  // ' ', '-', '+'
+    size_t ai, bi;  // line numbers (0-based) in a and b before this op
+    std::string text;
+  };
+  std::vector<Op> ops;
+  size_t i = 0, j = 0;
+  while (i < n || j < m) {
+    if (i < n && j < m && x[i] == y[j]) {
+      ops.push_back({' ', i, j, x[i]});
+      ++i, ++j;
+    } else if (j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j])) {
+      ops.push_back({'+', i, j, y[j]});
+      ++j;
+    } else {
+      ops.push_back({'-', i, j, x[i]});
+      ++i;
+    }
+  }
+  constexpr size_t kContext = 3;
+  std::string out = absl::StrCat("--- ", a_name, "\n+++ ", b_name, "\n");
+  size_t k = 0;
+  while (k < ops.size()) {
+    while (k < ops.size() && ops[k].tag == ' ') ++k;
+    if (k == ops.size()) break;
+    // A hunk: from kContext lines before this change to kContext lines after
+    // the last change that is at most 2*kContext unchanged lines further.
+    const size_t start = k >= kContext ? k - kContext : 0;
+    size_t end = k;
+    size_t last_change = k;
+    while (end < ops.size()) {
+      if (ops[end].tag != ' ') last_change = end;
+      if (end - last_change > 2 * kContext) break;
+      ++end;
+    }
+    end = std::min(ops.size(), last_change + kContext + 1);
+    size_t a_count = 0, b_count = 0;
+    for (size_t h = start; h < end; ++h) {
+      if (ops[h].tag != '+') ++a_count;
+      if (ops[h].tag != '-') ++b_count;
+    }
+    const size_t a_start = ops[start].ai + (a_count ? 1 : 0);
+    const size_t b_start = ops[start].bi + (b_count ? 1 : 0);
+    absl::StrAppend(&out, "@@ -", a_start, ",", a_count, " +", b_start, ",", b_count, " @@\n");
+    for (size_t h = start; h < end; ++h) absl::StrAppend(&out, std::string(1, ops[h].tag), ops[h].text, "\n");
+    k = end;
+  }
+  return out;
+}
+
+std::string RulesetFor(const std::string& ruleset, const std::string& ns, const std::string& name) {
+  const std::string needle = absl::StrCat("/", ns, "/", name, "/");
+  std::vector<std::string> lines = absl::StrSplit(ruleset, '\n');
+  std::string owned;   // whole chains of the service
+  std::string refs;    // elements and rules elsewhere that point at them
+  std::string block_kind, block_name;
+  std::vector<std::string> block;
+  auto flush = [&]() {
+    if (block_name.empty()) return;
+    if (absl::StrContains(block_name, needle)) {
+      for (const std::string& l : block) absl::StrAppend(&owned, l, "\n");
+    } else {
+      // Elements may share lines and span several: split on ',' and braces.
+      std::string joined = absl::StrJoin(block.begin() + 1, block.end(), "\n");
+      std::vector<std::string> hits;
+      for (absl::string_view part : absl::StrSplit(joined, absl::ByAnyChar(",{}\n"))) {
+        if (absl::StrContains(part, needle)) hits.emplace_back(absl::StripAsciiWhitespace(part));
+      }
+      if (!hits.empty()) {
+        absl::StrAppend(&refs, "\t", block_kind, " ", block_name, ":\n");
+        for (const std::string& h : hits) absl::StrAppend(&refs, "\t\t", h, "\n");
+      }
+    }
+    block.clear();
+    block_name.clear();
+  };
+  for (const std::string& line : lines) {
+    const absl::string_view t = absl::StripAsciiWhitespace(line);
+    if (block_name.empty()) {
+      for (const char* kind : {"chain ", "map ", "set "}) {
+        if (absl::StartsWith(t, kind) && absl::EndsWith(t, "{")) {
+          block_kind = std::string(absl::StripSuffix(kind, " "));
+          std::string n(absl::StripAsciiWhitespace(t.substr(strlen(kind), t.size() - strlen(kind) - 1)));
+          if (n.size() >= 2 && n.front() == '"' && n.back() == '"') n = n.substr(1, n.size() - 2);
+          block_name = n;
+          block.push_back(line);
+          break;
+        }
+      }
+      continue;
+    }
+    block.push_back(line);
+    if (t == "}") flush();
+  }
+  flush();
+  if (owned.empty() && refs.empty()) return "";
+  return refs + owned;
+}
+
+}  // namespace nftproxy::client
