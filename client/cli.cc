@@ -171,9 +171,7 @@ class Client {
     req.set_source(o.source);
     for (const ManifestDoc& d : docs) *req.add_upserts() = d.resource;
     v1::ApplyResponse resp;
-    grpc::ClientContext ctx;
-    Deadline(&ctx);
-    grpc::Status s = stub_->Apply(&ctx, req, &resp);
+    grpc::Status s = Call(&v1::Proxy::Stub::Apply, req, &resp);
     if (!s.ok()) return Report(s, server_, docs);
     int i = resp.deleted_size();
     for (const v1::Resource& r : resp.applied()) {
@@ -194,9 +192,7 @@ class Client {
       *req.add_refs() = Ref(kind, Namespace(o), o.positional[1]);
       req.set_source(o.source);
       v1::DeleteResponse resp;
-      grpc::ClientContext ctx;
-      Deadline(&ctx);
-      grpc::Status s = stub_->Delete(&ctx, req, &resp);
+      grpc::Status s = Call(&v1::Proxy::Stub::Delete, req, &resp);
       if (!s.ok()) return Report(s, server_);
       for (const v1::ResourceRef& d : resp.deleted()) std::cout << RefName(kind, d.namespace_(), d.name()) << " deleted\n";
       return kExitOk;
@@ -212,9 +208,7 @@ class Client {
       *req.add_deletes() = Ref(KindOfResource(d.resource), m.namespace_(), m.name());
     }
     v1::ApplyResponse resp;
-    grpc::ClientContext ctx;
-    Deadline(&ctx);
-    grpc::Status s = stub_->Apply(&ctx, req, &resp);
+    grpc::Status s = Call(&v1::Proxy::Stub::Apply, req, &resp);
     if (!s.ok()) return Report(s, server_, docs);
     for (const v1::ResourceRef& d : resp.deleted()) {
       std::cout << RefName(d.kind(), d.namespace_(), d.name()) << " deleted" << DryRun(o) << "\n";
@@ -232,9 +226,7 @@ class Client {
     req.set_source(o.source);
     for (const ManifestDoc& d : docs) *req.add_upserts() = d.resource;
     v1::ApplyResponse resp;
-    grpc::ClientContext ctx;
-    Deadline(&ctx);
-    grpc::Status s = stub_->Apply(&ctx, req, &resp);
+    grpc::Status s = Call(&v1::Proxy::Stub::Apply, req, &resp);
     if (!s.ok()) {
       const int rc = Report(s, server_, docs);
       return rc == kExitUnreachable ? rc : kExitBadInput;
@@ -246,9 +238,7 @@ class Client {
       v1::GetRequest get;
       *get.mutable_ref() = Ref(KindOfResource(want), m.namespace_(), m.name());
       v1::Resource live;
-      grpc::ClientContext gctx;
-      Deadline(&gctx);
-      grpc::Status gs = stub_->Get(&gctx, get, &live);
+      grpc::Status gs = Call(&v1::Proxy::Stub::Get, get, &live);
       std::string live_text;
       if (gs.ok()) {
         live_text = ResourceYaml(WithoutServerFields(live));
@@ -277,9 +267,7 @@ class Client {
     req.set_dry_run(o.dry_run);
     for (const ManifestDoc& d : docs) *req.add_resources() = d.resource;
     v1::SyncResponse resp;
-    grpc::ClientContext ctx;
-    Deadline(&ctx);
-    grpc::Status s = stub_->Sync(&ctx, req, &resp);
+    grpc::Status s = Call(&v1::Proxy::Stub::Sync, req, &resp);
     if (!s.ok()) return Report(s, server_, docs);
     for (const v1::ResourceRef& r : resp.deleted()) std::cout << RefName(r.kind(), r.namespace_(), r.name()) << " deleted" << DryRun(o) << "\n";
     for (const v1::ResourceRef& r : resp.created()) std::cout << RefName(r.kind(), r.namespace_(), r.name()) << " created" << DryRun(o) << "\n";
@@ -423,9 +411,7 @@ class Client {
     }
 
     v1::GetRulesetResponse rules;
-    grpc::ClientContext ctx;
-    Deadline(&ctx);
-    grpc::Status s = stub_->GetRuleset(&ctx, v1::GetRulesetRequest(), &rules);
+    grpc::Status s = Call(&v1::Proxy::Stub::GetRuleset, v1::GetRulesetRequest(), &rules);
     if (!s.ok()) return Report(s, server_);
     const std::string objects = RulesetFor(rules.text(), m.namespace_(), m.name());
     std::cout << "nftables (table " << rules.table() << "):";
@@ -441,9 +427,7 @@ class Client {
   int Explain(const Options& o) {
     if (!o.positional.empty()) return Usage("explain", "takes no arguments");
     v1::GetRulesetResponse resp;
-    grpc::ClientContext ctx;
-    Deadline(&ctx);
-    grpc::Status s = stub_->GetRuleset(&ctx, v1::GetRulesetRequest(), &resp);
+    grpc::Status s = Call(&v1::Proxy::Stub::GetRuleset, v1::GetRulesetRequest(), &resp);
     if (!s.ok()) return Report(s, server_);
     if (resp.text().empty()) {
       std::cout << "# nothing committed by this server run yet (table " << resp.table() << ")\n";
@@ -507,9 +491,7 @@ class Client {
   int Status(const Options& o) {
     if (!o.positional.empty()) return Usage("status", "takes no arguments");
     v1::StatusResponse resp;
-    grpc::ClientContext ctx;
-    Deadline(&ctx);
-    grpc::Status s = stub_->Status(&ctx, v1::StatusRequest(), &resp);
+    grpc::Status s = Call(&v1::Proxy::Stub::Status, v1::StatusRequest(), &resp);
     if (!s.ok()) return Report(s, server_);
     if (o.output == "json") {
       std::cout << MessageJson(resp);
@@ -544,17 +526,20 @@ class Client {
     std::cout << "Client version: " << NFTPROXY_VERSION << "\n";
     if (o.client_only) return kExitOk;
     v1::StatusResponse resp;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    grpc::Status s = stub_->Status(&ctx, v1::StatusRequest(), &resp);
+    grpc::Status s = Call(&v1::Proxy::Stub::Status, v1::StatusRequest(), &resp, std::chrono::seconds(5));
     if (!s.ok()) return Report(s, server_);
     std::cout << "Server version: " << resp.version() << "\n";
     return kExitOk;
   }
 
  private:
-  static void Deadline(grpc::ClientContext* ctx) {
-    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  // One unary call with a deadline.
+  template <typename Req, typename Resp>
+  grpc::Status Call(grpc::Status (v1::Proxy::Stub::*method)(grpc::ClientContext*, const Req&, Resp*), const Req& req,
+                    Resp* resp, std::chrono::seconds timeout = std::chrono::seconds(120)) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+    return (stub_.get()->*method)(&ctx, req, resp);
   }
 
   static const char* DryRun(const Options& o) { return o.dry_run ? " (dry run)" : ""; }
@@ -613,9 +598,7 @@ class Client {
   int GetOne(v1::Kind kind, const std::string& ns, const std::string& name, v1::Resource* out) {
     v1::GetRequest req;
     *req.mutable_ref() = Ref(kind, ns, name);
-    grpc::ClientContext ctx;
-    Deadline(&ctx);
-    grpc::Status s = stub_->Get(&ctx, req, out);
+    grpc::Status s = Call(&v1::Proxy::Stub::Get, req, out);
     return s.ok() ? kExitOk : Report(s, server_);
   }
 
@@ -624,9 +607,7 @@ class Client {
     req.set_kind(kind);
     req.set_namespace_(ns);
     v1::ListResponse resp;
-    grpc::ClientContext ctx;
-    Deadline(&ctx);
-    grpc::Status s = stub_->List(&ctx, req, &resp);
+    grpc::Status s = Call(&v1::Proxy::Stub::List, req, &resp);
     if (!s.ok()) return Report(s, server_);
     out->assign(resp.resources().begin(), resp.resources().end());
     return kExitOk;

@@ -169,21 +169,34 @@ class Translator {
     return absl::OkStatus();
   }
 
+  // `name` and `protocol` of a service or endpoint port; false for other keys.
+  template <typename Port>
+  static absl::StatusOr<bool> NameOrProtocol(const std::string& k, const YAML::Node& v, const std::string& p,
+                                             Port* port) {
+    if (k == "name") {
+      absl::StatusOr<std::string> str = String(v, p);
+      if (!str.ok()) return str.status();
+      port->set_name(*str);
+      return true;
+    }
+    if (k == "protocol") {
+      absl::StatusOr<v1::Protocol> proto = Protocol(v, p);
+      if (!proto.ok()) return proto.status();
+      port->set_protocol(*proto);
+      return true;
+    }
+    return false;
+  }
+
   // ---- Service -------------------------------------------------------------
 
   absl::Status ServicePort(const YAML::Node& n, const std::string& path, v1::ServicePort* port) {
     bool has_port = false;
+    port->set_protocol(v1::TCP);  // Kubernetes' default
     auto s = Fields(n, path, {"appProtocol"}, [&](const std::string& k, const YAML::Node& v,
                                                    const std::string& p) -> absl::StatusOr<bool> {
-      if (k == "name") {
-        absl::StatusOr<std::string> str = String(v, p);
-        if (!str.ok()) return str.status();
-        port->set_name(*str);
-      } else if (k == "protocol") {
-        absl::StatusOr<v1::Protocol> proto = Protocol(v, p);
-        if (!proto.ok()) return proto.status();
-        port->set_protocol(*proto);
-      } else if (k == "port" || k == "nodePort") {
+      if (absl::StatusOr<bool> done = NameOrProtocol(k, v, p, port); !done.ok() || *done) return done;
+      if (k == "port" || k == "nodePort") {
         absl::StatusOr<uint32_t> num = Number(v, p, 65535);
         if (!num.ok()) return num.status();
         k == "port" ? port->set_port(*num) : port->set_node_port(*num);
@@ -347,9 +360,10 @@ class Translator {
     bool headless = false;
     bool has_spec = false;
     YAML::Node spec_node;
+    if (auto st = Metadata(doc["metadata"], svc->mutable_metadata()); !st.ok()) return st;
     auto s = Fields(doc, "", {"apiVersion", "kind"}, [&](const std::string& k, const YAML::Node& v,
                                                          const std::string& p) -> absl::StatusOr<bool> {
-      if (k == "metadata") return true;  // below
+      if (k == "metadata") return true;  // above
       if (k == "spec") {
         has_spec = true;
         spec_node.reset(v);
@@ -363,7 +377,6 @@ class Translator {
       return false;
     });
     if (!s.ok()) return s;
-    if (auto st = Metadata(doc["metadata"], svc->mutable_metadata()); !st.ok()) return st;
     if (!has_spec) return Error(doc, "spec", "required");
     if (headless) {
       Warn(spec_node, "spec.clusterIP", "None (headless): nothing to program; skipped");
@@ -377,17 +390,11 @@ class Translator {
 
   absl::Status EndpointPort(const YAML::Node& n, const std::string& path, v1::EndpointPort* port) {
     bool has_port = false;
+    port->set_protocol(v1::TCP);  // Kubernetes' default
     auto s = Fields(n, path, {"appProtocol"}, [&](const std::string& k, const YAML::Node& v,
                                                    const std::string& p) -> absl::StatusOr<bool> {
-      if (k == "name") {
-        absl::StatusOr<std::string> str = String(v, p);
-        if (!str.ok()) return str.status();
-        port->set_name(*str);
-      } else if (k == "protocol") {
-        absl::StatusOr<v1::Protocol> proto = Protocol(v, p);
-        if (!proto.ok()) return proto.status();
-        port->set_protocol(*proto);
-      } else if (k == "port") {
+      if (absl::StatusOr<bool> done = NameOrProtocol(k, v, p, port); !done.ok() || *done) return done;
+      if (k == "port") {
         if (Absent(v)) return true;
         absl::StatusOr<uint32_t> num = Number(v, p, 65535);
         if (!num.ok()) return num.status();

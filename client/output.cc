@@ -1,10 +1,16 @@
 #include "client/output.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/type_resolver_util.h>
 #include <yaml-cpp/yaml.h>
+
+#include <memory>
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 #include <sstream>
 
 #include "absl/strings/ascii.h"
@@ -168,10 +174,24 @@ std::string FormatTable(const std::vector<std::vector<std::string>>& rows) {
 }
 
 std::string MessageJson(const google::protobuf::Message& m, bool compact) {
+  // Through deterministic (map keys sorted) binary, so that equal messages
+  // print equal: `diff` compares the text.
+  std::string bin;
+  {
+    google::protobuf::io::StringOutputStream sos(&bin);
+    google::protobuf::io::CodedOutputStream cos(&sos);
+    cos.SetSerializationDeterministic(true);
+    m.SerializeToCodedStream(&cos);
+  }
+  static const char kUrlPrefix[] = "type.googleapis.com";
+  std::unique_ptr<google::protobuf::util::TypeResolver> resolver(google::protobuf::util::NewTypeResolverForDescriptorPool(
+      kUrlPrefix, m.GetDescriptor()->file()->pool()));
   std::string out;
   google::protobuf::util::JsonPrintOptions opts;
   opts.add_whitespace = !compact;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
+  (void)google::protobuf::util::BinaryToJsonString(resolver.get(),
+                                                   absl::StrCat(kUrlPrefix, "/", m.GetDescriptor()->full_name()), bin,
+                                                   &out, opts);
   if (out.empty() || out.back() != '\n') out += "\n";
   return out;
 }
@@ -372,12 +392,12 @@ std::string UnifiedDiff(const std::string& a, const std::string& b, const std::s
     if (i < n && j < m && x[i] == y[j]) {
       ops.push_back({' ', i, j, x[i]});
       ++i, ++j;
-    } else if (j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j])) {
-      ops.push_back({'+', i, j, y[j]});
-      ++j;
-    } else {
+    } else if (i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1])) {
       ops.push_back({'-', i, j, x[i]});
       ++i;
+    } else {
+      ops.push_back({'+', i, j, y[j]});
+      ++j;
     }
   }
   constexpr size_t kContext = 3;
@@ -411,53 +431,138 @@ std::string UnifiedDiff(const std::string& a, const std::string& b, const std::s
   return out;
 }
 
-std::string RulesetFor(const std::string& ruleset, const std::string& ns, const std::string& name) {
-  const std::string needle = absl::StrCat("/", ns, "/", name, "/");
-  std::vector<std::string> lines = absl::StrSplit(ruleset, '\n');
-  std::string owned;   // whole chains of the service
-  std::string refs;    // elements and rules elsewhere that point at them
-  std::string block_kind, block_name;
-  std::vector<std::string> block;
-  auto flush = [&]() {
-    if (block_name.empty()) return;
-    if (absl::StrContains(block_name, needle)) {
-      for (const std::string& l : block) absl::StrAppend(&owned, l, "\n");
-    } else {
-      // Elements may share lines and span several: split on ',' and braces.
-      std::string joined = absl::StrJoin(block.begin() + 1, block.end(), "\n");
-      std::vector<std::string> hits;
-      for (absl::string_view part : absl::StrSplit(joined, absl::ByAnyChar(",{}\n"))) {
-        if (absl::StrContains(part, needle)) hits.emplace_back(absl::StripAsciiWhitespace(part));
-      }
-      if (!hits.empty()) {
-        absl::StrAppend(&refs, "\t", block_kind, " ", block_name, ":\n");
-        for (const std::string& h : hits) absl::StrAppend(&refs, "\t\t", h, "\n");
-      }
-    }
-    block.clear();
-    block_name.clear();
-  };
-  for (const std::string& line : lines) {
+namespace {
+
+struct Block {
+  std::string kind;  // chain, map, set
+  std::string name;
+  std::vector<std::string> lines;  // including the opening and closing lines
+};
+
+// The top-level blocks of a table in `nft list` text.
+std::vector<Block> Blocks(const std::string& ruleset) {
+  std::vector<Block> blocks;
+  Block cur;
+  for (const std::string& line : std::vector<std::string>(absl::StrSplit(ruleset, '\n'))) {
     const absl::string_view t = absl::StripAsciiWhitespace(line);
-    if (block_name.empty()) {
+    if (cur.name.empty()) {
       for (const char* kind : {"chain ", "map ", "set "}) {
         if (absl::StartsWith(t, kind) && absl::EndsWith(t, "{")) {
-          block_kind = std::string(absl::StripSuffix(kind, " "));
+          cur.kind = std::string(absl::StripSuffix(kind, " "));
           std::string n(absl::StripAsciiWhitespace(t.substr(strlen(kind), t.size() - strlen(kind) - 1)));
           if (n.size() >= 2 && n.front() == '"' && n.back() == '"') n = n.substr(1, n.size() - 2);
-          block_name = n;
-          block.push_back(line);
+          cur.name = n;
+          cur.lines.push_back(line);
           break;
         }
       }
       continue;
     }
-    block.push_back(line);
-    if (t == "}") flush();
+    cur.lines.push_back(line);
+    if (t == "}") {
+      blocks.push_back(std::move(cur));
+      cur = Block();
+    }
   }
-  flush();
-  if (owned.empty() && refs.empty()) return "";
-  return refs + owned;
+  return blocks;
+}
+
+// The elements (or rules) of a block, one string each.
+std::vector<std::string> Entries(const Block& b) {
+  std::vector<std::string> out;
+  const std::string joined = absl::StrJoin(b.lines.begin() + 1, b.lines.end(), "\n");
+  for (absl::string_view part : absl::StrSplit(joined, absl::ByAnyChar(",{}\n"))) {
+    part = absl::StripAsciiWhitespace(part);
+    if (absl::StartsWith(part, "elements =")) part = absl::StripAsciiWhitespace(part.substr(10));
+    if (!part.empty()) out.emplace_back(part);
+  }
+  return out;
+}
+
+bool ParseNumber(absl::string_view s, uint64_t* v) {
+  if (absl::StartsWith(s, "0x")) return absl::SimpleHexAtoi(s.substr(2), v);
+  return absl::SimpleAtoi(s, v);
+}
+
+// The token after `word ` in `text`.
+absl::string_view After(absl::string_view text, absl::string_view word) {
+  size_t at = text.find(absl::StrCat(" ", word, " "));
+  if (at == absl::string_view::npos) return "";
+  absl::string_view rest = text.substr(at + word.size() + 2);
+  return rest.substr(0, rest.find(' '));
+}
+
+// A key of an interval map: "0x80000000/21", "5-9" or "7" as [lo, hi].
+bool KeyRange(absl::string_view key, uint64_t* lo, uint64_t* hi) {
+  if (size_t slash = key.find('/'); slash != absl::string_view::npos) {
+    uint64_t len = 0;
+    if (!ParseNumber(key.substr(0, slash), lo) || !absl::SimpleAtoi(key.substr(slash + 1), &len) || len > 32) return false;
+    *hi = *lo + ((uint64_t{1} << (32 - len)) - 1);
+    return true;
+  }
+  if (size_t dash = key.find('-'); dash != absl::string_view::npos) {
+    return ParseNumber(key.substr(0, dash), lo) && ParseNumber(key.substr(dash + 1), hi);
+  }
+  if (!ParseNumber(key, lo)) return false;
+  *hi = *lo;
+  return true;
+}
+
+}  // namespace
+
+std::string RulesetFor(const std::string& ruleset, const std::string& ns, const std::string& name) {
+  const std::string needle = absl::StrCat("/", ns, "/", name, "/");
+  const std::vector<Block> blocks = Blocks(ruleset);
+  auto find = [&](const std::string& n) -> const Block* {
+    for (const Block& b : blocks) {
+      if (b.name == n) return &b;
+    }
+    return nullptr;
+  };
+  std::string owned;   // the service's own chains
+  std::string refs;    // elements and rules elsewhere that point at them
+  std::string picked;  // backends its chains pick from shared maps
+  for (const Block& b : blocks) {
+    if (absl::StrContains(b.name, needle)) {
+      for (const std::string& l : b.lines) absl::StrAppend(&owned, l, "\n");
+      // A chain that picks a mark in [offset, offset + mod) and jumps to a
+      // chain that maps marks to backends: show those map elements.
+      for (const std::string& rule : Entries(b)) {
+        uint64_t mod = 0, offset = 0;
+        const std::string target(After(rule, "goto"));
+        if (!absl::SimpleAtoi(After(rule, "mod"), &mod) || !ParseNumber(After(rule, "offset"), &offset) || mod == 0) continue;
+        const Block* pick = find(target);
+        if (pick == nullptr) continue;
+        for (const std::string& line : pick->lines) {
+          size_t at = line.find("map @");
+          if (at == std::string::npos) continue;
+          const std::string map_name = line.substr(at + 5, line.find_first_of(" \t", at + 5) - (at + 5));
+          const Block* map = find(map_name);
+          if (map == nullptr || absl::StrContains(picked, absl::StrCat(map_name, " (", b.name, ")"))) continue;
+          std::vector<std::string> hits;
+          for (const std::string& e : Entries(*map)) {
+            uint64_t lo = 0, hi = 0;
+            const size_t colon = e.find(" : ");
+            if (colon == std::string::npos || !KeyRange(e.substr(0, colon), &lo, &hi)) continue;
+            if (lo < offset + mod && hi >= offset) hits.push_back(e);
+          }
+          if (hits.empty()) continue;
+          absl::StrAppend(&picked, "\t", map->kind, " ", map_name, " (", b.name, "):\n");
+          for (const std::string& h : hits) absl::StrAppend(&picked, "\t\t", h, "\n");
+        }
+      }
+      continue;
+    }
+    std::vector<std::string> hits;
+    for (const std::string& e : Entries(b)) {
+      if (absl::StrContains(e, needle)) hits.push_back(e);
+    }
+    if (!hits.empty()) {
+      absl::StrAppend(&refs, "\t", b.kind, " ", b.name, ":\n");
+      for (const std::string& h : hits) absl::StrAppend(&refs, "\t\t", h, "\n");
+    }
+  }
+  return refs + owned + picked;
 }
 
 }  // namespace nftproxy::client

@@ -627,14 +627,8 @@ void AddSkeleton(Batch& b, const Ruleset& rs) {
       Masq(r);
     });
   }
-  for (Family f : {Family::kV4, Family::kV6}) {
-    b.Rule("masquerading", mw, [&](nftnl_rule* r) {
-      MatchNfproto(r, f);
-      LoadAddr(r, f, true, NFT_REG_1);
-      Lookup(r, absl::StrCat("cluster-cidrs", Digit(f)), NFT_REG_1);
-      Verdict(r, NFT_RETURN);
-    });
-  }
+  // External traffic under policy CLUSTER is masqueraded whatever its
+  // source, pods included (replies must come back through this node).
   b.Rule("masquerading", mw, [](nftnl_rule* r) {
     Ct(r, NFT_CT_LABELS, NFT_REG_1);
     uint8_t label[16] = {}, zero[16] = {};
@@ -643,6 +637,14 @@ void AddSkeleton(Batch& b, const Ruleset& rs) {
     Cmp(r, NFT_REG_1, NFT_CMP_NEQ, zero, 16);
     Masq(r);
   });
+  for (Family f : {Family::kV4, Family::kV6}) {
+    b.Rule("masquerading", mw, [&](nftnl_rule* r) {
+      MatchNfproto(r, f);
+      LoadAddr(r, f, true, NFT_REG_1);
+      Lookup(r, absl::StrCat("cluster-cidrs", Digit(f)), NFT_REG_1);
+      Verdict(r, NFT_RETURN);
+    });
+  }
   if (!rs.node.cluster_cidrs.empty()) {
     for (Family f : {Family::kV4, Family::kV6}) {
       b.Rule("masquerading", mw, [&](nftnl_rule* r) {

@@ -517,8 +517,8 @@ std::string Render(const Ruleset& rs) {
   out += "\n";
   std::vector<std::string> masq = {"ip saddr . ip daddr @hairpin4 masquerade",
                                    "ip6 saddr . ip6 daddr @hairpin6 masquerade",
-                                   "ip saddr @cluster-cidrs4 return", "ip6 saddr @cluster-cidrs6 return",
-                                   absl::StrCat("ct label ", kMasqueradeLabel, " masquerade")};
+                                   absl::StrCat("ct label ", kMasqueradeLabel, " masquerade"),
+                                   "ip saddr @cluster-cidrs4 return", "ip6 saddr @cluster-cidrs6 return"};
   if (cluster_masq) {
     masq.push_back("ct original ip daddr @cluster-ips4 masquerade");
     masq.push_back("ct original ip6 daddr @cluster-ips6 masquerade");

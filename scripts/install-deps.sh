@@ -9,7 +9,7 @@ packages=(
   libabsl-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nftables iproute2 iptables conntrack socat
-  python3 python3-grpcio python3-yaml
+  python3 python3-grpcio python3-protobuf python3-yaml
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -154,7 +154,7 @@ absl::Status ProxyService::Restore(State state) {
 }
 
 absl::Status ProxyService::CommitLocked(State next, const std::vector<Key>& changed, bool dry_run) {
-  if (auto s = ValidateState(next, changed); !s.ok()) return s;
+  if (auto s = ValidateState(next, changed, StateRules{options_.node_port_min, options_.node_port_max}); !s.ok()) return s;
   dp::Model model = BuildModel(next, options_.node_name, options_.node);
   if (dry_run) return absl::OkStatus();
   const absl::Time start = absl::Now();

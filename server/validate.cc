@@ -181,6 +181,13 @@ void CheckService(const v1::Service& s, Checker& c) {
       c.Fail(f + ".targetPortName", absl::StrCat("\"", p.target_port_name(), "\" is not a valid port name"));
     }
     c.Port(f + ".nodePort", p.node_port(), false);
+    const bool node_ports = spec.type() == v1::ServiceSpec::NODE_PORT || spec.type() == v1::ServiceSpec::LOAD_BALANCER;
+    if (p.node_port() != 0 && !node_ports) {
+      c.Fail(f + ".nodePort", "only allowed for type NODE_PORT or LOAD_BALANCER");
+    }
+    if (p.node_port() == 0 && spec.type() == v1::ServiceSpec::NODE_PORT) {
+      c.Fail(f + ".nodePort", "required for type NODE_PORT (nftproxy does not allocate node ports)");
+    }
   }
 }
 
@@ -225,7 +232,7 @@ absl::Status ValidateResource(const v1::Resource& r) {
   return c.status();
 }
 
-absl::Status ValidateState(const State& state, const std::vector<Key>& changed) {
+absl::Status ValidateState(const State& state, const std::vector<Key>& changed, const StateRules& rules) {
   std::set<Key> touched(changed.begin(), changed.end());
   // Who serves each address/protocol/port. Services the request touched are
   // visited last, so the clash is reported on them.
@@ -239,6 +246,22 @@ absl::Status ValidateState(const State& state, const std::vector<Key>& changed) 
   std::map<std::string, std::string> owner;  // "ip proto port" -> "ns/name"
   for (const v1::Service* s : services) {
     const std::string me = absl::StrCat(s->metadata().namespace_().empty() ? kDefaultNamespace : s->metadata().namespace_(), "/", s->metadata().name());
+    for (int i = 0; i < s->spec().ports_size(); ++i) {
+      const v1::ServicePort& p = s->spec().ports(i);
+      if (p.node_port() == 0) continue;
+      const std::string field = absl::StrCat("service ", me, ": spec.ports[", i, "].nodePort: ");
+      if (p.node_port() < rules.node_port_min || p.node_port() > rules.node_port_max) {
+        return absl::InvalidArgumentError(absl::StrCat(field, p.node_port(), " is outside the node port range ",
+                                                       rules.node_port_min, "-", rules.node_port_max,
+                                                       " (server flag --nodeport-range)"));
+      }
+      int proto = p.protocol() == v1::PROTOCOL_UNSPECIFIED ? v1::TCP : p.protocol();
+      const std::string slot = absl::StrCat("node port ", p.node_port(), "/", v1::Protocol_Name(static_cast<v1::Protocol>(proto)));
+      auto [it, inserted] = owner.emplace(slot, me);
+      if (!inserted && it->second != me) {
+        return absl::InvalidArgumentError(absl::StrCat(field, slot, " is already used by service ", it->second));
+      }
+    }
     struct List { const char* field; const google::protobuf::RepeatedPtrField<std::string>* ips; };
     const List lists[] = {{"spec.clusterIps", &s->spec().cluster_ips()},
                           {"spec.externalIps", &s->spec().external_ips()},

@@ -2,6 +2,9 @@
 // object and the field: `service default/web: spec.ports[1].port: ...`.
 #pragma once
 
+#include <cstdint>
+#include <vector>
+
 #include "absl/status/status.h"
 #include "server/store.h"
 
@@ -14,6 +17,11 @@ absl::Status ValidateResource(const v1::Resource& r);
 // clashes between services, selector services that also own slices.
 // `changed` lists the keys the current request touched, so that the error
 // names the object the caller just wrote rather than its old neighbour.
-absl::Status ValidateState(const State& state, const std::vector<Key>& changed);
+struct StateRules {
+  // Allowed node ports, inclusive (server flag --nodeport-range).
+  uint32_t node_port_min = 30000;
+  uint32_t node_port_max = 32767;
+};
+absl::Status ValidateState(const State& state, const std::vector<Key>& changed, const StateRules& rules = {});
 
 }  // namespace nftproxy::server

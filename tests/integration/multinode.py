@@ -35,6 +35,7 @@ Only 198.18.0.0/15 is used.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -71,7 +72,6 @@ def _scalar(v):
     if isinstance(v, int):
         return str(v)
     v = str(v)
-    import re
     if re.match(r"[A-Za-z][A-Za-z0-9_-]*\Z", v) and v.lower() not in {
             "true", "false", "yes", "no", "on", "off", "y", "n", "null", "~"}:
         return v
@@ -165,6 +165,11 @@ def workload(name, labels, addresses, node, ports=(), namespace="default", ready
 
 
 _KIND_WORD = {"Service": "service", "EndpointSlice": "endpointslice", "Workload": "workload"}
+
+
+def norm_ruleset(text):
+    """A ruleset listing without its counter values (for comparing two listings)."""
+    return re.sub(r"counter packets \d+ bytes \d+", "counter", text)
 
 
 def tail(path, n=40):

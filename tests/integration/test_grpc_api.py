@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """gRPC surface of `nftproxy serve` seen by a client that is not the CLI:
 server reflection lists nftproxy.v1.Proxy, the standard health service answers
-SERVING, and an unimplemented RPC says so. Uses grpcio with hand-encoded
+SERVING, an invalid Apply is INVALID_ARGUMENT, and Watch streams. Uses grpcio with hand-encoded
 protobuf bytes (Debian ships no reflection/health client modules)."""
 import os
 import shutil
@@ -90,12 +90,15 @@ class GrpcApiTest(unittest.TestCase):
         self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("service default/x: spec.clusterIps: required", cm.exception.details())
 
-    def test_watch_is_unimplemented_for_now(self):
-        call = self.raw("/nftproxy.v1.Proxy/Watch", "stream")
-        with self.assertRaises(grpc.RpcError) as cm:
-            list(call(iter([b""]), timeout=10))
-        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
-
+    def test_watch_streams_a_bookmark_first(self):
+        # WatchRequest{} on an empty store: the initial state is empty, so the
+        # first event is WatchEvent{type: BOOKMARK(3), revision: 0}; the stream
+        # then stays open for changes (see test_sync_watch.py).
+        call = self.channel.unary_stream("/nftproxy.v1.Proxy/Watch", request_serializer=lambda b: b,
+                                         response_deserializer=lambda b: b)
+        stream = call(b"", timeout=10)
+        self.assertEqual(next(stream), b"\x08\x03")
+        stream.cancel()
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

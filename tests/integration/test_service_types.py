@@ -20,6 +20,7 @@ dirs (server logs, manifests).
 """
 
 import atexit
+import difflib
 import json
 import os
 import shutil
@@ -181,6 +182,21 @@ class NodePortTest(ClusterCase):
                                  peers_in=self.c.node_addresses(node), not_peer=ext,
                                  what="ext -> %s %s:30080 (externalTrafficPolicy CLUSTER)"
                                  % (node, self.c.lan[node]))
+
+    def test_nodeport_cluster_policy_masquerades_pod_clients(self):
+        # A pod on node1 reaching node2's NodePort whose only endpoint is back on
+        # node1: without masquerade the endpoint would answer the pod directly
+        # and node2 would never see the reply.
+        self.apply_ok([
+            service("np-podsrc", [sport("http", "TCP", 80, 8080, node_port=30085)],
+                    ["198.19.0.25"], type="NODE_PORT"),
+            endpoint_slice("np-podsrc-1", "np-podsrc", [HTTP], [self.ep("pod1b")]),
+        ])
+        res = self.traffic("pod1a", self.c.lan["node2"], 30085, 10)
+        self.assert_answered(res, 10, backends=("pod1b",),
+                             peers_in=self.c.node_addresses("node2"),
+                             what="pod1a -> node2 %s:30085 (CLUSTER policy, pod client)"
+                             % self.c.lan["node2"])
 
     def test_nodeport_local_policy_keeps_source(self):
         self.apply_ok([
@@ -353,11 +369,23 @@ class ClusterIPBehaviourTest(ClusterCase):
 
     def test_external_name_programs_nothing(self):
         name = "extname-db"
+        # A baseline service first, so that the table exists before the snapshot.
+        self.apply_ok([
+            service("extname-base", [sport("http", "TCP", 80, 8080)], ["198.19.0.44"]),
+            endpoint_slice("extname-base-1", "extname-base", [HTTP], [self.ep("pod1b")]),
+        ])
+        before = {node: self.c.ruleset(node) for node in mn.NODES}
         self.apply_ok([
             service(name, [sport("sql", "TCP", 5432)], type="EXTERNAL_NAME",
                     externalName="db.example.com"),
         ])
         for node in mn.NODES:
+            after = self.c.ruleset(node)
+            if mn.norm_ruleset(after) != mn.norm_ruleset(before[node]):
+                diff = "".join(difflib.unified_diff(before[node].splitlines(True),
+                                                    after.splitlines(True), "before", "after"))
+                self.fail("%s: applying an ExternalName service changed the ruleset:\n%s"
+                          % (node, diff))
             cp = self.c.cli(node, "get", "service", name, "-o", "yaml")
             self.assertEqual(cp.returncode, 0, "%s: get service %s: %s" % (node, name, cp.stderr))
             self.assertIn("db.example.com", cp.stdout,

@@ -380,9 +380,48 @@ metadata: {name: web}
 
 TEST(ParseManifestsTest, ApiVersion) {
   MustParse("apiVersion: nftproxy.io/v1\nkind: Workload\n");
+  // apiVersion v1 is Kubernetes' Service (see k8s_manifest_test.cc).
   std::string msg = MustFail("apiVersion: v1\nkind: Service\n");
-  EXPECT_EQ(msg.find("web.yaml: document 1"), 0u) << msg;
-  EXPECT_CONTAINS(msg, "apiVersion \"v1\"");
+  EXPECT_EQ(msg, "web.yaml: document 1 (Kubernetes Service): metadata: required (with a name)");
+  msg = MustFail("apiVersion: v2\nkind: Service\n");
+  EXPECT_EQ(msg.find("web.yaml: document 1 (Service): unsupported apiVersion \"v2\""), 0u) << msg;
+  msg = MustFail("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n");
+  EXPECT_EQ(msg.find("web.yaml: document 1: kind \"Deployment\" (apiVersion \"apps/v1\") is not supported"), 0u)
+      << msg;
+  msg = MustFail("apiVersion: discovery.k8s.io/v1beta1\nkind: EndpointSlice\n");
+  EXPECT_CONTAINS(msg, "use discovery.k8s.io/v1");
+}
+
+TEST(ParseManifestsTest, UnknownFieldSuggestsTheRightName) {
+  // kubectl habits: clusterIP instead of clusterIps; wrong case.
+  std::string msg = MustFail("kind: Service\nmetadata: {name: web}\nspec:\n  clusterIP: 198.19.0.1\n");
+  EXPECT_EQ(msg,
+            "web.yaml: document 1 (Service): line 4, column 3: spec.clusterIP: unknown field (ServiceSpec has no "
+            "field \"clusterIP\"; did you mean \"clusterIps\"?)");
+  msg = MustFail("kind: EndpointSlice\nmetadata: {name: s}\nserviceName: web\nendpoints:\n  - adresses: [10.0.0.1]\n");
+  EXPECT_CONTAINS(msg, "line 5, column 5: endpoints[0].adresses: unknown field");
+  EXPECT_CONTAINS(msg, "did you mean \"addresses\"?");
+  // Nothing close: no suggestion.
+  msg = MustFail("kind: Workload\nmetadata: {name: a}\ncompletelyDifferent: 1\n");
+  EXPECT_FALSE(Contains(msg, "did you mean")) << msg;
+  // Map keys (labels, selector) are data, not field names; proto names work too.
+  MustParse("kind: Service\nmetadata: {name: web, labels: {anyThing: x}}\nspec:\n  selector: {clusterIP: y}\n"
+            "  cluster_ips: [198.19.0.1]\n  sessionAffinityTimeout: 10s\n");
+}
+
+TEST(ParseManifestsTest, ListOfOwnResources) {
+  // What `nftproxy get services -o json` prints for several resources.
+  std::vector<ManifestDoc> docs = MustParse(R"({"kind": "List", "items": [
+    {"kind": "Service", "metadata": {"name": "a"}, "spec": {"clusterIps": ["198.19.0.1"]}},
+    {"kind": "Workload", "metadata": {"name": "w"}}]})");
+  ASSERT_EQ(docs.size(), 2u);
+  EXPECT_EQ(DescribeResource(docs[0].resource), "service default/a");
+  EXPECT_EQ(DescribeResource(docs[1].resource), "workload default/w");
+  EXPECT_EQ(docs[1].index, 1);
+  std::string msg = MustFail("kind: List\nitems:\n  - kind: Workload\n    metadata: {name: w}\n  - kind: Bogus\n");
+  EXPECT_EQ(msg.find("web.yaml: document 1, items[1]: unknown kind \"Bogus\""), 0u) << msg;
+  msg = MustFail("kind: List\nitems:\n  - kind: List\n    items: []\n");
+  EXPECT_CONTAINS(msg, "items[0]");
 }
 
 TEST(ParseManifestsTest, NotAMapping) {

@@ -5,6 +5,11 @@
 #include <google/protobuf/text_format.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "dataplane/ruleset.h"
 
 namespace nftproxy::server {
@@ -145,6 +150,325 @@ TEST(ProxyService, SelectorPicksWorkloads) {
   ASSERT_EQ(fake.last.services.size(), 1u);
   ASSERT_EQ(fake.last.services[0].ports[0].backends.size(), 1u);
   EXPECT_EQ(fake.last.services[0].ports[0].backends[0].addr.ToString(), "198.18.20.2");
+}
+
+
+// ---- ownership, Sync, Watch ---------------------------------------------------
+
+v1::SyncRequest SyncReq(const std::string& text) {
+  v1::SyncRequest r;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &r)) << text;
+  return r;
+}
+
+std::string Svc(const std::string& name, const std::string& vip) {
+  return "service { metadata { name: \"" + name + "\" } spec { cluster_ips: \"" + vip + "\" ports { port: 80 } } }";
+}
+
+std::vector<std::string> Names(ProxyService& svc, v1::Kind kind = v1::SERVICE) {
+  v1::ListRequest req;
+  req.set_kind(kind);
+  v1::ListResponse list;
+  EXPECT_TRUE(svc.List(nullptr, &req, &list).ok());
+  std::vector<std::string> out;
+  for (const v1::Resource& r : list.resources()) out.push_back(MetaOf(r).source() + ":" + MetaOf(r).name());
+  return out;
+}
+
+TEST(Sync, TwoSourcesNeverDisturbEachOther) {
+  FakeDataplane fake;
+  ProxyService svc(&fake, {});
+  v1::SyncResponse resp;
+  ASSERT_TRUE(svc.DoSync(SyncReq("source: 'a' resources { " + Svc("a1", "198.19.1.1") + " } resources { " +
+                                 Svc("a2", "198.19.1.2") + " }"), &resp).ok());
+  EXPECT_EQ(resp.created_size(), 2);
+  EXPECT_EQ(resp.revision(), 1u);
+  ASSERT_TRUE(svc.DoSync(SyncReq("source: 'b' resources { " + Svc("b1", "198.19.2.1") + " }"), &resp).ok());
+  EXPECT_EQ(Names(svc), (std::vector<std::string>{"a:a1", "a:a2", "b:b1"}));
+  // a drops a1, keeps a2 unchanged, adds a3: b's service is untouched.
+  v1::SyncResponse again;
+  ASSERT_TRUE(svc.DoSync(SyncReq("source: 'a' resources { " + Svc("a2", "198.19.1.2") + " } resources { " +
+                                 Svc("a3", "198.19.1.3") + " }"), &again).ok());
+  EXPECT_EQ(Names(svc), (std::vector<std::string>{"a:a2", "a:a3", "b:b1"}));
+  ASSERT_EQ(again.deleted_size(), 1);
+  EXPECT_EQ(again.deleted(0).name(), "a1");
+  ASSERT_EQ(again.created_size(), 1);
+  EXPECT_EQ(again.created(0).name(), "a3");
+  EXPECT_EQ(again.unchanged(), 1u);
+  EXPECT_EQ(again.revision(), 3u);
+  // The dataplane got all three sources' services.
+  EXPECT_EQ(fake.last.services.size(), 3u);
+  // b syncing nothing removes only b's.
+  ASSERT_TRUE(svc.DoSync(SyncReq("source: 'b'"), &resp).ok());
+  EXPECT_EQ(Names(svc), (std::vector<std::string>{"a:a2", "a:a3"}));
+}
+
+TEST(Sync, UnchangedSyncDoesNoKernelWork) {
+  FakeDataplane fake;
+  ProxyService svc(&fake, {});
+  const std::string req = "source: 'a' resources { " + Svc("a1", "198.19.1.1") + " }";
+  v1::SyncResponse first, second;
+  ASSERT_TRUE(svc.DoSync(SyncReq(req), &first).ok());
+  const int applies = fake.applies;
+  ASSERT_TRUE(svc.DoSync(SyncReq(req), &second).ok());
+  EXPECT_EQ(fake.applies, applies);
+  EXPECT_EQ(second.revision(), first.revision());
+  EXPECT_EQ(second.unchanged(), 1u);
+}
+
+TEST(Sync, ConflictWithAnotherSourceIsRefusedAndChangesNothing) {
+  FakeDataplane fake;
+  ProxyService svc(&fake, {});
+  v1::SyncResponse resp;
+  ASSERT_TRUE(svc.DoSync(SyncReq("source: 'a' resources { " + Svc("shared", "198.19.1.1") + " }"), &resp).ok());
+  const int applies = fake.applies;
+  // b claims a's service, along with one of its own: neither lands.
+  absl::Status s = svc.DoSync(SyncReq("source: 'b' resources { " + Svc("b1", "198.19.2.1") + " } resources { " +
+                                      Svc("shared", "198.19.1.9") + " }"), &resp);
+  EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists) << s;
+  EXPECT_NE(std::string(s.message()).find("service default/shared"), std::string::npos) << s;
+  EXPECT_NE(std::string(s.message()).find("\"a\""), std::string::npos) << s;
+  EXPECT_NE(std::string(s.message()).find("\"b\""), std::string::npos) << s;
+  EXPECT_EQ(fake.applies, applies);
+  EXPECT_EQ(Names(svc), (std::vector<std::string>{"a:shared"}));
+  // Manual Apply (source "") over a's resource: refused the same way.
+  v1::ApplyResponse ar;
+  s = svc.DoApply(Req("upserts { " + Svc("shared", "198.19.1.9") + " }"), &ar);
+  EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists) << s;
+  EXPECT_NE(std::string(s.message()).find("(manual)"), std::string::npos) << s;
+  s = svc.DoApply(Req("deletes { kind: SERVICE name: 'shared' }"), &ar);
+  EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists) << s;
+  // Naming the owner explicitly is allowed.
+  ASSERT_TRUE(svc.DoApply(Req("source: 'a' upserts { " + Svc("shared", "198.19.1.9") + " }"), &ar).ok());
+  EXPECT_EQ(ar.outcomes(0), "configured");
+  ASSERT_TRUE(svc.DoApply(Req("source: 'a' deletes { kind: SERVICE name: 'shared' }"), &ar).ok());
+  EXPECT_TRUE(Names(svc).empty());
+}
+
+TEST(Sync, RequestErrors) {
+  FakeDataplane fake;
+  ProxyService svc(&fake, {});
+  v1::SyncResponse resp;
+  EXPECT_EQ(svc.DoSync(SyncReq("resources { " + Svc("x", "198.19.1.1") + " }"), &resp).code(),
+            absl::StatusCode::kInvalidArgument);
+  absl::Status s = svc.DoSync(SyncReq("source: 'a' resources { service { metadata { name: 'x' source: 'other' } "
+                                      "spec { cluster_ips: '198.19.1.1' ports { port: 80 } } } }"), &resp);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(std::string(s.message()).find("metadata.source"), std::string::npos) << s;
+  s = svc.DoSync(SyncReq("source: 'a' resources { " + Svc("x", "198.19.1.1") + " } resources { " +
+                         Svc("x", "198.19.1.2") + " }"), &resp);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  // A stale resource version is a conflict, as in Apply.
+  ASSERT_TRUE(svc.DoSync(SyncReq("source: 'a' resources { " + Svc("x", "198.19.1.1") + " }"), &resp).ok());
+  s = svc.DoSync(SyncReq("source: 'a' resources { service { metadata { name: 'x' resource_version: 77 } "
+                         "spec { cluster_ips: '198.19.1.1' ports { port: 81 } } } }"), &resp);
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+  EXPECT_EQ(fake.applies, 1);
+}
+
+TEST(Sync, DryRunAndKernelFailureChangeNothing) {
+  FakeDataplane fake;
+  ProxyService svc(&fake, {});
+  v1::SyncResponse resp;
+  v1::SyncRequest dry = SyncReq("source: 'a' resources { " + Svc("a1", "198.19.1.1") + " }");
+  dry.set_dry_run(true);
+  ASSERT_TRUE(svc.DoSync(dry, &resp).ok());
+  EXPECT_EQ(resp.created_size(), 1);
+  EXPECT_EQ(resp.revision(), 0u);
+  EXPECT_EQ(fake.applies, 0);
+  EXPECT_TRUE(Names(svc).empty());
+  fake.fail = absl::FailedPreconditionError("kernel refused the change");
+  EXPECT_FALSE(svc.DoSync(SyncReq("source: 'a' resources { " + Svc("a1", "198.19.1.1") + " }"), &resp).ok());
+  EXPECT_TRUE(Names(svc).empty());
+}
+
+// Runs DoWatch on a thread and collects what it sends.
+class Watcher {
+ public:
+  Watcher(ProxyService* svc, v1::WatchRequest req) {
+    thread_ = std::thread([this, svc, req] {
+      absl::Status s = svc->DoWatch(
+          req, [this] { return stop_.load(); },
+          [this](const v1::WatchEvent& e) {
+            absl::MutexLock lock(&mu_);
+            events_.push_back(e);
+            return !stop_.load();
+          });
+      absl::MutexLock lock(&mu_);
+      result_ = s;
+      done_ = true;
+    });
+  }
+  ~Watcher() { Stop(); }
+
+  // Waits until `n` events arrived (or 5 s); returns them.
+  std::vector<v1::WatchEvent> WaitFor(size_t n) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return events_.size() >= n || done_; };
+    mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(5));
+    return events_;
+  }
+  absl::Status Finish() {
+    if (thread_.joinable()) thread_.join();
+    absl::MutexLock lock(&mu_);
+    return result_;
+  }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<v1::WatchEvent> events_ ABSL_GUARDED_BY(mu_);
+  absl::Status result_ ABSL_GUARDED_BY(mu_);
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+std::string Summary(const std::vector<v1::WatchEvent>& events) {
+  std::string out;
+  for (const v1::WatchEvent& e : events) {
+    out += v1::WatchEvent::Type_Name(e.type()) + "@" + std::to_string(e.revision());
+    if (e.type() != v1::WatchEvent::BOOKMARK) out += ":" + std::string(KindName(KindOf(e.resource()))) + "/" + MetaOf(e.resource()).name();
+    out += " ";
+  }
+  return out;
+}
+
+TEST(Watch, InitialStateThenEveryChangeInOrder) {
+  FakeDataplane fake;
+  ProxyService svc(&fake, {});
+  v1::ApplyResponse ar;
+  ASSERT_TRUE(svc.DoApply(Req("upserts { " + Svc("one", "198.19.1.1") + " }"), &ar).ok());
+  Watcher w(&svc, v1::WatchRequest());
+  EXPECT_EQ(Summary(w.WaitFor(2)), "UPSERT@1:service/one BOOKMARK@1 ");
+  ASSERT_TRUE(svc.DoApply(Req("upserts { " + Svc("two", "198.19.1.2") + " }"), &ar).ok());
+  ASSERT_TRUE(svc.DoApply(Req("upserts { " + Svc("two", "198.19.1.2") + " }"), &ar).ok());  // unchanged: no event
+  ASSERT_TRUE(svc.DoApply(Req("deletes { kind: SERVICE name: 'one' } upserts { " + Svc("three", "198.19.1.3") + " }"), &ar).ok());
+  v1::SyncResponse sr;
+  ASSERT_TRUE(svc.DoSync(SyncReq("source: 'a' resources { " + Svc("four", "198.19.1.4") + " }"), &sr).ok());
+  const std::vector<v1::WatchEvent> events = w.WaitFor(6);
+  EXPECT_EQ(Summary(events),
+            "UPSERT@1:service/one BOOKMARK@1 UPSERT@2:service/two DELETE@3:service/one UPSERT@3:service/three "
+            "UPSERT@4:service/four ");
+  // A delete carries the resource as it was.
+  EXPECT_EQ(events[3].resource().service().spec().cluster_ips(0), "198.19.1.1");
+  EXPECT_EQ(events[5].resource().service().metadata().source(), "a");
+  w.Stop();
+  EXPECT_EQ(w.Finish().code(), absl::StatusCode::kCancelled);
+}
+
+TEST(Watch, ResumesFromARevision) {
+  FakeDataplane fake;
+  ProxyService svc(&fake, {});
+  v1::ApplyResponse ar;
+  for (int i = 1; i <= 4; ++i) {
+    ASSERT_TRUE(svc.DoApply(Req("upserts { " + Svc("s" + std::to_string(i), "198.19.1." + std::to_string(i)) + " }"), &ar).ok());
+  }
+  v1::WatchRequest req;
+  req.set_since_revision(2);
+  Watcher w(&svc, req);
+  EXPECT_EQ(Summary(w.WaitFor(3)), "UPSERT@3:service/s3 UPSERT@4:service/s4 BOOKMARK@4 ");
+  ASSERT_TRUE(svc.DoApply(Req("deletes { kind: SERVICE name: 's1' }"), &ar).ok());
+  EXPECT_EQ(Summary(w.WaitFor(4)), "UPSERT@3:service/s3 UPSERT@4:service/s4 BOOKMARK@4 DELETE@5:service/s1 ");
+  // Resuming from the current revision: just the bookmark.
+  req.set_since_revision(5);
+  Watcher now(&svc, req);
+  EXPECT_EQ(Summary(now.WaitFor(1)), "BOOKMARK@5 ");
+}
+
+TEST(Watch, FiltersByKindAndNamespace) {
+  FakeDataplane fake;
+  ProxyService svc(&fake, {});
+  v1::WatchRequest req;
+  req.add_kinds(v1::ENDPOINT_SLICE);
+  req.set_namespace_("default");
+  Watcher w(&svc, req);
+  EXPECT_EQ(Summary(w.WaitFor(1)), "BOOKMARK@0 ");
+  v1::ApplyResponse ar;
+  ASSERT_TRUE(svc.DoApply(Req(kWeb), &ar).ok());
+  ASSERT_TRUE(svc.DoApply(Req(R"(upserts { endpoint_slice { metadata { namespace: "other" name: "x" } service_name: "x" } })"), &ar).ok());
+  ASSERT_TRUE(svc.DoApply(Req(R"(upserts { endpoint_slice { metadata { name: "web-2" } service_name: "web" } })"), &ar).ok());
+  EXPECT_EQ(Summary(w.WaitFor(3)), "BOOKMARK@0 UPSERT@1:endpointslice/web-1 UPSERT@3:endpointslice/web-2 ");
+}
+
+TEST(Watch, TooOldOrFutureRevisionIsOutOfRange) {
+  FakeDataplane fake;
+  ServiceOptions opts;
+  opts.watch_log_capacity = 2;
+  ProxyService svc(&fake, opts);
+  v1::ApplyResponse ar;
+  for (int i = 1; i <= 4; ++i) {
+    ASSERT_TRUE(svc.DoApply(Req("upserts { " + Svc("s" + std::to_string(i), "198.19.1." + std::to_string(i)) + " }"), &ar).ok());
+  }
+  auto run = [&](uint64_t since) {
+    v1::WatchRequest req;
+    req.set_since_revision(since);
+    return svc.DoWatch(req, [] { return true; }, [](const v1::WatchEvent&) { return false; });
+  };
+  absl::Status s = run(1);
+  EXPECT_EQ(s.code(), absl::StatusCode::kOutOfRange) << s;
+  EXPECT_NE(std::string(s.message()).find("list the resources again"), std::string::npos) << s;
+  EXPECT_EQ(run(9).code(), absl::StatusCode::kOutOfRange);
+  // The last two changes are still there.
+  EXPECT_EQ(run(2).code(), absl::StatusCode::kCancelled);
+}
+
+TEST(Watch, ShutdownEndsStreams) {
+  FakeDataplane fake;
+  ProxyService svc(&fake, {});
+  Watcher w(&svc, v1::WatchRequest());
+  EXPECT_EQ(Summary(w.WaitFor(1)), "BOOKMARK@0 ");
+  const absl::Time start = absl::Now();
+  svc.Shutdown();
+  absl::Status s = w.Finish();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  EXPECT_EQ(svc.DoWatch(v1::WatchRequest(), [] { return false; }, [](const v1::WatchEvent&) { return true; }).code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST(Watch, RestoredStateResumesOnlyFromItsRevision) {
+  FakeDataplane fake;
+  ProxyService svc(&fake, {});
+  State state;
+  state.revision = 7;
+  v1::Resource r;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(Svc("old", "198.19.1.1"), &r));
+  MutableMetaOf(&r)->set_namespace_("default");
+  MutableMetaOf(&r)->set_resource_version(7);
+  state.objects[KeyOf(r)] = r;
+  ASSERT_TRUE(svc.Restore(state).ok());
+  v1::WatchRequest req;
+  req.set_since_revision(6);
+  EXPECT_EQ(svc.DoWatch(req, [] { return true; }, [](const v1::WatchEvent&) { return true; }).code(),
+            absl::StatusCode::kOutOfRange);
+  req.set_since_revision(7);
+  Watcher w(&svc, req);
+  EXPECT_EQ(Summary(w.WaitFor(1)), "BOOKMARK@7 ");
+}
+
+TEST(ChangeLogTest, KeepsTheNewestCommitWhole) {
+  ChangeLog log(3);
+  log.Reset(10);
+  auto ev = [](uint64_t rev) {
+    v1::WatchEvent e;
+    e.set_revision(rev);
+    return e;
+  };
+  log.Append({ev(11), ev(11)});
+  log.Append({ev(12), ev(12), ev(12), ev(12)});  // bigger than the capacity
+  EXPECT_EQ(log.size(), 4u);
+  EXPECT_EQ(log.compacted(), 11u);
+  std::vector<v1::WatchEvent> out;
+  EXPECT_EQ(log.Since(10, &out).code(), absl::StatusCode::kOutOfRange);
+  ASSERT_TRUE(log.Since(11, &out).ok());
+  EXPECT_EQ(out.size(), 4u);
+  out.clear();
+  ASSERT_TRUE(log.Since(12, &out).ok());
+  EXPECT_TRUE(out.empty());
 }
 
 }  // namespace

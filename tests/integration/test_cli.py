@@ -1,0 +1,551 @@
+#!/usr/bin/python3
+"""The `nftproxy` CLI against a real server in a network namespace.
+
+Topology: client --- proxy --- b1 / b2 / b3 (netlab.Star); the proxy runs
+`nftproxy serve`, the backends run echo_server.py on TCP 8080 and 9090.
+
+What is checked: apply/get/describe/diff/delete round trips in every output
+format (table, wide, yaml, json); a directory of mixed manifests (nftproxy
+YAML and JSON, Kubernetes YAML); Kubernetes Service + EndpointSlice manifests
+shaped like `kubectl get -o yaml` exports giving VIPs that carry traffic; the
+errors for a broken YAML file, an invalid field name and a server-side
+refusal (file, document, field; exit codes 1, 2, 3); sync ownership; watch;
+`--help` on every command.
+
+Run from the repository root, as root:
+    NFTPROXY_BIN=build-cli/nftproxy /usr/bin/python3 -m unittest -v tests/integration/test_cli.py
+CI=true turns "not root" / "no binary" skips into failures.
+"""
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+import netlab  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(HERE))
+BIN = os.environ.get("NFTPROXY_BIN") or os.path.join(REPO, "build", "nftproxy")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+BACKENDS = ("b1", "b2", "b3")
+COMMANDS = ("apply", "delete", "get", "describe", "diff", "sync", "explain", "watch", "status", "version")
+
+
+def setUpModule():
+    why = None
+    if os.geteuid() != 0:
+        why = "integration test needs root (network namespaces, nftables)"
+    elif not (os.path.isfile(BIN) and os.access(BIN, os.X_OK)):
+        why = "nftproxy binary not found at %s (set NFTPROXY_BIN)" % BIN
+    if why:
+        if IN_CI:
+            raise AssertionError(why)
+        raise unittest.SkipTest(why)
+    netlab.install_sigterm_cleanup()
+
+
+def new_lab():
+    """A netlab.Lab whose namespaces are named npx-cli-<pid>-<n>-*."""
+    lab = netlab.Lab()
+    lab.prefix = "npx-cli-%d-%s" % (os.getpid(), lab.prefix.split("-", 2)[2])
+    return lab
+
+
+def start_server(lab, ns, sock, state_dir, log_path, table="npxcli", timeout=20):
+    """Starts `nftproxy serve` in ns and waits until it answers."""
+    log = open(log_path, "a")
+    proc = lab.spawn(ns, [BIN, "serve", "--listen", "unix://" + sock, "--table", table,
+                          "--state-dir", state_dir], stdout=log, stderr=log)
+    log.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError("nftproxy serve exited with %s; log:\n%s" % (proc.returncode, open(log_path).read()))
+        if os.path.exists(sock):
+            cp = subprocess.run([BIN, "status", "--server", "unix://" + sock], capture_output=True, text=True,
+                                timeout=10)
+            if cp.returncode == 0:
+                return proc
+        time.sleep(0.05)
+    raise AssertionError("nftproxy serve not ready; log:\n" + open(log_path).read())
+
+
+# ---- manifests -------------------------------------------------------------------
+
+def own_service(name, vip, ports, namespace="default", **spec):
+    s = {"kind": "Service", "metadata": {"namespace": namespace, "name": name},
+         "spec": dict({"clusterIps": [vip], "ports": ports}, **spec)}
+    return s
+
+
+def own_slice(name, service, ports, endpoints, namespace="default"):
+    return {"kind": "EndpointSlice", "metadata": {"namespace": namespace, "name": name},
+            "serviceName": service, "ports": ports, "endpoints": endpoints}
+
+
+def k8s_export(ns, vip, backends):
+    """`kubectl get svc,endpoints,endpointslices,svc -n NS -o yaml` for one
+    Deployment behind a Service, plus a headless Service: the shape of a real
+    export (bookkeeping metadata, managedFields, status, defaults)."""
+    ready, not_ready = backends[:2], backends[2]
+    return {
+        "apiVersion": "v1",
+        "kind": "List",
+        "metadata": {"resourceVersion": ""},
+        "items": [
+            {"apiVersion": "v1", "kind": "Service",
+             "metadata": {
+                 "annotations": {"kubectl.kubernetes.io/last-applied-configuration": '{"apiVersion":"v1"}\n'},
+                 "creationTimestamp": "2024-05-02T09:14:07Z",
+                 "labels": {"app.kubernetes.io/name": "shop-web"},
+                 "managedFields": [{"apiVersion": "v1", "fieldsType": "FieldsV1",
+                                    "fieldsV1": {"f:spec": {"f:ports": {}}},
+                                    "manager": "kubectl-client-side-apply", "operation": "Update",
+                                    "time": "2024-05-02T09:14:07Z"}],
+                 "name": "shop-web", "namespace": ns, "resourceVersion": "48213",
+                 "uid": "9b7d6c1e-2f0a-4c3b-8f5e-0d1c2b3a4f5e"},
+             "spec": {"clusterIP": vip, "clusterIPs": [vip], "internalTrafficPolicy": "Cluster",
+                      "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+                      "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"},
+                                {"appProtocol": "grpc", "name": "grpc", "port": 9000, "protocol": "TCP",
+                                 "targetPort": 9090}],
+                      "selector": {"app.kubernetes.io/name": "shop-web"},
+                      "sessionAffinity": "None", "type": "ClusterIP"},
+             "status": {"loadBalancer": {}}},
+            {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": "shop-db", "namespace": ns, "uid": "x"},
+             "spec": {"clusterIP": "None", "clusterIPs": ["None"], "ports": [{"port": 5432}],
+                      "selector": {"app": "db"}, "type": "ClusterIP"}},
+            {"apiVersion": "v1", "kind": "Endpoints",
+             "metadata": {"name": "shop-web", "namespace": ns,
+                          "annotations": {"endpoints.kubernetes.io/last-change-trigger-time": "2024-05-02T09:14:09Z"}},
+             "subsets": [{"addresses": [{"ip": ip, "nodeName": "node-a"} for ip in ready],
+                          "notReadyAddresses": [{"ip": not_ready}],
+                          "ports": [{"name": "http", "port": 8080, "protocol": "TCP"},
+                                    {"name": "grpc", "port": 9090, "protocol": "TCP"}]}]},
+            {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+             "metadata": {
+                 "annotations": {"endpoints.kubernetes.io/last-change-trigger-time": "2024-05-02T09:14:09Z"},
+                 "generateName": "shop-web-", "generation": 3,
+                 "labels": {"endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+                            "kubernetes.io/service-name": "shop-web"},
+                 "name": "shop-web-7xk2p", "namespace": ns,
+                 "ownerReferences": [{"apiVersion": "v1", "blockOwnerDeletion": True, "controller": True,
+                                      "kind": "Service", "name": "shop-web", "uid": "9b7d6c1e"}],
+                 "resourceVersion": "48240", "uid": "0c4a2e6f"},
+             "addressType": "IPv4",
+             "endpoints": [
+                 {"addresses": [ready[0]], "conditions": {"ready": True, "serving": True, "terminating": False},
+                  "nodeName": "node-a", "zone": "zone-1",
+                  "targetRef": {"kind": "Pod", "name": "shop-web-5d8f7c9b6-x2x7k", "namespace": ns, "uid": "1"}},
+                 {"addresses": [ready[1]], "conditions": {"ready": True, "serving": True, "terminating": False},
+                  "nodeName": "node-b", "zone": "zone-2",
+                  "targetRef": {"kind": "Pod", "name": "shop-web-5d8f7c9b6-k8m2d", "namespace": ns, "uid": "2"}},
+                 {"addresses": [not_ready], "conditions": {"ready": False, "serving": False, "terminating": False},
+                  "nodeName": "node-c"},
+             ],
+             "ports": [{"appProtocol": "http", "name": "http", "port": 8080, "protocol": "TCP"},
+                       {"name": "grpc", "port": 9090, "protocol": "TCP"}]},
+        ],
+    }
+
+
+class CliCase(unittest.TestCase):
+    maxDiff = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="npx-cli-")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
+        cls.lab = new_lab()
+        cls.addClassCleanup(cls.lab.cleanup)
+        cls.star = netlab.Star(cls.lab, BACKENDS)
+        cls.echo_log = open(os.path.join(cls.tmp, "echo.log"), "a")
+        cls.addClassCleanup(cls.echo_log.close)
+        for b in BACKENDS:
+            netlab.start_echo(cls.lab, b, b, tcp_ports=(8080, 9090), udp_ports=(), log=cls.echo_log)
+        cls.sock = os.path.join(cls.tmp, "nftproxy.sock")
+        cls.url = "unix://" + cls.sock
+        cls.log_path = os.path.join(cls.tmp, "server.log")
+        cls.server = start_server(cls.lab, "proxy", cls.sock, os.path.join(cls.tmp, "state"), cls.log_path)
+        cls.files = 0
+
+    def cli(self, *args, input=None, timeout=60):
+        return subprocess.run([BIN] + list(args) + ["--server", self.url], capture_output=True, text=True,
+                              input=input, timeout=timeout)
+
+    def ok(self, *args, input=None):
+        cp = self.cli(*args, input=input)
+        self.assertEqual(cp.returncode, 0, "nftproxy %s failed (%d):\n%s\nserver log:\n%s"
+                         % (" ".join(args), cp.returncode, cp.stderr, self.server_log()))
+        return cp
+
+    def server_log(self):
+        with open(self.log_path) as f:
+            return "".join(f.readlines()[-20:])
+
+    def write(self, docs, name=None, fmt="yaml", directory=None):
+        type(self).files += 1
+        name = name or "m%03d-%s.%s" % (self.files, self._testMethodName, fmt)
+        path = os.path.join(directory or self.tmp, name)
+        with open(path, "w") as f:
+            if isinstance(docs, str):
+                f.write(docs)
+            elif fmt == "json":
+                json.dump(docs, f, indent=1)
+            else:
+                yaml.safe_dump_all(docs if isinstance(docs, list) else [docs], f, sort_keys=False)
+        return path
+
+    def traffic(self, vip, port, count):
+        return netlab.traffic(self.lab, "client", "tcp", vip, port, count, timeout=2.0, deadline=30)
+
+    def v4(self, b):
+        return self.star.v4[b]
+
+
+class RoundTripTest(CliCase):
+
+    def test_apply_get_describe_diff_delete_in_every_format(self):
+        vip = "198.19.30.10"
+        docs = [own_service("rt", vip, [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": "http"}],
+                            loadBalancing="ROUND_ROBIN"),
+                own_slice("rt-1", "rt", [{"name": "http", "protocol": "TCP", "port": 8080}],
+                          [{"addresses": [self.v4("b1")], "weight": 3, "nodeName": "node-a"},
+                           {"addresses": [self.v4("b2")], "conditions": {"ready": False}}])]
+        path = self.write(docs)
+        self.addCleanup(self.cli, "delete", "-f", path)
+        cp = self.ok("apply", "-f", path)
+        self.assertEqual(cp.stdout, "service/default/rt created\nendpointslice/default/rt-1 created\n")
+
+        # table and wide: aligned columns, kubectl-like
+        table = self.ok("get", "services").stdout.splitlines()
+        header = table[0].split()
+        self.assertEqual(header, ["NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"])
+        row = [line for line in table if line.split()[1:2] == ["rt"]]
+        self.assertEqual(len(row), 1, table)
+        self.assertEqual(row[0].split()[:6], ["default", "rt", "ClusterIP", vip, "<none>", "80/TCP"])
+        for line in table[1:]:  # every column starts where its header starts
+            self.assertEqual(line.index(line.split()[2]), table[0].index("TYPE"), table)
+        wide = self.ok("get", "services", "rt", "-o", "wide").stdout.splitlines()
+        self.assertEqual(wide[0].split()[-3:], ["LB", "SELECTOR", "SOURCE"])
+        self.assertIn("80->http/TCP", wide[1])
+        self.assertIn("ROUND_ROBIN", wide[1])
+        eps = self.ok("get", "endpoints", "-n", "default", "-o", "wide").stdout
+        self.assertIn("%s*3,%s(not ready)" % (self.v4("b1"), self.v4("b2")), eps)
+
+        # yaml and json are manifests that read back unchanged
+        y = self.ok("get", "service", "rt", "-o", "yaml").stdout
+        got = yaml.safe_load(y)
+        self.assertEqual(got["kind"], "Service")
+        self.assertEqual(got["spec"]["clusterIps"], [vip])
+        self.assertEqual(got["spec"]["ports"][0]["targetPortName"], "http")
+        self.assertRegex(got["metadata"]["resourceVersion"], r"^\d+$")
+        js = json.loads(self.ok("get", "endpointslices", "-o", "json").stdout)
+        self.assertEqual(js["kind"], "List")
+        slice_ = [i for i in js["items"] if i["metadata"]["name"] == "rt-1"][0]
+        self.assertEqual(slice_["endpoints"][0]["weight"], 3)
+        self.assertEqual(slice_["endpoints"][1]["conditions"], {"ready": False})
+        one = json.loads(self.ok("get", "endpointslice", "rt-1", "-o", "json").stdout)
+        self.assertEqual(one["kind"], "EndpointSlice")
+        for text in (y, json.dumps(one)):
+            cp = self.ok("apply", "-f", "-", input=text)
+            self.assertRegex(cp.stdout, r"^(service/default/rt|endpointslice/default/rt-1) unchanged\n$")
+
+        # describe: spec, endpoints with conditions and weights, nftables objects
+        d = self.ok("describe", "service", "rt").stdout
+        self.assertRegex(d, r"Cluster IPs:\s+%s" % vip)
+        self.assertRegex(d, r"Load balancing:\s+ROUND_ROBIN")
+        self.assertRegex(d, r"endpointslice/rt-1\s+%s\s+http:8080\s+true\s+true\s+false\s+3\s+node-a" % self.v4("b1"))
+        self.assertRegex(d, r"endpointslice/rt-1\s+%s\s+http:8080\s+false\s+false\s+false\s+1" % self.v4("b2"))
+        self.assertIn("%s . tcp . 80 : goto svc4/default/rt/tcp/80" % vip, d)
+        self.assertIn("chain svc4/default/rt/tcp/80 {", d)
+        explain = self.ok("explain").stdout
+        self.assertIn("chain svc4/default/rt/tcp/80 {", explain)
+
+        # diff: nothing, then a change
+        cp = self.cli("diff", "-f", path)
+        self.assertEqual((cp.returncode, cp.stdout), (0, ""), cp.stderr)
+        docs[1]["endpoints"][0]["weight"] = 5
+        changed = self.write(docs)
+        cp = self.cli("diff", "-f", changed)
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        self.assertIn("--- endpointslice/default/rt-1 (live)\n+++ endpointslice/default/rt-1 (%s, document 2)\n"
+                      % changed, cp.stdout)
+        self.assertIn("\n-    weight: 3\n+    weight: 5\n", cp.stdout)
+        self.assertNotIn("service/default/rt", cp.stdout)
+        # diff changed nothing
+        self.assertIn("*3", self.ok("get", "endpoints", "rt-1", "-o", "wide").stdout)
+        new = self.write([own_service("rt-new", "198.19.30.11", [{"port": 80}])])
+        cp = self.cli("diff", "-f", new)
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        self.assertIn("--- /dev/null (not on the server)\n+++ service/default/rt-new", cp.stdout)
+        self.assertIn("\n+kind: Service\n", cp.stdout)
+        self.assertEqual(self.cli("get", "service", "rt-new").returncode, 1)
+
+        # traffic through the round-robin VIP reaches only the ready backend
+        self.ok("apply", "-f", changed)
+        res = self.traffic(vip, 80, 12)
+        self.assertEqual((res["ok"], res["answers"], res["ports"]), (12, {"b1": 12}, {"8080": 12}), res)
+
+        # delete -f, and what is left
+        cp = self.ok("delete", "-f", path)
+        self.assertEqual(cp.stdout, "service/default/rt deleted\nendpointslice/default/rt-1 deleted\n")
+        cp = self.cli("get", "service", "rt")
+        self.assertEqual(cp.returncode, 1)
+        self.assertIn("service default/rt not found", cp.stderr)
+        self.assertNotIn(vip, self.ok("explain").stdout)
+        cp = self.ok("get", "services", "-n", "nowhere")
+        self.assertEqual((cp.stdout, cp.stderr), ("", "No resources found in nowhere namespace.\n"))
+
+    def test_namespaces_and_delete_by_name(self):
+        for ns in ("team-a", "team-b"):
+            self.ok("apply", "-f", "-", "-n", ns, input=yaml.safe_dump(
+                {"kind": "Service", "metadata": {"name": "same"},
+                 "spec": {"clusterIps": ["198.19.31.%d" % (1 if ns == "team-a" else 2)], "ports": [{"port": 80}]}}))
+        rows = self.ok("get", "svc", "-n", "team-a").stdout.splitlines()
+        self.assertEqual(len(rows), 2, rows)
+        self.assertEqual(rows[1].split()[:4], ["team-a", "same", "ClusterIP", "198.19.31.1"])
+        self.assertEqual(len([r for r in self.ok("get", "svc", "-A").stdout.splitlines() if " same " in r]), 2)
+        self.assertEqual(self.ok("delete", "service", "same", "-n", "team-a").stdout,
+                         "service/team-a/same deleted\n")
+        self.assertEqual(self.cli("get", "svc", "same", "-n", "team-a").returncode, 1)
+        self.ok("get", "svc", "same", "-n", "team-b")
+        self.ok("delete", "svc", "same", "-n", "team-b")
+
+    def test_status_version_and_help(self):
+        st = self.ok("status").stdout
+        self.assertRegex(st, r"Server version:\s+\d+\.\d+\.\d+")
+        self.assertRegex(st, r"Services:\s+\d+")
+        self.assertRegex(st, r"Last sync duration:\s+[\d.]+ ms|Last sync:\s+<none>")
+        self.assertRegex(st, r"Last error:\s+<none>")
+        js = json.loads(self.ok("status", "-o", "json").stdout)
+        self.assertIn("revision", js)
+        self.assertRegex(self.ok("version").stdout, r"Client version: .*\nServer version: ")
+        for command in COMMANDS:
+            cp = subprocess.run([BIN, command, "--help"], capture_output=True, text=True, timeout=10)
+            self.assertEqual(cp.returncode, 0, command)
+            self.assertTrue(cp.stdout.startswith("Usage: nftproxy " + command), cp.stdout)
+            self.assertIn("Example", cp.stdout, command)
+        cp = subprocess.run([BIN, "--help"], capture_output=True, text=True, timeout=10)
+        for command in COMMANDS:
+            self.assertRegex(cp.stdout, r"\n  %s\s" % command)
+
+
+class ManifestInputTest(CliCase):
+
+    def test_directory_of_mixed_manifests(self):
+        d = os.path.join(self.tmp, "mixed")
+        os.mkdir(d)
+        # nftproxy YAML (two documents), nftproxy JSON, Kubernetes YAML, and a file that is not a manifest.
+        self.write([own_service("mix-a", "198.19.32.1", [{"name": "http", "port": 80, "targetPort": 8080}]),
+                    own_slice("mix-a-1", "mix-a", [{"name": "http", "port": 8080}],
+                              [{"addresses": [self.v4("b1")]}])], "10-own.yaml", directory=d)
+        self.write({"kind": "Workload", "metadata": {"name": "mix-w", "labels": {"app": "mix-b"}},
+                    "addresses": [self.v4("b2")], "ports": [{"name": "http", "port": 8080}]},
+                   "20-workload.json", fmt="json", directory=d)
+        self.write([own_service("mix-b", "198.19.32.2", [{"port": 80, "targetPort": "http"}],
+                                selector={"app": "mix-b"})], "30-selector.yml", directory=d)
+        self.write([{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "mix-k", "uid": "u"},
+                     "spec": {"clusterIP": "198.19.32.3", "ports": [{"port": 80, "targetPort": 8080}]}},
+                    {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                     "metadata": {"name": "mix-k-abcde", "labels": {"kubernetes.io/service-name": "mix-k"}},
+                     "addressType": "IPv4", "endpoints": [{"addresses": [self.v4("b3")]}],
+                     "ports": [{"port": 8080, "protocol": "TCP"}]}], "40-k8s.yaml", directory=d)
+        self.write("not yaml: [", "README.md", directory=d)
+        self.addCleanup(self.cli, "delete", "-f", d)
+        cp = self.ok("apply", "-f", d)
+        self.assertEqual(cp.stdout.splitlines(), [
+            "service/default/mix-a created", "endpointslice/default/mix-a-1 created",
+            "workload/default/mix-w created", "service/default/mix-b created",
+            "service/default/mix-k created", "endpointslice/default/mix-k-abcde created"])
+        for vip, backend in (("198.19.32.1", "b1"), ("198.19.32.2", "b2"), ("198.19.32.3", "b3")):
+            res = self.traffic(vip, 80, 6)
+            self.assertEqual((res["ok"], res["answers"]), (6, {backend: 6}), (vip, res))
+        # describe of a selector service lists the workloads it picks
+        self.assertRegex(self.ok("describe", "svc", "mix-b").stdout, r"workload/mix-w\s+%s\s+http:8080" % self.v4("b2"))
+        self.assertEqual(self.cli("diff", "-f", d).returncode, 0)
+        self.ok("delete", "-f", d)
+        self.assertEqual(self.ok("get", "services", "-n", "default").stdout.count("mix-"), 0)
+
+    def test_kubernetes_export_gives_working_vips(self):
+        vip = "198.19.33.10"
+        ns = "shop"
+        path = self.write(k8s_export(ns, vip, [self.v4(b) for b in BACKENDS]))
+        self.addCleanup(self.cli, "delete", "service", "shop-web", "-n", ns)
+        self.addCleanup(self.cli, "delete", "endpointslice", "shop-web-7xk2p", "-n", ns)
+        cp = self.ok("apply", "-f", path)
+        self.assertEqual(cp.stdout, "service/shop/shop-web created\nendpointslice/shop/shop-web-7xk2p created\n")
+        warnings = cp.stderr.splitlines()
+        self.assertEqual(len(warnings), 2, cp.stderr)
+        self.assertRegex(warnings[0], r"^warning: %s: document 1, items\[1\] \(Kubernetes Service shop/shop-db\): "
+                                      r"line \d+, column \d+: spec.clusterIP: None \(headless\): nothing to program"
+                         % path)
+        self.assertRegex(warnings[1], r"^warning: %s: document 1 \(Kubernetes Endpoints shop/shop-web\): left out"
+                         % path)
+        # the named target port resolves through the slice; the not-ready pod gets nothing
+        res = self.traffic(vip, 80, 30)
+        self.assertEqual(res["errors"], {}, res)
+        self.assertEqual(sorted(res["answers"]), ["b1", "b2"], res)
+        self.assertEqual(res["ports"], {"8080": 30}, res)
+        res = self.traffic(vip, 9000, 10)
+        self.assertEqual((res["ok"], res["ports"]), (10, {"9090": 10}), res)
+        d = self.ok("describe", "service", "shop-web", "-n", ns).stdout
+        self.assertRegex(d, r"endpointslice/shop-web-7xk2p\s+%s\s+http:8080,grpc:9090\s+true\s+true\s+false\s+1\s+"
+                            r"node-a\s+zone-1" % self.v4("b1"))
+        self.assertRegex(d, r"endpointslice/shop-web-7xk2p\s+%s\s+\S+\s+false\s+false\s+false" % self.v4("b3"))
+        self.assertIn("chain svc4/shop/shop-web/tcp/80 {", d)
+        # applying the same export again changes nothing
+        self.assertEqual(self.cli("diff", "-f", path).returncode, 0)
+        self.assertIn("unchanged", self.ok("apply", "-f", path).stdout)
+
+    def test_broken_yaml_names_file_document_and_place(self):
+        path = self.write("kind: Workload\nmetadata: {name: fine}\n---\nkind: Service\nmetadata:\n"
+                          "  name: broken\n  labels: {a: b\nspec: {}\n")
+        cp = self.cli("apply", "-f", path)
+        self.assertEqual(cp.returncode, 2, cp.stderr)
+        self.assertRegex(cp.stderr, r"^error: %s: document 2: line \d+, column \d+: [^\n]+\n$" % path)
+        self.assertEqual(self.cli("get", "workload", "fine").returncode, 1, "nothing may be applied")
+
+    def test_invalid_field_name_names_file_document_and_field(self):
+        path = self.write([{"kind": "Workload", "metadata": {"name": "w"}},
+                           {"kind": "Service", "metadata": {"name": "bad-field"},
+                            "spec": {"clusterIP": "198.19.34.1", "ports": [{"port": 80}]}}])
+        cp = self.cli("apply", "-f", path)
+        self.assertEqual(cp.returncode, 2, cp.stderr)
+        self.assertEqual(cp.stderr, 'error: %s: document 2 (Service): line 9, column 3: spec.clusterIP: unknown field '
+                                    '(ServiceSpec has no field "clusterIP"; did you mean "clusterIps"?)\n' % path)
+        # a Kubernetes manifest with an unsupported value
+        path = self.write([{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
+                            "spec": {"clusterIP": "198.19.34.2", "ports": [{"port": 80, "protocol": "HTTP"}]}}])
+        cp = self.cli("apply", "-f", path)
+        self.assertEqual(cp.returncode, 2, cp.stderr)
+        self.assertRegex(cp.stderr, r'^error: %s: document 1 \(Kubernetes Service default/x\): line \d+, column \d+: '
+                                    r'spec.ports\[0\].protocol: protocol "HTTP" is not supported' % path)
+
+    def test_server_refusal_names_file_and_document(self):
+        path = self.write([own_service("ok-one", "198.19.35.1", [{"port": 80}]),
+                           own_service("bad-port", "198.19.35.2", [{"port": 70000}])])
+        cp = self.cli("apply", "-f", path)
+        self.assertEqual(cp.returncode, 2, cp.stderr)
+        self.assertEqual(cp.stderr, "error: %s: document 2: service default/bad-port: spec.ports[0].port: 70000 is "
+                                    "out of range (1-65535)\n" % path)
+        self.assertEqual(self.cli("get", "service", "ok-one").returncode, 1, "all or nothing")
+        cp = self.cli("diff", "-f", path)
+        self.assertEqual(cp.returncode, 2, cp.stderr)
+
+    def test_unreachable_server_and_bad_usage(self):
+        cp = subprocess.run([BIN, "get", "services", "--server", "unix://" + os.path.join(self.tmp, "nobody.sock")],
+                            capture_output=True, text=True, timeout=30)
+        self.assertEqual(cp.returncode, 3, cp.stderr)
+        self.assertIn("cannot reach the nftproxy server", cp.stderr)
+        for args in (("get",), ("get", "pods"), ("get", "svc", "-o", "xml"), ("apply",), ("explain", "--dry-run"),
+                     ("describe", "svc"), ("frobnicate",)):
+            cp = self.cli(*args)
+            self.assertEqual(cp.returncode, 2, (args, cp.stderr))
+            self.assertTrue(cp.stderr.startswith("error: "), cp.stderr)
+
+
+class OwnershipAndWatchTest(CliCase):
+
+    def test_sync_sources_and_conflicts(self):
+        a = os.path.join(self.tmp, "alice")
+        os.mkdir(a)
+        self.write([own_service("own-a1", "198.19.36.1", [{"port": 80}]),
+                    own_service("own-a2", "198.19.36.2", [{"port": 80}])], "a.yaml", directory=a)
+        self.addCleanup(self.cli, "sync", "--source", "alice", "-f", "/dev/null")
+        self.addCleanup(self.cli, "sync", "--source", "bob", "-f", "/dev/null")
+        cp = self.ok("sync", "--source", "alice", "-f", a)
+        self.assertIn("source alice: 2 created, 0 configured, 0 deleted, 0 unchanged", cp.stdout)
+        self.ok("sync", "--source", "bob", "-f", "-", input=yaml.safe_dump(own_service("own-b1", "198.19.36.3",
+                                                                                      [{"port": 80}])))
+        before = json.loads(self.ok("get", "service", "own-b1", "-o", "json").stdout)
+        # alice drops a1: bob's service is not touched
+        self.write([own_service("own-a2", "198.19.36.2", [{"port": 80}])], "a.yaml", directory=a)
+        cp = self.ok("sync", "--source", "alice", "-f", a)
+        self.assertIn("service/default/own-a1 deleted", cp.stdout)
+        self.assertIn("0 created, 0 configured, 1 deleted, 1 unchanged", cp.stdout)
+        self.assertEqual(json.loads(self.ok("get", "service", "own-b1", "-o", "json").stdout), before)
+        wide = self.ok("get", "svc", "-o", "wide").stdout
+        self.assertRegex(wide, r"own-a2 .* alice\n")
+        self.assertRegex(wide, r"own-b1 .* bob\n")
+        # a conflict is refused with exit 1, naming both sources; nothing changes
+        path = self.write([own_service("own-b1", "198.19.36.9", [{"port": 80}])])
+        cp = self.cli("sync", "--source", "alice", "-f", path)
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        self.assertIn('service default/own-b1: conflict: owned by source "bob", and this request is from source '
+                      '"alice"', cp.stderr)
+        self.assertEqual(self.cli("get", "service", "own-a2").returncode, 0, "alice's a2 must survive the refusal")
+        cp = self.cli("apply", "-f", path)
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        self.assertIn('owned by source "bob"', cp.stderr)
+        cp = self.cli("delete", "service", "own-b1")
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        self.assertEqual(self.ok("delete", "service", "own-b1", "--source", "bob").stdout,
+                         "service/default/own-b1 deleted\n")
+
+    def test_watch_streams_changes_and_resumes(self):
+        lines = queue.Queue()
+        proc = subprocess.Popen([BIN, "watch", "services", "-n", "default", "-o", "json", "--server", self.url],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def stop():
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+            proc.stdout.close()
+            proc.stderr.close()
+        self.addCleanup(stop)
+        threading.Thread(target=lambda: [lines.put(l) for l in proc.stdout], daemon=True).start()
+        # the bookmark line on stderr says the watch is live
+        self.assertIn("up to date at revision", proc.stderr.readline())
+        start = json.loads(self.ok("status", "-o", "json").stdout).get("revision", "0")
+        svc = own_service("watched", "198.19.37.1", [{"port": 80}])
+        self.addCleanup(self.cli, "delete", "service", "watched")
+        self.ok("apply", "-f", "-", input=yaml.safe_dump(svc))
+        svc["spec"]["ports"][0]["port"] = 81
+        self.ok("apply", "-f", "-", input=yaml.safe_dump(svc))
+        self.ok("apply", "-f", "-", input=yaml.safe_dump(own_slice("watched-1", "watched", [], [])))  # not a service
+        self.ok("delete", "service", "watched")
+        events = []
+        while len(events) < 3:
+            try:
+                e = json.loads(lines.get(timeout=10))
+            except queue.Empty:
+                self.fail("watch delivered only %s" % events)
+            if e["resource"]["service"]["metadata"]["name"] == "watched":
+                events.append(e)
+        self.ok("delete", "endpointslice", "watched-1")
+        summary = [(e["type"], e["resource"]["service"]["metadata"]["name"], int(e["revision"])) for e in events]
+        r0 = int(start)
+        self.assertEqual(summary, [("UPSERT", "watched", r0 + 1), ("UPSERT", "watched", r0 + 2),
+                                   ("DELETE", "watched", r0 + 4)])
+        self.assertEqual(events[1]["resource"]["service"]["spec"]["ports"][0]["port"], 81)
+        # resume after the first event: the rest again, then the bookmark
+        cp = subprocess.run(["timeout", "-s", "TERM", "3", BIN, "watch", "services", "-n", "default",
+                             "--since", str(r0 + 1), "--server", self.url], capture_output=True, text=True,
+                            timeout=30)
+        rows = [line.split() for line in cp.stdout.splitlines()]
+        self.assertEqual(rows, [["REVISION", "EVENT", "KIND", "NAMESPACE", "NAME"],
+                                [str(r0 + 2), "UPSERT", "service", "default", "watched"],
+                                [str(r0 + 4), "DELETE", "service", "default", "watched"]], cp.stderr)
+        cp = self.cli("watch", "--since", "999999999")
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        self.assertIn("is newer than the server's", cp.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
