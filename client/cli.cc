@@ -255,7 +255,7 @@ class Client {
         std::cout << diff;
       }
     }
-    return differs ? kExitRefused : kExitOk;
+    return differs ? kExitDiffers : kExitOk;
   }
 
   int Sync(const Options& o) {

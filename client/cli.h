@@ -8,6 +8,7 @@ namespace nftproxy::client {
 // Exit codes of client commands.
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitRefused = 1;      // the server refused the change
+inline constexpr int kExitDiffers = 1;      // `diff`: there are differences
 inline constexpr int kExitBadInput = 2;     // invalid manifest, flag or field
 inline constexpr int kExitUnreachable = 3;  // no server at --server
 

@@ -23,6 +23,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
@@ -532,11 +533,13 @@ absl::StatusOr<Converted> ConvertNode(const YAML::Node& doc, const std::string& 
   const bool has_api = api_node && !api_node->IsNull();
   const std::string api = ScalarOf(api_node);
 
-  if (kind_str == "List" && !in_list && (!has_api || api == "v1")) {
+  // kubectl prints `kind: List`; the API server itself ServiceList etc.
+  const bool is_list = kind_str == "List" || (absl::EndsWith(kind_str, "List") && items_node && has_api);
+  if (is_list && !in_list) {
     Converted out;
     if (!items_node || items_node->IsNull()) return out;
     if (!items_node->IsSequence()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, " (List): ", Position(items_node->Mark()),
+      return absl::InvalidArgumentError(absl::StrCat(where, " (", kind_str, "): ", Position(items_node->Mark()),
                                                      "items: expected a list"));
     }
     size_t i = 0;

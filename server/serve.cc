@@ -226,10 +226,11 @@ int RunServe(const std::vector<std::string>& args) {
   for (const std::string& a : flags.listen) std::cerr << " " << a;
   std::cerr << " (node " << flags.node_name << ")\n";
 
-  std::thread waiter([&server, set] {
+  std::thread waiter([&server, &service, set] {
     int sig = 0;
     sigwait(&set, &sig);
     std::cerr << "nftproxy: signal " << sig << ", shutting down (rules stay installed)\n";
+    service.Shutdown();  // ends Watch streams first, so shutdown does not wait for them
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   });
   server->Wait();

@@ -539,9 +539,15 @@ CpResult RunNftproxyCp(const Options& o, const Workload& w) {
                             Thousands(static_cast<long long>(r.request_bytes)), " bytes, server RSS ", Mb(r.rss_kb),
                             ")"));
       events.Drain();
+      // Every later RPC gets what is left of the budget (at least 10 s).
+      auto left = [&] { return std::max(10.0, o.budget_s - (NowSeconds() - start)); };
       const int noops = w.services > 10000 ? 3 : 5;
       for (int k = 0; k < noops; ++k) {
-        auto n = srv.Apply(full, o.budget_s);
+        if (k > 0 && NowSeconds() - start > o.budget_s) {
+          r.noop_note = absl::StrCat("stopped after ", k, " re-applies: budget ", o.budget_s, " s");
+          break;
+        }
+        auto n = srv.Apply(full, left());
         const NftEventCounter::Counts c = events.Drain();
         if (!n.ok()) {
           r.noop_note = std::string(n.status().message());
@@ -560,7 +566,7 @@ CpResult RunNftproxyCp(const Options& o, const Workload& w) {
         v1::ApplyRequest req;
         FillSlice(w, ch.svc, ch.eps, req.add_upserts()->mutable_endpoint_slice());
         events.Drain();
-        auto n = srv.Apply(req, o.budget_s);
+        auto n = srv.Apply(req, left());
         const NftEventCounter::Counts c = events.Drain();
         if (!n.ok()) {
           r.changes_note = std::string(n.status().message());
@@ -1041,7 +1047,6 @@ void PrintGoals(const Options& o, const std::vector<Row>& rows, const DpResults*
   for (const Row& row : rows) {
     const CpResult& r = row.r[kNftproxy];
     if (!o.impls[kNftproxy] || r.full_s < 0) continue;
-    const std::string n = Thousands(row.services);
     if (row.services == 10000) {
       std::cout << "  full sync 10,000 x " << o.endpoints << " <= 0.5 s: " << Dur(r.full_s) << "  "
                 << verdict(r.full_s <= 0.5) << "\n";
@@ -1062,7 +1067,6 @@ void PrintGoals(const Options& o, const std::vector<Row>& rows, const DpResults*
                 << verdict(r.full_s <= 10) << "; RSS " << Mb(r.rss_kb) << "; connections checked "
                 << r.checks_ok << "/" << r.checks << "\n";
     }
-    (void)n;
   }
   if (dp) {
     double one = -1, first = -1, last = -1, ifirst = -1, ilast = -1;
@@ -1117,8 +1121,12 @@ void PrintHeader(const Options& o, const std::string& ipt) {
     const std::string head = CommandOutput({"git", "-C", src, "rev-parse", "--short", "HEAD"});
     ProcResult dirty = Lab::Get().Run("", {"git", "-C", src, "status", "--porcelain", "--untracked-files=no"});
     if (!head.empty()) {
-      std::cout << "; source tree " << src << " at " << head
-                << (dirty.ok() && !dirty.output.empty() ? " with uncommitted changes" : "");
+      std::cout << "; source tree " << src << " at " << head;
+      std::vector<std::string> files;
+      for (absl::string_view l : absl::StrSplit(dirty.output, '\n', absl::SkipEmpty())) {
+        if (l.size() > 3) files.emplace_back(l.substr(3));
+      }
+      if (dirty.ok() && !files.empty()) std::cout << ", uncommitted changes in: " << absl::StrJoin(files, " ");
     }
   }
   std::cout << "\n";

@@ -388,6 +388,13 @@ TEST(K8sManifest, ClusterExportAsAList) {
   EXPECT_TRUE(Contains(p.warnings[0], "(Kubernetes Endpoints shop/web): left out: EndpointSlices for the same service"))
       << p.warnings[0];
 
+  // What the API server itself returns for a list call.
+  Parsed api = MustParse("apiVersion: discovery.k8s.io/v1\nkind: EndpointSliceList\nmetadata: {resourceVersion: '1'}\n"
+                         "items:\n- metadata: {name: s, labels: {kubernetes.io/service-name: x}}\n"
+                         "  apiVersion: discovery.k8s.io/v1\n  kind: EndpointSlice\n  addressType: IPv4\n");
+  ASSERT_EQ(api.docs.size(), 1u);
+  EXPECT_EQ(api.docs[0].resource.endpoint_slice().service_name(), "x");
+
   // An error inside a List names the item.
   std::string msg = MustFail("apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n"
                              "  metadata: {name: a}\n  spec: {clusterIP: 10.96.0.1, ports: [{port: 80, protocol: ICMP}]}\n");
