@@ -46,11 +46,15 @@ int CountElements(const nlmsghdr* nh) {
 
 }  // namespace
 
-NftEventCounter::~NftEventCounter() {
+NftEventCounter::~NftEventCounter() { Close(); }
+
+void NftEventCounter::Close() {
   if (fd_ >= 0) close(fd_);
+  fd_ = -1;
 }
 
 absl::Status NftEventCounter::Open(const std::string& netns) {
+  Close();
   absl::Status status;
   // The socket belongs to the namespace of the thread that creates it.
   std::thread t([&] {

@@ -18,8 +18,11 @@ class NftEventCounter {
   NftEventCounter& operator=(const NftEventCounter&) = delete;
   ~NftEventCounter();
 
-  // Subscribes to the nf_tables multicast group inside `netns`.
+  // Subscribes to the nf_tables multicast group inside `netns`. While anyone
+  // listens, the kernel builds a notification for every object a commit
+  // touches, which is expensive for big batches: listen only around probes.
   absl::Status Open(const std::string& netns);
+  void Close();
 
   struct Counts {
     int commits = 0;   // NFT_MSG_NEWGEN events
