@@ -344,6 +344,7 @@ std::string Prefix(const Cidr& c) {
 }
 
 const char* Ip(Family f) { return f == Family::kV4 ? "ip" : "ip6"; }
+const char* AddrTypeName(Family f) { return f == Family::kV4 ? "ipv4_addr" : "ipv6_addr"; }
 
 std::string RenderRule(const Rule& r) {
   std::vector<std::string> parts;
@@ -429,7 +430,7 @@ std::string Render(const Ruleset& rs) {
   std::string out = absl::StrCat("table inet ", rs.table, " {\n");
   for (Family f : {Family::kV4, Family::kV6}) {
     const std::string d = FamDigit(f);
-    const char* addr = f == Family::kV4 ? "ipv4_addr" : "ipv6_addr";
+    const char* addr = AddrTypeName(f);
     std::vector<std::string> elems;
     for (const auto& [k, t] : rs.vmap) {
       if (k.addr.family == f) {
@@ -450,15 +451,15 @@ std::string Render(const Ruleset& rs) {
     for (const IpAddr& a : rs.cluster_ips) {
       if (a.family == f) elems.push_back(a.ToString());
     }
-    RenderSet("set", absl::StrCat("cluster-ips", FamDigit(f)), f == Family::kV4 ? "ipv4_addr" : "ipv6_addr", {},
+    RenderSet("set", absl::StrCat("cluster-ips", FamDigit(f)), AddrTypeName(f), {},
               elems, &out);
   }
   for (Family f : {Family::kV4, Family::kV6}) {
-    RenderSet("set", absl::StrCat("cluster-cidrs", FamDigit(f)), f == Family::kV4 ? "ipv4_addr" : "ipv6_addr",
+    RenderSet("set", absl::StrCat("cluster-cidrs", FamDigit(f)), AddrTypeName(f),
               {"flags interval"}, CidrElems(rs.node.cluster_cidrs, f), &out);
   }
   for (Family f : {Family::kV4, Family::kV6}) {
-    RenderSet("set", absl::StrCat("nodeport-addrs", FamDigit(f)), f == Family::kV4 ? "ipv4_addr" : "ipv6_addr",
+    RenderSet("set", absl::StrCat("nodeport-addrs", FamDigit(f)), AddrTypeName(f),
               {"flags interval"}, CidrElems(rs.node.nodeport_cidrs, f), &out);
   }
   for (Family f : {Family::kV4, Family::kV6}) {
@@ -466,11 +467,11 @@ std::string Render(const Ruleset& rs) {
     for (const IpAddr& a : rs.hairpin) {
       if (a.family == f) elems.push_back(absl::StrCat(a.ToString(), " . ", a.ToString()));
     }
-    const char* addr = f == Family::kV4 ? "ipv4_addr" : "ipv6_addr";
+    const char* addr = AddrTypeName(f);
     RenderSet("set", absl::StrCat("hairpin", FamDigit(f)), absl::StrCat(addr, " . ", addr), {}, elems, &out);
   }
   for (Family f : {Family::kV4, Family::kV6}) {
-    const char* addr = f == Family::kV4 ? "ipv4_addr" : "ipv6_addr";
+    const char* addr = AddrTypeName(f);
     RenderSet("map", absl::StrCat("affinity", FamDigit(f)),
               absl::StrCat(addr, " . ", addr, " . inet_proto . inet_service : mark"),
               {"size 262144", "flags dynamic,timeout"}, {}, &out);
@@ -481,17 +482,15 @@ std::string Render(const Ruleset& rs) {
       const uint32_t lo = kTicketBit | (shard << (kShardShift + kIndexShift));
       const uint32_t hi = lo + (1u << (kShardShift + kIndexShift)) - 1;
       const auto& m = rs.backends[FamIdx(f)];
-      for (auto it = m.lower_bound(lo); it != m.end() && it->first <= hi; ++it) {
-        elems.push_back(absl::StrCat(TicketRange(it->first, it->second.last), " : ", it->second.addr.ToString(),
-                                     " . ", it->second.port));
-      }
-      // Local tickets of the same shard.
-      for (auto it = m.lower_bound(lo | kLocalBit); it != m.end() && it->first <= (hi | kLocalBit); ++it) {
-        elems.push_back(absl::StrCat(TicketRange(it->first, it->second.last), " : ", it->second.addr.ToString(),
-                                     " . ", it->second.port));
+      // Cluster tickets of the shard, then its local ones (bit 30 set).
+      for (uint32_t local : {0u, kLocalBit}) {
+        for (auto it = m.lower_bound(lo | local); it != m.end() && it->first <= (hi | local); ++it) {
+          elems.push_back(absl::StrCat(TicketRange(it->first, it->second.last), " : ", it->second.addr.ToString(),
+                                       " . ", it->second.port));
+        }
       }
       RenderSet("map", BackendsMapName(f, shard),
-                absl::StrCat("mark : ", f == Family::kV4 ? "ipv4_addr" : "ipv6_addr", " . inet_service"),
+                absl::StrCat("mark : ", AddrTypeName(f), " . inet_service"),
                 {"flags interval"}, elems, &out);
     }
   }

@@ -1,6 +1,7 @@
 #include "server/convert.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 namespace nftproxy::server {
@@ -120,6 +121,14 @@ std::vector<dp::IpAddr> Addrs(const google::protobuf::RepeatedPtrField<std::stri
 dp::Model BuildModel(const State& state, const std::string& node_name, const dp::NodeSettings& node) {
   dp::Model model;
   model.node = node;
+  // Slices by owning service, built once: looking them up per service port
+  // by scanning the namespace would be quadratic in the number of services.
+  std::map<std::pair<std::string, std::string>, std::vector<const v1::EndpointSlice*>> slices;
+  for (auto it = state.objects.lower_bound(Key{v1::ENDPOINT_SLICE, "", ""});
+       it != state.objects.end() && it->first.kind == v1::ENDPOINT_SLICE; ++it) {
+    slices[{it->first.ns, it->second.endpoint_slice().service_name()}].push_back(&it->second.endpoint_slice());
+  }
+  static const std::vector<const v1::EndpointSlice*> kNoSlices;
   for (const auto& [key, res] : state.objects) {
     if (key.kind != v1::SERVICE) continue;
     const v1::ServiceSpec& spec = res.service().spec();
@@ -154,10 +163,9 @@ dp::Model BuildModel(const State& state, const std::string& node_name, const dp:
                                     ResolvePort(sp, w.ports(), false), w.node_name() == node_name});
         }
       } else {
-        auto lo = state.objects.lower_bound(Key{v1::ENDPOINT_SLICE, key.ns, ""});
-        for (auto it = lo; it != state.objects.end() && it->first.kind == v1::ENDPOINT_SLICE && it->first.ns == key.ns; ++it) {
-          const v1::EndpointSlice& s = it->second.endpoint_slice();
-          if (s.service_name() != key.name) continue;
+        auto owned = slices.find({key.ns, key.name});
+        for (const v1::EndpointSlice* slice : owned == slices.end() ? kNoSlices : owned->second) {
+          const v1::EndpointSlice& s = *slice;
           const uint16_t port = ResolvePort(sp, s.ports(), true);
           for (const v1::Endpoint& e : s.endpoints()) {
             cands.push_back(Candidate{&e.addresses(), &e.conditions(), e.has_weight(), e.weight(), port,

@@ -63,6 +63,12 @@ struct Txn {
   std::vector<Key> changed;
   absl::Time now;
   bool any_change = false;
+  std::set<Key> touched;  // the keys of `changed`, for the "twice in one request" check
+
+  void Touch(const Key& key) {
+    changed.push_back(key);
+    touched.insert(key);
+  }
 };
 
 // Stages an upsert written by `source`; returns "created", "configured" or
@@ -71,8 +77,8 @@ absl::StatusOr<std::string> StageUpsert(v1::Resource r, const std::string& sourc
                                         v1::Resource* stored_out) {
   if (auto s = ValidateResource(r); !s.ok()) return s;
   const Key key = KeyOf(r);
-  for (const Key& k : txn->changed) {
-    if (k == key) return absl::InvalidArgumentError(absl::StrCat(Describe(key), ": appears twice in one request"));
+  if (txn->touched.count(key) > 0) {
+    return absl::InvalidArgumentError(absl::StrCat(Describe(key), ": appears twice in one request"));
   }
   v1::ObjectMeta* m = MutableMetaOf(&r);
   m->set_namespace_(key.ns);
@@ -86,7 +92,7 @@ absl::StatusOr<std::string> StageUpsert(v1::Resource r, const std::string& sourc
   const v1::Resource* stored = it == txn->next.objects.end() ? nullptr : &it->second;
   if (auto s = CheckVersion(key, m->resource_version(), stored); !s.ok()) return s;
   if (auto s = CheckOwner(key, stored, m->source()); !s.ok()) return s;
-  txn->changed.push_back(key);
+  txn->Touch(key);
   if (stored && google::protobuf::util::MessageDifferencer::Equals(UserPart(*stored), UserPart(r))) {
     *stored_out = *stored;
     return std::string("unchanged");
@@ -113,7 +119,7 @@ absl::Status StageDelete(const Key& key, uint64_t resource_version, const std::s
   if (auto s = CheckVersion(key, resource_version, &it->second); !s.ok()) return s;
   if (auto s = CheckOwner(key, &it->second, source); !s.ok()) return s;
   txn->next.objects.erase(it);
-  txn->changed.push_back(key);
+  txn->Touch(key);
   txn->any_change = true;
   return absl::OkStatus();
 }
@@ -153,6 +159,17 @@ absl::Status ProxyService::Restore(State state) {
   return s;
 }
 
+absl::Status ProxyService::FinishLocked(State next, const std::vector<Key>& changed, bool any_change,
+                                        bool dry_run, uint64_t* revision) {
+  if (!any_change) {
+    *revision = state_.revision;
+    return absl::OkStatus();
+  }
+  next.revision += 1;
+  *revision = dry_run ? state_.revision : next.revision;
+  return CommitLocked(std::move(next), changed, dry_run);
+}
+
 absl::Status ProxyService::CommitLocked(State next, const std::vector<Key>& changed, bool dry_run) {
   if (auto s = ValidateState(next, changed, StateRules{options_.node_port_min, options_.node_port_max}); !s.ok()) return s;
   dp::Model model = BuildModel(next, options_.node_name, options_.node);
@@ -180,7 +197,7 @@ absl::Status ProxyService::CommitLocked(State next, const std::vector<Key>& chan
 
 absl::Status ProxyService::DoApply(const v1::ApplyRequest& req, v1::ApplyResponse* resp) {
   absl::MutexLock lock(&mu_);
-  Txn txn{state_, {}, absl::Now()};
+  Txn txn{state_, {}, absl::Now(), false, {}};
   for (const v1::ResourceRef& ref : req.deletes()) {
     const Key key = KeyOf(ref);
     if (auto s = StageDelete(key, ref.resource_version(), req.source(), &txn); !s.ok()) return s;
@@ -194,13 +211,10 @@ absl::Status ProxyService::DoApply(const v1::ApplyRequest& req, v1::ApplyRespons
     if (!outcome.ok()) return outcome.status();
     resp->add_outcomes(*outcome);
   }
-  if (!txn.any_change) {
-    resp->set_revision(state_.revision);
-    return absl::OkStatus();
-  }
-  txn.next.revision += 1;
-  resp->set_revision(req.dry_run() ? state_.revision : txn.next.revision);
-  return CommitLocked(std::move(txn.next), txn.changed, req.dry_run());
+  uint64_t revision = 0;
+  absl::Status s = FinishLocked(std::move(txn.next), txn.changed, txn.any_change, req.dry_run(), &revision);
+  resp->set_revision(revision);
+  return s;
 }
 
 absl::Status ProxyService::DoSync(const v1::SyncRequest& req, v1::SyncResponse* resp) {
@@ -208,7 +222,7 @@ absl::Status ProxyService::DoSync(const v1::SyncRequest& req, v1::SyncResponse* 
     return absl::InvalidArgumentError("source: required (the name of the owner whose resources are replaced)");
   }
   absl::MutexLock lock(&mu_);
-  Txn txn{state_, {}, absl::Now()};
+  Txn txn{state_, {}, absl::Now(), false, {}};
   std::set<Key> keep;
   for (const v1::Resource& r : req.resources()) keep.insert(KeyOf(r));
   // Deletes first, so that a Sync may move an address from a dropped
@@ -227,13 +241,10 @@ absl::Status ProxyService::DoSync(const v1::SyncRequest& req, v1::SyncResponse* 
     if (*outcome == "configured") *resp->add_configured() = ref;
     if (*outcome == "unchanged") resp->set_unchanged(resp->unchanged() + 1);
   }
-  if (!txn.any_change) {
-    resp->set_revision(state_.revision);
-    return absl::OkStatus();
-  }
-  txn.next.revision += 1;
-  resp->set_revision(req.dry_run() ? state_.revision : txn.next.revision);
-  return CommitLocked(std::move(txn.next), txn.changed, req.dry_run());
+  uint64_t revision = 0;
+  absl::Status s = FinishLocked(std::move(txn.next), txn.changed, txn.any_change, req.dry_run(), &revision);
+  resp->set_revision(revision);
+  return s;
 }
 
 absl::Status ProxyService::DoWatch(const v1::WatchRequest& req, const std::function<bool()>& cancelled,

@@ -60,6 +60,10 @@ class ProxyService final : public v1::Proxy::Service {
 
  private:
   // Validates and commits `next`; on success it becomes the state.
+  // The end of an Apply or Sync: nothing to do when nothing changed, else
+  // bump the revision and commit. *revision is what the caller reports.
+  absl::Status FinishLocked(State next, const std::vector<Key>& changed, bool any_change, bool dry_run,
+                            uint64_t* revision) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CommitLocked(State next, const std::vector<Key>& changed, bool dry_run)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -117,6 +117,19 @@ std::string UnixPath(const std::string& addr) {
   return "";
 }
 
+// Parses the values of a repeatable CIDR flag; on error says which and why.
+bool ParseCidrs(const char* flag, const std::vector<std::string>& values, std::vector<dp::Cidr>* out) {
+  for (const std::string& v : values) {
+    auto cidr = dp::Cidr::Parse(v);
+    if (!cidr.ok()) {
+      std::cerr << "nftproxy serve: " << flag << " " << v << ": " << cidr.status().message() << "\n";
+      return false;
+    }
+    out->push_back(*cidr);
+  }
+  return true;
+}
+
 }  // namespace
 
 int RunServe(const std::vector<std::string>& args) {
@@ -141,21 +154,9 @@ int RunServe(const std::vector<std::string>& args) {
   }
   ServiceOptions options;
   options.node_name = flags.node_name;
-  for (const std::string& c : flags.cluster_cidrs) {
-    auto cidr = dp::Cidr::Parse(c);
-    if (!cidr.ok()) {
-      std::cerr << "nftproxy serve: --cluster-cidr " << c << ": " << cidr.status().message() << "\n";
-      return 2;
-    }
-    options.node.cluster_cidrs.push_back(*cidr);
-  }
-  for (const std::string& c : flags.nodeport_addresses) {
-    auto cidr = dp::Cidr::Parse(c);
-    if (!cidr.ok()) {
-      std::cerr << "nftproxy serve: --nodeport-addresses " << c << ": " << cidr.status().message() << "\n";
-      return 2;
-    }
-    options.node.nodeport_cidrs.push_back(*cidr);
+  if (!ParseCidrs("--cluster-cidr", flags.cluster_cidrs, &options.node.cluster_cidrs) ||
+      !ParseCidrs("--nodeport-addresses", flags.nodeport_addresses, &options.node.nodeport_cidrs)) {
+    return 2;
   }
   {
     unsigned lo = 0, hi = 0;

@@ -35,7 +35,6 @@ Only 198.18.0.0/15 is used.
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -66,44 +65,7 @@ UDP_PORT = 5353
 
 # ---- manifests (block-style YAML, as test_clusterip.py writes them) ----------------
 
-def _scalar(v):
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    v = str(v)
-    if re.match(r"[A-Za-z][A-Za-z0-9_-]*\Z", v) and v.lower() not in {
-            "true", "false", "yes", "no", "on", "off", "y", "n", "null", "~"}:
-        return v
-    return json.dumps(v)
-
-
-def _emit(obj, ind):
-    pad = " " * ind
-    lines = []
-    for k, v in obj.items():
-        if isinstance(v, dict):
-            if not v:
-                lines.append("%s%s: {}" % (pad, k))
-                continue
-            lines.append("%s%s:" % (pad, k))
-            lines += _emit(v, ind + 2)
-        elif isinstance(v, list):
-            if all(not isinstance(x, (dict, list)) for x in v):
-                lines.append("%s%s: [%s]" % (pad, k, ", ".join(_scalar(x) for x in v)))
-            else:
-                lines.append("%s%s:" % (pad, k))
-                for item in v:
-                    sub = _emit(item, ind + 4)
-                    lines.append("%s  - %s" % (pad, sub[0].lstrip()))
-                    lines += sub[1:]
-        else:
-            lines.append("%s%s: %s" % (pad, k, _scalar(v)))
-    return lines
-
-
-def to_yaml(docs):
-    return "---\n".join("\n".join(_emit(d, 0)) + "\n" for d in docs)
+to_yaml = netlab.to_yaml
 
 
 def service(name, ports, cluster_ips=(), type=None, namespace="default", **spec):
@@ -167,9 +129,7 @@ def workload(name, labels, addresses, node, ports=(), namespace="default", ready
 _KIND_WORD = {"Service": "service", "EndpointSlice": "endpointslice", "Workload": "workload"}
 
 
-def norm_ruleset(text):
-    """A ruleset listing without its counter values (for comparing two listings)."""
-    return re.sub(r"counter packets \d+ bytes \d+", "counter", text)
+norm_ruleset = netlab.norm_ruleset
 
 
 def tail(path, n=40):

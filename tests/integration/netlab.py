@@ -10,7 +10,9 @@ namespaces the lab creates (they are connected to each other only).
 
 import atexit
 import itertools
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -357,3 +359,67 @@ def traffic(lab, ns, proto, target, port, count, timeout=2.0, deadline=30.0,
     if cp.returncode != 0:
         raise LabError("traffic_client failed (%d): %s" % (cp.returncode, cp.stderr))
     return json.loads(cp.stdout)
+
+
+# ---- manifests: block-style YAML, as the manifest spec shows them -----------------
+
+def _scalar(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    v = str(v)
+    if re.match(r"[A-Za-z][A-Za-z0-9_-]*\Z", v) and v.lower() not in {
+            "true", "false", "yes", "no", "on", "off", "y", "n", "null", "~"}:
+        return v
+    return json.dumps(v)
+
+
+def _emit(obj, ind):
+    pad = " " * ind
+    lines = []
+    for k, v in obj.items():
+        if isinstance(v, dict):
+            if not v:
+                lines.append("%s%s: {}" % (pad, k))
+                continue
+            lines.append("%s%s:" % (pad, k))
+            lines += _emit(v, ind + 2)
+        elif isinstance(v, list):
+            if all(not isinstance(x, (dict, list)) for x in v):
+                lines.append("%s%s: [%s]" % (pad, k, ", ".join(_scalar(x) for x in v)))
+            else:
+                lines.append("%s%s:" % (pad, k))
+                for item in v:
+                    sub = _emit(item, ind + 4)
+                    lines.append("%s  - %s" % (pad, sub[0].lstrip()))
+                    lines += sub[1:]
+        else:
+            lines.append("%s%s: %s" % (pad, k, _scalar(v)))
+    return lines
+
+
+def to_yaml(docs):
+    """Block-style YAML, documents separated by `---`."""
+    return "---\n".join("\n".join(_emit(d, 0)) + "\n" for d in docs)
+
+
+def require_root_and_binary(binary):
+    """setUpModule for namespace tests: skip without root or the binary, but fail
+    under CI=true, where a skipped kernel test would hide a broken set-up."""
+    why = None
+    if os.geteuid() != 0:
+        why = "integration test needs root (network namespaces, nftables)"
+    elif not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+        why = "nftproxy binary not found at %s (set NFTPROXY_BIN)" % binary
+    if why:
+        if os.environ.get("CI", "").lower() == "true":
+            raise AssertionError(why)
+        import unittest
+        raise unittest.SkipTest(why)
+    install_sigterm_cleanup()
+
+
+def norm_ruleset(text):
+    """A ruleset listing without its counter values (for comparing two listings)."""
+    return re.sub(r"counter packets \d+ bytes \d+", "counter", text)

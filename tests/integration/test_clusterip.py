@@ -22,7 +22,6 @@ import difflib
 import ipaddress
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -41,64 +40,16 @@ import netlab  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(HERE))
 BIN = os.environ.get("NFTPROXY_BIN") or os.path.join(REPO, "build", "nftproxy")
 TABLE = os.environ.get("NFTPROXY_TEST_TABLE", "npxtest")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 BACKENDS = ("b1", "b2", "b3")
 
 
 def setUpModule():
-    why = None
-    if os.geteuid() != 0:
-        why = "integration test needs root (network namespaces, nftables)"
-    elif not (os.path.isfile(BIN) and os.access(BIN, os.X_OK)):
-        why = "nftproxy binary not found at %s (set NFTPROXY_BIN)" % BIN
-    if why:
-        if IN_CI:
-            raise AssertionError(why)
-        raise unittest.SkipTest(why)
-    netlab.install_sigterm_cleanup()
+    netlab.require_root_and_binary(BIN)
 
 
 # ---- manifests ---------------------------------------------------------------
 
-_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
-_RESERVED = {"true", "false", "yes", "no", "on", "off", "y", "n", "null", "~"}
-
-
-def _scalar(v):
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    v = str(v)
-    if _PLAIN.match(v) and v.lower() not in _RESERVED:
-        return v
-    return json.dumps(v)
-
-
-def _emit(obj, ind):
-    pad = " " * ind
-    lines = []
-    for k, v in obj.items():
-        if isinstance(v, dict):
-            lines.append("%s%s:" % (pad, k))
-            lines += _emit(v, ind + 2)
-        elif isinstance(v, list):
-            if all(not isinstance(x, (dict, list)) for x in v):
-                lines.append("%s%s: [%s]" % (pad, k, ", ".join(_scalar(x) for x in v)))
-            else:
-                lines.append("%s%s:" % (pad, k))
-                for item in v:
-                    sub = _emit(item, ind + 4)
-                    lines.append("%s  - %s" % (pad, sub[0].lstrip()))
-                    lines += sub[1:]
-        else:
-            lines.append("%s%s: %s" % (pad, k, _scalar(v)))
-    return lines
-
-
-def to_yaml(docs):
-    """Block-style YAML, documents separated by `---` (as in the manifest spec)."""
-    return "---\n".join("\n".join(_emit(d, 0)) + "\n" for d in docs)
+to_yaml = netlab.to_yaml
 
 
 def service(name, cluster_ips, ports, namespace="default"):
@@ -139,8 +90,7 @@ def _tail(path, n=40):
         return "(no log: %s)" % e
 
 
-def _norm_counters(text):
-    return re.sub(r"counter packets \d+ bytes \d+", "counter", text)
+_norm_counters = netlab.norm_ruleset
 
 
 # ---- base class ----------------------------------------------------------------

@@ -38,7 +38,6 @@ import netlab  # noqa: E402
 from multinode import endpoint, endpoint_slice, service, sport, workload  # noqa: E402
 
 BIN = os.environ.get("NFTPROXY_BIN") or mn.DEFAULT_BIN
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 HTTP = ("http", "TCP", 8080)       # slice port: echo answers and closes
 STREAM = ("stream", "TCP", 7070)   # slice port: echo keeps the connection open
@@ -46,16 +45,7 @@ DNS = ("dns", "UDP", 5353)
 
 
 def setUpModule():
-    why = None
-    if os.geteuid() != 0:
-        why = "integration test needs root (network namespaces, nftables)"
-    elif not (os.path.isfile(BIN) and os.access(BIN, os.X_OK)):
-        why = "nftproxy binary not found at %s (set NFTPROXY_BIN)" % BIN
-    if why:
-        if IN_CI:
-            raise AssertionError(why)
-        raise unittest.SkipTest(why)
-    netlab.install_sigterm_cleanup()
+    netlab.require_root_and_binary(BIN)
 
 
 class ClusterCase(unittest.TestCase):

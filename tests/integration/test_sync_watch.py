@@ -39,20 +39,10 @@ import netlab  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(HERE))
 BIN = os.environ.get("NFTPROXY_BIN") or os.path.join(REPO, "build", "nftproxy")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def setUpModule():
-    why = None
-    if os.geteuid() != 0:
-        why = "integration test needs root (network namespaces, nftables)"
-    elif not (os.path.isfile(BIN) and os.access(BIN, os.X_OK)):
-        why = "nftproxy binary not found at %s (set NFTPROXY_BIN)" % BIN
-    if why:
-        if IN_CI:
-            raise AssertionError(why)
-        raise unittest.SkipTest(why)
-    netlab.install_sigterm_cleanup()
+    netlab.require_root_and_binary(BIN)
 
 
 # ---- the API from server reflection -------------------------------------------------
