@@ -1,9 +1,11 @@
 // The seam between the server and the kernel. The server owns the desired
-// state and hands the dataplane a complete Model; the dataplane makes the
-// kernel match it atomically. Tests of the server use a fake.
+// state; it hands the dataplane a complete Model once, then only the
+// services a write changed. The dataplane makes the kernel match atomically,
+// with work proportional to the change. Tests of the server use a fake.
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "dataplane/model.h"
@@ -17,17 +19,26 @@ struct ApplyResult {
   int flows_deleted = 0;  // UDP conntrack entries of removed endpoints
 };
 
+// Services to add or replace whole, and services to remove (by Key()).
+// Removing a service the dataplane does not have is not an error.
+struct ModelChange {
+  std::vector<Service> upserts;
+  std::vector<std::string> removes;
+};
+
 class Dataplane {
  public:
   virtual ~Dataplane() = default;
 
-  // Makes the kernel match `model`, all or nothing. On error the kernel and
-  // the dataplane's idea of it are unchanged, and the message names the
-  // service that caused it where the kernel says which message failed.
+  // Makes the kernel match `model`, all or nothing: node settings and every
+  // service. On error the kernel and the dataplane's idea of it are
+  // unchanged, and the message names the service that caused it where the
+  // kernel says which message failed.
   virtual absl::Status Apply(const Model& model, ApplyResult* result) = 0;
 
-  // The nft text `model` compiles to, without touching the kernel.
-  virtual std::string Render(const Model& model) const = 0;
+  // Changes only the listed services, all or nothing, as Apply does. Only
+  // after a successful Apply (FailedPrecondition before).
+  virtual absl::Status Update(const ModelChange& change, ApplyResult* result) = 0;
 
   // The nft text of what was last committed ("" before the first commit).
   virtual std::string Installed() const = 0;

@@ -43,6 +43,11 @@ struct ServicePort {
   // 0: no NodePort.
   uint16_t node_port = 0;
   std::vector<Backend> backends;
+
+  friend bool operator==(const ServicePort& a, const ServicePort& b) {
+    return a.name == b.name && a.proto == b.proto && a.port == b.port && a.node_port == b.node_port &&
+           a.backends == b.backends;
+  }
 };
 
 struct Service {
@@ -63,6 +68,14 @@ struct Service {
   uint32_t affinity_timeout_s = 0;
 
   std::string Key() const { return ns + "/" + name; }
+
+  friend bool operator==(const Service& a, const Service& b) {
+    return a.ns == b.ns && a.name == b.name && a.cluster_ips == b.cluster_ips && a.external_ips == b.external_ips &&
+           a.lb_ips == b.lb_ips && a.lb_source_ranges == b.lb_source_ranges && a.ports == b.ports && a.lb == b.lb &&
+           a.external_policy == b.external_policy && a.internal_policy == b.internal_policy &&
+           a.affinity_timeout_s == b.affinity_timeout_s;
+  }
+  friend bool operator!=(const Service& a, const Service& b) { return !(a == b); }
 };
 
 // Node-wide settings that shape the ruleset.

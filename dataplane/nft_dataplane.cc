@@ -2,9 +2,57 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <iterator>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
 
 namespace nftproxy::dp {
+
+namespace {
+
+// Adds `sign` times each reference of `refs` to *delta.
+void CountRefs(const std::map<IpAddr, uint32_t>& refs, int64_t sign, std::map<IpAddr, int64_t>* delta) {
+  for (const auto& [addr, n] : refs) (*delta)[addr] += sign * n;
+}
+
+void CountUdp(const Service* svc, int64_t sign, std::map<FlowTarget, int64_t>* delta) {
+  if (svc == nullptr) return;
+  for (const ServicePort& p : svc->ports) {
+    if (p.proto != L4Proto::kUdp) continue;
+    for (const Backend& b : p.backends) (*delta)[FlowTarget{b.addr, b.port}] += sign;
+  }
+}
+
+// The elements whose first reference `delta` adds go to *added, those whose
+// last reference it takes go to *removed.
+void PlanRefs(const std::map<IpAddr, int64_t>& delta, const std::map<IpAddr, uint32_t>& refs,
+              std::map<IpAddr, uint32_t>* removed, std::map<IpAddr, uint32_t>* added) {
+  for (const auto& [key, d] : delta) {
+    auto it = refs.find(key);
+    const int64_t have = it == refs.end() ? 0 : it->second;
+    const int64_t now = have + d;
+    if (have == 0 && now > 0) (*added)[key] = static_cast<uint32_t>(now);
+    if (have > 0 && now == 0) (*removed)[key] = static_cast<uint32_t>(have);
+  }
+}
+
+// Applies reference deltas; keys whose count drops to zero go to *gone.
+template <typename K>
+void ApplyRefs(const std::map<K, int64_t>& delta, std::map<K, uint32_t>* refs, std::vector<K>* gone = nullptr) {
+  for (const auto& [key, d] : delta) {
+    if (d == 0) continue;
+    auto it = refs->find(key);
+    const int64_t now = (it == refs->end() ? 0 : int64_t{it->second}) + d;
+    if (now > 0) {
+      (*refs)[key] = static_cast<uint32_t>(now);
+      continue;
+    }
+    if (it != refs->end()) refs->erase(it);
+    if (gone != nullptr) gone->push_back(key);
+  }
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<NftDataplane>> NftDataplane::Create(const std::string& table) {
   auto writer = NftWriter::Create();
@@ -13,59 +61,209 @@ absl::StatusOr<std::unique_ptr<NftDataplane>> NftDataplane::Create(const std::st
 }
 
 absl::Status NftDataplane::Apply(const Model& model, ApplyResult* result) {
-  Ruleset next = Compile(model, table_, installed_.has_value() ? &*installed_ : nullptr);
-  ApplyResult r;
-  if (installed_.has_value() && *installed_ == next) {
-    if (result) *result = r;
-    return absl::OkStatus();
+  NodeSettings node = model.node;
+  for (Cidr& c : node.cluster_cidrs) c = c.Network();
+  for (Cidr& c : node.nodeport_cidrs) c = c.Network();
+  if (committed_ && Ruleset::SameNode(node, node_)) {
+    // Same skeleton: only the services that differ are compiled and sent.
+    ModelChange change;
+    std::set<std::string> keep;
+    for (const Service& svc : model.services) {
+      keep.insert(svc.Key());
+      auto it = services_.find(svc.Key());
+      if (it == services_.end() || it->second != svc) change.upserts.push_back(svc);
+    }
+    for (const auto& [key, svc] : services_) {
+      if (!keep.count(key)) change.removes.push_back(key);
+    }
+    return Update(change, result);
+  }
+  return CommitFull(model, result);
+}
+
+absl::Status NftDataplane::CommitFull(const Model& model, ApplyResult* result) {
+  Ruleset rs = Compile(model, table_, committed_ ? &indexes_ : nullptr, committed_ ? shards_ : 0);
+  uint32_t top = 0;
+  for (const auto& [key, index] : rs.indexes) top = std::max(top, index + 1);
+  if (top > kMaxIndex + 1) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the model has ", rs.indexes.size(), " service ports; at most ", kMaxIndex + 1, " fit the ticket"));
   }
   CommitStats stats;
-  absl::Status s = writer_->Commit(installed_.has_value() ? &*installed_ : nullptr, next, &stats);
-  if (!s.ok() && installed_.has_value()) {
-    // The kernel may have drifted from what we believe (someone deleted or
-    // edited our table). One full replacement repairs that; if the change
-    // itself is what the kernel refuses, the full batch fails the same way.
-    CommitStats full_stats;
-    absl::Status full = writer_->Commit(nullptr, next, &full_stats);
-    if (full.ok()) {
-      stats = full_stats;
-      s = absl::OkStatus();
-    } else {
-      s = full;
-    }
-  }
-  if (!s.ok()) return s;
-  installed_ = std::move(next);
-  std::set<FlowTarget> udp;
+  if (auto s = writer_->CommitFull(rs, &stats); !s.ok()) return s;
+  committed_ = true;
+  node_ = rs.node;
+  services_.clear();
+  std::map<FlowTarget, int64_t> udp;
   for (const Service& svc : model.services) {
-    for (const ServicePort& p : svc.ports) {
-      if (p.proto != L4Proto::kUdp) continue;
-      for (const Backend& b : p.backends) udp.insert(FlowTarget{b.addr, b.port});
-    }
+    CountUdp(&svc, 1, &udp);
+    services_.emplace_hint(services_.end(), svc.Key(), svc);
   }
+  indexes_ = std::move(rs.indexes);
+  next_index_ = top;
+  free_indexes_.clear();
+  std::vector<bool> used(top, false);
+  for (const auto& [key, index] : indexes_) used[index] = true;
+  for (uint32_t i = 0; i < top; ++i) {
+    if (!used[i]) free_indexes_.insert(i);
+  }
+  shards_ = rs.shards;
+  cluster_ip_refs_ = std::move(rs.cluster_ips);
+  hairpin_refs_ = std::move(rs.hairpin);
+  // UDP endpoints that no longer exist anywhere.
+  ApplyResult r;
   std::vector<FlowTarget> gone;
-  std::set_difference(udp_targets_.begin(), udp_targets_.end(), udp.begin(), udp.end(), std::back_inserter(gone));
-  udp_targets_ = std::move(udp);
-  if (!gone.empty()) {
-    // The ruleset is committed either way; a failure here only delays the
-    // move of old UDP flows until their conntrack entries time out.
-    auto n = DeleteUdpFlowsTo(gone);
-    if (n.ok()) r.flows_deleted = *n;
-    else fprintf(stderr, "nftproxy: deleting UDP flows of removed endpoints: %s\n", std::string(n.status().message()).c_str());
+  for (const auto& [target, n] : udp_refs_) {
+    if (!udp.count(target)) gone.push_back(target);
   }
+  udp_refs_.clear();
+  for (const auto& [target, n] : udp) udp_refs_.emplace_hint(udp_refs_.end(), target, static_cast<uint32_t>(n));
+  ForgetUdpTargets(gone, &r);
   r.changed = true;
-  r.full = stats.full;
+  r.full = true;
   r.messages = stats.messages;
   if (result) *result = r;
   return absl::OkStatus();
 }
 
-std::string NftDataplane::Render(const Model& model) const {
-  return dp::Render(Compile(model, table_, installed_.has_value() ? &*installed_ : nullptr));
+uint32_t NftDataplane::NewIndex(std::vector<uint32_t>* taken) {
+  uint32_t index;
+  if (!free_indexes_.empty()) {
+    index = *free_indexes_.begin();
+    free_indexes_.erase(free_indexes_.begin());
+  } else {
+    index = next_index_++;
+  }
+  taken->push_back(index);
+  return index;
+}
+
+absl::Status NftDataplane::Update(const ModelChange& change, ApplyResult* result) {
+  if (!committed_) return absl::FailedPreconditionError("the dataplane has no full model yet (Apply first)");
+  // One entry per service: its new value, or nullptr to remove it.
+  std::map<std::string, const Service*> wanted;
+  for (const std::string& key : change.removes) wanted[key] = nullptr;
+  for (const Service& svc : change.upserts) wanted[svc.Key()] = &svc;
+
+  Ruleset removed, added;
+  std::map<IpAddr, int64_t> cluster_ips, hairpin;
+  std::map<FlowTarget, int64_t> udp;
+  // Indexes handed out by this change; they go back if it fails. Indexes it
+  // frees are reused only by later changes, so one batch never deletes and
+  // adds the same ticket.
+  std::vector<uint32_t> taken;
+  const uint32_t next_before = next_index_;
+  auto give_back = [&] {
+    for (uint32_t i : taken) {
+      if (i < next_before) free_indexes_.insert(i);
+    }
+    next_index_ = next_before;
+  };
+  std::vector<std::pair<std::string, const Service*>> changed;
+  for (const auto& [key, svc] : wanted) {
+    auto old = services_.find(key);
+    const Service* before = old == services_.end() ? nullptr : &old->second;
+    if (before == nullptr && svc == nullptr) continue;
+    if (before != nullptr && svc != nullptr && *before == *svc) continue;
+    changed.emplace_back(key, svc);
+    Ruleset from, to;
+    if (before != nullptr) CompileService(*before, indexes_, &from);
+    if (svc != nullptr) {
+      IndexMap mine;
+      for (const std::string& k : IndexKeys(*svc)) {
+        auto it = indexes_.find(k);
+        mine[k] = it != indexes_.end() ? it->second : NewIndex(&taken);
+        if (mine[k] > kMaxIndex) {
+          give_back();
+          return absl::ResourceExhaustedError(absl::StrCat("service ", key, ": no free service-port index (at most ",
+                                                           kMaxIndex + 1, " service ports)"));
+        }
+      }
+      CompileService(*svc, mine, &to);
+    }
+    Diff(from, to, &removed, &added);
+    CountRefs(from.cluster_ips, -1, &cluster_ips);
+    CountRefs(to.cluster_ips, 1, &cluster_ips);
+    CountRefs(from.hairpin, -1, &hairpin);
+    CountRefs(to.hairpin, 1, &hairpin);
+    CountUdp(before, -1, &udp);
+    CountUdp(svc, 1, &udp);
+  }
+  if (changed.empty()) {
+    if (result) *result = ApplyResult{};
+    return absl::OkStatus();
+  }
+  PlanRefs(cluster_ips, cluster_ip_refs_, &removed.cluster_ips, &added.cluster_ips);
+  PlanRefs(hairpin, hairpin_refs_, &removed.hairpin, &added.hairpin);
+  added.shards = std::max(added.shards, shards_);
+
+  CommitStats stats;
+  absl::Status s = writer_->CommitDelta(table_, shards_, removed, added, &stats);
+  if (!s.ok()) {
+    give_back();
+    // The kernel may have drifted from what we believe (someone deleted or
+    // edited our table). One full replacement repairs that; if the change
+    // itself is what the kernel refuses, the full batch fails the same way.
+    Model model = InstalledModel();
+    std::map<std::string, Service> next;
+    for (Service& svc : model.services) next.emplace(svc.Key(), std::move(svc));
+    for (const auto& [key, svc] : changed) {
+      if (svc == nullptr) next.erase(key);
+      else next.insert_or_assign(key, *svc);
+    }
+    model.services.clear();
+    for (auto& [key, svc] : next) model.services.push_back(std::move(svc));
+    return CommitFull(model, result);
+  }
+  // The kernel has it; make our record match.
+  for (const auto& [key, index] : removed.indexes) {
+    if (!added.indexes.count(key)) {
+      indexes_.erase(key);
+      free_indexes_.insert(index);
+    }
+  }
+  for (const auto& [key, index] : added.indexes) indexes_[key] = index;
+  for (const auto& [key, svc] : changed) {
+    if (svc == nullptr) services_.erase(key);
+    else services_.insert_or_assign(key, *svc);
+  }
+  ApplyRefs(cluster_ips, &cluster_ip_refs_);
+  ApplyRefs(hairpin, &hairpin_refs_);
+  shards_ = added.shards;
+  ApplyResult r;
+  std::vector<FlowTarget> gone;
+  ApplyRefs(udp, &udp_refs_, &gone);
+  ForgetUdpTargets(gone, &r);
+  r.changed = true;
+  r.messages = stats.messages;
+  if (result) *result = r;
+  return absl::OkStatus();
+}
+
+void NftDataplane::ForgetUdpTargets(const std::vector<FlowTarget>& gone, ApplyResult* result) {
+  if (gone.empty()) return;
+  // The ruleset is committed either way; a failure here only delays the
+  // move of old UDP flows until their conntrack entries time out.
+  auto n = DeleteUdpFlowsTo(gone);
+  if (n.ok()) {
+    result->flows_deleted = *n;
+  } else {
+    fprintf(stderr, "nftproxy: deleting UDP flows of removed endpoints: %s\n",
+            std::string(n.status().message()).c_str());
+  }
+}
+
+Model NftDataplane::InstalledModel() const {
+  Model m;
+  m.node = node_;
+  m.services.reserve(services_.size());
+  for (const auto& [key, svc] : services_) m.services.push_back(svc);
+  return m;
 }
 
 std::string NftDataplane::Installed() const {
-  return installed_.has_value() ? dp::Render(*installed_) : "";
+  if (!committed_) return "";
+  return Render(Compile(InstalledModel(), table_, &indexes_, shards_));
 }
 
 }  // namespace nftproxy::dp

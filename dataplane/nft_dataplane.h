@@ -1,9 +1,12 @@
+// The real dataplane: keeps the installed model, compiles only the services
+// a change touches, diffs their old and new objects and writes that diff.
 #pragma once
 
+#include <map>
 #include <memory>
-#include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "dataplane/conntrack.h"
@@ -13,28 +16,50 @@
 
 namespace nftproxy::dp {
 
-// The real dataplane: compile, diff against the last commit, write.
 class NftDataplane final : public Dataplane {
  public:
   static absl::StatusOr<std::unique_ptr<NftDataplane>> Create(const std::string& table);
 
   absl::Status Apply(const Model& model, ApplyResult* result) override;
-  std::string Render(const Model& model) const override;
+  absl::Status Update(const ModelChange& change, ApplyResult* result) override;
   std::string Installed() const override;
   std::string Table() const override { return "inet " + table_; }
+
+  // What was last committed, as a model (services sorted by key) and the
+  // service-port indexes it uses; for tests that recompile it from scratch.
+  Model InstalledModel() const;
+  const IndexMap& indexes() const { return indexes_; }
+  uint32_t shards() const { return shards_; }
 
  private:
   NftDataplane(std::string table, std::unique_ptr<NftWriter> writer)
       : table_(std::move(table)), writer_(std::move(writer)) {}
 
+  // Replaces the whole table with `services` under `node`.
+  absl::Status CommitFull(const Model& model, ApplyResult* result);
+  // Deletes the UDP conntrack entries of endpoints whose last reference went.
+  void ForgetUdpTargets(const std::vector<FlowTarget>& gone, ApplyResult* result);
+  // An unused index (the lowest free one), recorded in *taken.
+  uint32_t NewIndex(std::vector<uint32_t>* taken);
+
   std::string table_;
   std::unique_ptr<NftWriter> writer_;
-  // What the kernel holds, as far as we know. Unset until the first commit:
-  // the table a previous run left keeps serving until then.
-  std::optional<Ruleset> installed_;
-  // Every UDP endpoint of the last commit; those that disappear get their
-  // conntrack entries deleted.
-  std::set<FlowTarget> udp_targets_;
+  // False until the first commit: the table a previous run left keeps
+  // serving until then.
+  bool committed_ = false;
+  NodeSettings node_;  // normalised (network addresses)
+  std::map<std::string, Service> services_;
+  IndexMap indexes_;
+  // Indexes below next_index_ that no service port holds.
+  std::set<uint32_t> free_indexes_;
+  uint32_t next_index_ = 0;
+  uint32_t shards_ = 0;
+  // References to each address-set element (see Ruleset).
+  std::map<IpAddr, uint32_t> cluster_ip_refs_;
+  std::map<IpAddr, uint32_t> hairpin_refs_;
+  // UDP endpoints with how many service ports use them; those whose count
+  // drops to zero get their conntrack entries deleted.
+  std::map<FlowTarget, uint32_t> udp_refs_;
 };
 
 }  // namespace nftproxy::dp

@@ -740,29 +740,6 @@ void IntervalElems(ElemChanges* c, int fam, uint32_t first, const Interval& iv, 
   c->Add(set, Elem{Be32(iv.last + 1), {}, "", true}, owner);
 }
 
-// Calls add/del for the elements that differ between two ordered maps.
-template <typename K, typename V, typename Del, typename Add>
-void DiffMaps(const std::map<K, V>& from, const std::map<K, V>& to, Del del, Add add) {
-  for (const auto& [k, v] : from) {
-    auto it = to.find(k);
-    if (it == to.end() || !(it->second == v)) del(k, v);
-  }
-  for (const auto& [k, v] : to) {
-    auto it = from.find(k);
-    if (it == from.end() || !(it->second == v)) add(k, v);
-  }
-}
-
-template <typename K, typename Del, typename Add>
-void DiffSets(const std::set<K>& from, const std::set<K>& to, Del del, Add add) {
-  for (const K& k : from) {
-    if (!to.count(k)) del(k);
-  }
-  for (const K& k : to) {
-    if (!from.count(k)) add(k);
-  }
-}
-
 void AddChainRules(Batch& b, const std::string& name, const Chain& chain) {
   for (const Rule& rule : chain.rules) {
     b.Rule(name, absl::StrCat(chain.owner, " (chain ", name, ")"),
@@ -770,22 +747,14 @@ void AddChainRules(Batch& b, const std::string& name, const Chain& chain) {
   }
 }
 
-// Element changes from `from` (nullptr: empty) to `to`.
-void CollectElements(const Ruleset* from, const Ruleset& to, ElemChanges* del, ElemChanges* add) {
-  static const Ruleset kEmpty;
-  const Ruleset& f = from ? *from : kEmpty;
-  DiffMaps(f.vmap, to.vmap, [&](const VmapKey& k, const VmapTarget& t) { VmapElem(del, k, t); },
-           [&](const VmapKey& k, const VmapTarget& t) { VmapElem(add, k, t); });
-  DiffMaps(f.nodeports, to.nodeports, [&](const NodePortKey& k, const VmapTarget& t) { NodePortElem(del, k, t); },
-           [&](const NodePortKey& k, const VmapTarget& t) { NodePortElem(add, k, t); });
-  DiffSets(f.cluster_ips, to.cluster_ips, [&](const IpAddr& a) { AddrElem(del, "cluster-ips", a, false); },
-           [&](const IpAddr& a) { AddrElem(add, "cluster-ips", a, false); });
-  DiffSets(f.hairpin, to.hairpin, [&](const IpAddr& a) { AddrElem(del, "hairpin", a, true); },
-           [&](const IpAddr& a) { AddrElem(add, "hairpin", a, true); });
+// Every element of `rs` (with its data when `with_data`).
+void CollectElements(const Ruleset& rs, bool with_data, ElemChanges* c) {
+  for (const auto& [k, t] : rs.vmap) VmapElem(c, k, t);
+  for (const auto& [k, t] : rs.nodeports) NodePortElem(c, k, t);
+  for (const auto& [a, refs] : rs.cluster_ips) AddrElem(c, "cluster-ips", a, false);
+  for (const auto& [a, refs] : rs.hairpin) AddrElem(c, "hairpin", a, true);
   for (int fam = 0; fam < 2; ++fam) {
-    DiffMaps(f.backends[fam], to.backends[fam],
-             [&](uint32_t first, const Interval& iv) { IntervalElems(del, fam, first, iv, false); },
-             [&](uint32_t first, const Interval& iv) { IntervalElems(add, fam, first, iv, true); });
+    for (const auto& [first, iv] : rs.backends[fam]) IntervalElems(c, fam, first, iv, with_data);
   }
 }
 
@@ -800,42 +769,36 @@ void BuildFull(Batch& b, const Ruleset& to) {
   for (uint32_t shard = 0; shard < to.shards; ++shard) AddShard(b, shard);
   for (const auto& [name, chain] : to.chains) b.NewChain(name, chain.owner);
   for (const auto& [name, chain] : to.chains) AddChainRules(b, name, chain);
-  ElemChanges del, add;
-  CollectElements(nullptr, to, &del, &add);
-  ElemChanges cidrs;
-  for (const Cidr& c : to.node.cluster_cidrs) CidrElems(&cidrs, "cluster-cidrs", c);
-  for (const Cidr& c : to.node.nodeport_cidrs) CidrElems(&cidrs, "nodeport-addrs", c);
-  cidrs.Emit(b, NFT_MSG_NEWSETELEM);
+  ElemChanges add;
+  for (const Cidr& c : to.node.cluster_cidrs) CidrElems(&add, "cluster-cidrs", c);
+  for (const Cidr& c : to.node.nodeport_cidrs) CidrElems(&add, "nodeport-addrs", c);
+  CollectElements(to, true, &add);
   add.Emit(b, NFT_MSG_NEWSETELEM);
 }
 
-// Only what changed between `from` and `to`, in an order the kernel accepts:
-// elements that go away release their chains before the chains are deleted,
-// and chains exist before elements point at them.
-void BuildDiff(Batch& b, const Ruleset& from, const Ruleset& to) {
+// A change, in an order the kernel accepts: elements that go away release
+// their chains before the chains are deleted, and chains exist before
+// elements point at them.
+void BuildDelta(Batch& b, uint32_t base_shards, const Ruleset& removed, const Ruleset& added) {
   ElemChanges del, add;
-  CollectElements(&from, to, &del, &add);
+  CollectElements(removed, false, &del);
+  CollectElements(added, true, &add);
   del.Emit(b, NFT_MSG_DELSETELEM);
-  for (uint32_t shard = from.shards; shard < to.shards; ++shard) AddShard(b, shard);
-  for (const auto& [name, chain] : to.chains) {
-    if (!from.chains.count(name)) b.NewChain(name, chain.owner);
+  for (uint32_t shard = base_shards; shard < added.shards; ++shard) AddShard(b, shard);
+  for (const auto& [name, chain] : added.chains) {
+    if (!removed.chains.count(name)) b.NewChain(name, chain.owner);
   }
-  for (const auto& [name, chain] : to.chains) {
-    auto it = from.chains.find(name);
-    if (it == from.chains.end()) {
-      AddChainRules(b, name, chain);
-    } else if (!(it->second.rules == chain.rules)) {
-      b.FlushChain(name, chain.owner);
-      AddChainRules(b, name, chain);
-    }
+  for (const auto& [name, chain] : added.chains) {
+    if (removed.chains.count(name)) b.FlushChain(name, chain.owner);
+    AddChainRules(b, name, chain);
   }
   add.Emit(b, NFT_MSG_NEWSETELEM);
   // Chains that jump to others go first, so each is unreferenced when it goes.
   for (const char* kind : {"fw", "ext", ""}) {
-    for (const auto& [name, chain] : from.chains) {
+    for (const auto& [name, chain] : removed.chains) {
       const bool mine = *kind ? name.rfind(kind, 0) == 0
                               : name.rfind("fw", 0) != 0 && name.rfind("ext", 0) != 0;
-      if (mine && !to.chains.count(name)) b.DelChain(name, chain.owner);
+      if (mine && !added.chains.count(name)) b.DelChain(name, chain.owner);
     }
   }
 }
@@ -938,14 +901,11 @@ absl::Status SendBatch(mnl_socket* nl, Batch& b, uint64_t* bytes) {
 
 }  // namespace
 
-absl::Status NftWriter::Commit(const Ruleset* from, const Ruleset& to, CommitStats* stats) {
-  Batch b(to.table, &seq_);
-  const bool full = from == nullptr || from->table != to.table || !Ruleset::SameNode(from->node, to.node);
-  if (full) {
-    BuildFull(b, to);
-  } else {
-    BuildDiff(b, *from, to);
-  }
+template <typename Build>
+absl::Status NftWriter::Send(const std::string& table, bool full, const Ruleset& names,
+                             const Ruleset& more_names, CommitStats* stats, Build build) {
+  Batch b(table, &seq_);
+  build(b);
   b.End();
   if (stats != nullptr) {
     stats->messages = b.messages();
@@ -959,11 +919,23 @@ absl::Status NftWriter::Commit(const Ruleset* from, const Ruleset& to, CommitSta
     const size_t at = msg.find("ticket 0x");
     if (at != std::string::npos) {
       const uint32_t ticket = static_cast<uint32_t>(std::stoul(msg.substr(at + 7, 10), nullptr, 16));
-      msg.insert(at, OwnerOfTicket(to, ticket) + " ");
+      std::string owner = OwnerOfTicket(names, ticket);
+      if (owner == kUnknownOwner) owner = OwnerOfTicket(more_names, ticket);
+      msg.insert(at, owner + " ");
       return absl::Status(s.code(), msg);
     }
   }
   return s;
+}
+
+absl::Status NftWriter::CommitFull(const Ruleset& to, CommitStats* stats) {
+  return Send(to.table, true, to, to, stats, [&](Batch& b) { BuildFull(b, to); });
+}
+
+absl::Status NftWriter::CommitDelta(const std::string& table, uint32_t base_shards, const Ruleset& removed,
+                                    const Ruleset& added, CommitStats* stats) {
+  return Send(table, false, added, removed, stats,
+              [&](Batch& b) { BuildDelta(b, base_shards, removed, added); });
 }
 
 }  // namespace nftproxy::dp

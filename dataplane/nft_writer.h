@@ -29,14 +29,22 @@ class NftWriter {
   NftWriter(const NftWriter&) = delete;
   NftWriter& operator=(const NftWriter&) = delete;
 
-  // Makes the kernel table equal `to`. With `from` == nullptr the kernel
-  // state is unknown and the table is replaced whole (create if missing,
-  // delete, rebuild — in one batch, so traffic never sees it empty).
-  // Otherwise only the difference from `from` is sent.
-  absl::Status Commit(const Ruleset* from, const Ruleset& to, CommitStats* stats);
+  // Makes the kernel table equal `to` whatever it held before: create if
+  // missing, delete, rebuild, in one batch, so traffic never sees it empty.
+  absl::Status CommitFull(const Ruleset& to, CommitStats* stats);
+
+  // Changes a table that holds `base_shards` shards: deletes the objects of
+  // `removed` and adds those of `added` (see Diff in ruleset.h; a chain in
+  // both is flushed and refilled, an element in both is replaced). The
+  // batch is proportional to the change, whatever the table's size.
+  absl::Status CommitDelta(const std::string& table, uint32_t base_shards, const Ruleset& removed,
+                           const Ruleset& added, CommitStats* stats);
 
  private:
   explicit NftWriter(mnl_socket* nl) : nl_(nl) {}
+  template <typename Build>
+  absl::Status Send(const std::string& table, bool full, const Ruleset& names, const Ruleset& more_names,
+                    CommitStats* stats, Build build);
   mnl_socket* nl_;
   uint32_t seq_ = 1;
 };

@@ -31,7 +31,7 @@ std::string OwnerOfTicket(const Ruleset& rs, uint32_t ticket) {
   for (const auto& [key, i] : rs.indexes) {
     if (i == index) return absl::StrCat("service ", key.substr(0, key.find('/', key.find('/') + 1)));
   }
-  return "a service";
+  return kUnknownOwner;
 }
 
 std::vector<uint32_t> BucketShares(const std::vector<uint32_t>& weights, uint32_t buckets) {
@@ -80,37 +80,22 @@ bool HasFamily(const std::vector<IpAddr>& v, Family f) {
   return std::any_of(v.begin(), v.end(), [f](const IpAddr& a) { return a.family == f; });
 }
 
-// Index allocation: keep the previous run's, fill the lowest free slots.
-class Indexer {
- public:
-  explicit Indexer(const Ruleset* prev) : prev_(prev) {}
-  void Want(const std::string& key) { wanted_.push_back(key); }
-  std::map<std::string, uint32_t> Assign() {
-    std::map<std::string, uint32_t> out;
-    std::set<uint32_t> used;
-    std::vector<std::string> fresh;
-    for (const std::string& k : wanted_) {
-      auto it = prev_ ? prev_->indexes.find(k) : decltype(prev_->indexes.end()){};
-      if (prev_ && it != prev_->indexes.end()) {
-        out[k] = it->second;
-        used.insert(it->second);
-      } else {
-        fresh.push_back(k);
-      }
+// Which families a service port is programmed for: those of the service's
+// frontend addresses; a NodePort also for the families of its endpoints.
+std::vector<Family> PortFamilies(const Service& svc, const ServicePort& port) {
+  std::vector<Family> out;
+  for (Family fam : {Family::kV4, Family::kV6}) {
+    bool on = HasFamily(svc.cluster_ips, fam) || HasFamily(svc.external_ips, fam) || HasFamily(svc.lb_ips, fam);
+    if (!on && port.node_port != 0) {
+      on = std::any_of(port.backends.begin(), port.backends.end(),
+                       [fam](const Backend& b) { return b.addr.family == fam; });
+      // A NodePort with no endpoints at all still answers (rejects) on IPv4.
+      on |= fam == Family::kV4 && port.backends.empty();
     }
-    uint32_t next = 0;
-    for (const std::string& k : fresh) {
-      while (used.count(next)) ++next;
-      out[k] = next;
-      used.insert(next++);
-    }
-    return out;
+    if (on) out.push_back(fam);
   }
-
- private:
-  const Ruleset* prev_;
-  std::vector<std::string> wanted_;
-};
+  return out;
+}
 
 // Rules that write a ticket for `backends` and hand the packet to the pick
 // chain; the matching map elements go into `rs`.
@@ -191,7 +176,7 @@ void CompileFamily(const Service& svc, const ServicePort& port, const std::strin
     if (b.addr.family != fam || b.weight == 0) continue;
     all.push_back(&b);
     if (b.local) local.push_back(&b);
-    rs->hairpin.insert(b.addr);
+    ++rs->hairpin[b.addr];
   }
   const uint32_t base = kTicketBit | (index << kIndexShift);
   const std::string svc_chain = ChainName("svc", fam, key);
@@ -246,7 +231,7 @@ void CompileFamily(const Service& svc, const ServicePort& port, const std::strin
   }
   for (const IpAddr& ip : svc.cluster_ips) {
     if (ip.family != fam) continue;
-    rs->cluster_ips.insert(ip);
+    ++rs->cluster_ips[ip];
     rs->vmap[VmapKey{ip, port.proto, port.port}] = VmapTarget{internal_local ? local_chain : svc_chain, owner};
   }
   for (const IpAddr& ip : svc.external_ips) {
@@ -264,49 +249,82 @@ void CompileFamily(const Service& svc, const ServicePort& port, const std::strin
 
 }  // namespace
 
-Ruleset Compile(const Model& model, const std::string& table, const Ruleset* prev) {
+std::vector<std::string> IndexKeys(const Service& svc) {
+  std::vector<std::string> out;
+  for (const ServicePort& port : svc.ports) {
+    if (!PortFamilies(svc, port).empty()) out.push_back(PortKey(svc, port));
+  }
+  return out;
+}
+
+void CompileService(const Service& svc, const IndexMap& indexes, Ruleset* out) {
+  for (const ServicePort& port : svc.ports) {
+    const std::vector<Family> families = PortFamilies(svc, port);
+    if (families.empty()) continue;
+    const std::string key = PortKey(svc, port);
+    const uint32_t index = indexes.at(key);
+    out->indexes[key] = index;
+    for (Family fam : families) CompileFamily(svc, port, key, index, fam, out);
+  }
+}
+
+Ruleset Compile(const Model& model, const std::string& table, const IndexMap* indexes, uint32_t min_shards) {
   Ruleset rs;
   rs.table = table;
   rs.node = model.node;
   for (Cidr& c : rs.node.cluster_cidrs) c = c.Network();
   for (Cidr& c : rs.node.nodeport_cidrs) c = c.Network();
-
-  // Which families each service port is programmed for: those of its
-  // frontend addresses; a NodePort also for the families of its endpoints.
-  struct Work {
-    const Service* svc;
-    const ServicePort* port;
-    std::string key;
-    std::vector<Family> families;
-  };
-  std::vector<Work> work;
-  Indexer indexer(prev);
+  // Indexes: keep the given ones, fill the lowest free slots.
+  IndexMap assigned;
+  std::set<uint32_t> used;
+  std::vector<std::string> fresh;
   for (const Service& svc : model.services) {
-    for (const ServicePort& port : svc.ports) {
-      Work w{&svc, &port, PortKey(svc, port), {}};
-      for (Family fam : {Family::kV4, Family::kV6}) {
-        bool on = HasFamily(svc.cluster_ips, fam) || HasFamily(svc.external_ips, fam) ||
-                  HasFamily(svc.lb_ips, fam);
-        if (!on && port.node_port != 0) {
-          on = std::any_of(port.backends.begin(), port.backends.end(),
-                           [fam](const Backend& b) { return b.addr.family == fam; });
-          // A NodePort with no endpoints at all still answers (rejects) on IPv4.
-          on |= fam == Family::kV4 && port.backends.empty();
-        }
-        if (on) w.families.push_back(fam);
+    for (std::string& key : IndexKeys(svc)) {
+      auto it = indexes ? indexes->find(key) : IndexMap::const_iterator{};
+      if (indexes && it != indexes->end()) {
+        assigned[key] = it->second;
+        used.insert(it->second);
+      } else {
+        fresh.push_back(std::move(key));
       }
-      if (w.families.empty()) continue;
-      indexer.Want(w.key);
-      work.push_back(std::move(w));
     }
   }
-  rs.indexes = indexer.Assign();
-  for (const Work& w : work) {
-    const uint32_t index = rs.indexes[w.key];
-    for (Family fam : w.families) CompileFamily(*w.svc, *w.port, w.key, index, fam, &rs);
+  uint32_t next = 0;
+  for (const std::string& key : fresh) {
+    while (used.count(next)) ++next;
+    assigned[key] = next++;
   }
-  if (prev != nullptr) rs.shards = std::max(rs.shards, prev->shards);  // maps are never removed
+  for (const Service& svc : model.services) CompileService(svc, assigned, &rs);
+  rs.shards = std::max(rs.shards, min_shards);
   return rs;
+}
+
+namespace {
+
+// Adds to *removed / *added the entries of two ordered maps that differ.
+template <typename K, typename V>
+void DiffMap(const std::map<K, V>& from, const std::map<K, V>& to, std::map<K, V>* removed,
+             std::map<K, V>* added) {
+  for (const auto& [k, v] : from) {
+    auto it = to.find(k);
+    if (it == to.end() || !(it->second == v)) removed->emplace(k, v);
+  }
+  for (const auto& [k, v] : to) {
+    auto it = from.find(k);
+    if (it == from.end() || !(it->second == v)) added->emplace(k, v);
+  }
+}
+
+}  // namespace
+
+void Diff(const Ruleset& from, const Ruleset& to, Ruleset* removed, Ruleset* added) {
+  DiffMap(from.chains, to.chains, &removed->chains, &added->chains);
+  DiffMap(from.vmap, to.vmap, &removed->vmap, &added->vmap);
+  DiffMap(from.nodeports, to.nodeports, &removed->nodeports, &added->nodeports);
+  for (int fam = 0; fam < 2; ++fam) DiffMap(from.backends[fam], to.backends[fam], &removed->backends[fam], &added->backends[fam]);
+  for (const auto& [key, index] : from.indexes) removed->indexes.emplace(key, index);
+  for (const auto& [key, index] : to.indexes) added->indexes.emplace(key, index);
+  added->shards = std::max(added->shards, to.shards);
 }
 
 // --- rendering ------------------------------------------------------------
@@ -448,7 +466,7 @@ std::string Render(const Ruleset& rs) {
   }
   for (Family f : {Family::kV4, Family::kV6}) {
     std::vector<std::string> elems;
-    for (const IpAddr& a : rs.cluster_ips) {
+    for (const auto& [a, refs] : rs.cluster_ips) {
       if (a.family == f) elems.push_back(a.ToString());
     }
     RenderSet("set", absl::StrCat("cluster-ips", FamDigit(f)), AddrTypeName(f), {},
@@ -464,7 +482,7 @@ std::string Render(const Ruleset& rs) {
   }
   for (Family f : {Family::kV4, Family::kV6}) {
     std::vector<std::string> elems;
-    for (const IpAddr& a : rs.hairpin) {
+    for (const auto& [a, refs] : rs.hairpin) {
       if (a.family == f) elems.push_back(absl::StrCat(a.ToString(), " . ", a.ToString()));
     }
     const char* addr = AddrTypeName(f);

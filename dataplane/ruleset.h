@@ -146,8 +146,10 @@ struct Ruleset {
   std::map<std::string, Chain> chains;            // per-service chains by name
   std::map<VmapKey, VmapTarget> vmap;             // service-ips4 / service-ips6
   std::map<NodePortKey, VmapTarget> nodeports;    // nodeports4 / nodeports6
-  std::set<IpAddr> cluster_ips;                   // cluster-ips4 / cluster-ips6
-  std::set<IpAddr> hairpin;                       // hairpin4 / hairpin6 (as a . a)
+  // Set elements with how many service ports refer to each: an element
+  // stays while any does (services may share an address).
+  std::map<IpAddr, uint32_t> cluster_ips;         // cluster-ips4 / cluster-ips6
+  std::map<IpAddr, uint32_t> hairpin;             // hairpin4 / hairpin6 (as a . a)
   std::map<uint32_t, Interval> backends[2];       // [0] v4, [1] v6; key: first ticket
   // Stable service-port indexes: "ns/name/proto/port" -> index.
   std::map<std::string, uint32_t> indexes;
@@ -164,10 +166,33 @@ struct Ruleset {
   }
 };
 
-// Model -> IR. Deterministic. With `prev`, service ports keep the indexes
-// they had there (so unchanged services compile to unchanged objects);
-// new ones take the lowest free index.
-Ruleset Compile(const Model& model, const std::string& table, const Ruleset* prev = nullptr);
+using IndexMap = std::map<std::string, uint32_t>;
+
+// Model -> IR. Deterministic. Service ports listed in `indexes` keep those
+// indexes (so unchanged services compile to unchanged objects); new ones
+// take the lowest free index. At least `min_shards` shards exist (backends
+// maps are never removed).
+Ruleset Compile(const Model& model, const std::string& table, const IndexMap* indexes = nullptr,
+                uint32_t min_shards = 0);
+// The same, keeping the indexes and shards of `prev`.
+inline Ruleset Compile(const Model& model, const std::string& table, const Ruleset* prev) {
+  return Compile(model, table, prev ? &prev->indexes : nullptr, prev ? prev->shards : 0);
+}
+
+// The keys ("ns/name/proto/port") of the service's ports that get objects,
+// each of which needs an index before CompileService.
+std::vector<std::string> IndexKeys(const Service& svc);
+// Adds the objects of one service to `out` (a whole ruleset or a fragment
+// holding one service). `indexes` must hold every IndexKeys(svc) entry;
+// those entries are copied into out->indexes.
+void CompileService(const Service& svc, const IndexMap& indexes, Ruleset* out);
+
+// What turns `from` into `to`, per object, added to *removed (objects that
+// go away or change, with their old value) and *added (new or changed, with
+// the new value): chains, verdict-map and backends elements, and shards
+// (added->shards becomes at least to.shards). The address sets and their
+// reference counts are left to the caller.
+void Diff(const Ruleset& from, const Ruleset& to, Ruleset* removed, Ruleset* added);
 
 // IR -> `nft -f` text, in the layout `nft list table` uses.
 std::string Render(const Ruleset& rs);
@@ -176,7 +201,9 @@ std::string Render(const Ruleset& rs);
 inline constexpr char kServicesChain[] = "services";
 std::string PickChainName(Family f, uint32_t shard);
 std::string BackendsMapName(Family f, uint32_t shard);
-// The service's owner string for errors, from an index ("service ns/name").
+// The service's owner string for errors, from an index ("service ns/name"),
+// or kUnknownOwner when `rs` has no such index.
+inline constexpr char kUnknownOwner[] = "a service";
 std::string OwnerOfTicket(const Ruleset& rs, uint32_t ticket);
 // Splits backends into ticket ranges proportional to weight (exposed for tests).
 std::vector<uint32_t> BucketShares(const std::vector<uint32_t>& weights, uint32_t buckets);

@@ -118,77 +118,113 @@ std::vector<dp::IpAddr> Addrs(const google::protobuf::RepeatedPtrField<std::stri
 
 }  // namespace
 
-dp::Model BuildModel(const State& state, const std::string& node_name, const dp::NodeSettings& node) {
+std::optional<dp::Service> BuildService(const Desired& d, const std::string& ns, const std::string& name,
+                                        const std::string& node_name) {
+  const v1::Resource* res = d.Find(Key{v1::SERVICE, ns, name});
+  if (res == nullptr) return std::nullopt;
+  const v1::ServiceSpec& spec = res->service().spec();
+  if (spec.type() == v1::ServiceSpec::EXTERNAL_NAME) return std::nullopt;
+  dp::Service svc;
+  svc.ns = ns;
+  svc.name = name;
+  svc.lb = ToLb(spec.load_balancing());
+  svc.cluster_ips = Addrs(spec.cluster_ips());
+  svc.external_ips = Addrs(spec.external_ips());
+  if (spec.type() == v1::ServiceSpec::LOAD_BALANCER) svc.lb_ips = Addrs(spec.load_balancer_ips());
+  for (const std::string& r : spec.load_balancer_source_ranges()) {
+    if (auto c = dp::Cidr::Parse(r); c.ok()) svc.lb_source_ranges.push_back(*c);
+  }
+  svc.external_policy = ToPolicy(spec.external_traffic_policy());
+  svc.internal_policy = ToPolicy(spec.internal_traffic_policy());
+  if (spec.session_affinity() == v1::ServiceSpec::CLIENT_IP) {
+    const int64_t t = spec.has_session_affinity_timeout() ? spec.session_affinity_timeout().seconds() : 10800;
+    svc.affinity_timeout_s = static_cast<uint32_t>(std::max<int64_t>(1, t));
+  }
+  const bool node_ports =
+      spec.type() == v1::ServiceSpec::NODE_PORT || spec.type() == v1::ServiceSpec::LOAD_BALANCER;
+
+  // Where the endpoints come from: the namespace's workloads the selector
+  // matches, or the slices that name the service.
+  std::vector<const v1::Workload*> workloads;
+  std::vector<const v1::EndpointSlice*> slices;
+  if (!spec.selector().empty()) {
+    const State& state = d.state();
+    for (auto it = state.objects.lower_bound(Key{v1::WORKLOAD, ns, ""});
+         it != state.objects.end() && it->first.kind == v1::WORKLOAD && it->first.ns == ns; ++it) {
+      if (Matches(spec.selector(), it->second.workload().metadata().labels())) workloads.push_back(&it->second.workload());
+    }
+  } else {
+    for (const std::string& slice : d.SlicesOf(ns, name)) {
+      slices.push_back(&d.Find(Key{v1::ENDPOINT_SLICE, ns, slice})->endpoint_slice());
+    }
+  }
+  for (const v1::ServicePort& sp : spec.ports()) {
+    std::vector<Candidate> cands;
+    for (const v1::Workload* w : workloads) {
+      cands.push_back(Candidate{&w->addresses(), &w->conditions(), w->has_weight(), w->weight(),
+                                ResolvePort(sp, w->ports(), false), w->node_name() == node_name});
+    }
+    for (const v1::EndpointSlice* s : slices) {
+      const uint16_t port = ResolvePort(sp, s->ports(), true);
+      for (const v1::Endpoint& e : s->endpoints()) {
+        cands.push_back(Candidate{&e.addresses(), &e.conditions(), e.has_weight(), e.weight(), port,
+                                  e.node_name() == node_name});
+      }
+    }
+    dp::ServicePort port;
+    port.name = sp.name();
+    port.proto = ToL4(sp.protocol());
+    port.port = static_cast<uint16_t>(sp.port());
+    if (node_ports) port.node_port = static_cast<uint16_t>(sp.node_port());
+    port.backends = ChooseBackends(cands);
+    svc.ports.push_back(std::move(port));
+  }
+  if (svc.cluster_ips.empty() && svc.external_ips.empty() && svc.lb_ips.empty()) {
+    bool any_node_port = false;
+    for (const dp::ServicePort& p : svc.ports) any_node_port |= p.node_port != 0;
+    if (!any_node_port) return std::nullopt;
+  }
+  return svc;
+}
+
+dp::Model BuildModel(const Desired& d, const std::string& node_name, const dp::NodeSettings& node) {
   dp::Model model;
   model.node = node;
-  // Slices by owning service, built once: looking them up per service port
-  // by scanning the namespace would be quadratic in the number of services.
-  std::map<std::pair<std::string, std::string>, std::vector<const v1::EndpointSlice*>> slices;
-  for (auto it = state.objects.lower_bound(Key{v1::ENDPOINT_SLICE, "", ""});
-       it != state.objects.end() && it->first.kind == v1::ENDPOINT_SLICE; ++it) {
-    slices[{it->first.ns, it->second.endpoint_slice().service_name()}].push_back(&it->second.endpoint_slice());
-  }
-  static const std::vector<const v1::EndpointSlice*> kNoSlices;
-  for (const auto& [key, res] : state.objects) {
-    if (key.kind != v1::SERVICE) continue;
-    const v1::ServiceSpec& spec = res.service().spec();
-    if (spec.type() == v1::ServiceSpec::EXTERNAL_NAME) continue;
-    dp::Service svc;
-    svc.ns = key.ns;
-    svc.name = key.name;
-    svc.lb = ToLb(spec.load_balancing());
-    svc.cluster_ips = Addrs(spec.cluster_ips());
-    svc.external_ips = Addrs(spec.external_ips());
-    if (spec.type() == v1::ServiceSpec::LOAD_BALANCER) svc.lb_ips = Addrs(spec.load_balancer_ips());
-    for (const std::string& r : spec.load_balancer_source_ranges()) {
-      if (auto c = dp::Cidr::Parse(r); c.ok()) svc.lb_source_ranges.push_back(*c);
-    }
-    svc.external_policy = ToPolicy(spec.external_traffic_policy());
-    svc.internal_policy = ToPolicy(spec.internal_traffic_policy());
-    if (spec.session_affinity() == v1::ServiceSpec::CLIENT_IP) {
-      const int64_t t = spec.has_session_affinity_timeout() ? spec.session_affinity_timeout().seconds() : 10800;
-      svc.affinity_timeout_s = static_cast<uint32_t>(std::max<int64_t>(1, t));
-    }
-    const bool node_ports =
-        spec.type() == v1::ServiceSpec::NODE_PORT || spec.type() == v1::ServiceSpec::LOAD_BALANCER;
-
-    for (const v1::ServicePort& sp : spec.ports()) {
-      std::vector<Candidate> cands;
-      if (!spec.selector().empty()) {
-        auto lo = state.objects.lower_bound(Key{v1::WORKLOAD, key.ns, ""});
-        for (auto it = lo; it != state.objects.end() && it->first.kind == v1::WORKLOAD && it->first.ns == key.ns; ++it) {
-          const v1::Workload& w = it->second.workload();
-          if (!Matches(spec.selector(), w.metadata().labels())) continue;
-          cands.push_back(Candidate{&w.addresses(), &w.conditions(), w.has_weight(), w.weight(),
-                                    ResolvePort(sp, w.ports(), false), w.node_name() == node_name});
-        }
-      } else {
-        auto owned = slices.find({key.ns, key.name});
-        for (const v1::EndpointSlice* slice : owned == slices.end() ? kNoSlices : owned->second) {
-          const v1::EndpointSlice& s = *slice;
-          const uint16_t port = ResolvePort(sp, s.ports(), true);
-          for (const v1::Endpoint& e : s.endpoints()) {
-            cands.push_back(Candidate{&e.addresses(), &e.conditions(), e.has_weight(), e.weight(), port,
-                                      e.node_name() == node_name});
-          }
-        }
-      }
-      dp::ServicePort port;
-      port.name = sp.name();
-      port.proto = ToL4(sp.protocol());
-      port.port = static_cast<uint16_t>(sp.port());
-      if (node_ports) port.node_port = static_cast<uint16_t>(sp.node_port());
-      port.backends = ChooseBackends(cands);
-      svc.ports.push_back(std::move(port));
-    }
-    if (svc.cluster_ips.empty() && svc.external_ips.empty() && svc.lb_ips.empty()) {
-      bool any_node_port = false;
-      for (const dp::ServicePort& p : svc.ports) any_node_port |= p.node_port != 0;
-      if (!any_node_port) continue;
-    }
-    model.services.push_back(std::move(svc));
+  const State& state = d.state();
+  for (auto it = state.objects.lower_bound(Key{v1::SERVICE, "", ""});
+       it != state.objects.end() && it->first.kind == v1::SERVICE; ++it) {
+    if (auto svc = BuildService(d, it->first.ns, it->first.name, node_name)) model.services.push_back(std::move(*svc));
   }
   return model;
+}
+
+std::set<std::pair<std::string, std::string>> AffectedServices(const Txn& txn) {
+  std::set<std::pair<std::string, std::string>> out;
+  const Desired& d = txn.desired();
+  for (const auto& [key, old] : txn.undo()) {
+    const v1::Resource* now = d.Find(key);
+    switch (key.kind) {
+      case v1::SERVICE:
+        out.insert({key.ns, key.name});
+        break;
+      case v1::ENDPOINT_SLICE:
+        if (old) out.insert({key.ns, old->endpoint_slice().service_name()});
+        if (now) out.insert({key.ns, now->endpoint_slice().service_name()});
+        break;
+      case v1::WORKLOAD:
+        for (const std::string& name : d.SelectorServices(key.ns)) {
+          const auto& selector = d.Find(Key{v1::SERVICE, key.ns, name})->service().spec().selector();
+          if ((old && Matches(selector, old->workload().metadata().labels())) ||
+              (now && Matches(selector, now->workload().metadata().labels()))) {
+            out.insert({key.ns, name});
+          }
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  return out;
 }
 
 }  // namespace nftproxy::server

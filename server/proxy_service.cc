@@ -1,6 +1,7 @@
 #include "server/proxy_service.h"
 
-#include <google/protobuf/util/message_differencer.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
 #include <set>
 
@@ -14,6 +15,14 @@ grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
 }
+
+// A write being staged in place; the caller rolls `txn` back unless the
+// kernel took it.
+struct Write {
+  Txn txn;
+  absl::Time now;
+  bool any_change = false;
+};
 
 namespace {
 
@@ -57,27 +66,44 @@ absl::Status CheckOwner(const Key& key, const v1::Resource* stored, const std::s
       " (a source changes only its own resources; to act for the owner, send its name as the source)"));
 }
 
-// A write being prepared on a copy of the state.
-struct Txn {
-  State next;
-  std::vector<Key> changed;
-  absl::Time now;
-  bool any_change = false;
-  std::set<Key> touched;  // the keys of `changed`, for the "twice in one request" check
-
-  void Touch(const Key& key) {
-    changed.push_back(key);
-    touched.insert(key);
-  }
-};
+// Whether `r` (as sent, namespace and source filled in) says what `stored`
+// says, ignoring the fields the server assigns. Compares deterministic
+// serializations with those fields copied over: much cheaper than a
+// reflective comparison of two full copies, which matters when a sync
+// re-sends tens of thousands of unchanged resources.
+bool SameUserPart(const v1::Resource& stored, v1::Resource* r) {
+  v1::ObjectMeta* m = MutableMetaOf(r);
+  const v1::ObjectMeta& sm = MetaOf(stored);
+  const uint64_t version = m->resource_version();
+  google::protobuf::Timestamp created, updated;
+  created.Swap(m->mutable_create_time());
+  updated.Swap(m->mutable_update_time());
+  m->set_resource_version(sm.resource_version());
+  *m->mutable_create_time() = sm.create_time();
+  *m->mutable_update_time() = sm.update_time();
+  auto bytes = [](const v1::Resource& x) {
+    std::string out;
+    google::protobuf::io::StringOutputStream stream(&out);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    x.SerializeToCodedStream(&coded);
+    coded.Trim();
+    return out;
+  };
+  const bool same = bytes(*r) == bytes(stored);
+  m->set_resource_version(version);
+  m->mutable_create_time()->Swap(&created);
+  m->mutable_update_time()->Swap(&updated);
+  return same;
+}
 
 // Stages an upsert written by `source`; returns "created", "configured" or
 // "unchanged" and, in *stored_out, the resource as it will be stored.
-absl::StatusOr<std::string> StageUpsert(v1::Resource r, const std::string& source, Txn* txn,
+absl::StatusOr<std::string> StageUpsert(v1::Resource r, const std::string& source, Write* w,
                                         v1::Resource* stored_out) {
   if (auto s = ValidateResource(r); !s.ok()) return s;
   const Key key = KeyOf(r);
-  if (txn->touched.count(key) > 0) {
+  if (w->txn.Touched(key)) {
     return absl::InvalidArgumentError(absl::StrCat(Describe(key), ": appears twice in one request"));
   }
   v1::ObjectMeta* m = MutableMetaOf(&r);
@@ -88,39 +114,40 @@ absl::StatusOr<std::string> StageUpsert(v1::Resource r, const std::string& sourc
     return absl::InvalidArgumentError(absl::StrCat(Describe(key), ": metadata.source: \"", m->source(),
                                                    "\" differs from the request's source \"", source, "\""));
   }
-  auto it = txn->next.objects.find(key);
-  const v1::Resource* stored = it == txn->next.objects.end() ? nullptr : &it->second;
+  const v1::Resource* stored = w->txn.desired().Find(key);
   if (auto s = CheckVersion(key, m->resource_version(), stored); !s.ok()) return s;
   if (auto s = CheckOwner(key, stored, m->source()); !s.ok()) return s;
-  txn->Touch(key);
-  if (stored && google::protobuf::util::MessageDifferencer::Equals(UserPart(*stored), UserPart(r))) {
-    *stored_out = *stored;
+  if (stored && SameUserPart(*stored, &r)) {
+    w->txn.Touch(key);
+    if (stored_out != nullptr) *stored_out = *stored;
     return std::string("unchanged");
   }
-  txn->any_change = true;
-  m->set_resource_version(txn->next.revision + 1);
+  w->any_change = true;
+  m->set_resource_version(w->txn.desired().revision() + 1);
   if (stored) {
     *m->mutable_create_time() = MetaOf(*stored).create_time();
   } else {
-    SetTime(m->mutable_create_time(), txn->now);
+    SetTime(m->mutable_create_time(), w->now);
   }
-  SetTime(m->mutable_update_time(), txn->now);
+  SetTime(m->mutable_update_time(), w->now);
   const std::string outcome = stored ? "configured" : "created";
-  *stored_out = r;
-  txn->next.objects[key] = std::move(r);
+  if (stored_out != nullptr) *stored_out = r;
+  w->txn.Put(key, std::move(r));
   return outcome;
 }
 
 // Stages the deletion of `key` by `source`.
-absl::Status StageDelete(const Key& key, uint64_t resource_version, const std::string& source, Txn* txn) {
+absl::Status StageDelete(const Key& key, uint64_t resource_version, const std::string& source, Write* w) {
   if (key.kind == v1::KIND_UNSPECIFIED) return absl::InvalidArgumentError("deletes[].kind: required");
-  auto it = txn->next.objects.find(key);
-  if (it == txn->next.objects.end()) return absl::NotFoundError(absl::StrCat(Describe(key), " not found"));
-  if (auto s = CheckVersion(key, resource_version, &it->second); !s.ok()) return s;
-  if (auto s = CheckOwner(key, &it->second, source); !s.ok()) return s;
-  txn->next.objects.erase(it);
-  txn->Touch(key);
-  txn->any_change = true;
+  if (w->txn.Touched(key)) {
+    return absl::InvalidArgumentError(absl::StrCat(Describe(key), ": appears twice in one request"));
+  }
+  const v1::Resource* stored = w->txn.desired().Find(key);
+  if (stored == nullptr) return absl::NotFoundError(absl::StrCat(Describe(key), " not found"));
+  if (auto s = CheckVersion(key, resource_version, stored); !s.ok()) return s;
+  if (auto s = CheckOwner(key, stored, source); !s.ok()) return s;
+  w->txn.Put(key, std::nullopt);
+  w->any_change = true;
   return absl::OkStatus();
 }
 
@@ -153,66 +180,112 @@ absl::Status ProxyService::Restore(State state) {
     if (auto s = ValidateResource(r); !s.ok()) return s;
     all.push_back(k);
   }
-  absl::Status s = CommitLocked(std::move(state), all, false);
+  Desired restored(std::move(state));
+  if (auto s = ValidateChange(restored, all, Rules()); !s.ok()) return s;
+  if (auto s = ApplyAllLocked(restored); !s.ok()) return s;
+  desired_ = std::move(restored);
+  if (options_.store != nullptr) {
+    // Start this run's journal from a snapshot of what was restored.
+    if (auto saved = options_.store->Snapshot(desired_.state()); !saved.ok()) last_error_ = std::string(saved.message());
+  }
   // Watchers can resume from the restored revision on, not from before.
-  log_.Reset(state_.revision);
+  log_.Reset(desired_.revision());
+  return absl::OkStatus();
+}
+
+StateRules ProxyService::Rules() const { return StateRules{options_.node_port_min, options_.node_port_max}; }
+
+absl::Status ProxyService::ApplyAllLocked(const Desired& d) {
+  const absl::Time start = absl::Now();
+  dp::ApplyResult result;
+  absl::Status s = dp_->Apply(BuildModel(d, options_.node_name, options_.node), &result);
+  NoteSyncLocked(start, s);
+  if (s.ok()) dp_full_ = true;
   return s;
 }
 
-absl::Status ProxyService::FinishLocked(State next, const std::vector<Key>& changed, bool any_change,
-                                        bool dry_run, uint64_t* revision) {
-  if (!any_change) {
-    *revision = state_.revision;
-    return absl::OkStatus();
-  }
-  next.revision += 1;
-  *revision = dry_run ? state_.revision : next.revision;
-  return CommitLocked(std::move(next), changed, dry_run);
-}
-
-absl::Status ProxyService::CommitLocked(State next, const std::vector<Key>& changed, bool dry_run) {
-  if (auto s = ValidateState(next, changed, StateRules{options_.node_port_min, options_.node_port_max}); !s.ok()) return s;
-  dp::Model model = BuildModel(next, options_.node_name, options_.node);
-  if (dry_run) return absl::OkStatus();
-  const absl::Time start = absl::Now();
-  dp::ApplyResult result;
-  absl::Status s = dp_->Apply(model, &result);
+void ProxyService::NoteSyncLocked(absl::Time start, const absl::Status& s) {
   last_sync_ = absl::Now();
   last_sync_duration_ = last_sync_ - start;
-  if (!s.ok()) {
-    last_error_ = std::string(s.message());
+  last_error_ = s.ok() ? "" : std::string(s.message());
+}
+
+absl::Status ProxyService::FinishLocked(Write* w, bool dry_run, uint64_t* revision) {
+  if (!w->any_change) {
+    *revision = desired_.revision();
+    return absl::OkStatus();
+  }
+  absl::Status s = CommitLocked(w->txn, dry_run);
+  if (!s.ok() || dry_run) {
+    w->txn.Rollback();
+    *revision = desired_.revision();
     return s;
   }
-  last_error_.clear();
-  if (!options_.state_file.empty()) {
-    // The kernel already holds the change; a failed save only affects the
-    // next restart, so it is reported in Status rather than failing the call.
-    if (auto saved = SaveState(next, options_.state_file); !saved.ok()) last_error_ = std::string(saved.message());
+  *revision = desired_.revision();
+  return absl::OkStatus();
+}
+
+absl::Status ProxyService::CommitLocked(Txn& txn, bool dry_run) {
+  const std::vector<Key> changed = txn.Keys();
+  if (auto s = ValidateChange(desired_, changed, Rules()); !s.ok()) return s;
+  // Only the services this write can have changed are rebuilt and sent.
+  dp::ModelChange change;
+  for (const auto& [ns, name] : AffectedServices(txn)) {
+    if (auto svc = BuildService(desired_, ns, name, options_.node_name)) {
+      change.upserts.push_back(std::move(*svc));
+    } else {
+      change.removes.push_back(absl::StrCat(ns, "/", name));
+    }
   }
-  log_.Append(DiffStates(state_, next, changed));
-  state_ = std::move(next);
+  if (dry_run) return absl::OkStatus();
+  desired_.set_revision(desired_.revision() + 1);
+  if (!dp_full_) {
+    // Nothing committed yet in this run: the first commit is the whole state.
+    if (auto s = ApplyAllLocked(desired_); !s.ok()) return s;
+  } else {
+    const absl::Time start = absl::Now();
+    dp::ApplyResult result;
+    absl::Status s = dp_->Update(change, &result);
+    NoteSyncLocked(start, s);
+    if (!s.ok()) return s;
+  }
+  PersistLocked(txn);
+  log_.Append(ChangeEvents(txn));
   committed_.SignalAll();
   return absl::OkStatus();
 }
 
+void ProxyService::PersistLocked(const Txn& txn) {
+  if (options_.store == nullptr) return;
+  // The kernel already holds the change; a failed save only affects the
+  // next restart, so it is reported in Status rather than failing the call.
+  if (auto saved = options_.store->Record(desired_.state(), txn.Keys()); !saved.ok()) {
+    last_error_ = std::string(saved.message());
+  }
+}
+
 absl::Status ProxyService::DoApply(const v1::ApplyRequest& req, v1::ApplyResponse* resp) {
   absl::MutexLock lock(&mu_);
-  Txn txn{state_, {}, absl::Now(), false, {}};
+  Write w{Txn(&desired_), absl::Now()};
+  auto fail = [&w](absl::Status s) {
+    w.txn.Rollback();
+    return s;
+  };
   for (const v1::ResourceRef& ref : req.deletes()) {
     const Key key = KeyOf(ref);
-    if (auto s = StageDelete(key, ref.resource_version(), req.source(), &txn); !s.ok()) return s;
+    if (auto s = StageDelete(key, ref.resource_version(), req.source(), &w); !s.ok()) return fail(s);
     v1::ResourceRef* d = resp->add_deleted();
     *d = ref;
     d->set_namespace_(key.ns);
     resp->add_outcomes("deleted");
   }
   for (const v1::Resource& r : req.upserts()) {
-    absl::StatusOr<std::string> outcome = StageUpsert(r, req.source(), &txn, resp->add_applied());
-    if (!outcome.ok()) return outcome.status();
+    absl::StatusOr<std::string> outcome = StageUpsert(r, req.source(), &w, resp->add_applied());
+    if (!outcome.ok()) return fail(outcome.status());
     resp->add_outcomes(*outcome);
   }
   uint64_t revision = 0;
-  absl::Status s = FinishLocked(std::move(txn.next), txn.changed, txn.any_change, req.dry_run(), &revision);
+  absl::Status s = FinishLocked(&w, req.dry_run(), &revision);
   resp->set_revision(revision);
   return s;
 }
@@ -222,27 +295,34 @@ absl::Status ProxyService::DoSync(const v1::SyncRequest& req, v1::SyncResponse* 
     return absl::InvalidArgumentError("source: required (the name of the owner whose resources are replaced)");
   }
   absl::MutexLock lock(&mu_);
-  Txn txn{state_, {}, absl::Now(), false, {}};
+  Write w{Txn(&desired_), absl::Now()};
+  auto fail = [&w](absl::Status s) {
+    w.txn.Rollback();
+    return s;
+  };
   std::set<Key> keep;
   for (const v1::Resource& r : req.resources()) keep.insert(KeyOf(r));
   // Deletes first, so that a Sync may move an address from a dropped
   // service to a new one.
-  for (const auto& [key, r] : state_.objects) {
-    if (MetaOf(r).source() != req.source() || keep.count(key) > 0) continue;
-    if (auto s = StageDelete(key, 0, req.source(), &txn); !s.ok()) return s;
-    *resp->add_deleted() = RefOf(key, MetaOf(r).resource_version());
+  std::vector<std::pair<Key, uint64_t>> drop;
+  for (const auto& [key, r] : desired_.state().objects) {
+    if (MetaOf(r).source() == req.source() && keep.count(key) == 0) drop.emplace_back(key, MetaOf(r).resource_version());
+  }
+  for (const auto& [key, version] : drop) {
+    if (auto s = StageDelete(key, 0, req.source(), &w); !s.ok()) return fail(s);
+    *resp->add_deleted() = RefOf(key, version);
   }
   for (const v1::Resource& r : req.resources()) {
-    v1::Resource stored;
-    absl::StatusOr<std::string> outcome = StageUpsert(r, req.source(), &txn, &stored);
-    if (!outcome.ok()) return outcome.status();
-    const v1::ResourceRef ref = RefOf(KeyOf(stored), MetaOf(stored).resource_version());
+    const Key key = KeyOf(r);
+    absl::StatusOr<std::string> outcome = StageUpsert(r, req.source(), &w, nullptr);
+    if (!outcome.ok()) return fail(outcome.status());
+    const v1::ResourceRef ref = RefOf(key, MetaOf(*desired_.Find(key)).resource_version());
     if (*outcome == "created") *resp->add_created() = ref;
     if (*outcome == "configured") *resp->add_configured() = ref;
     if (*outcome == "unchanged") resp->set_unchanged(resp->unchanged() + 1);
   }
   uint64_t revision = 0;
-  absl::Status s = FinishLocked(std::move(txn.next), txn.changed, txn.any_change, req.dry_run(), &revision);
+  absl::Status s = FinishLocked(&w, req.dry_run(), &revision);
   resp->set_revision(revision);
   return s;
 }
@@ -255,22 +335,22 @@ absl::Status ProxyService::DoWatch(const v1::WatchRequest& req, const std::funct
   {
     absl::MutexLock lock(&mu_);
     if (shutting_down_) return absl::UnavailableError("the server is shutting down");
-    if (req.since_revision() > state_.revision) {
+    if (req.since_revision() > desired_.revision()) {
       return absl::OutOfRangeError(absl::StrCat("revision ", req.since_revision(), " is newer than the server's (",
-                                                state_.revision, "); list the resources again and resume from the revision that returns"));
+                                                desired_.revision(), "); list the resources again and resume from the revision that returns"));
     }
     if (req.since_revision() == 0) {
-      for (const auto& [key, r] : state_.objects) {
+      for (const auto& [key, r] : desired_.state().objects) {
         v1::WatchEvent e;
         e.set_type(v1::WatchEvent::UPSERT);
         *e.mutable_resource() = r;
-        e.set_revision(state_.revision);
+        e.set_revision(desired_.revision());
         if (WatchWants(req, e)) batch.push_back(std::move(e));
       }
     } else if (auto s = log_.Since(req.since_revision(), &batch); !s.ok()) {
       return s;
     }
-    cursor = state_.revision;
+    cursor = desired_.revision();
   }
   v1::WatchEvent bookmark;
   bookmark.set_type(v1::WatchEvent::BOOKMARK);
@@ -282,7 +362,7 @@ absl::Status ProxyService::DoWatch(const v1::WatchRequest& req, const std::funct
     }
     batch.clear();
     absl::MutexLock lock(&mu_);
-    while (state_.revision == cursor && !shutting_down_) {
+    while (desired_.revision() == cursor && !shutting_down_) {
       if (cancelled()) return gone;
       committed_.WaitWithTimeout(&mu_, absl::Milliseconds(200));
     }
@@ -292,7 +372,7 @@ absl::Status ProxyService::DoWatch(const v1::WatchRequest& req, const std::funct
     if (auto s = log_.Since(cursor, &batch); !s.ok()) {
       return absl::OutOfRangeError(absl::StrCat("this watch fell behind and missed changes: ", s.message()));
     }
-    cursor = state_.revision;
+    cursor = desired_.revision();
   }
 }
 
@@ -312,20 +392,20 @@ grpc::Status ProxyService::Apply(grpc::ServerContext*, const v1::ApplyRequest* r
 grpc::Status ProxyService::Get(grpc::ServerContext*, const v1::GetRequest* req, v1::Resource* resp) {
   const Key key = KeyOf(req->ref());
   absl::MutexLock lock(&mu_);
-  auto it = state_.objects.find(key);
-  if (it == state_.objects.end()) return ToGrpc(absl::NotFoundError(absl::StrCat(Describe(key), " not found")));
+  auto it = desired_.state().objects.find(key);
+  if (it == desired_.state().objects.end()) return ToGrpc(absl::NotFoundError(absl::StrCat(Describe(key), " not found")));
   *resp = it->second;
   return grpc::Status::OK;
 }
 
 grpc::Status ProxyService::List(grpc::ServerContext*, const v1::ListRequest* req, v1::ListResponse* resp) {
   absl::MutexLock lock(&mu_);
-  for (const auto& [key, r] : state_.objects) {
+  for (const auto& [key, r] : desired_.state().objects) {
     if (req->kind() != v1::KIND_UNSPECIFIED && key.kind != req->kind()) continue;
     if (!req->namespace_().empty() && key.ns != req->namespace_()) continue;
     *resp->add_resources() = r;
   }
-  resp->set_revision(state_.revision);
+  resp->set_revision(desired_.revision());
   return grpc::Status::OK;
 }
 
@@ -364,9 +444,9 @@ grpc::Status ProxyService::Watch(grpc::ServerContext* ctx, const v1::WatchReques
 grpc::Status ProxyService::Status(grpc::ServerContext*, const v1::StatusRequest*, v1::StatusResponse* resp) {
   absl::MutexLock lock(&mu_);
   resp->set_version(NFTPROXY_VERSION);
-  resp->set_revision(state_.revision);
+  resp->set_revision(desired_.revision());
   resp->set_node_name(options_.node_name);
-  for (const auto& [key, r] : state_.objects) {
+  for (const auto& [key, r] : desired_.state().objects) {
     if (key.kind == v1::SERVICE) resp->set_services(resp->services() + 1);
     if (key.kind == v1::ENDPOINT_SLICE) resp->set_endpoint_slices(resp->endpoint_slices() + 1);
     if (key.kind == v1::WORKLOAD) resp->set_workloads(resp->workloads() + 1);

@@ -10,9 +10,13 @@
 #include "absl/time/time.h"
 #include "dataplane/dataplane.h"
 #include "nftproxy/v1/nftproxy.grpc.pb.h"
+#include "server/desired.h"
 #include "server/store.h"
+#include "server/validate.h"
 
 namespace nftproxy::server {
+
+struct Write;
 
 struct ServiceOptions {
   std::string node_name;
@@ -21,8 +25,8 @@ struct ServiceOptions {
   // Allowed NodePort range, inclusive.
   uint16_t node_port_min = 30000;
   uint16_t node_port_max = 32767;
-  // Where the state is saved after every commit; empty: not saved.
-  std::string state_file;
+  // Where each commit is recorded (not owned); null: nowhere.
+  StateStore* store = nullptr;
   // How many change events Watch can resume from.
   size_t watch_log_capacity = ChangeLog::kDefaultCapacity;
 };
@@ -59,18 +63,24 @@ class ProxyService final : public v1::Proxy::Service {
                        const std::function<bool(const v1::WatchEvent&)>& send);
 
  private:
-  // Validates and commits `next`; on success it becomes the state.
-  // The end of an Apply or Sync: nothing to do when nothing changed, else
-  // bump the revision and commit. *revision is what the caller reports.
-  absl::Status FinishLocked(State next, const std::vector<Key>& changed, bool any_change, bool dry_run,
-                            uint64_t* revision) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status CommitLocked(State next, const std::vector<Key>& changed, bool dry_run)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The end of an Apply or Sync whose changes `w` staged in desired_:
+  // nothing to do when nothing changed, else validate and commit; rolls the
+  // changes back on error or dry run. *revision is what the caller reports.
+  absl::Status FinishLocked(Write* w, bool dry_run, uint64_t* revision) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CommitLocked(Txn& txn, bool dry_run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends the whole of `d` to the dataplane (the first commit of a run).
+  absl::Status ApplyAllLocked(const Desired& d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void NoteSyncLocked(absl::Time start, const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PersistLocked(const Txn& txn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  StateRules Rules() const;
 
   dp::Dataplane* const dp_;
   const ServiceOptions options_;
   absl::Mutex mu_;
-  State state_ ABSL_GUARDED_BY(mu_);
+  Desired desired_ ABSL_GUARDED_BY(mu_);
+  // The dataplane holds the whole model (after the first successful Apply);
+  // from then on writes send only the services they change.
+  bool dp_full_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time last_sync_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Duration last_sync_duration_ ABSL_GUARDED_BY(mu_);
   std::string last_error_ ABSL_GUARDED_BY(mu_);

@@ -175,23 +175,27 @@ int RunServe(const std::vector<std::string>& args) {
       std::cerr << "nftproxy serve: creating " << flags.state_dir << ": " << strerror(errno) << "\n";
       return 1;
     }
-    options.state_file = flags.state_dir + "/state.pb";
   }
-  ProxyService service(dataplane->get(), options);
-  if (!options.state_file.empty()) {
-    auto saved = LoadState(options.state_file);
-    if (saved.ok()) {
-      // One atomic replacement with what the previous run had installed.
-      const size_t n = saved->objects.size();
-      if (auto s = service.Restore(std::move(*saved)); !s.ok()) {
-        std::cerr << "nftproxy serve: restoring " << options.state_file << ": " << s.message() << "\n";
-        return 1;
-      }
-      std::cerr << "nftproxy: restored " << n << " resources from " << options.state_file << "\n";
-    } else if (!absl::IsNotFound(saved.status())) {
-      std::cerr << "nftproxy serve: " << saved.status().message() << "\n";
+  std::unique_ptr<StateStore> store;
+  State saved;
+  if (!flags.state_dir.empty()) {
+    auto opened = StateStore::Open(flags.state_dir, &saved);
+    if (!opened.ok()) {
+      std::cerr << "nftproxy serve: " << opened.status().message() << "\n";
       return 1;
     }
+    store = std::move(*opened);
+    options.store = store.get();
+  }
+  ProxyService service(dataplane->get(), options);
+  if (!saved.objects.empty() || saved.revision != 0) {
+    // One atomic replacement with what the previous run had installed.
+    const size_t n = saved.objects.size();
+    if (auto s = service.Restore(std::move(saved)); !s.ok()) {
+      std::cerr << "nftproxy serve: restoring the state in " << flags.state_dir << ": " << s.message() << "\n";
+      return 1;
+    }
+    std::cerr << "nftproxy: restored " << n << " resources from " << flags.state_dir << "\n";
   }
 
   grpc::EnableDefaultHealthCheckService(true);

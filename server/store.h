@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -44,18 +45,15 @@ v1::ObjectMeta* MutableMetaOf(v1::Resource* r);
 // Key of a resource, with the namespace defaulted.
 Key KeyOf(const v1::Resource& r);
 Key KeyOf(const v1::ResourceRef& ref);
+// The smallest resource that names `key`: its kind with metadata namespace and name set, nothing else
+// (what a DELETE record in the journal carries). Empty when the kind is unspecified.
+v1::Resource ResourceOf(const Key& key);
 
 struct State {
   std::map<Key, v1::Resource> objects;
   uint64_t revision = 0;
 };
 
-// The Watch events that turn `before` into `after`, looking only at `keys`
-// (in that order): UPSERT for a created or replaced resource (one whose
-// resource version changed), DELETE (with the old resource) for a removed
-// one. Every event carries `after.revision`.
-std::vector<v1::WatchEvent> DiffStates(const State& before, const State& after,
-                                       const std::vector<Key>& keys);
 
 // A bounded, in-memory log of committed changes, for Watch. Not thread-safe;
 // the owner locks.
@@ -84,9 +82,82 @@ class ChangeLog {
   std::deque<v1::WatchEvent> events_;
 };
 
-// Saves/loads the state to a file atomically (write, fsync, rename).
+// Saves/loads the state to a file atomically (write to path.tmp, fsync, rename, fsync the directory). The file
+// is a serialized v1::ListResponse.
 absl::Status SaveState(const State& state, const std::string& path);
-// NotFound when the file does not exist.
+// NotFound when the file does not exist, DataLoss when it does not parse.
 absl::StatusOr<State> LoadState(const std::string& path);
+
+struct StateStoreOptions {
+  // The journal is folded into a fresh snapshot once it is larger than max(min_compact_bytes, the snapshot's
+  // size): rewriting the snapshot costs O(state), and waiting until the journal is at least that large keeps
+  // the amortised cost per change proportional to the change. The floor avoids rewriting a small state on
+  // nearly every change. Tests lower it.
+  size_t min_compact_bytes = size_t{1} << 20;
+};
+
+// The desired state on disk, in a directory:
+//   state.pb       a snapshot: a serialized v1::ListResponse (the format SaveState writes, so a file written by
+//                  an older version, which had no journal, still loads).
+//   state.journal  the changes committed since, append-only: records, each a little-endian uint32 length
+//                  followed by that many bytes of a serialized v1::WatchEvent. One Record call appends one
+//                  group: an UPSERT (the whole resource) or DELETE (a resource with only kind, namespace and
+//                  name, see ResourceOf) per key, then a BOOKMARK that commits the group. Every event of a
+//                  group carries the change's revision.
+// Saving one change costs O(size of the change): one write() of the group, without fsync.
+//
+// Durability: appends reach the page cache only. If the process dies, everything written survives; a group cut
+// short (no BOOKMARK) is ignored on load, so a change is saved entirely or not at all. If the machine loses
+// power, the journal's tail since the last snapshot can be lost; the kernel's ruleset is lost as well in that
+// case, and the orchestrator re-syncs. Snapshots are durable (fsync of the file and the directory).
+//
+// Crash safety of compaction: the snapshot is renamed into place before the journal is truncated, and load
+// skips groups whose revision is <= the snapshot's, so a crash in between loses nothing and replays nothing
+// twice. This is why revisions passed to Record/Snapshot must never decrease.
+//
+// Not thread-safe; the owner locks.
+class StateStore {
+ public:
+  using Options = StateStoreOptions;
+
+  // Opens `dir` (which must exist). *loaded receives the saved state: the snapshot with every journal group
+  // newer than it replayed, its revision the newest of them; an empty State (revision 0) when nothing was
+  // saved. A torn tail of the journal (the process died while appending) is ignored and cut off, so that new
+  // appends are well-formed; any other damage is DataLoss naming the file and byte offset.
+  static absl::StatusOr<std::unique_ptr<StateStore>> Open(const std::string& dir, State* loaded,
+                                                          const Options& options = Options());
+  ~StateStore();
+  StateStore(const StateStore&) = delete;
+  StateStore& operator=(const StateStore&) = delete;
+
+  // Appends one committed change: for each key in `keys`, the resource `state` now holds under it (an upsert)
+  // or, when `state` has no such key, a delete; `state.revision` is the change's revision (with no keys, only
+  // the revision is recorded). Writes a snapshot instead when the journal has grown past the threshold (see
+  // Options) or when an earlier append failed (the journal then misses a change). FailedPrecondition when
+  // `state.revision` is older than one already saved.
+  absl::Status Record(const State& state, const std::vector<Key>& keys);
+  // Writes a snapshot of `state` now (tmp + fsync + rename + fsync of the directory) and empties the journal;
+  // for a restore or a first commit. FailedPrecondition when `state.revision` is older than one already saved.
+  absl::Status Snapshot(const State& state);
+
+  const std::string& snapshot_path() const { return snapshot_path_; }
+  const std::string& journal_path() const { return journal_path_; }
+
+ private:
+  StateStore(std::string dir, const Options& options);
+  absl::Status CheckRevision(const State& state) const;
+
+  Options options_;
+  std::string snapshot_path_;
+  std::string journal_path_;
+  int journal_fd_ = -1;
+  // Bytes of well-formed groups in the journal: where the next group starts.
+  uint64_t journal_bytes_ = 0;
+  uint64_t snapshot_bytes_ = 0;
+  // The newest revision saved (snapshot or journal).
+  uint64_t revision_ = 0;
+  // Set when an append failed: the journal lacks a change, so the next Record must write a snapshot.
+  bool needs_snapshot_ = false;
+};
 
 }  // namespace nftproxy::server

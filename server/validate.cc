@@ -232,71 +232,54 @@ absl::Status ValidateResource(const v1::Resource& r) {
   return c.status();
 }
 
-absl::Status ValidateState(const State& state, const std::vector<Key>& changed, const StateRules& rules) {
-  std::set<Key> touched(changed.begin(), changed.end());
-  // Who serves each address/protocol/port. Services the request touched are
-  // visited last, so the clash is reported on them.
-  std::vector<const v1::Service*> services;
-  for (int pass = 0; pass < 2; ++pass) {
-    for (const auto& [key, r] : state.objects) {
-      if (key.kind != v1::SERVICE) continue;
-      if ((touched.count(key) > 0) == (pass == 1)) services.push_back(&r.service());
-    }
-  }
-  std::map<std::string, std::string> owner;  // "ip proto port" -> "ns/name"
-  for (const v1::Service* s : services) {
-    const std::string me = absl::StrCat(s->metadata().namespace_().empty() ? kDefaultNamespace : s->metadata().namespace_(), "/", s->metadata().name());
-    for (int i = 0; i < s->spec().ports_size(); ++i) {
-      const v1::ServicePort& p = s->spec().ports(i);
-      if (p.node_port() == 0) continue;
-      const std::string field = absl::StrCat("service ", me, ": spec.ports[", i, "].nodePort: ");
-      if (p.node_port() < rules.node_port_min || p.node_port() > rules.node_port_max) {
-        return absl::InvalidArgumentError(absl::StrCat(field, p.node_port(), " is outside the node port range ",
-                                                       rules.node_port_min, "-", rules.node_port_max,
-                                                       " (server flag --nodeport-range)"));
+absl::Status ValidateChange(const Desired& d, const std::vector<Key>& changed, const StateRules& rules) {
+  // The state before the write was consistent, so any clash involves a
+  // resource the write changed: checking those is enough.
+  for (const Key& key : changed) {
+    const v1::Resource* r = d.Find(key);
+    if (r == nullptr) continue;
+    if (key.kind == v1::ENDPOINT_SLICE) {
+      const v1::Resource* svc = d.Find(Key{v1::SERVICE, key.ns, r->endpoint_slice().service_name()});
+      if (svc != nullptr && !svc->service().spec().selector().empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            Describe(key), ": serviceName: service ", key.ns, "/", svc->service().metadata().name(),
+            " has a selector, so its endpoints come from workloads; it cannot also own EndpointSlice ", key.ns, "/",
+            key.name));
       }
-      int proto = p.protocol() == v1::PROTOCOL_UNSPECIFIED ? v1::TCP : p.protocol();
-      const std::string slot = absl::StrCat("node port ", p.node_port(), "/", v1::Protocol_Name(static_cast<v1::Protocol>(proto)));
-      auto [it, inserted] = owner.emplace(slot, me);
-      if (!inserted && it->second != me) {
-        return absl::InvalidArgumentError(absl::StrCat(field, slot, " is already used by service ", it->second));
+      continue;
+    }
+    if (key.kind != v1::SERVICE) continue;
+    const v1::Service& s = r->service();
+    const std::string me = absl::StrCat(key.ns, "/", key.name);
+    for (int i = 0; i < s.spec().ports_size(); ++i) {
+      const uint32_t np = s.spec().ports(i).node_port();
+      if (np != 0 && (np < rules.node_port_min || np > rules.node_port_max)) {
+        return absl::InvalidArgumentError(absl::StrCat("service ", me, ": spec.ports[", i, "].nodePort: ", np,
+                                                       " is outside the node port range ", rules.node_port_min, "-",
+                                                       rules.node_port_max, " (server flag --nodeport-range)"));
       }
     }
-    struct List { const char* field; const google::protobuf::RepeatedPtrField<std::string>* ips; };
-    const List lists[] = {{"spec.clusterIps", &s->spec().cluster_ips()},
-                          {"spec.externalIps", &s->spec().external_ips()},
-                          {"spec.loadBalancerIps", &s->spec().load_balancer_ips()}};
-    for (const List& l : lists) {
-      for (int i = 0; i < l.ips->size(); ++i) {
-        auto ip = dp::IpAddr::Parse((*l.ips)[i]);
-        if (!ip.ok()) continue;
-        for (const v1::ServicePort& p : s->spec().ports()) {
-          int proto = p.protocol() == v1::PROTOCOL_UNSPECIFIED ? v1::TCP : p.protocol();
-          const std::string slot = absl::StrCat(ip->ToString(), " port ", p.port(), "/",
-                                                v1::Protocol_Name(static_cast<v1::Protocol>(proto)));
-          auto [it, inserted] = owner.emplace(slot, me);
-          if (!inserted && it->second != me) {
-            return absl::InvalidArgumentError(absl::StrCat("service ", me, ": ", l.field, "[", i, "]: ", slot,
-                                                           " is already used by service ", it->second));
-          }
-        }
+    for (const Slot& slot : SlotsOf(s)) {
+      for (const std::string& other : d.SlotOwners(slot.name)) {
+        if (other == me) continue;
+        return absl::InvalidArgumentError(absl::StrCat("service ", me, ": ", slot.field, ": ", slot.name,
+                                                       " is already used by service ", other));
       }
     }
-  }
-  // A service with a selector takes its endpoints from workloads only.
-  for (const auto& [key, r] : state.objects) {
-    if (key.kind != v1::ENDPOINT_SLICE) continue;
-    auto svc = state.objects.find(Key{v1::SERVICE, key.ns, r.endpoint_slice().service_name()});
-    if (svc == state.objects.end() || svc->second.service().spec().selector().empty()) continue;
-    const std::string why = absl::StrCat("service ", key.ns, "/", svc->first.name,
-                                         " has a selector, so its endpoints come from workloads; it cannot also own EndpointSlice ",
-                                         key.ns, "/", key.name);
-    if (touched.count(key) > 0 || touched.count(svc->first) == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(Describe(key), ": serviceName: ", why));
+    // A service with a selector takes its endpoints from workloads only.
+    const std::set<std::string>& slices = d.SlicesOf(key.ns, key.name);
+    if (!s.spec().selector().empty() && !slices.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          Describe(key), ": spec.selector: service ", me,
+          " has a selector, so its endpoints come from workloads; it cannot also own EndpointSlice ", key.ns, "/",
+          *slices.begin()));
     }
-    return absl::InvalidArgumentError(absl::StrCat(Describe(svc->first), ": spec.selector: ", why));
   }
   return absl::OkStatus();
+}
+
+absl::Status ValidateState(const State& state, const std::vector<Key>& changed, const StateRules& rules) {
+  return ValidateChange(Desired(state), changed, rules);
 }
 
 }  // namespace nftproxy::server

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "server/desired.h"
 #include "server/store.h"
 
 namespace nftproxy::server {
@@ -22,6 +23,10 @@ struct StateRules {
   uint32_t node_port_min = 30000;
   uint32_t node_port_max = 32767;
 };
+// Checks the resources named in `changed` against the rest of `d` (the
+// state before the write was valid, so only they can clash).
+absl::Status ValidateChange(const Desired& d, const std::vector<Key>& changed, const StateRules& rules = {});
+// The same over a plain State (builds the indexes first; for tests).
 absl::Status ValidateState(const State& state, const std::vector<Key>& changed, const StateRules& rules = {});
 
 }  // namespace nftproxy::server

@@ -24,11 +24,25 @@ class FakeDataplane : public dp::Dataplane {
     committed = true;
     return absl::OkStatus();
   }
-  std::string Render(const dp::Model& m) const override { return dp::Render(dp::Compile(m, "t")); }
-  std::string Installed() const override { return committed ? Render(last) : ""; }
+  // Applies the change to `last`, which stays sorted by key like a full model.
+  absl::Status Update(const dp::ModelChange& change, dp::ApplyResult* r) override {
+    ++applies;
+    ++updates;
+    if (!fail.ok()) return fail;
+    if (!committed) return absl::FailedPreconditionError("Update before Apply");
+    std::map<std::string, dp::Service> by_key;
+    for (const dp::Service& s : last.services) by_key.emplace(s.Key(), s);
+    for (const std::string& k : change.removes) by_key.erase(k);
+    for (const dp::Service& s : change.upserts) by_key.insert_or_assign(s.Key(), s);
+    last.services.clear();
+    for (auto& [k, s] : by_key) last.services.push_back(std::move(s));
+    return absl::OkStatus();
+  }
+  std::string Installed() const override { return committed ? dp::Render(dp::Compile(last, "t")) : ""; }
   std::string Table() const override { return "inet t"; }
 
-  int applies = 0;
+  int applies = 0;  // Apply and Update calls
+  int updates = 0;
   bool committed = false;
   absl::Status fail;
   dp::Model last;

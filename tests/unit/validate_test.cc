@@ -80,7 +80,7 @@ TEST(ValidateState, AddressClashNamesTheNewService) {
   // Same address, other protocol: fine.
   st = StateOf({R"(service { metadata { name: "a" } spec { cluster_ips: "198.19.0.10" ports { port: 80 } } })",
                 R"(service { metadata { name: "b" } spec { cluster_ips: "198.19.0.10" ports { port: 80 protocol: UDP } } })"});
-  EXPECT_TRUE(ValidateState(st, {}).ok());
+  EXPECT_TRUE(ValidateState(st, {Key{v1::SERVICE, "default", "a"}, Key{v1::SERVICE, "default", "b"}}).ok());
 }
 
 TEST(ValidateState, SelectorAndSliceConflict) {

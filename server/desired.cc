@@ -1,0 +1,155 @@
+#include "server/desired.h"
+
+#include "absl/strings/str_cat.h"
+#include "dataplane/ip.h"
+
+namespace nftproxy::server {
+
+namespace {
+
+const std::set<std::string>& Lookup(const std::map<std::string, std::set<std::string>>& m, const std::string& k) {
+  static const std::set<std::string> kNone;
+  auto it = m.find(k);
+  return it == m.end() ? kNone : it->second;
+}
+
+void Mark(std::set<std::string>* s, const std::string& v, bool add) {
+  if (add) s->insert(v);
+  else s->erase(v);
+}
+
+}  // namespace
+
+std::vector<Slot> SlotsOf(const v1::Service& s) {
+  std::vector<Slot> out;
+  auto proto_name = [](v1::Protocol p) {
+    return v1::Protocol_Name(p == v1::PROTOCOL_UNSPECIFIED ? v1::TCP : p);
+  };
+  for (int i = 0; i < s.spec().ports_size(); ++i) {
+    const v1::ServicePort& p = s.spec().ports(i);
+    if (p.node_port() == 0) continue;
+    out.push_back(Slot{absl::StrCat("node port ", p.node_port(), "/", proto_name(p.protocol())),
+                       absl::StrCat("spec.ports[", i, "].nodePort")});
+  }
+  struct List {
+    const char* field;
+    const google::protobuf::RepeatedPtrField<std::string>* ips;
+  };
+  const List lists[] = {{"spec.clusterIps", &s.spec().cluster_ips()},
+                        {"spec.externalIps", &s.spec().external_ips()},
+                        {"spec.loadBalancerIps", &s.spec().load_balancer_ips()}};
+  for (const List& l : lists) {
+    for (int i = 0; i < l.ips->size(); ++i) {
+      auto ip = dp::IpAddr::Parse((*l.ips)[i]);
+      if (!ip.ok()) continue;
+      for (const v1::ServicePort& p : s.spec().ports()) {
+        out.push_back(Slot{absl::StrCat(ip->ToString(), " port ", p.port(), "/", proto_name(p.protocol())),
+                           absl::StrCat(l.field, "[", i, "]")});
+      }
+    }
+  }
+  return out;
+}
+
+Desired::Desired(State state) : state_(std::move(state)) {
+  for (const auto& [key, r] : state_.objects) Index(key, r, true);
+}
+
+const v1::Resource* Desired::Find(const Key& key) const {
+  auto it = state_.objects.find(key);
+  return it == state_.objects.end() ? nullptr : &it->second;
+}
+
+std::optional<v1::Resource> Desired::Put(const Key& key, std::optional<v1::Resource> r) {
+  std::optional<v1::Resource> old;
+  auto it = state_.objects.find(key);
+  if (it != state_.objects.end()) {
+    Index(key, it->second, false);
+    old = std::move(it->second);
+  }
+  if (r) {
+    if (it == state_.objects.end()) {
+      it = state_.objects.emplace(key, std::move(*r)).first;
+    } else {
+      it->second = std::move(*r);
+    }
+    Index(key, it->second, true);
+  } else if (it != state_.objects.end()) {
+    state_.objects.erase(it);
+  }
+  return old;
+}
+
+void Desired::Index(const Key& key, const v1::Resource& r, bool add) {
+  switch (key.kind) {
+    case v1::SERVICE: {
+      const v1::Service& s = r.service();
+      if (!s.spec().selector().empty()) Mark(&selector_services_[key.ns], key.name, add);
+      const std::string me = absl::StrCat(key.ns, "/", key.name);
+      for (const Slot& slot : SlotsOf(s)) {
+        Mark(&slot_owners_[slot.name], me, add);
+        if (!add && slot_owners_[slot.name].empty()) slot_owners_.erase(slot.name);
+      }
+      break;
+    }
+    case v1::ENDPOINT_SLICE: {
+      const std::pair<std::string, std::string> owner{key.ns, r.endpoint_slice().service_name()};
+      Mark(&slices_[owner], key.name, add);
+      if (!add && slices_[owner].empty()) slices_.erase(owner);
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+const std::set<std::string>& Desired::SlicesOf(const std::string& ns, const std::string& service) const {
+  static const std::set<std::string> kNone;
+  auto it = slices_.find({ns, service});
+  return it == slices_.end() ? kNone : it->second;
+}
+
+const std::set<std::string>& Desired::SelectorServices(const std::string& ns) const {
+  return Lookup(selector_services_, ns);
+}
+
+const std::set<std::string>& Desired::SlotOwners(const std::string& slot) const {
+  return Lookup(slot_owners_, slot);
+}
+
+void Txn::Put(const Key& key, std::optional<v1::Resource> r) {
+  std::optional<v1::Resource> old = d_->Put(key, std::move(r));
+  if (touched_.insert(key).second) undo_.emplace_back(key, std::move(old));
+}
+
+std::vector<Key> Txn::Keys() const {
+  std::vector<Key> keys;
+  keys.reserve(undo_.size());
+  for (const auto& [key, old] : undo_) keys.push_back(key);
+  return keys;
+}
+
+void Txn::Rollback() {
+  for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) d_->Put(it->first, it->second);
+  undo_.clear();
+  touched_.clear();
+  d_->set_revision(revision_);
+}
+
+std::vector<v1::WatchEvent> ChangeEvents(const Txn& txn) {
+  std::vector<v1::WatchEvent> events;
+  const Desired& d = txn.desired();
+  for (const auto& [key, old] : txn.undo()) {
+    const v1::Resource* now = d.Find(key);
+    if (now == nullptr && !old) continue;
+    if (now != nullptr && old && MetaOf(*now).resource_version() == MetaOf(*old).resource_version()) continue;
+    v1::WatchEvent e;
+    e.set_type(now ? v1::WatchEvent::UPSERT : v1::WatchEvent::DELETE);
+    *e.mutable_resource() = now ? *now : *old;
+    e.set_revision(d.revision());
+    events.push_back(std::move(e));
+  }
+  return events;
+}
+
+}  // namespace nftproxy::server
