@@ -20,9 +20,11 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <initializer_list>
 #include <map>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -61,12 +63,49 @@ struct SetSpec {
   bool byteorder_udata = false;          // key host order, data big endian
 };
 
-// One element on the wire.
+// One element on the wire (no heap: a full sync writes hundreds of
+// thousands of them).
 struct Elem {
-  std::vector<uint8_t> key;
-  std::vector<uint8_t> data;  // empty: none
-  std::string chain;          // verdict maps: goto target
+  std::array<uint8_t, 32> key;
+  std::array<uint8_t, 20> data;
+  uint8_t key_len = 0;
+  uint8_t data_len = 0;  // 0: none
   bool interval_end = false;
+  const std::string* chain = nullptr;  // verdict maps: goto target
+};
+
+// What an element is about, put into words only when the kernel refuses it.
+struct Tag {
+  enum class Kind : uint8_t { kFrontend, kNodePort, kAddr, kCidr, kInterval } kind = Kind::kAddr;
+  L4Proto proto = L4Proto::kTcp;
+  uint16_t port = 0;
+  int prefix = 0;
+  uint32_t ticket = 0;
+  IpAddr addr;
+  const std::string* owner = nullptr;  // "service ns/name"
+};
+
+std::string Describe(const Tag& t) {
+  switch (t.kind) {
+    case Tag::Kind::kFrontend:
+      return absl::StrCat(*t.owner, " (", t.addr.ToString(), " ", L4ProtoName(t.proto), "/", t.port, ")");
+    case Tag::Kind::kNodePort:
+      return absl::StrCat(*t.owner, " (nodePort ", L4ProtoName(t.proto), "/", t.port, ")");
+    case Tag::Kind::kAddr:
+      return t.addr.ToString();
+    case Tag::Kind::kCidr:
+      return Cidr{t.addr, t.prefix}.ToString();
+    case Tag::Kind::kInterval:
+      // The service is named when an error is reported (see Send).
+      return absl::StrFormat("ticket 0x%08x (endpoint %s:%d)", t.ticket, t.addr.ToString(), t.port);
+  }
+  return "";
+}
+
+// The elements of one set, with their tags.
+struct ElemList {
+  std::vector<Elem> elems;
+  std::vector<Tag> tags;
 };
 
 // One batch under construction, remembering which object each message is
@@ -80,9 +119,10 @@ class Batch {
   }
   ~Batch() { nftnl_batch_free(b_); }
 
-  nlmsghdr* Header(uint16_t type, uint16_t flags, std::string what) {
+  nlmsghdr* Header(uint16_t type, uint16_t flags, std::string what, int list = -1, uint32_t from = 0,
+                   uint32_t to = 0) {
     first_seq_ = first_seq_ ? first_seq_ : *seq_;
-    whats_.push_back(std::move(what));
+    whats_.push_back(About{std::move(what), list, from, to});
     ++messages_;
     return nftnl_nlmsg_build_hdr(static_cast<char*>(nftnl_batch_buffer(b_)), type, NFPROTO_INET,
                                  flags, (*seq_)++);
@@ -185,35 +225,34 @@ class Batch {
 
   // Adds (NEWSETELEM) or removes (DELSETELEM) elements of one set, split
   // over several messages so that each stays well under the page overrun.
-  // `whats[i]` names the object element i belongs to.
-  void Elements(uint16_t type, const std::string& set, const std::vector<Elem>& elems,
-                const std::vector<std::string>& whats) {
+  // The batch keeps the list, to name the elements of a refused message.
+  void Elements(uint16_t type, const std::string& set, ElemList list) {
+    lists_.push_back(std::move(list));
+    const int li = static_cast<int>(lists_.size() - 1);
+    const std::vector<Elem>& elems = lists_.back().elems;
     for (size_t start = 0; start < elems.size(); start += kElemsPerMessage) {
       const size_t end = std::min(elems.size(), start + kElemsPerMessage);
       nftnl_set* s = nftnl_set_alloc();
       nftnl_set_set_str(s, NFTNL_SET_TABLE, table_.c_str());
       nftnl_set_set_str(s, NFTNL_SET_NAME, set.c_str());
-      std::string what;
       for (size_t i = start; i < end; ++i) {
         const Elem& el = elems[i];
         nftnl_set_elem* e = nftnl_set_elem_alloc();
-        nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, el.key.data(), static_cast<uint32_t>(el.key.size()));
+        nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, el.key.data(), el.key_len);
         if (el.interval_end) nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
         if (type == NFT_MSG_NEWSETELEM) {
-          if (!el.chain.empty()) {
+          if (el.chain != nullptr) {
             nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_VERDICT, NFT_GOTO);
-            nftnl_set_elem_set_str(e, NFTNL_SET_ELEM_CHAIN, el.chain.c_str());
-          } else if (!el.data.empty()) {
-            nftnl_set_elem_set(e, NFTNL_SET_ELEM_DATA, el.data.data(), static_cast<uint32_t>(el.data.size()));
+            nftnl_set_elem_set_str(e, NFTNL_SET_ELEM_CHAIN, el.chain->c_str());
+          } else if (el.data_len > 0) {
+            nftnl_set_elem_set(e, NFTNL_SET_ELEM_DATA, el.data.data(), el.data_len);
           }
         }
         nftnl_set_elem_add(s, e);
-        if (what.size() < 200 && i < whats.size() && what.find(whats[i]) == std::string::npos) {
-          absl::StrAppend(&what, what.empty() ? "" : ", ", whats[i]);
-        }
       }
       nlmsghdr* nlh = Header(type, type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE | NLM_F_EXCL : 0,
-                             absl::StrCat("set ", set, " elements of ", what));
+                             absl::StrCat("set ", set, " elements of "), li, static_cast<uint32_t>(start),
+                             static_cast<uint32_t>(end));
       nftnl_set_elems_nlmsg_build_payload(nlh, s);
       nftnl_set_free(s);
       Done();
@@ -229,8 +268,16 @@ class Batch {
   uint32_t messages() const { return messages_; }
   // What the message with this sequence number was about.
   std::string What(uint32_t seq) const {
-    if (seq >= first_seq_ && seq - first_seq_ < whats_.size()) return whats_[seq - first_seq_];
-    return "the batch";
+    if (seq < first_seq_ || seq - first_seq_ >= whats_.size()) return "the batch";
+    const About& w = whats_[seq - first_seq_];
+    if (w.list < 0) return w.text;
+    std::string out = w.text, sep;
+    std::set<std::string> seen;
+    for (uint32_t i = w.from; i < w.to && out.size() < 200; ++i) {
+      std::string d = Describe(lists_[w.list].tags[i]);
+      if (seen.insert(d).second) absl::StrAppend(&out, sep, d), sep = ", ";
+    }
+    return out;
   }
 
  private:
@@ -244,7 +291,15 @@ class Batch {
   uint32_t first_seq_ = 0;
   uint32_t messages_ = 0;
   uint32_t set_id_ = 0;
-  std::vector<std::string> whats_;
+  // What each message is about: a text, and for element messages the
+  // range of their tags in lists_[list].
+  struct About {
+    std::string text;
+    int list = -1;
+    uint32_t from = 0, to = 0;
+  };
+  std::vector<About> whats_;
+  std::vector<ElemList> lists_;
 };
 
 // --- expression helpers: each emits what nft emits for the same text ------
@@ -661,17 +716,6 @@ void AddSkeleton(Batch& b, const Ruleset& rs) {
 
 // --- elements -------------------------------------------------------------
 
-std::vector<uint8_t> Bytes(const IpAddr& a) { return {a.bytes.begin(), a.bytes.begin() + a.size()}; }
-
-std::vector<uint8_t> Be32(uint32_t v) {
-  return {static_cast<uint8_t>(v >> 24), static_cast<uint8_t>(v >> 16), static_cast<uint8_t>(v >> 8),
-          static_cast<uint8_t>(v)};
-}
-
-std::vector<uint8_t> ProtoPort(L4Proto proto, uint16_t port) {
-  return {static_cast<uint8_t>(proto), 0, 0, 0, static_cast<uint8_t>(port >> 8), static_cast<uint8_t>(port), 0, 0};
-}
-
 // The address after `a`, or false when `a` is the last one.
 bool Next(IpAddr* a) {
   for (int i = static_cast<int>(a->size()) - 1; i >= 0; --i) {
@@ -683,61 +727,125 @@ bool Next(IpAddr* a) {
 // Pending element changes, per set.
 class ElemChanges {
  public:
-  void Add(const std::string& set, Elem e, std::string what) {
-    Bucket& b = sets_[set];
-    b.elems.push_back(std::move(e));
-    b.whats.push_back(std::move(what));
+  ElemList& Set(const std::string& name) {
+    if (last_ == nullptr || last_name_ != name) {
+      last_name_ = name;
+      last_ = &sets_[name];
+    }
+    return *last_;
+  }
+  static void Add(ElemList& list, const Elem& e, const Tag& tag) {
+    list.elems.push_back(e);
+    list.tags.push_back(tag);
   }
   void Emit(Batch& batch, uint16_t type) {
-    for (const auto& [set, b] : sets_) batch.Elements(type, set, b.elems, b.whats);
+    for (auto& [set, list] : sets_) batch.Elements(type, set, std::move(list));
+    sets_.clear();
+    last_ = nullptr;
   }
 
  private:
-  struct Bucket {
-    std::vector<Elem> elems;
-    std::vector<std::string> whats;
-  };
-  std::map<std::string, Bucket> sets_;
+  std::map<std::string, ElemList> sets_;
+  std::string last_name_;
+  ElemList* last_ = nullptr;
 };
 
+// Appends bytes to a fixed-size element buffer.
+template <size_t N>
+void Put(std::array<uint8_t, N>* buf, uint8_t* len, const uint8_t* p, size_t n) {
+  memcpy(buf->data() + *len, p, n);
+  *len = static_cast<uint8_t>(*len + n);
+}
+void PutAddr(Elem* e, const IpAddr& a) { Put(&e->key, &e->key_len, a.bytes.data(), a.size()); }
+void PutProtoPort(Elem* e, L4Proto proto, uint16_t port) {
+  const uint8_t pp[8] = {static_cast<uint8_t>(proto), 0, 0, 0, static_cast<uint8_t>(port >> 8),
+                         static_cast<uint8_t>(port), 0, 0};
+  Put(&e->key, &e->key_len, pp, sizeof(pp));
+}
+void PutBe32(Elem* e, uint32_t v) {
+  const uint8_t b[4] = {static_cast<uint8_t>(v >> 24), static_cast<uint8_t>(v >> 16), static_cast<uint8_t>(v >> 8),
+                        static_cast<uint8_t>(v)};
+  Put(&e->key, &e->key_len, b, sizeof(b));
+}
+
 void VmapElem(ElemChanges* c, const VmapKey& k, const VmapTarget& t) {
-  std::vector<uint8_t> key = Bytes(k.addr);
-  std::vector<uint8_t> pp = ProtoPort(k.proto, k.port);
-  key.insert(key.end(), pp.begin(), pp.end());
-  c->Add(absl::StrCat("service-ips", Digit(k.addr.family)), Elem{key, {}, t.chain, false},
-         absl::StrCat(t.owner, " (", k.addr.ToString(), " ", L4ProtoName(k.proto), "/", k.port, ")"));
+  static const std::string kNames[2] = {"service-ips4", "service-ips6"};
+  Elem e;
+  PutAddr(&e, k.addr);
+  PutProtoPort(&e, k.proto, k.port);
+  e.chain = &t.chain;
+  Tag tag;
+  tag.kind = Tag::Kind::kFrontend;
+  tag.addr = k.addr;
+  tag.proto = k.proto;
+  tag.port = k.port;
+  tag.owner = &t.owner;
+  ElemChanges::Add(c->Set(kNames[k.addr.family == Family::kV4 ? 0 : 1]), e, tag);
 }
 
 void NodePortElem(ElemChanges* c, const NodePortKey& k, const VmapTarget& t) {
-  c->Add(absl::StrCat("nodeports", Digit(k.family)), Elem{ProtoPort(k.proto, k.port), {}, t.chain, false},
-         absl::StrCat(t.owner, " (nodePort ", L4ProtoName(k.proto), "/", k.port, ")"));
+  static const std::string kNames[2] = {"nodeports4", "nodeports6"};
+  Elem e;
+  PutProtoPort(&e, k.proto, k.port);
+  e.chain = &t.chain;
+  Tag tag;
+  tag.kind = Tag::Kind::kNodePort;
+  tag.proto = k.proto;
+  tag.port = k.port;
+  tag.owner = &t.owner;
+  ElemChanges::Add(c->Set(kNames[k.family == Family::kV4 ? 0 : 1]), e, tag);
 }
 
 void AddrElem(ElemChanges* c, const char* set, const IpAddr& a, bool pair) {
-  std::vector<uint8_t> key = Bytes(a);
-  if (pair) key.insert(key.end(), key.begin(), key.end());
-  c->Add(absl::StrCat(set, Digit(a.family)), Elem{key, {}, "", false}, a.ToString());
+  Elem e;
+  PutAddr(&e, a);
+  if (pair) PutAddr(&e, a);
+  Tag tag;
+  tag.addr = a;
+  ElemChanges::Add(c->Set(absl::StrCat(set, Digit(a.family))), e, tag);
 }
 
 void CidrElems(ElemChanges* c, const char* set, const Cidr& cidr) {
-  const std::string s = absl::StrCat(set, Digit(cidr.addr.family));
-  c->Add(s, Elem{Bytes(cidr.addr), {}, "", false}, cidr.ToString());
-  IpAddr end = cidr.Last();
-  if (Next(&end)) c->Add(s, Elem{Bytes(end), {}, "", true}, cidr.ToString());
+  ElemList& list = c->Set(absl::StrCat(set, Digit(cidr.addr.family)));
+  Tag tag;
+  tag.kind = Tag::Kind::kCidr;
+  tag.addr = cidr.addr;
+  tag.prefix = cidr.prefix_len;
+  Elem start;
+  PutAddr(&start, cidr.addr);
+  ElemChanges::Add(list, start, tag);
+  IpAddr last = cidr.Last();
+  if (Next(&last)) {
+    Elem end;
+    PutAddr(&end, last);
+    end.interval_end = true;
+    ElemChanges::Add(list, end, tag);
+  }
 }
 
 void IntervalElems(ElemChanges* c, int fam, uint32_t first, const Interval& iv, bool with_data) {
   const uint32_t shard = ((first & ~(kTicketBit | kLocalBit)) >> kIndexShift) >> kShardShift;
-  const std::string set = BackendsMapName(FamOf(fam), shard);
-  // The service is named when an error is reported (see SendBatch's caller).
-  const std::string owner = absl::StrFormat("ticket 0x%08x (endpoint %s:%d)", first, iv.addr.ToString(), iv.port);
-  std::vector<uint8_t> data;
+  // Set names, built once per shard rather than per element.
+  static thread_local std::vector<std::string> names[2];
+  while (names[fam].size() <= shard) names[fam].push_back(BackendsMapName(FamOf(fam), names[fam].size()));
+  ElemList& list = c->Set(names[fam][shard]);
+  Tag tag;
+  tag.kind = Tag::Kind::kInterval;
+  tag.ticket = first;
+  tag.addr = iv.addr;
+  tag.port = iv.port;
+  Elem start;
+  PutBe32(&start, first);
   if (with_data) {
-    data = Bytes(iv.addr);
-    data.insert(data.end(), {static_cast<uint8_t>(iv.port >> 8), static_cast<uint8_t>(iv.port), 0, 0});
+    Put(&start.data, &start.data_len, iv.addr.bytes.data(), iv.addr.size());
+    const uint8_t port[4] = {static_cast<uint8_t>(iv.port >> 8), static_cast<uint8_t>(iv.port), 0, 0};
+    Put(&start.data, &start.data_len, port, sizeof(port));
   }
-  c->Add(set, Elem{Be32(first), data, "", false}, owner);
-  c->Add(set, Elem{Be32(iv.last + 1), {}, "", true}, owner);
+  ElemChanges::Add(list, start, tag);
+  Elem end;
+  PutBe32(&end, iv.last + 1);
+  end.interval_end = true;
+  ElemChanges::Add(list, end, tag);
 }
 
 void AddChainRules(Batch& b, const std::string& name, const Chain& chain) {

@@ -60,6 +60,11 @@ const v1::Resource* Desired::Find(const Key& key) const {
   return it == state_.objects.end() ? nullptr : &it->second;
 }
 
+v1::Resource* Desired::FindMutable(const Key& key) {
+  auto it = state_.objects.find(key);
+  return it == state_.objects.end() ? nullptr : &it->second;
+}
+
 std::optional<v1::Resource> Desired::Put(const Key& key, std::optional<v1::Resource> r) {
   std::optional<v1::Resource> old;
   auto it = state_.objects.find(key);

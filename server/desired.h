@@ -33,6 +33,9 @@ class Desired {
   uint64_t revision() const { return state_.revision; }
   void set_revision(uint64_t r) { state_.revision = r; }
   const v1::Resource* Find(const Key& key) const;
+  // For changes that leave the indexed fields alone (kind, namespace, name,
+  // spec and serviceName are not touched through it).
+  v1::Resource* FindMutable(const Key& key);
 
   // Stores `r` under `key` (nullopt: removes it) and returns what was there.
   std::optional<v1::Resource> Put(const Key& key, std::optional<v1::Resource> r);

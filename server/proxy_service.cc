@@ -32,17 +32,6 @@ void SetTime(google::protobuf::Timestamp* ts, absl::Time t) {
   ts->set_nanos(static_cast<int32_t>(ns % 1000000000));
 }
 
-// The resource without server-assigned fields, to tell "unchanged" writes.
-v1::Resource UserPart(const v1::Resource& r) {
-  v1::Resource c = r;
-  v1::ObjectMeta* m = MutableMetaOf(&c);
-  m->clear_resource_version();
-  m->clear_create_time();
-  m->clear_update_time();
-  if (m->namespace_().empty()) m->set_namespace_(kDefaultNamespace);
-  return c;
-}
-
 absl::Status CheckVersion(const Key& key, uint64_t want, const v1::Resource* stored) {
   if (want == 0) return absl::OkStatus();
   const uint64_t have = stored ? MetaOf(*stored).resource_version() : 0;
@@ -66,62 +55,78 @@ absl::Status CheckOwner(const Key& key, const v1::Resource* stored, const std::s
       " (a source changes only its own resources; to act for the owner, send its name as the source)"));
 }
 
-// Whether `r` (as sent, namespace and source filled in) says what `stored`
-// says, ignoring the fields the server assigns. Compares deterministic
-// serializations with those fields copied over: much cheaper than a
-// reflective comparison of two full copies, which matters when a sync
-// re-sends tens of thousands of unchanged resources.
-bool SameUserPart(const v1::Resource& stored, v1::Resource* r) {
-  v1::ObjectMeta* m = MutableMetaOf(r);
-  const v1::ObjectMeta& sm = MetaOf(stored);
-  const uint64_t version = m->resource_version();
-  google::protobuf::Timestamp created, updated;
-  created.Swap(m->mutable_create_time());
-  updated.Swap(m->mutable_update_time());
-  m->set_resource_version(sm.resource_version());
-  *m->mutable_create_time() = sm.create_time();
-  *m->mutable_update_time() = sm.update_time();
-  auto bytes = [](const v1::Resource& x) {
-    std::string out;
-    google::protobuf::io::StringOutputStream stream(&out);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    x.SerializeToCodedStream(&coded);
-    coded.Trim();
-    return out;
-  };
-  const bool same = bytes(*r) == bytes(stored);
-  m->set_resource_version(version);
-  m->mutable_create_time()->Swap(&created);
-  m->mutable_update_time()->Swap(&updated);
+std::string DeterministicBytes(const v1::Resource& x) {
+  std::string out;
+  google::protobuf::io::StringOutputStream stream(&out);
+  google::protobuf::io::CodedOutputStream coded(&stream);
+  coded.SetSerializationDeterministic(true);
+  x.SerializeToCodedStream(&coded);
+  coded.Trim();
+  return out;
+}
+
+// Whether `in` (as sent by `source`) says what `stored` says, ignoring the
+// fields the server assigns or defaults. Compares deterministic
+// serializations after giving `stored` the sender's form of those fields
+// for a moment: no copy of either resource, which matters when a sync
+// re-sends tens of thousands of unchanged ones. `stored` is the state's own
+// object; the caller holds the lock, and it is restored before returning.
+bool SameUserPart(v1::Resource* stored, const v1::Resource& in, const std::string& source) {
+  const v1::ObjectMeta& im = MetaOf(in);
+  v1::ObjectMeta* sm = MutableMetaOf(stored);
+  // The stored namespace is the key's, which `in` names or leaves default.
+  // An empty source in `in` means the request's.
+  if (im.source().empty() && sm->source() != source) return false;
+  const std::string ns = sm->namespace_(), src = sm->source();
+  const uint64_t version = sm->resource_version();
+  const bool had_created = sm->has_create_time(), had_updated = sm->has_update_time();
+  const google::protobuf::Timestamp created = sm->create_time(), updated = sm->update_time();
+  sm->set_namespace_(im.namespace_());
+  if (im.source().empty()) sm->clear_source();
+  sm->set_resource_version(im.resource_version());
+  if (im.has_create_time()) *sm->mutable_create_time() = im.create_time();
+  else sm->clear_create_time();
+  if (im.has_update_time()) *sm->mutable_update_time() = im.update_time();
+  else sm->clear_update_time();
+  const bool same = DeterministicBytes(*stored) == DeterministicBytes(in);
+  sm->set_namespace_(ns);
+  sm->set_source(src);
+  sm->set_resource_version(version);
+  if (had_created) *sm->mutable_create_time() = created;
+  else sm->clear_create_time();
+  if (had_updated) *sm->mutable_update_time() = updated;
+  else sm->clear_update_time();
   return same;
 }
 
 // Stages an upsert written by `source`; returns "created", "configured" or
-// "unchanged" and, in *stored_out, the resource as it will be stored.
-absl::StatusOr<std::string> StageUpsert(v1::Resource r, const std::string& source, Write* w,
+// "unchanged" and, in *stored_out (when not null), the resource as stored.
+absl::StatusOr<std::string> StageUpsert(const v1::Resource& in, const std::string& source, Write* w,
                                         v1::Resource* stored_out) {
-  if (auto s = ValidateResource(r); !s.ok()) return s;
-  const Key key = KeyOf(r);
+  const Key key = KeyOf(in);
   if (w->txn.Touched(key)) {
     return absl::InvalidArgumentError(absl::StrCat(Describe(key), ": appears twice in one request"));
   }
-  v1::ObjectMeta* m = MutableMetaOf(&r);
-  m->set_namespace_(key.ns);
-  if (m->source().empty()) {
-    m->set_source(source);
-  } else if (!source.empty() && m->source() != source) {
-    return absl::InvalidArgumentError(absl::StrCat(Describe(key), ": metadata.source: \"", m->source(),
+  const v1::ObjectMeta& im = MetaOf(in);
+  if (!im.source().empty() && !source.empty() && im.source() != source) {
+    return absl::InvalidArgumentError(absl::StrCat(Describe(key), ": metadata.source: \"", im.source(),
                                                    "\" differs from the request's source \"", source, "\""));
   }
-  const v1::Resource* stored = w->txn.desired().Find(key);
-  if (auto s = CheckVersion(key, m->resource_version(), stored); !s.ok()) return s;
-  if (auto s = CheckOwner(key, stored, m->source()); !s.ok()) return s;
-  if (stored && SameUserPart(*stored, &r)) {
+  v1::Resource* stored = w->txn.desired().FindMutable(key);
+  const std::string& owner = im.source().empty() ? source : im.source();
+  if (auto s = CheckVersion(key, im.resource_version(), stored); !s.ok()) return s;
+  if (auto s = CheckOwner(key, stored, owner); !s.ok()) return s;
+  // A resource identical to a stored one was valid when it was stored.
+  if (stored && SameUserPart(stored, in, source)) {
     w->txn.Touch(key);
     if (stored_out != nullptr) *stored_out = *stored;
     return std::string("unchanged");
   }
+  if (auto s = ValidateResource(in); !s.ok()) return s;
+  v1::Resource r = in;
+  v1::ObjectMeta* m = MutableMetaOf(&r);
+  m->set_namespace_(key.ns);
+  m->set_source(owner);
   w->any_change = true;
   m->set_resource_version(w->txn.desired().revision() + 1);
   if (stored) {
@@ -228,9 +233,12 @@ absl::Status ProxyService::FinishLocked(Write* w, bool dry_run, uint64_t* revisi
 absl::Status ProxyService::CommitLocked(Txn& txn, bool dry_run) {
   const std::vector<Key> changed = txn.Keys();
   if (auto s = ValidateChange(desired_, changed, Rules()); !s.ok()) return s;
-  // Only the services this write can have changed are rebuilt and sent.
+  // Only the services this write can have changed are rebuilt and sent
+  // (before the first full commit, everything is).
   dp::ModelChange change;
-  for (const auto& [ns, name] : AffectedServices(txn)) {
+  std::set<std::pair<std::string, std::string>> affected;
+  if (dp_full_ || dry_run) affected = AffectedServices(txn);
+  for (const auto& [ns, name] : affected) {
     if (auto svc = BuildService(desired_, ns, name, options_.node_name)) {
       change.upserts.push_back(std::move(*svc));
     } else {

@@ -338,7 +338,9 @@ absl::Status StateStore::CheckRevision(const State& state) const {
 
 absl::Status StateStore::Record(const State& state, const std::vector<Key>& keys) {
   if (absl::Status s = CheckRevision(state); !s.ok()) return s;
-  if (needs_snapshot_) return Snapshot(state);
+  // A change to most of the state (a full sync) is cheaper written once as
+  // a snapshot than journaled and then compacted.
+  if (needs_snapshot_ || (keys.size() >= 1024 && keys.size() * 2 >= state.objects.size())) return Snapshot(state);
   std::string group;
   v1::WatchEvent e;
   e.set_revision(state.revision);

@@ -84,7 +84,9 @@ void DeleteNetnsFile(const char* name) {
 }
 
 // Removes a directory and the files directly inside it.
-void RemoveFlatDir(const char* dir) {
+// Removes `dir`, its files and (one level down) its subdirectories' files,
+// such as a server's state directory. Async-signal-safe.
+void RemoveFlatDir(const char* dir, bool recurse = true) {
   if (!dir[0]) return;
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd >= 0) {
@@ -97,7 +99,16 @@ void RemoveFlatDir(const char* dir) {
         unsigned short reclen;
         memcpy(&reclen, buf + off + 16, sizeof(reclen));
         const char* name = buf + off + 19;
-        if (!(name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0)))) unlinkat(fd, name, 0);
+        if (!(name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) && unlinkat(fd, name, 0) != 0 &&
+            recurse) {
+          char sub[512];
+          size_t len = 0;
+          for (const char* p = dir; *p && len < sizeof(sub) - 2; ++p) sub[len++] = *p;
+          sub[len++] = '/';
+          for (const char* p = name; *p && len < sizeof(sub) - 1; ++p) sub[len++] = *p;
+          sub[len] = 0;
+          RemoveFlatDir(sub, false);
+        }
         off += reclen;
       }
     }

@@ -348,7 +348,10 @@ class Server {
     Lab& lab = Lab::Get();
     sock_ = lab.tmpdir() + "/" + tag + ".sock";
     log_ = lab.tmpdir() + "/" + tag + ".log";
-    std::vector<std::string> argv = {o.nftproxy, "serve",   "--listen",    "unix://" + sock_, "--state-dir", "",
+    // A state directory of its own, as a real deployment has: the cost of
+    // recording each change is part of what is measured.
+    const std::string state = lab.tmpdir() + "/" + tag + ".state";
+    std::vector<std::string> argv = {o.nftproxy, "serve",   "--listen",    "unix://" + sock_, "--state-dir", state,
                                      "--table",  "nftproxy", "--node-name", "bench"};
     argv.insert(argv.end(), o.serve_args.begin(), o.serve_args.end());
     auto pid = lab.Spawn(netns, argv, log_);
