@@ -8,6 +8,11 @@
 #include "client/cli.h"
 #include "server/serve.h"
 
+// Read by jemalloc (linked into this binary) at start: a background thread
+// returns freed pages to the kernel about a second after a large sync, so
+// the server's RSS falls back to what the installed state needs.
+extern "C" const char* malloc_conf = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
+
 int main(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help" ||
       std::string(argv[1]) == "help") {

@@ -31,9 +31,12 @@ inline constexpr uint32_t kLocalBit = 0x40000000u;
 inline constexpr int kIndexShift = 12;
 inline constexpr uint32_t kBuckets = 1u << kIndexShift;  // 4096 per service port
 inline constexpr uint32_t kMaxIndex = (1u << 18) - 2;    // 262,142 service ports
-// Service ports per backends map: each map's commit cost is linear in its
-// own size (Linux 6.18 rebuilds an interval map's lookup array on commit).
-inline constexpr int kShardShift = 10;
+// Service ports per backends map (256): each map's commit cost is linear in
+// its own size (Linux 6.18 walks an interval map's whole tree to rebuild its
+// lookup array on every commit that touches it). At 10,000 services x 10
+// endpoints, 256 instead of 1,024 cut one endpoint change from 0.70 to
+// 0.34 ms (p50) and 4.2 to 1.1 ms (p99) in-process; more maps cost little.
+inline constexpr int kShardShift = 8;
 // The conntrack label bit that asks postrouting to masquerade.
 inline constexpr int kMasqueradeLabel = 127;
 
