@@ -8,6 +8,20 @@
 // that namespace. Needs root: skipped without it, except under CI=true where
 // it fails.
 //
+// Flow: an initial load (~3,000 services in 20 namespaces owned by three
+// sources, with slices, selectors and workloads), then ~2,000 random
+// requests of 1-10 mutations each (services, slices and workloads created,
+// changed and deleted; Syncs; dry runs; no-op re-applies; ~5% deliberately
+// invalid requests, which must fail and change neither the kernel, nor the
+// stored state, nor the dataplane's indexes; rarely a whole namespace wiped,
+// a source's mass Sync, or the table deleted behind the dataplane's back).
+// A shadow of the expected state keeps the valid requests valid. At every
+// checkpoint: the stored state equals the shadow; the dataplane's installed
+// model equals BuildModel(state); its service-port indexes are unique and
+// exactly those the model needs; and `nft list table` equals
+// Render(Compile(model, indexes, shards)) up to element and block order.
+// At the end the final model also goes to a fresh table in one full commit.
+//
 // Knobs (environment):
 //   NFTPROXY_SEED              seed of the run (printed on any failure)
 //   NFTPROXY_RANDOM_SERVICES   services in the initial load (default 3000)
@@ -22,7 +36,6 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <google/protobuf/io/coded_stream.h>
@@ -267,6 +280,47 @@ std::string DescribeService(const dp::Service& s) {
     absl::StrAppend(&out, "} ");
   }
   return out + "]";
+}
+
+// The first field where two dp::Services differ, e.g.
+// "ports[1].backends[3]: 198.18.0.7:8080 w2 vs 198.18.0.7:8080 w1".
+std::string FirstDifference(const dp::Service& a, const dp::Service& b) {
+  auto ips = [](const std::vector<dp::IpAddr>& v) {
+    std::vector<std::string> s;
+    for (const auto& ip : v) s.push_back(ip.ToString());
+    return absl::StrCat("[", absl::StrJoin(s, ","), "]");
+  };
+  auto backend = [](const dp::Backend& x) {
+    return absl::StrCat(x.addr.ToString(), ":", x.port, " w", x.weight, x.local ? " local" : "");
+  };
+  if (a.cluster_ips != b.cluster_ips) return absl::StrCat("cluster_ips: ", ips(a.cluster_ips), " vs ", ips(b.cluster_ips));
+  if (a.external_ips != b.external_ips) return absl::StrCat("external_ips: ", ips(a.external_ips), " vs ", ips(b.external_ips));
+  if (a.lb_ips != b.lb_ips) return absl::StrCat("lb_ips: ", ips(a.lb_ips), " vs ", ips(b.lb_ips));
+  if (a.lb_source_ranges != b.lb_source_ranges) return "lb_source_ranges";
+  if (a.lb != b.lb) return absl::StrCat("lb mode: ", static_cast<int>(a.lb), " vs ", static_cast<int>(b.lb));
+  if (a.external_policy != b.external_policy) return "external_policy";
+  if (a.internal_policy != b.internal_policy) return "internal_policy";
+  if (a.affinity_timeout_s != b.affinity_timeout_s) {
+    return absl::StrCat("affinity_timeout_s: ", a.affinity_timeout_s, " vs ", b.affinity_timeout_s);
+  }
+  if (a.ports.size() != b.ports.size()) return absl::StrCat("ports: ", a.ports.size(), " vs ", b.ports.size());
+  for (size_t i = 0; i < a.ports.size(); ++i) {
+    const dp::ServicePort& p = a.ports[i];
+    const dp::ServicePort& q = b.ports[i];
+    const std::string f = absl::StrCat("ports[", i, "]");
+    if (p.name != q.name || p.proto != q.proto || p.port != q.port || p.node_port != q.node_port) {
+      return absl::StrCat(f, ": ", p.name, " ", dp::L4ProtoName(p.proto), "/", p.port, " np ", p.node_port, " vs ", q.name,
+                          " ", dp::L4ProtoName(q.proto), "/", q.port, " np ", q.node_port);
+    }
+    for (size_t j = 0; j < std::max(p.backends.size(), q.backends.size()); ++j) {
+      const std::string x = j < p.backends.size() ? backend(p.backends[j]) : "<none>";
+      const std::string y = j < q.backends.size() ? backend(q.backends[j]) : "<none>";
+      if (x != y) {
+        return absl::StrCat(f, ".backends[", j, "] (of ", p.backends.size(), " vs ", q.backends.size(), "): ", x, " vs ", y);
+      }
+    }
+  }
+  return "no field differs";
 }
 
 // ---------------------------------------------------------------------------
@@ -540,15 +594,19 @@ class Gen {
   }
 
   // --- services -----------------------------------------------------------
-  std::string NewServiceName(const std::string& ns) {
+  // `touched`: keys the request already names (a name deleted in it cannot
+  // be created in it too).
+  std::string NewServiceName(const std::string& ns, const std::set<Key>& touched) {
     // Sometimes bring back a deleted name: its index, chains and orphaned
     // slices come back to life.
     auto& dead = deleted_services_[ns];
     if (!dead.empty() && Chance(0.2)) {
       const size_t i = static_cast<size_t>(Uniform(0, static_cast<int>(dead.size()) - 1));
-      std::string name = dead[i];
-      dead.erase(dead.begin() + static_cast<long>(i));
-      if (sh_->Find(Key{v1::SERVICE, ns, name}) == nullptr) return name;
+      const Key k{v1::SERVICE, ns, dead[i]};
+      if (sh_->Find(k) == nullptr && !touched.count(k)) {
+        dead.erase(dead.begin() + static_cast<long>(i));
+        return k.name;
+      }
     }
     return absl::StrCat("svc-", next_service_++);
   }
@@ -1105,12 +1163,12 @@ class Gen {
     return std::nullopt;
   }
 
-  // One random valid mutation.
-  void Mutate(Batch* b) {
+  // One random valid mutation (`only` >= 0: that kind of mutation).
+  void Mutate(Batch* b, int only = -1) {
     const std::string ns = Pick(b->namespaces);
-    switch (Weighted({9, 22, 5, 10, 26, 6, 6, 10, 4})) {
+    switch (only >= 0 ? static_cast<size_t>(only) : Weighted({9, 22, 5, 10, 26, 6, 6, 10, 4})) {
       case 0: {
-        const std::string name = NewServiceName(ns);
+        const std::string name = NewServiceName(ns, b->touched);
         if (auto r = NewService(ns, name, b->source)) {
           Upsert(b, std::move(*r));
           mix_.Add("svc.create");
@@ -1306,7 +1364,7 @@ void RandomSync::InitialLoad(int services) {
       b.namespaces = {ns};
       for (int i = 0; i < 12; ++i) gen_.Upsert(&b, gen_.NewWorkload(ns, gen_.NewWorkloadName(), source));
       for (int i = 0; i < per_ns; ++i) {
-        const std::string name = gen_.NewServiceName(ns);
+        const std::string name = gen_.NewServiceName(ns, b.touched);
         auto r = gen_.NewService(ns, name, source);
         if (!r) continue;
         const bool selector = !r->service().spec().selector().empty();
@@ -1375,7 +1433,7 @@ bool RandomSync::AddInvalid(Batch* b, Invalid* inv) {
         r = *shadow_.Find(*y);
         inv->what = "vip-clash(modify)";
       } else {
-        r = fresh_service(g.NewServiceName(ns));
+        r = fresh_service(g.NewServiceName(ns, b->touched));
         inv->what = "vip-clash(create)";
       }
       v1::ServiceSpec* spec = r.mutable_service()->mutable_spec();
@@ -1397,7 +1455,7 @@ bool RandomSync::AddInvalid(Batch* b, Invalid* inv) {
       }
       if (nps.empty()) return false;
       std::vector<std::string> parts = absl::StrSplit(g.Pick(nps), '/');
-      v1::Resource r = fresh_service(g.NewServiceName(ns));
+      v1::Resource r = fresh_service(g.NewServiceName(ns, b->touched));
       v1::ServiceSpec* spec = r.mutable_service()->mutable_spec();
       spec->set_type(v1::ServiceSpec::NODE_PORT);
       v1::ServicePort* p = spec->mutable_ports(0);
@@ -1452,7 +1510,7 @@ bool RandomSync::AddInvalid(Batch* b, Invalid* inv) {
         }
         inv->what += "(existing)";
       } else if (kind == v1::SERVICE) {
-        r = fresh_service(g.NewServiceName(ns));
+        r = fresh_service(g.NewServiceName(ns, b->touched));
       } else if (kind == v1::ENDPOINT_SLICE) {
         r = g.NewSlice(ns, g.NewSliceName("bad"), "bad", "");
       } else {
@@ -1609,7 +1667,7 @@ bool RandomSync::AddInvalidSync(Batch* b, Invalid* inv) {
   Gen& g = gen_;
   if (g.Chance(0.5)) {
     // A resource of another source, re-sent under this source.
-    const std::string& ons = g.Pick(g.NamespacesOf(""));
+    const std::string ons = g.Pick(g.NamespacesOf(""));
     const Pool& pool = shadow_.PoolOf(v1::SERVICE, ons);
     if (pool.items.empty()) return false;
     v1::Resource r = *shadow_.Find(Key{v1::SERVICE, ons, g.Pick(pool.items)});
@@ -1630,7 +1688,7 @@ bool RandomSync::AddInvalidSync(Batch* b, Invalid* inv) {
     v1::Resource r;
     v1::Service* s = r.mutable_service();
     s->mutable_metadata()->set_namespace_(ns);
-    s->mutable_metadata()->set_name(g.NewServiceName(ns));
+    s->mutable_metadata()->set_name(g.NewServiceName(ns, b->touched));
     s->mutable_metadata()->set_source(b->source);
     s->mutable_spec()->add_cluster_ips(x->service().spec().cluster_ips(0));
     v1::ServicePort* p = s->mutable_spec()->add_ports();
@@ -1648,10 +1706,10 @@ void RandomSync::RandomOp(int op) {
   Gen& g = gen_;
   const std::string where = absl::StrCat("op ", op);
   // Which kind of request.
-  enum { kApply, kSync, kInvalidApply, kInvalidSync, kDryRun, kNoop };
-  const int kind = static_cast<int>(g.Weighted({880, 30, 47, 3, 20, 20}));
+  enum { kApply, kSync, kInvalidApply, kInvalidSync, kDryRun, kNoop, kDrift, kMassSync, kWipe };
+  const int kind = static_cast<int>(g.Weighted({870, 30, 47, 3, 20, 20, 4, 3, 3}));
   Batch b;
-  if (kind == kSync || kind == kInvalidSync) {
+  if (kind == kSync || kind == kInvalidSync || kind == kMassSync) {
     b.source = "adapter-b";
     b.sync = true;
   } else {
@@ -1661,6 +1719,69 @@ void RandomSync::RandomOp(int op) {
   b.namespaces = g.NamespacesOf(b.source);
   shadow_.Begin();
 
+  if (kind == kMassSync) {
+    // The source drops a large part of what it owns at once.
+    const double p = 0.4 + 0.6 * std::uniform_real_distribution<double>(0, 1)(g.rng());
+    std::vector<Key> drop;
+    for (const auto& [k, r] : shadow_.objects()) {
+      if (server::MetaOf(r).source() == b.source && g.Chance(p)) drop.push_back(k);
+    }
+    for (const Key& k : drop) g.Delete(&b, k);
+    // Dropping a selector service can leave no conflict; dropping a slice
+    // never creates one; nothing else is needed for validity.
+    g.mix().Add("mass-sync");
+    g.mix().n["mass-sync.deleted"] += static_cast<int>(drop.size());
+    ++syncs_;
+    SendValid(b, where);
+    if (!fatal_) Checkpoint(absl::StrCat("after the mass sync of op ", op));
+    return;
+  }
+  if (kind == kWipe) {
+    // One request deletes a namespace's services and slices (and some
+    // workloads) and creates new services there.
+    const std::string ns = g.Pick(b.namespaces);
+    b.namespaces = {ns};
+    for (v1::Kind k : {v1::SERVICE, v1::ENDPOINT_SLICE, v1::WORKLOAD}) {
+      const std::vector<std::string> names = shadow_.PoolOf(k, ns).items;
+      for (const std::string& name : names) {
+        if (k != v1::WORKLOAD || g.Chance(0.5)) g.Delete(&b, Key{k, ns, name});
+      }
+    }
+    const int creates = g.Uniform(20, 60);
+    for (int i = 0; i < creates; ++i) g.Mutate(&b, /*only=*/0);
+    g.mix().Add("namespace-wipe");
+    SendValid(b, where);
+    if (!fatal_) Checkpoint(absl::StrCat("after the namespace wipe of op ", op));
+    return;
+  }
+  if (kind == kDrift) {
+    // Someone deletes the table; the next write that changes a service
+    // finds the kernel refusing the delta and must replace the table whole,
+    // keeping the service-port indexes.
+    const int mutations = g.Uniform(0, 5);
+    for (int i = 0; i < mutations; ++i) g.Mutate(&b);
+    bool forced = false;
+    for (int tries = 0; tries < 10 && !forced; ++tries) {
+      const std::string ns = g.Pick(b.namespaces);
+      const std::string name = g.NewServiceName(ns, b.touched);
+      auto r = g.NewService(ns, name, b.source);
+      if (r && r->service().spec().type() != v1::ServiceSpec::EXTERNAL_NAME) {
+        g.Upsert(&b, std::move(*r));
+        forced = true;
+      }
+    }
+    if (!forced) {
+      SendValid(b, where);
+      return;
+    }
+    int status = 0;
+    const std::string out = ::nftproxy::Run(absl::StrCat("nft delete table inet ", kTable), &status);
+    EXPECT_EQ(status, 0) << "nft delete table: " << out;
+    g.mix().Add("drift(table deleted)");
+    SendValid(b, where);
+    if (!fatal_) Checkpoint(absl::StrCat("after the drift repair of op ", op));
+    return;
+  }
   if (kind == kNoop) {
     // Re-send stored resources unchanged: no kernel work, no new revision.
     const int n = g.Uniform(1, 5);
@@ -1804,8 +1925,9 @@ void RandomSync::Checkpoint(const std::string& where) {
       const dp::Service* e = j < model.services.size() ? &model.services[j] : nullptr;
       if (a && e && a->Key() == e->Key()) {
         if (*a != *e) {
-          first = absl::StrCat("service ", e->Key(), " differs\n  dataplane: ", DescribeService(*a),
-                               "\n  expected:  ", DescribeService(*e));
+          first = absl::StrCat("service ", e->Key(), " differs in ", FirstDifference(*a, *e),
+                               " (dataplane vs expected)\n  dataplane: ", DescribeService(*a).substr(0, 1000),
+                               "\n  expected:  ", DescribeService(*e).substr(0, 1000));
           break;
         }
         ++i, ++j;
