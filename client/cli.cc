@@ -673,7 +673,8 @@ const std::vector<Command>& Commands() {
        "  nftproxy sync -f /etc/nftproxy/services.d --source alice",
        {"file", "ns", "source", "dry-run"}, {}, &Client::Sync},
       {"explain", "explain", "print the installed nftables ruleset as nft text",
-       "The table nftproxy owns, as the server last committed it (the same text `nft list table` prints).\n\n"
+       "The table nftproxy owns, as the server last committed it: the rules and elements `nft list table`\n"
+       "prints (nft lists chains, maps and elements in the kernel's order, which may differ).\n\n"
        "Example:\n"
        "  nftproxy explain",
        {}, {}, &Client::Explain},

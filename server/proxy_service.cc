@@ -1,8 +1,5 @@
 #include "server/proxy_service.h"
 
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
-
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -53,16 +50,6 @@ absl::Status CheckOwner(const Key& key, const v1::Resource* stored, const std::s
       Describe(key), ": conflict: owned by source ", SourceName(MetaOf(*stored).source()),
       ", and this request is from source ", SourceName(writer),
       " (a source changes only its own resources; to act for the owner, send its name as the source)"));
-}
-
-std::string DeterministicBytes(const v1::Resource& x) {
-  std::string out;
-  google::protobuf::io::StringOutputStream stream(&out);
-  google::protobuf::io::CodedOutputStream coded(&stream);
-  coded.SetSerializationDeterministic(true);
-  x.SerializeToCodedStream(&coded);
-  coded.Trim();
-  return out;
 }
 
 // Whether `in` (as sent by `source`) says what `stored` says, ignoring the

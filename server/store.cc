@@ -1,5 +1,8 @@
 #include "server/store.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -62,6 +65,17 @@ Key KeyOf(const v1::Resource& r) {
 Key KeyOf(const v1::ResourceRef& ref) {
   return Key{ref.kind(), ref.namespace_().empty() ? kDefaultNamespace : ref.namespace_(),
              ref.name()};
+}
+
+std::string DeterministicBytes(const google::protobuf::MessageLite& m) {
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream stream(&out);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    m.SerializeToCodedStream(&coded);
+  }
+  return out;
 }
 
 v1::Resource ResourceOf(const Key& key) {

@@ -49,6 +49,10 @@ Key KeyOf(const v1::ResourceRef& ref);
 // (what a DELETE record in the journal carries). Empty when the kind is unspecified.
 v1::Resource ResourceOf(const Key& key);
 
+// The message's bytes with map entries in a fixed order, so that equal
+// messages give equal bytes (labels and selectors are maps).
+std::string DeterministicBytes(const google::protobuf::MessageLite& m);
+
 struct State {
   std::map<Key, v1::Resource> objects;
   uint64_t revision = 0;

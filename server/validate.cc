@@ -259,7 +259,13 @@ absl::Status ValidateChange(const Desired& d, const std::vector<Key>& changed, c
                                                        rules.node_port_max, " (server flag --nodeport-range)"));
       }
     }
+    std::map<std::string, std::string> mine;  // slot -> the field that claims it first
     for (const Slot& slot : SlotsOf(s)) {
+      auto [it, first] = mine.emplace(slot.name, slot.field);
+      if (!first) {
+        return absl::InvalidArgumentError(absl::StrCat("service ", me, ": ", slot.field, ": ", slot.name,
+                                                       " is already used by ", it->second, " of the same service"));
+      }
       for (const std::string& other : d.SlotOwners(slot.name)) {
         if (other == me) continue;
         return absl::InvalidArgumentError(absl::StrCat("service ", me, ": ", slot.field, ": ", slot.name,

@@ -246,16 +246,7 @@ std::string DiffListings(const std::vector<std::string>& expected, const std::ve
   return out;
 }
 
-std::string Serialize(const google::protobuf::Message& m) {
-  std::string out;
-  {
-    google::protobuf::io::StringOutputStream stream(&out);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    m.SerializeToCodedStream(&coded);
-  }
-  return out;
-}
+std::string Serialize(const google::protobuf::Message& m) { return server::DeterministicBytes(m); }
 
 // The resource without the fields the server assigns.
 v1::Resource UserPart(v1::Resource r) {
@@ -1297,6 +1288,8 @@ class RandomSync {
 
   // Sends a batch the shadow already holds; expects success, keeps the shadow.
   void SendValid(Batch& b, const std::string& where);
+  // A Sync of everything the shadow holds for `source`.
+  v1::SyncRequest SyncRequestFor(const std::string& source) const;
 
   uint32_t seed_;
   Shadow shadow_;
@@ -1321,16 +1314,20 @@ class RandomSync {
   }
 };
 
+v1::SyncRequest RandomSync::SyncRequestFor(const std::string& source) const {
+  v1::SyncRequest req;
+  req.set_source(source);
+  for (const auto& [k, r] : shadow_.objects()) {
+    if (server::MetaOf(r).source() == source) *req.add_resources() = r;
+  }
+  return req;
+}
+
 void RandomSync::SendValid(Batch& b, const std::string& where) {
   absl::Status s;
   if (b.sync) {
-    v1::SyncRequest req;
-    req.set_source(b.source);
-    for (const auto& [k, r] : shadow_.objects()) {
-      if (server::MetaOf(r).source() == b.source) *req.add_resources() = r;
-    }
     v1::SyncResponse resp;
-    s = svc_->DoSync(req, &resp);
+    s = svc_->DoSync(SyncRequestFor(b.source), &resp);
   } else {
     v1::ApplyResponse resp;
     s = svc_->DoApply(b.req, &resp);
@@ -1829,13 +1826,8 @@ void RandomSync::RandomOp(int op) {
   absl::Status s;
   std::string req_text;
   if (b.sync) {
-    v1::SyncRequest req;
-    req.set_source(b.source);
-    for (const auto& [k, r] : shadow_.objects()) {
-      if (server::MetaOf(r).source() == b.source) *req.add_resources() = r;
-    }
     v1::SyncResponse resp;
-    s = svc_->DoSync(req, &resp);
+    s = svc_->DoSync(SyncRequestFor(b.source), &resp);
   } else {
     if (kind == kDryRun) b.req.set_dry_run(true);
     v1::ApplyResponse resp;

@@ -69,17 +69,7 @@ v1::Resource Slice(const std::string& name, const std::string& address) {
   return r;
 }
 
-// Labels and selectors are maps: compare their bytes in a fixed order.
-std::string Bytes(const google::protobuf::MessageLite& m) {
-  std::string out;
-  {
-    google::protobuf::io::StringOutputStream stream(&out);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    m.SerializeToCodedStream(&coded);
-  }
-  return out;
-}
+std::string Bytes(const google::protobuf::MessageLite& m) { return DeterministicBytes(m); }
 
 void ExpectSameState(const State& got, const State& want) {
   EXPECT_EQ(got.revision, want.revision);

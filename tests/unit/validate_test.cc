@@ -83,6 +83,20 @@ TEST(ValidateState, AddressClashNamesTheNewService) {
   EXPECT_TRUE(ValidateState(st, {Key{v1::SERVICE, "default", "a"}, Key{v1::SERVICE, "default", "b"}}).ok());
 }
 
+TEST(ValidateState, ServiceClaimsOneFrontendOnce) {
+  // Two ports on one node port, and one address as cluster and external IP:
+  // one of each pair would be unreachable.
+  State st = StateOf({R"(service { metadata { name: "np" } spec { type: NODE_PORT cluster_ips: "198.19.0.10"
+      ports { name: "a" port: 80 node_port: 30080 } ports { name: "b" port: 81 node_port: 30080 } } })"});
+  absl::Status s = ValidateState(st, {Key{v1::SERVICE, "default", "np"}});
+  EXPECT_NE(std::string(s.message()).find("service default/np: spec.ports[1].nodePort: node port 30080/TCP is already used by spec.ports[0].nodePort of the same service"),
+            std::string::npos) << s.message();
+  st = StateOf({R"(service { metadata { name: "x" } spec { cluster_ips: "198.19.0.11" external_ips: "198.19.0.11" ports { port: 80 } } })"});
+  s = ValidateState(st, {Key{v1::SERVICE, "default", "x"}});
+  EXPECT_NE(std::string(s.message()).find("service default/x: spec.externalIps[0]: 198.19.0.11 port 80/TCP is already used by spec.clusterIps[0] of the same service"),
+            std::string::npos) << s.message();
+}
+
 TEST(ValidateState, SelectorAndSliceConflict) {
   State st = StateOf({R"(service { metadata { name: "web" } spec { cluster_ips: "198.19.0.10" ports { port: 80 } selector { key: "app" value: "web" } } })",
                       R"(endpoint_slice { metadata { name: "web-1" } service_name: "web" })"});
