@@ -7,7 +7,8 @@ namespace nftproxy::server {
 
 namespace {
 
-const std::set<std::string>& Lookup(const std::map<std::string, std::set<std::string>>& m, const std::string& k) {
+template <typename K>
+const std::set<std::string>& Lookup(const std::map<K, std::set<std::string>>& m, const K& k) {
   static const std::set<std::string> kNone;
   auto it = m.find(k);
   return it == m.end() ? kNone : it->second;
@@ -109,9 +110,7 @@ void Desired::Index(const Key& key, const v1::Resource& r, bool add) {
 }
 
 const std::set<std::string>& Desired::SlicesOf(const std::string& ns, const std::string& service) const {
-  static const std::set<std::string> kNone;
-  auto it = slices_.find({ns, service});
-  return it == slices_.end() ? kNone : it->second;
+  return Lookup(slices_, std::pair<std::string, std::string>{ns, service});
 }
 
 const std::set<std::string>& Desired::SelectorServices(const std::string& ns) const {

@@ -244,17 +244,17 @@ absl::Status ProxyService::CommitLocked(Txn& txn, bool dry_run) {
     NoteSyncLocked(start, s);
     if (!s.ok()) return s;
   }
-  PersistLocked(txn);
+  PersistLocked(changed);
   log_.Append(ChangeEvents(txn));
   committed_.SignalAll();
   return absl::OkStatus();
 }
 
-void ProxyService::PersistLocked(const Txn& txn) {
+void ProxyService::PersistLocked(const std::vector<Key>& changed) {
   if (options_.store == nullptr) return;
   // The kernel already holds the change; a failed save only affects the
   // next restart, so it is reported in Status rather than failing the call.
-  if (auto saved = options_.store->Record(desired_.state(), txn.Keys()); !saved.ok()) {
+  if (auto saved = options_.store->Record(desired_.state(), changed); !saved.ok()) {
     last_error_ = std::string(saved.message());
   }
 }

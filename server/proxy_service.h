@@ -71,7 +71,8 @@ class ProxyService final : public v1::Proxy::Service {
   // Sends the whole of `d` to the dataplane (the first commit of a run).
   absl::Status ApplyAllLocked(const Desired& d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NoteSyncLocked(absl::Time start, const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void PersistLocked(const Txn& txn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records the committed change to the keys `changed` in the state store.
+  void PersistLocked(const std::vector<Key>& changed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   StateRules Rules() const;
 
   dp::Dataplane* const dp_;
