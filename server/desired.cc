@@ -1,5 +1,6 @@
 #include "server/desired.h"
 
+#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "dataplane/ip.h"
 
@@ -52,35 +53,110 @@ std::vector<Slot> SlotsOf(const v1::Service& s) {
   return out;
 }
 
+std::string UserBytes(v1::Resource* r) {
+  v1::ObjectMeta* m = MutableMetaOf(r);
+  if (m == nullptr) return DeterministicBytes(*r);
+  // Swapped out and back rather than copied: this runs for every resource
+  // of a sync.
+  std::string ns, source;
+  google::protobuf::Timestamp created, updated;
+  const bool had_created = m->has_create_time(), had_updated = m->has_update_time();
+  m->mutable_namespace_()->swap(ns);
+  m->mutable_source()->swap(source);
+  const uint64_t version = m->resource_version();
+  m->clear_resource_version();
+  if (had_created) m->mutable_create_time()->Swap(&created);
+  if (had_updated) m->mutable_update_time()->Swap(&updated);
+  m->clear_create_time();
+  m->clear_update_time();
+  std::string bytes = DeterministicBytes(*r);
+  m->mutable_namespace_()->swap(ns);
+  m->mutable_source()->swap(source);
+  m->set_resource_version(version);
+  if (had_created) m->mutable_create_time()->Swap(&created);
+  if (had_updated) m->mutable_update_time()->Swap(&updated);
+  return bytes;
+}
+
 Desired::Desired(State state) : state_(std::move(state)) {
-  for (const auto& [key, r] : state_.objects) Index(key, r, true);
+  index_.reserve(state_.objects.size());
+  for (auto& [key, r] : state_.objects) {
+    Index(key, r, true);
+    index_[key] = Entry{&key, &r, UserBytes(&r), Wire{}};
+    ++owned_[MetaOf(r).source()];
+  }
+}
+
+size_t Desired::CountOwnedBy(const std::string& source) const {
+  auto it = owned_.find(source);
+  return it == owned_.end() ? 0 : it->second;
+}
+
+std::optional<Desired::WireMatch> Desired::MatchWire(absl::string_view bytes) const {
+  auto at = by_wire_.find(absl::Hash<absl::string_view>{}(bytes));
+  if (at == by_wire_.end()) return std::nullopt;
+  auto it = index_.find(*at->second);
+  if (it == index_.end() || it->second.wire.bytes != bytes) return std::nullopt;
+  return WireMatch{it->second.key, &it->second.wire};
+}
+
+void Desired::SetWire(const Key& key, Wire wire) {
+  auto it = index_.find(key);
+  if (it != index_.end()) ReplaceWire(&it->second, std::move(wire));
+}
+
+void Desired::ReplaceWire(Entry* e, Wire wire) {
+  if (!e->wire.bytes.empty()) {
+    auto at = by_wire_.find(absl::Hash<absl::string_view>{}(e->wire.bytes));
+    if (at != by_wire_.end() && at->second == e->key) by_wire_.erase(at);
+  }
+  e->wire = std::move(wire);
+  if (!e->wire.bytes.empty()) by_wire_[absl::Hash<absl::string_view>{}(e->wire.bytes)] = e->key;
+}
+
+const std::string* Desired::UserBytesOf(const Key& key) const {
+  auto it = index_.find(key);
+  return it == index_.end() ? nullptr : &it->second.user_bytes;
 }
 
 const v1::Resource* Desired::Find(const Key& key) const {
-  auto it = state_.objects.find(key);
-  return it == state_.objects.end() ? nullptr : &it->second;
+  auto it = index_.find(key);
+  return it == index_.end() ? nullptr : it->second.resource;
 }
 
 v1::Resource* Desired::FindMutable(const Key& key) {
-  auto it = state_.objects.find(key);
-  return it == state_.objects.end() ? nullptr : &it->second;
+  auto it = index_.find(key);
+  return it == index_.end() ? nullptr : it->second.resource;
 }
 
-std::optional<v1::Resource> Desired::Put(const Key& key, std::optional<v1::Resource> r) {
+std::optional<v1::Resource> Desired::Put(const Key& key, std::optional<v1::Resource> r, std::string user_bytes,
+                                         Wire wire) {
   std::optional<v1::Resource> old;
   auto it = state_.objects.find(key);
   if (it != state_.objects.end()) {
     Index(key, it->second, false);
+    auto n = owned_.find(MetaOf(it->second).source());
+    if (--n->second == 0) owned_.erase(n);
     old = std::move(it->second);
   }
   if (r) {
+    if (user_bytes.empty()) user_bytes = UserBytes(&*r);
+    ++owned_[MetaOf(*r).source()];
     if (it == state_.objects.end()) {
       it = state_.objects.emplace(key, std::move(*r)).first;
     } else {
       it->second = std::move(*r);
     }
     Index(key, it->second, true);
+    Entry& e = index_[key];
+    e.key = &it->first;
+    e.resource = &it->second;
+    e.user_bytes = std::move(user_bytes);
+    ReplaceWire(&e, std::move(wire));
   } else if (it != state_.objects.end()) {
+    auto e = index_.find(key);
+    ReplaceWire(&e->second, Wire{});
+    index_.erase(e);
     state_.objects.erase(it);
   }
   return old;
@@ -121,9 +197,9 @@ const std::set<std::string>& Desired::SlotOwners(const std::string& slot) const 
   return Lookup(slot_owners_, slot);
 }
 
-void Txn::Put(const Key& key, std::optional<v1::Resource> r) {
-  std::optional<v1::Resource> old = d_->Put(key, std::move(r));
-  if (touched_.insert(key).second) undo_.emplace_back(key, std::move(old));
+void Txn::Put(const Key& key, std::optional<v1::Resource> r, std::string user_bytes, Wire wire) {
+  std::optional<v1::Resource> old = d_->Put(key, std::move(r), std::move(user_bytes), std::move(wire));
+  undo_.emplace_back(key, std::move(old));
 }
 
 std::vector<Key> Txn::Keys() const {

@@ -1,10 +1,14 @@
 #include "server/proxy_service.h"
 
+#include <memory>
 #include <set>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "server/convert.h"
+#include "server/parallel.h"
 #include "server/validate.h"
+#include "server/wire.h"
 
 namespace nftproxy::server {
 
@@ -52,86 +56,116 @@ absl::Status CheckOwner(const Key& key, const v1::Resource* stored, const std::s
       " (a source changes only its own resources; to act for the owner, send its name as the source)"));
 }
 
-// Whether `in` (as sent by `source`) says what `stored` says, ignoring the
-// fields the server assigns or defaults. Compares deterministic
-// serializations after giving `stored` the sender's form of those fields
-// for a moment: no copy of either resource, which matters when a sync
-// re-sends tens of thousands of unchanged ones. `stored` is the state's own
-// object; the caller holds the lock, and it is restored before returning.
-bool SameUserPart(v1::Resource* stored, const v1::Resource& in, const std::string& source) {
-  const v1::ObjectMeta& im = MetaOf(in);
-  v1::ObjectMeta* sm = MutableMetaOf(stored);
-  // The stored namespace is the key's, which `in` names or leaves default.
-  // An empty source in `in` means the request's.
-  if (im.source().empty() && sm->source() != source) return false;
-  const std::string ns = sm->namespace_(), src = sm->source();
-  const uint64_t version = sm->resource_version();
-  const bool had_created = sm->has_create_time(), had_updated = sm->has_update_time();
-  const google::protobuf::Timestamp created = sm->create_time(), updated = sm->update_time();
-  sm->set_namespace_(im.namespace_());
-  if (im.source().empty()) sm->clear_source();
-  sm->set_resource_version(im.resource_version());
-  if (im.has_create_time()) *sm->mutable_create_time() = im.create_time();
-  else sm->clear_create_time();
-  if (im.has_update_time()) *sm->mutable_update_time() = im.update_time();
-  else sm->clear_update_time();
-  const bool same = DeterministicBytes(*stored) == DeterministicBytes(in);
-  sm->set_namespace_(ns);
-  sm->set_source(src);
-  sm->set_resource_version(version);
-  if (had_created) *sm->mutable_create_time() = created;
-  else sm->clear_create_time();
-  if (had_updated) *sm->mutable_update_time() = updated;
-  else sm->clear_update_time();
-  return same;
+// Requests at least this large are examined on several threads, and
+// commits changing at least this many keys record themselves on another
+// thread while the kernel commits.
+constexpr size_t kParallelResources = 512;
+constexpr size_t kParallelKeys = 256;
+
+// What a first pass over a request learns about one upsert without changing
+// the state, so that it can run on several threads. A resource sent as the
+// same bytes as the stored one is known at once (`known`) and never parsed;
+// any other is parsed, compared by what it says (UserBytes) and, when it
+// differs, validated on its own. The checks against the stored resource
+// (source, version, owner) are made here too: the stored resource a later,
+// sequential pass sees is the same unless the key appears twice, which that
+// pass refuses first.
+struct Incoming {
+  absl::string_view wire;  // its bytes in the request
+  absl::Status parsed;
+  Key key;
+  std::string source;    // metadata.source as sent
+  uint64_t version = 0;  // metadata.resourceVersion as sent
+  bool known = false;
+  bool same = false;
+  std::unique_ptr<v1::Resource> resource;  // null when known
+  std::string user_bytes;
+  const v1::Resource* stored = nullptr;
+  absl::Status checked;  // source, version and owner
+  absl::Status valid;    // ValidateResource, when not the same
+};
+
+std::vector<Incoming> Examine(const std::vector<absl::string_view>& items, absl::string_view field,
+                              const std::string& source, const Desired& d) {
+  std::vector<Incoming> out(items.size());
+  ParallelFor(out.size(), kParallelResources, [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) {
+      Incoming& in = out[i];
+      in.wire = items[i];
+      if (std::optional<Desired::WireMatch> match = d.MatchWire(in.wire)) {
+        in.key = *match->key;
+        in.source = match->wire->source;
+        in.version = match->wire->version;
+        in.known = in.same = true;
+      } else {
+        in.resource = std::make_unique<v1::Resource>();
+        if (!in.resource->ParseFromArray(in.wire.data(), static_cast<int>(in.wire.size()))) {
+          in.parsed = absl::InvalidArgumentError(absl::StrCat(field, "[", i, "]: not a valid Resource message"));
+          continue;
+        }
+        const v1::ObjectMeta& m = MetaOf(*in.resource);
+        in.key = KeyOf(*in.resource);
+        in.source = m.source();
+        in.version = m.resource_version();
+        in.user_bytes = UserBytes(in.resource.get());
+        const std::string* stored = d.UserBytesOf(in.key);
+        in.same = stored != nullptr && *stored == in.user_bytes;
+        if (!in.same) in.valid = ValidateResource(*in.resource);
+      }
+      in.stored = d.Find(in.key);
+      if (!in.source.empty() && !source.empty() && in.source != source) {
+        in.checked = absl::InvalidArgumentError(absl::StrCat(Describe(in.key), ": metadata.source: \"", in.source,
+                                                             "\" differs from the request's source \"", source, "\""));
+      } else if (auto s = CheckVersion(in.key, in.version, in.stored); !s.ok()) {
+        in.checked = s;
+      } else {
+        // The owner check also makes an equal user part mean an equal
+        // resource: the source is the one part UserBytes leaves out that is
+        // not assigned.
+        in.checked = CheckOwner(in.key, in.stored, in.source.empty() ? source : in.source);
+      }
+    }
+  });
+  return out;
 }
 
-// Stages an upsert written by `source`; returns "created", "configured" or
-// "unchanged" and, in *stored_out (when not null), the resource as stored.
-absl::StatusOr<std::string> StageUpsert(const v1::Resource& in, const std::string& source, Write* w,
-                                        v1::Resource* stored_out) {
-  const Key key = KeyOf(in);
-  if (w->txn.Touched(key)) {
+// Stages the upsert that Examine described in `in`, written by `source`;
+// returns "created", "configured" or "unchanged". An unchanged resource is
+// neither copied nor validated again (it was valid when stored).
+absl::StatusOr<std::string> StageUpsert(Incoming& in, const std::string& source, Write* w) {
+  if (!in.parsed.ok()) return in.parsed;
+  const Key& key = in.key;
+  if (!w->txn.Claim(key)) {
     return absl::InvalidArgumentError(absl::StrCat(Describe(key), ": appears twice in one request"));
   }
-  const v1::ObjectMeta& im = MetaOf(in);
-  if (!im.source().empty() && !source.empty() && im.source() != source) {
-    return absl::InvalidArgumentError(absl::StrCat(Describe(key), ": metadata.source: \"", im.source(),
-                                                   "\" differs from the request's source \"", source, "\""));
-  }
-  v1::Resource* stored = w->txn.desired().FindMutable(key);
-  const std::string& owner = im.source().empty() ? source : im.source();
-  if (auto s = CheckVersion(key, im.resource_version(), stored); !s.ok()) return s;
-  if (auto s = CheckOwner(key, stored, owner); !s.ok()) return s;
-  // A resource identical to a stored one was valid when it was stored.
-  if (stored && SameUserPart(stored, in, source)) {
-    w->txn.Touch(key);
-    if (stored_out != nullptr) *stored_out = *stored;
+  if (!in.checked.ok()) return in.checked;
+  if (in.stored && in.same) {
+    // Next time these bytes need no parsing.
+    if (!in.known) w->txn.desired().SetWire(key, Wire{std::string(in.wire), in.source, in.version});
     return std::string("unchanged");
   }
-  if (auto s = ValidateResource(in); !s.ok()) return s;
-  v1::Resource r = in;
+  if (!in.valid.ok()) return in.valid;
+  v1::Resource r = std::move(*in.resource);
   v1::ObjectMeta* m = MutableMetaOf(&r);
   m->set_namespace_(key.ns);
-  m->set_source(owner);
+  m->set_source(in.source.empty() ? source : in.source);
   w->any_change = true;
   m->set_resource_version(w->txn.desired().revision() + 1);
-  if (stored) {
-    *m->mutable_create_time() = MetaOf(*stored).create_time();
+  if (in.stored) {
+    *m->mutable_create_time() = MetaOf(*in.stored).create_time();
   } else {
     SetTime(m->mutable_create_time(), w->now);
   }
   SetTime(m->mutable_update_time(), w->now);
-  const std::string outcome = stored ? "configured" : "created";
-  if (stored_out != nullptr) *stored_out = r;
-  w->txn.Put(key, std::move(r));
+  const std::string outcome = in.stored ? "configured" : "created";
+  w->txn.Put(key, std::move(r), std::move(in.user_bytes), Wire{std::string(in.wire), in.source, in.version});
   return outcome;
 }
 
 // Stages the deletion of `key` by `source`.
 absl::Status StageDelete(const Key& key, uint64_t resource_version, const std::string& source, Write* w) {
   if (key.kind == v1::KIND_UNSPECIFIED) return absl::InvalidArgumentError("deletes[].kind: required");
-  if (w->txn.Touched(key)) {
+  if (!w->txn.Claim(key)) {
     return absl::InvalidArgumentError(absl::StrCat(Describe(key), ": appears twice in one request"));
   }
   const v1::Resource* stored = w->txn.desired().Find(key);
@@ -202,12 +236,14 @@ void ProxyService::NoteSyncLocked(absl::Time start, const absl::Status& s) {
   last_error_ = s.ok() ? "" : std::string(s.message());
 }
 
-absl::Status ProxyService::FinishLocked(Write* w, bool dry_run, uint64_t* revision) {
+absl::Status ProxyService::FinishLocked(Write* w, bool dry_run, uint64_t* revision,
+                                        const std::function<void()>& report) {
   if (!w->any_change) {
+    if (report) report();
     *revision = desired_.revision();
     return absl::OkStatus();
   }
-  absl::Status s = CommitLocked(w->txn, dry_run);
+  absl::Status s = CommitLocked(w->txn, dry_run, report);
   if (!s.ok() || dry_run) {
     w->txn.Rollback();
     *revision = desired_.revision();
@@ -217,7 +253,7 @@ absl::Status ProxyService::FinishLocked(Write* w, bool dry_run, uint64_t* revisi
   return absl::OkStatus();
 }
 
-absl::Status ProxyService::CommitLocked(Txn& txn, bool dry_run) {
+absl::Status ProxyService::CommitLocked(Txn& txn, bool dry_run, const std::function<void()>& report) {
   const std::vector<Key> changed = txn.Keys();
   if (auto s = ValidateChange(desired_, changed, Rules()); !s.ok()) return s;
   // Only the services this write can have changed are rebuilt and sent
@@ -232,36 +268,72 @@ absl::Status ProxyService::CommitLocked(Txn& txn, bool dry_run) {
       change.removes.push_back(absl::StrCat(ns, "/", name));
     }
   }
-  if (dry_run) return absl::OkStatus();
+  if (dry_run) {
+    if (report) report();
+    return absl::OkStatus();
+  }
   desired_.set_revision(desired_.revision() + 1);
-  if (!dp_full_) {
-    // Nothing committed yet in this run: the first commit is the whole state.
-    if (auto s = ApplyAllLocked(desired_); !s.ok()) return s;
-  } else {
+  absl::Status s;
+  auto commit = [&] {
+    if (!dp_full_) {
+      // Nothing committed yet in this run: the first commit is the whole state.
+      s = ApplyAllLocked(desired_);
+      return;
+    }
     const absl::Time start = absl::Now();
     dp::ApplyResult result;
-    absl::Status s = dp_->Update(change, &result);
+    s = dp_->Update(change, &result);
     NoteSyncLocked(start, s);
-    if (!s.ok()) return s;
+  };
+  // What follows a commit only reads the state: the record for the state
+  // directory, the Watch events and the caller's report. For a large change
+  // it is prepared on another thread while the kernel commits, and dropped
+  // if the kernel refuses the change.
+  StateStore::Pending pending;
+  std::vector<v1::WatchEvent> events;
+  auto prepare = [&] {
+    if (options_.store != nullptr) pending = options_.store->Prepare(desired_.state(), changed);
+    events = ChangeEvents(txn);
+    if (report) report();
+  };
+  if (changed.size() >= kParallelKeys) {
+    RunAlongside(commit, prepare);
+    if (!s.ok() && options_.store != nullptr) options_.store->Abandon(pending);
+  } else {
+    commit();
+    if (s.ok()) prepare();
   }
-  PersistLocked(changed);
-  log_.Append(ChangeEvents(txn));
+  if (!s.ok()) return s;
+  if (options_.store != nullptr) {
+    // The kernel already holds the change; a failed save only affects the
+    // next restart, so it is reported in Status rather than failing the call.
+    if (auto saved = options_.store->Publish(std::move(pending)); !saved.ok()) last_error_ = std::string(saved.message());
+  }
+  log_.Append(std::move(events));
   committed_.SignalAll();
   return absl::OkStatus();
 }
 
-void ProxyService::PersistLocked(const std::vector<Key>& changed) {
-  if (options_.store == nullptr) return;
-  // The kernel already holds the change; a failed save only affects the
-  // next restart, so it is reported in Status rather than failing the call.
-  if (auto saved = options_.store->Record(desired_.state(), changed); !saved.ok()) {
-    last_error_ = std::string(saved.message());
-  }
+absl::Status ProxyService::DoApply(v1::ApplyRequest req, v1::ApplyResponse* resp) {
+  return ApplyBytes(req.SerializeAsString(), resp);
 }
 
-absl::Status ProxyService::DoApply(const v1::ApplyRequest& req, v1::ApplyResponse* resp) {
+absl::Status ProxyService::DoSync(v1::SyncRequest req, v1::SyncResponse* resp) {
+  return SyncBytes(req.SerializeAsString(), resp);
+}
+
+absl::Status ProxyService::ApplyBytes(absl::string_view bytes, v1::ApplyResponse* resp) {
+  std::vector<absl::string_view> upserts;
+  std::string rest;
+  v1::ApplyRequest req;  // everything but the upserts
+  if (auto s = SplitField(bytes, v1::ApplyRequest::kUpsertsFieldNumber, "ApplyRequest", &upserts, &rest); !s.ok()) {
+    return s;
+  }
+  if (!req.ParseFromString(rest)) return absl::InvalidArgumentError("ApplyRequest: not a valid protobuf message");
   absl::MutexLock lock(&mu_);
+  std::vector<Incoming> incoming = Examine(upserts, "upserts", req.source(), desired_);
   Write w{Txn(&desired_), absl::Now()};
+  w.txn.Reserve(incoming.size() + req.deletes_size());
   auto fail = [&w](absl::Status s) {
     w.txn.Rollback();
     return s;
@@ -274,50 +346,75 @@ absl::Status ProxyService::DoApply(const v1::ApplyRequest& req, v1::ApplyRespons
     d->set_namespace_(key.ns);
     resp->add_outcomes("deleted");
   }
-  for (const v1::Resource& r : req.upserts()) {
-    absl::StatusOr<std::string> outcome = StageUpsert(r, req.source(), &w, resp->add_applied());
+  for (Incoming& in : incoming) {
+    absl::StatusOr<std::string> outcome = StageUpsert(in, req.source(), &w);
     if (!outcome.ok()) return fail(outcome.status());
     resp->add_outcomes(*outcome);
   }
+  // The caller gets each upserted resource as stored.
+  auto report = [&] {
+    resp->mutable_applied()->Reserve(static_cast<int>(incoming.size()));
+    for (const Incoming& in : incoming) *resp->add_applied() = *desired_.Find(in.key);
+  };
   uint64_t revision = 0;
-  absl::Status s = FinishLocked(&w, req.dry_run(), &revision);
+  absl::Status s = FinishLocked(&w, req.dry_run(), &revision, report);
   resp->set_revision(revision);
   return s;
 }
 
-absl::Status ProxyService::DoSync(const v1::SyncRequest& req, v1::SyncResponse* resp) {
+absl::Status ProxyService::SyncBytes(absl::string_view bytes, v1::SyncResponse* resp) {
+  std::vector<absl::string_view> resources;
+  std::string rest;
+  v1::SyncRequest req;  // everything but the resources
+  if (auto s = SplitField(bytes, v1::SyncRequest::kResourcesFieldNumber, "SyncRequest", &resources, &rest); !s.ok()) {
+    return s;
+  }
+  if (!req.ParseFromString(rest)) return absl::InvalidArgumentError("SyncRequest: not a valid protobuf message");
   if (req.source().empty()) {
     return absl::InvalidArgumentError("source: required (the name of the owner whose resources are replaced)");
   }
   absl::MutexLock lock(&mu_);
+  std::vector<Incoming> incoming = Examine(resources, "resources", req.source(), desired_);
   Write w{Txn(&desired_), absl::Now()};
+  w.txn.Reserve(incoming.size());
   auto fail = [&w](absl::Status s) {
     w.txn.Rollback();
     return s;
   };
-  std::set<Key> keep;
-  for (const v1::Resource& r : req.resources()) keep.insert(KeyOf(r));
-  // Deletes first, so that a Sync may move an address from a dropped
-  // service to a new one.
-  std::vector<std::pair<Key, uint64_t>> drop;
-  for (const auto& [key, r] : desired_.state().objects) {
-    if (MetaOf(r).source() == req.source() && keep.count(key) == 0) drop.emplace_back(key, MetaOf(r).resource_version());
+  // Everything the source owns and the request leaves out is deleted; when
+  // the request names as many of the source's resources as it owns, that is
+  // nothing, and the scan is skipped. (Deletes first, so that a Sync may move
+  // an address from a dropped service to a new one.)
+  size_t named = 0;
+  for (const Incoming& in : incoming) {
+    if (!in.parsed.ok()) return fail(in.parsed);
+    if (in.stored != nullptr && MetaOf(*in.stored).source() == req.source()) ++named;
   }
-  for (const auto& [key, version] : drop) {
-    if (auto s = StageDelete(key, 0, req.source(), &w); !s.ok()) return fail(s);
-    *resp->add_deleted() = RefOf(key, version);
+  if (named < desired_.CountOwnedBy(req.source())) {
+    absl::flat_hash_set<Key> keep;
+    keep.reserve(incoming.size());
+    for (const Incoming& in : incoming) keep.insert(in.key);
+    std::vector<std::pair<Key, uint64_t>> drop;
+    for (const auto& [key, r] : desired_.state().objects) {
+      if (MetaOf(r).source() == req.source() && keep.count(key) == 0) drop.emplace_back(key, MetaOf(r).resource_version());
+    }
+    for (const auto& [key, version] : drop) {
+      if (auto s = StageDelete(key, 0, req.source(), &w); !s.ok()) return fail(s);
+      *resp->add_deleted() = RefOf(key, version);
+    }
   }
-  for (const v1::Resource& r : req.resources()) {
-    const Key key = KeyOf(r);
-    absl::StatusOr<std::string> outcome = StageUpsert(r, req.source(), &w, nullptr);
+  for (Incoming& in : incoming) {
+    absl::StatusOr<std::string> outcome = StageUpsert(in, req.source(), &w);
     if (!outcome.ok()) return fail(outcome.status());
-    const v1::ResourceRef ref = RefOf(key, MetaOf(*desired_.Find(key)).resource_version());
-    if (*outcome == "created") *resp->add_created() = ref;
-    if (*outcome == "configured") *resp->add_configured() = ref;
-    if (*outcome == "unchanged") resp->set_unchanged(resp->unchanged() + 1);
+    if (*outcome == "unchanged") {
+      resp->set_unchanged(resp->unchanged() + 1);
+      continue;
+    }
+    const v1::ResourceRef ref = RefOf(in.key, MetaOf(*desired_.Find(in.key)).resource_version());
+    *(*outcome == "created" ? resp->add_created() : resp->add_configured()) = ref;
   }
   uint64_t revision = 0;
-  absl::Status s = FinishLocked(&w, req.dry_run(), &revision);
+  absl::Status s = FinishLocked(&w, req.dry_run(), &revision, nullptr);
   resp->set_revision(revision);
   return s;
 }
@@ -377,11 +474,49 @@ void ProxyService::Shutdown() {
   committed_.SignalAll();
 }
 
-grpc::Status ProxyService::Apply(grpc::ServerContext*, const v1::ApplyRequest* req, v1::ApplyResponse* resp) {
-  v1::ApplyResponse out;
-  absl::Status s = DoApply(*req, &out);
-  if (s.ok()) *resp = std::move(out);
-  return ToGrpc(s);
+namespace {
+
+std::string Flatten(const grpc::ByteBuffer& b) {
+  std::vector<grpc::Slice> slices;
+  std::string out;
+  if (!b.Dump(&slices).ok()) return out;
+  out.reserve(b.Length());
+  for (const grpc::Slice& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return out;
+}
+
+}  // namespace
+
+// Apply and Sync take their requests as bytes (see server/wire.h). They run
+// on calls_, not on gRPC's callback threads, since a commit may take
+// seconds; the request and reply buffers live until Finish.
+template <typename Response>
+grpc::ServerUnaryReactor* ProxyService::RunBytes(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                                 grpc::ByteBuffer* resp,
+                                                 absl::Status (ProxyService::*method)(absl::string_view, Response*)) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  calls_.Post([this, reactor, req, resp, method] {
+    Response out;
+    absl::Status s = (this->*method)(Flatten(*req), &out);
+    if (s.ok()) {
+      bool own_buffer = false;
+      grpc::Status g = grpc::SerializationTraits<Response>::Serialize(out, resp, &own_buffer);
+      reactor->Finish(g);
+      return;
+    }
+    reactor->Finish(ToGrpc(s));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ProxyService::Apply(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                              grpc::ByteBuffer* resp) {
+  return RunBytes<v1::ApplyResponse>(ctx, req, resp, &ProxyService::ApplyBytes);
+}
+
+grpc::ServerUnaryReactor* ProxyService::Sync(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                             grpc::ByteBuffer* resp) {
+  return RunBytes<v1::SyncResponse>(ctx, req, resp, &ProxyService::SyncBytes);
 }
 
 grpc::Status ProxyService::Get(grpc::ServerContext*, const v1::GetRequest* req, v1::Resource* resp) {
@@ -409,7 +544,7 @@ grpc::Status ProxyService::Delete(grpc::ServerContext*, const v1::DeleteRequest*
   *apply.mutable_deletes() = req->refs();
   apply.set_source(req->source());
   v1::ApplyResponse out;
-  absl::Status s = DoApply(apply, &out);
+  absl::Status s = DoApply(std::move(apply), &out);
   if (!s.ok()) return ToGrpc(s);
   *resp->mutable_deleted() = out.deleted();
   resp->set_revision(out.revision());
@@ -421,13 +556,6 @@ grpc::Status ProxyService::GetRuleset(grpc::ServerContext*, const v1::GetRuleset
   resp->set_text(dp_->Installed());
   resp->set_table(dp_->Table());
   return grpc::Status::OK;
-}
-
-grpc::Status ProxyService::Sync(grpc::ServerContext*, const v1::SyncRequest* req, v1::SyncResponse* resp) {
-  v1::SyncResponse out;
-  absl::Status s = DoSync(*req, &out);
-  if (s.ok()) *resp = std::move(out);
-  return ToGrpc(s);
 }
 
 grpc::Status ProxyService::Watch(grpc::ServerContext* ctx, const v1::WatchRequest* req,

@@ -11,6 +11,7 @@
 #include "dataplane/dataplane.h"
 #include "nftproxy/v1/nftproxy.grpc.pb.h"
 #include "server/desired.h"
+#include "server/parallel.h"
 #include "server/store.h"
 #include "server/validate.h"
 
@@ -31,7 +32,11 @@ struct ServiceOptions {
   size_t watch_log_capacity = ChangeLog::kDefaultCapacity;
 };
 
-class ProxyService final : public v1::Proxy::Service {
+// Apply and Sync are served from their request bytes (see server/wire.h);
+// the other methods through the generated types.
+using ProxyServiceBase = v1::Proxy::WithRawCallbackMethod_Apply<v1::Proxy::WithRawCallbackMethod_Sync<v1::Proxy::Service>>;
+
+class ProxyService final : public ProxyServiceBase {
  public:
   ProxyService(dp::Dataplane* dataplane, ServiceOptions options)
       : dp_(dataplane), options_(std::move(options)) {}
@@ -39,12 +44,12 @@ class ProxyService final : public v1::Proxy::Service {
   // Installs a state loaded at start-up (the first commit of this run).
   absl::Status Restore(State state);
 
-  grpc::Status Apply(grpc::ServerContext*, const v1::ApplyRequest*, v1::ApplyResponse*) override;
+  grpc::ServerUnaryReactor* Apply(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
+  grpc::ServerUnaryReactor* Sync(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
   grpc::Status Get(grpc::ServerContext*, const v1::GetRequest*, v1::Resource*) override;
   grpc::Status List(grpc::ServerContext*, const v1::ListRequest*, v1::ListResponse*) override;
   grpc::Status Delete(grpc::ServerContext*, const v1::DeleteRequest*, v1::DeleteResponse*) override;
   grpc::Status GetRuleset(grpc::ServerContext*, const v1::GetRulesetRequest*, v1::GetRulesetResponse*) override;
-  grpc::Status Sync(grpc::ServerContext*, const v1::SyncRequest*, v1::SyncResponse*) override;
   grpc::Status Watch(grpc::ServerContext*, const v1::WatchRequest*, grpc::ServerWriter<v1::WatchEvent>*) override;
   grpc::Status Status(grpc::ServerContext*, const v1::StatusRequest*, v1::StatusResponse*) override;
 
@@ -54,8 +59,11 @@ class ProxyService final : public v1::Proxy::Service {
   void Shutdown();
 
   // The transport-free cores of the RPCs, for tests.
-  absl::Status DoApply(const v1::ApplyRequest& req, v1::ApplyResponse* resp);
-  absl::Status DoSync(const v1::SyncRequest& req, v1::SyncResponse* resp);
+  absl::Status DoApply(v1::ApplyRequest req, v1::ApplyResponse* resp);
+  absl::Status DoSync(v1::SyncRequest req, v1::SyncResponse* resp);
+  // The same from the serialized request, as the gRPC methods receive it.
+  absl::Status ApplyBytes(absl::string_view request, v1::ApplyResponse* resp);
+  absl::Status SyncBytes(absl::string_view request, v1::SyncResponse* resp);
   // Streams events to `send` until it returns false (CANCELLED), `cancelled`
   // returns true (polled while idle; CANCELLED), the client falls behind the
   // change log (OUT_OF_RANGE) or Shutdown is called (UNAVAILABLE).
@@ -63,16 +71,24 @@ class ProxyService final : public v1::Proxy::Service {
                        const std::function<bool(const v1::WatchEvent&)>& send);
 
  private:
+  template <typename Response>
+  grpc::ServerUnaryReactor* RunBytes(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                     grpc::ByteBuffer* resp,
+                                     absl::Status (ProxyService::*method)(absl::string_view, Response*));
+
   // The end of an Apply or Sync whose changes `w` staged in desired_:
   // nothing to do when nothing changed, else validate and commit; rolls the
   // changes back on error or dry run. *revision is what the caller reports.
-  absl::Status FinishLocked(Write* w, bool dry_run, uint64_t* revision) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status CommitLocked(Txn& txn, bool dry_run) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `report` (may be null) fills the caller's reply from desired_ once the
+  // write is known to succeed (it may run on another thread meanwhile, and
+  // must only read desired_).
+  absl::Status FinishLocked(Write* w, bool dry_run, uint64_t* revision, const std::function<void()>& report)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CommitLocked(Txn& txn, bool dry_run, const std::function<void()>& report)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends the whole of `d` to the dataplane (the first commit of a run).
   absl::Status ApplyAllLocked(const Desired& d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NoteSyncLocked(absl::Time start, const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Records the committed change to the keys `changed` in the state store.
-  void PersistLocked(const std::vector<Key>& changed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   StateRules Rules() const;
 
   dp::Dataplane* const dp_;
@@ -89,6 +105,9 @@ class ProxyService final : public v1::Proxy::Service {
   ChangeLog log_ ABSL_GUARDED_BY(mu_){options_.watch_log_capacity};
   absl::CondVar committed_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  // Runs Apply and Sync calls; last, so that it finishes them before the
+  // rest of the service goes away.
+  TaskThread calls_;
 };
 
 grpc::Status ToGrpc(const absl::Status& s);

@@ -2,6 +2,7 @@
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <google/protobuf/wire_format_lite.h>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -68,13 +69,14 @@ Key KeyOf(const v1::ResourceRef& ref) {
 }
 
 std::string DeterministicBytes(const google::protobuf::MessageLite& m) {
-  std::string out;
-  {
-    google::protobuf::io::StringOutputStream stream(&out);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    m.SerializeToCodedStream(&coded);
-  }
+  // Sized first and written into place: this runs for every resource of a
+  // sync, and growing the string as it is written costs more than the write.
+  const size_t n = m.ByteSizeLong();
+  std::string out(n, '\0');
+  google::protobuf::io::ArrayOutputStream array(out.data(), static_cast<int>(n));
+  google::protobuf::io::CodedOutputStream coded(&array);
+  coded.SetSerializationDeterministic(true);
+  m.SerializeWithCachedSizes(&coded);
   return out;
 }
 
@@ -188,23 +190,51 @@ absl::Status SyncDirectoryOf(const std::string& path) {
 
 // Readers see either the old file or the new one, never a partial one, and after a power failure the new one
 // is there if this returned OK.
+// Writes `data` to `path` (created or truncated) and fsyncs it.
+absl::Status WriteSynced(const std::string& path, const std::string& data) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0) return ErrnoError("writing", path);
+  absl::Status s = WriteAll(fd, data, path);
+  if (s.ok() && fsync(fd) != 0) s = ErrnoError("syncing", path);
+  if (close(fd) != 0 && s.ok()) s = ErrnoError("writing", path);
+  return s;
+}
+
 absl::Status WriteFileAtomically(const std::string& path, const std::string& data) {
   const std::string tmp = path + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-  if (fd < 0) return ErrnoError("writing", tmp);
-  absl::Status s = WriteAll(fd, data, tmp);
-  if (s.ok() && fsync(fd) != 0) s = ErrnoError("syncing", tmp);
-  if (close(fd) != 0 && s.ok()) s = ErrnoError("writing", tmp);
-  if (!s.ok()) return s;
+  if (absl::Status s = WriteSynced(tmp, data); !s.ok()) return s;
   if (rename(tmp.c_str(), path.c_str()) != 0) return ErrnoError("renaming", tmp);
   return SyncDirectoryOf(path);
 }
 
+// A v1::ListResponse holding every resource, written field by field rather
+// than through a ListResponse message: the same bytes, without copying each
+// resource into it.
 std::string SerializeSnapshot(const State& state) {
-  v1::ListResponse out;
-  out.set_revision(state.revision);
-  for (const auto& [key, r] : state.objects) *out.add_resources() = r;
-  return out.SerializeAsString();
+  using google::protobuf::internal::WireFormatLite;
+  size_t total = 0;
+  std::vector<uint32_t> sizes;
+  sizes.reserve(state.objects.size());
+  for (const auto& [key, r] : state.objects) {
+    const size_t n = r.ByteSizeLong();  // also caches the sizes for the write below
+    sizes.push_back(static_cast<uint32_t>(n));
+    total += 1 + google::protobuf::io::CodedOutputStream::VarintSize32(static_cast<uint32_t>(n)) + n;
+  }
+  if (state.revision != 0) total += 1 + google::protobuf::io::CodedOutputStream::VarintSize64(state.revision);
+  std::string out;
+  out.resize(total);
+  uint8_t* p = reinterpret_cast<uint8_t*>(out.data());
+  size_t i = 0;
+  for (const auto& [key, r] : state.objects) {
+    p = WireFormatLite::WriteTagToArray(v1::ListResponse::kResourcesFieldNumber,
+                                        WireFormatLite::WIRETYPE_LENGTH_DELIMITED, p);
+    p = google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(sizes[i++], p);
+    p = r.SerializeWithCachedSizesToArray(p);
+  }
+  if (state.revision != 0) {
+    p = WireFormatLite::WriteUInt64ToArray(v1::ListResponse::kRevisionFieldNumber, state.revision, p);
+  }
+  return out;
 }
 
 absl::StatusOr<State> ParseSnapshot(const std::string& data, const std::string& path) {
@@ -344,18 +374,29 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& 
   return store;
 }
 
-absl::Status StateStore::CheckRevision(const State& state) const {
-  if (state.revision >= revision_) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat("cannot save revision ", state.revision, " after revision ",
+absl::Status StateStore::CheckRevision(uint64_t revision) const {
+  if (revision >= revision_) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat("cannot save revision ", revision, " after revision ",
                                                     revision_, " in ", journal_path_));
 }
 
 absl::Status StateStore::Record(const State& state, const std::vector<Key>& keys) {
-  if (absl::Status s = CheckRevision(state); !s.ok()) return s;
+  return Publish(Prepare(state, keys));
+}
+
+absl::Status StateStore::Snapshot(const State& state) {
+  return Publish(PrepareSnapshot(state));
+}
+
+StateStore::Pending StateStore::Prepare(const State& state, const std::vector<Key>& keys) const {
+  Pending p;
+  p.revision = state.revision;
+  if (p.status = CheckRevision(state.revision); !p.status.ok()) return p;
   // A change to most of the state (a full sync) is cheaper written once as
   // a snapshot than journaled and then compacted.
-  if (needs_snapshot_ || (keys.size() >= 1024 && keys.size() * 2 >= state.objects.size())) return Snapshot(state);
-  std::string group;
+  if (needs_snapshot_ || (keys.size() >= 1024 && keys.size() * 2 >= state.objects.size())) {
+    return PrepareSnapshot(state);
+  }
   v1::WatchEvent e;
   e.set_revision(state.revision);
   for (const Key& key : keys) {
@@ -363,31 +404,66 @@ absl::Status StateStore::Record(const State& state, const std::vector<Key>& keys
     const bool has = it != state.objects.end();
     e.set_type(has ? v1::WatchEvent::UPSERT : v1::WatchEvent::DELETE);
     *e.mutable_resource() = has ? it->second : ResourceOf(key);
-    if (absl::Status s = AppendRecord(e, &group); !s.ok()) return s;
+    if (p.status = AppendRecord(e, &p.data); !p.status.ok()) return p;
   }
   e.clear_resource();
   e.set_type(v1::WatchEvent::BOOKMARK);
-  if (absl::Status s = AppendRecord(e, &group); !s.ok()) return s;
-  if (absl::Status s = WriteAll(journal_fd_, group, journal_path_); !s.ok()) {
+  p.status = AppendRecord(e, &p.data);
+  // Compaction: past the threshold, the state is written as a snapshot after this group is appended.
+  if (p.status.ok() && journal_bytes_ + p.data.size() > std::max<uint64_t>(options_.min_compact_bytes, snapshot_bytes_)) {
+    return PrepareSnapshot(state);
+  }
+  return p;
+}
+
+StateStore::Pending StateStore::PrepareSnapshot(const State& state) const {
+  Pending p;
+  p.snapshot = true;
+  p.revision = state.revision;
+  if (p.status = CheckRevision(state.revision); !p.status.ok()) return p;
+  p.data = SerializeSnapshot(state);
+  p.status = WriteSynced(snapshot_path_ + ".tmp", p.data);
+  return p;
+}
+
+absl::Status StateStore::Publish(Pending p) {
+  if (!p.status.ok()) {
+    Abandon(p);
+    // The change is not on disk, so the journal alone would miss it: only a snapshot can bring the disk up to
+    // date again. (A revision older than the saved one is the caller's mistake, not a lost change.)
+    if (!absl::IsFailedPrecondition(p.status)) needs_snapshot_ = true;
+    return p.status;
+  }
+  if (p.snapshot) {
+    // On failure the journal is left as it was; it still describes the state together with the old snapshot (or
+    // with the new one, if only the directory sync failed: load skips the groups the snapshot already holds).
+    const std::string tmp = snapshot_path_ + ".tmp";
+    if (rename(tmp.c_str(), snapshot_path_.c_str()) != 0) {
+      absl::Status s = ErrnoError("renaming", tmp);
+      Abandon(p);
+      return s;
+    }
+    if (absl::Status s = SyncDirectoryOf(snapshot_path_); !s.ok()) return s;
+    return SnapshotWritten(p);
+  }
+  if (absl::Status s = WriteAll(journal_fd_, p.data, journal_path_); !s.ok()) {
     // The journal now lacks this change, and may end in part of its group (ignored on load as a torn tail).
     // Only a snapshot can bring the disk up to date again; it also truncates the journal.
     needs_snapshot_ = true;
     return s;
   }
-  journal_bytes_ += group.size();
-  revision_ = state.revision;
-  if (journal_bytes_ > std::max<uint64_t>(options_.min_compact_bytes, snapshot_bytes_)) return Snapshot(state);
+  journal_bytes_ += p.data.size();
+  revision_ = p.revision;
   return absl::OkStatus();
 }
 
-absl::Status StateStore::Snapshot(const State& state) {
-  if (absl::Status s = CheckRevision(state); !s.ok()) return s;
-  const std::string data = SerializeSnapshot(state);
-  // On failure the journal is left as it was; it still describes the state together with the old snapshot (or
-  // with the new one, if only the directory sync failed: load skips the groups the snapshot already holds).
-  if (absl::Status s = WriteFileAtomically(snapshot_path_, data); !s.ok()) return s;
-  snapshot_bytes_ = data.size();
-  revision_ = state.revision;
+void StateStore::Abandon(const Pending& p) {
+  if (p.snapshot) unlink((snapshot_path_ + ".tmp").c_str());
+}
+
+absl::Status StateStore::SnapshotWritten(const Pending& p) {
+  snapshot_bytes_ = p.data.size();
+  revision_ = p.revision;
   // Only after the rename: a crash in between leaves groups at or below the snapshot's revision, which load skips.
   if (ftruncate(journal_fd_, 0) != 0) {
     // Appending after what may be a torn tail would make the journal unreadable; keep writing snapshots.

@@ -30,6 +30,10 @@ struct Key {
   friend bool operator==(const Key& a, const Key& b) {
     return a.kind == b.kind && a.ns == b.ns && a.name == b.name;
   }
+  template <typename H>
+  friend H AbslHashValue(H h, const Key& k) {
+    return H::combine(std::move(h), k.kind, k.ns, k.name);
+  }
 };
 
 inline constexpr char kDefaultNamespace[] = "default";
@@ -137,19 +141,38 @@ class StateStore {
   // Appends one committed change: for each key in `keys`, the resource `state` now holds under it (an upsert)
   // or, when `state` has no such key, a delete; `state.revision` is the change's revision (with no keys, only
   // the revision is recorded). Writes a snapshot instead when the journal has grown past the threshold (see
-  // Options) or when an earlier append failed (the journal then misses a change). FailedPrecondition when
-  // `state.revision` is older than one already saved.
+  // Options), when the change touches most of the state, or when an earlier append failed (the journal then
+  // misses a change). FailedPrecondition when `state.revision` is older than one already saved.
+  // Record(state, keys) is Publish(Prepare(state, keys)).
   absl::Status Record(const State& state, const std::vector<Key>& keys);
   // Writes a snapshot of `state` now (tmp + fsync + rename + fsync of the directory) and empties the journal;
   // for a restore or a first commit. FailedPrecondition when `state.revision` is older than one already saved.
   absl::Status Snapshot(const State& state);
+
+  // Record in two steps, so that the costly part can run while the change is still being committed to the
+  // kernel, and be dropped if the kernel refuses it. Prepare serializes the change, and for a snapshot writes
+  // and fsyncs the temporary file; nothing a load would read changes. It only reads the store, so it may run on
+  // another thread while the owner waits (no other call in between). Publish makes it the saved state (append,
+  // or rename + truncate); Abandon forgets it.
+  struct Pending {
+    bool snapshot = false;
+    uint64_t revision = 0;
+    std::string data;  // the journal group, or the snapshot's bytes (already in snapshot_path() + ".tmp")
+    absl::Status status;  // a failed Prepare: Publish returns it
+  };
+  Pending Prepare(const State& state, const std::vector<Key>& keys) const;
+  absl::Status Publish(Pending pending);
+  void Abandon(const Pending& pending);
 
   const std::string& snapshot_path() const { return snapshot_path_; }
   const std::string& journal_path() const { return journal_path_; }
 
  private:
   StateStore(std::string dir, const Options& options);
-  absl::Status CheckRevision(const State& state) const;
+  absl::Status CheckRevision(uint64_t revision) const;
+  Pending PrepareSnapshot(const State& state) const;
+  // After the snapshot file is in place: the journal restarts empty.
+  absl::Status SnapshotWritten(const Pending& p);
 
   Options options_;
   std::string snapshot_path_;

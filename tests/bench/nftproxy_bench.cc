@@ -2,8 +2,8 @@
 //
 // In one run, in namespaces it creates (npx-bench-<pid>-*), it measures
 //   - nftproxy (a real `nftproxy serve` over its unix socket): full sync of N
-//     services x E endpoints in ONE Apply, no-op re-Apply, single endpoint
-//     changes (p50/p99), server RSS;
+//     services x E endpoints in ONE Sync, no-op re-Sync (and re-Apply),
+//     single endpoint changes through Apply (p50/p99), server RSS;
 //   - the same workloads as kube-proxy's nftables ruleset loaded with
 //     `nft -f` and as its iptables ruleset loaded with iptables-restore;
 //   - new TCP connections per second through a router namespace to the
@@ -293,8 +293,12 @@ std::vector<int> BaseEndpoints(const Workload& w) {
   return eps;
 }
 
+// The source that owns the benchmark's resources.
+constexpr char kSource[] = "bench";
+
 v1::ApplyRequest FullRequest(const Workload& w) {
   v1::ApplyRequest req;
+  req.set_source(kSource);
   const std::vector<int> eps = BaseEndpoints(w);
   req.mutable_upserts()->Reserve(2 * w.services);
   for (int i = 0; i < w.services; ++i) {
@@ -308,6 +312,14 @@ v1::ApplyRequest FullRequest(const Workload& w) {
     p->set_target_port(w.target_port);
     FillSlice(w, i, eps, req.add_upserts()->mutable_endpoint_slice());
   }
+  return req;
+}
+
+// The whole workload as one Sync: what a cluster adapter sends.
+v1::SyncRequest FullSync(const Workload& w) {
+  v1::SyncRequest req;
+  req.set_source(kSource);
+  *req.mutable_resources() = std::move(*FullRequest(w).mutable_upserts());
   return req;
 }
 
@@ -336,6 +348,14 @@ std::vector<Change> ChangeSequence(const Workload& w, int n, uint32_t seed) {
     }
   }
   return out;
+}
+
+// One EndpointSlice upsert.
+v1::ApplyRequest ChangeRequest(const Workload& w, const Change& ch) {
+  v1::ApplyRequest req;
+  req.set_source(kSource);
+  FillSlice(w, ch.svc, ch.eps, req.add_upserts()->mutable_endpoint_slice());
+  return req;
 }
 
 // ---- nftproxy server ----------------------------------------------------------
@@ -400,6 +420,21 @@ class Server {
     return t;
   }
 
+  absl::StatusOr<double> Sync(const v1::SyncRequest& req, double deadline_s) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::milliseconds(static_cast<long long>(deadline_s * 1000)));
+    v1::SyncResponse resp;
+    const double t0 = NowSeconds();
+    grpc::Status s = stub_->Sync(&ctx, req, &resp);
+    const double t = NowSeconds() - t0;
+    if (!s.ok()) {
+      return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                          absl::StrCat("Sync: ", s.error_message(), " (gRPC code ", s.error_code(), ")"));
+    }
+    return t;
+  }
+
   absl::StatusOr<v1::StatusResponse> Status() {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
@@ -429,6 +464,7 @@ struct CpResult {
   double server_commit_s = -1;  // nftproxy: the server's own sync duration
   size_t request_bytes = 0;
   std::vector<double> noop;
+  std::vector<double> apply_noop;  // nftproxy: the no-op as an Apply (reply with every resource)
   int noop_commits = -1;       // max nf_tables commits seen for one no-op
   std::string noop_note;
   std::vector<double> changes;
@@ -532,10 +568,10 @@ CpResult RunNftproxyCp(const Options& o, const Workload& w) {
   const double start = NowSeconds();
   if (st.ok()) {
     r.ran = true;
-    v1::ApplyRequest full = FullRequest(w);
+    const v1::SyncRequest full = FullSync(w);
     r.request_bytes = full.ByteSizeLong();
     const CpuTimes c0 = ReadCpuTimes(srv.pid());
-    auto t = srv.Apply(full, o.budget_s);
+    auto t = srv.Sync(full, o.budget_s);
     const CpuTimes c1 = ReadCpuTimes(srv.pid());
     if (!t.ok()) {
       r.note = absl::StrCat("full sync failed after ", Dur(NowSeconds() - start), ": ", t.status().message());
@@ -564,24 +600,32 @@ CpResult RunNftproxyCp(const Options& o, const Workload& w) {
           r.noop_note = absl::StrCat("stopped after ", k, " re-applies: budget ", o.budget_s, " s");
           break;
         }
-        auto n = srv.Apply(full, left());
+        auto n = srv.Sync(full, left());
         if (!n.ok()) {
           r.noop_note = std::string(n.status().message());
           break;
         }
         r.noop.push_back(*n);
       }
+      // The same no-op through Apply, whose reply carries every resource.
+      const v1::ApplyRequest apply = FullRequest(w);
+      for (int k = 0; k < noops && NowSeconds() - start < o.budget_s; ++k) {
+        auto n = srv.Apply(apply, left());
+        if (!n.ok()) {
+          r.noop_note = absl::StrCat("Apply: ", n.status().message());
+          break;
+        }
+        r.apply_noop.push_back(*n);
+      }
       // Untimed probes with an nf_tables event listener (a listener makes the
       // kernel build a notification per object, so none listens above):
       // commits caused by a no-op, objects touched by a change.
       if (NowSeconds() - start < o.budget_s && events.Open(*ns).ok()) {
         events.Drain();
-        if (srv.Apply(full, left()).ok()) r.noop_commits = events.Drain().commits;
+        if (srv.Sync(full, left()).ok()) r.noop_commits = events.Drain().commits;
         for (const Change& ch : ChangeSequence(w, 2, o.seed + 7919)) {
-          v1::ApplyRequest req;
-          FillSlice(w, ch.svc, ch.eps, req.add_upserts()->mutable_endpoint_slice());
           events.Drain();
-          if (!srv.Apply(req, left()).ok()) break;
+          if (!srv.Apply(ChangeRequest(w, ch), left()).ok()) break;
           const NftEventCounter::Counts c = events.Drain();
           if (!c.overflow) r.change_objects.push_back(c.objects);
         }
@@ -593,9 +637,7 @@ CpResult RunNftproxyCp(const Options& o, const Workload& w) {
           r.changes_note = absl::StrCat("stopped after ", r.changes.size(), " changes: budget ", o.budget_s, " s");
           break;
         }
-        v1::ApplyRequest req;
-        FillSlice(w, ch.svc, ch.eps, req.add_upserts()->mutable_endpoint_slice());
-        auto n = srv.Apply(req, left());
+        auto n = srv.Apply(ChangeRequest(w, ch), left());
         if (!n.ok()) {
           r.changes_note = std::string(n.status().message());
           break;
@@ -969,7 +1011,7 @@ struct Row {
   CpResult r[kNumImpls];
 };
 
-const char* const kImplNames[] = {"nftproxy (gRPC Apply)", "kube-proxy nftables (nft -f)", ""};
+const char* const kImplNames[] = {"nftproxy (gRPC Sync)", "kube-proxy nftables (nft -f)", ""};
 
 std::string Objects(const CpResult& r) {
   if (r.change_objects.empty()) return "-";
@@ -979,12 +1021,13 @@ std::string Objects(const CpResult& r) {
 void PrintControlPlane(const Options& o, const std::vector<Row>& rows, const std::string& ipt_name) {
   std::cout << "\n=== Control plane: N services x " << o.endpoints
             << " endpoints, TCP, IPv4 (one fresh namespace and server per cell) ===\n"
-               "full sync: one Apply / one `nft -f` / one iptables-restore into an empty namespace, request to "
+               "full sync: one Sync / one `nft -f` / one iptables-restore into an empty namespace, request to "
                "committed ruleset;\n"
                "kernel: CPU time the kernel spent for it (server stime; loader's sys time);\n"
-               "no-op: nftproxy re-applies the identical request (median; the notes give the nf_tables commits it "
-               "caused); kube-proxy's resync rewrites everything;\n"
-               "change: one endpoint added or removed (alternately) on a random service; objs: nf_tables objects "
+               "no-op: nftproxy re-sends the identical Sync (median; the notes give the nf_tables commits it "
+               "caused, and the same no-op as an Apply, whose reply carries every resource); kube-proxy's resync "
+               "rewrites everything;\n"
+               "change: one endpoint added or removed (alternately) on a random service, one Apply; objs: nf_tables objects "
                "(chains, rules, set elements...) one change adds or deletes, from untimed probes with an event "
                "listener;\n"
                "memory: nftproxy server RSS right after the full sync (peak) and installed (after the changes, 2 s idle); baselines: peak RSS of the nft / "
@@ -1037,7 +1080,9 @@ void PrintControlPlane(const Options& o, const std::vector<Row>& rows, const std
       if (k == kNftproxy) {
         notes.push_back(absl::StrCat(where, "request ", Thousands(static_cast<long long>(r.request_bytes)),
                                      " bytes; server-side sync ", Dur(r.server_commit_s), "; nf_tables commits per no-op: ",
-                                     r.noop_commits, "; ", r.changes.size(), " changes"));
+                                     r.noop_commits, "; the no-op as an Apply (reply with every resource): ",
+                                     r.apply_noop.empty() ? "-" : Dur(Median(r.apply_noop)), "; ", r.changes.size(),
+                                     " changes"));
       } else if (r.request_bytes > 0) {
         notes.push_back(absl::StrCat(where, Thousands(static_cast<long long>(r.request_bytes)), " bytes of text; ",
                                      r.changes.size(), " changes"));

@@ -296,6 +296,90 @@ TEST(Sync, DryRunAndKernelFailureChangeNothing) {
   EXPECT_TRUE(Names(svc).empty());
 }
 
+// Apply and Sync read their requests as bytes: a resource re-sent as the
+// bytes it was stored from is not parsed, but every check still applies.
+TEST(RequestBytes, ResentBytesAreStillCheckedForOwnerAndVersion) {
+  FakeDataplane fake;
+  ProxyService svc(&fake, {});
+  v1::ApplyResponse resp;
+  auto apply = [&](const std::string& text) {
+    resp.Clear();
+    return svc.DoApply(Req(text), &resp);
+  };
+  v1::SyncResponse sync;
+  const std::string a1 = Svc("a1", "198.19.1.1");
+  ASSERT_TRUE(svc.DoSync(SyncReq("source: 'a' resources { " + a1 + " }"), &sync).ok());
+  sync.Clear();
+  ASSERT_TRUE(svc.DoSync(SyncReq("source: 'a' resources { " + a1 + " }"), &sync).ok());
+  EXPECT_EQ(sync.unchanged(), 1u);
+  // The same bytes from another source, or from the manual one: refused.
+  absl::Status s = apply("source: 'b' upserts { " + a1 + " }");
+  EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists) << s;
+  s = apply("upserts { " + a1 + " }");
+  EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists) << s;
+  // Bytes naming a resource version: accepted once; sent again after the
+  // version moved on, they are stale.
+  const std::string v1_bytes = R"(service { metadata { name: "a1" resource_version: 1 }
+      spec { cluster_ips: "198.19.1.1" ports { port: 81 } } })";
+  ASSERT_TRUE(apply("source: 'a' upserts { " + v1_bytes + " }").ok());
+  EXPECT_EQ(resp.outcomes(0), "configured");
+  s = apply("source: 'a' upserts { " + v1_bytes + " }");
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+  // A source named in the resource must still match the request's.
+  const std::string owned = R"(service { metadata { name: "o" source: "a" }
+      spec { cluster_ips: "198.19.1.5" ports { port: 80 } } })";
+  ASSERT_TRUE(apply("source: 'a' upserts { " + owned + " }").ok());
+  ASSERT_TRUE(apply("source: 'a' upserts { " + owned + " }").ok());
+  EXPECT_EQ(resp.outcomes(0), "unchanged");
+  s = apply("source: 'b' upserts { " + owned + " }");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(std::string(s.message()).find("metadata.source"), std::string::npos) << s;
+}
+
+TEST(RequestBytes, DifferentBytesSayingTheSameAreUnchanged) {
+  FakeDataplane fake;
+  ProxyService svc(&fake, {});
+  v1::ApplyResponse resp;
+  ASSERT_TRUE(svc.DoApply(Req("upserts { " + Svc("x", "198.19.1.1") + " }"), &resp).ok());
+  const int applies = fake.applies;
+  // The namespace spelled out, and server-assigned fields sent back as read.
+  const std::string spelled = R"(upserts { service { metadata { name: "x" namespace: "default"
+      create_time { seconds: 5 } update_time { seconds: 6 } } spec { cluster_ips: "198.19.1.1" ports { port: 80 } } } })";
+  for (int i = 0; i < 2; ++i) {
+    v1::ApplyResponse again;
+    ASSERT_TRUE(svc.DoApply(Req(spelled), &again).ok());
+    EXPECT_EQ(again.outcomes(0), "unchanged");
+    ASSERT_EQ(again.applied_size(), 1);
+    EXPECT_EQ(again.applied(0).service().metadata().resource_version(), 1u);
+  }
+  EXPECT_EQ(fake.applies, applies);
+  // A real change is seen, whatever bytes came before.
+  v1::ApplyResponse changed;
+  ASSERT_TRUE(svc.DoApply(Req("upserts { " + Svc("x", "198.19.1.2") + " }"), &changed).ok());
+  EXPECT_EQ(changed.outcomes(0), "configured");
+  EXPECT_EQ(fake.applies, applies + 1);
+}
+
+TEST(RequestBytes, MalformedRequestsChangeNothing) {
+  FakeDataplane fake;
+  ProxyService svc(&fake, {});
+  v1::ApplyResponse resp;
+  ASSERT_TRUE(svc.DoApply(Req(kWeb), &resp).ok());
+  const int applies = fake.applies;
+  absl::Status s = svc.ApplyBytes(std::string("\x0a\x64short", 7), &resp);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(std::string(s.message()).find("ApplyRequest"), std::string::npos) << s;
+  // A good resource, then one that is not a Resource: neither lands.
+  v1::SyncRequest good = SyncReq("source: 'a' resources { " + Svc("g", "198.19.1.7") + " }");
+  const std::string bytes = good.SerializeAsString() + std::string("\x12\x03\xff\xff\xff", 5);
+  v1::SyncResponse sync;
+  s = svc.SyncBytes(bytes, &sync);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(std::string(s.message()).find("resources[1]: not a valid Resource message"), std::string::npos) << s;
+  EXPECT_EQ(fake.applies, applies);
+  EXPECT_EQ(Names(svc), (std::vector<std::string>{":web"}));
+}
+
 // Runs DoWatch on a thread and collects what it sends.
 class Watcher {
  public:

@@ -143,6 +143,65 @@ TEST_F(StoreTest, UpsertsAndDeletesSurviveReopen) {
   ExpectSameState(Reopen(), state);
 }
 
+// Prepare runs while the kernel commits: until Publish, a load sees the old
+// state, and Abandon leaves no trace.
+TEST_F(StoreTest, PreparedChangesAreInvisibleUntilPublished) {
+  State state;
+  auto store = Open(&state);
+  ASSERT_NE(store, nullptr);
+  Commit(store.get(), &state, {Service("default", "web", 80, 1)});
+  const State before = state;
+  // A small change (a journal group) and a large one (a snapshot).
+  State small = state;
+  ++small.revision;
+  small.objects[KeyOf(Slice("s1", "198.18.0.1"))] = Slice("s1", "198.18.0.1");
+  State large = state;
+  ++large.revision;
+  std::vector<Key> keys;
+  for (int i = 0; i < 1500; ++i) {
+    v1::Resource r = Slice(absl::StrCat("bulk", i), "198.18.0.2");
+    keys.push_back(KeyOf(r));
+    large.objects[KeyOf(r)] = r;
+  }
+  StateStore::Pending group = store->Prepare(small, {KeyOf(Slice("s1", "198.18.0.1"))});
+  ASSERT_TRUE(group.status.ok()) << group.status;
+  EXPECT_FALSE(group.snapshot);
+  StateStore::Pending snap = store->Prepare(large, keys);
+  ASSERT_TRUE(snap.status.ok()) << snap.status;
+  EXPECT_TRUE(snap.snapshot);
+  EXPECT_TRUE(fs::exists(snapshot() + ".tmp"));
+  ExpectSameState(Reopen(), before);
+  store->Abandon(snap);
+  store->Abandon(group);
+  EXPECT_FALSE(fs::exists(snapshot() + ".tmp"));
+  ExpectSameState(Reopen(), before);
+  // Published, each becomes the saved state.
+  ASSERT_TRUE(store->Publish(store->Prepare(small, {KeyOf(Slice("s1", "198.18.0.1"))})).ok());
+  ExpectSameState(Reopen(), small);
+  ASSERT_TRUE(store->Publish(store->Prepare(large, keys)).ok());
+  EXPECT_FALSE(fs::exists(snapshot() + ".tmp"));
+  EXPECT_EQ(FileSize(journal()), 0u);
+  ExpectSameState(Reopen(), large);
+}
+
+// The snapshot is written field by field; it must still be exactly a
+// ListResponse.
+TEST_F(StoreTest, SnapshotIsAListResponse) {
+  State state;
+  state.revision = 300;
+  state.objects[KeyOf(Service("default", "web", 80, 3))] = Service("default", "web", 80, 3);
+  state.objects[KeyOf(Slice("s1", "198.18.0.1"))] = Slice("s1", "198.18.0.1");
+  ASSERT_TRUE(SaveState(state, snapshot()).ok());
+  v1::ListResponse list;
+  ASSERT_TRUE(list.ParseFromString(ReadBytes(snapshot())));
+  EXPECT_EQ(list.revision(), 300u);
+  ASSERT_EQ(list.resources_size(), 2);
+  v1::ListResponse want;
+  want.set_revision(300);
+  for (const auto& [key, r] : state.objects) *want.add_resources() = r;
+  EXPECT_EQ(Bytes(list), Bytes(want));
+}
+
 TEST_F(StoreTest, RecordWithoutKeysKeepsTheRevision) {
   State state;
   {
