@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "dataplane/model.h"
 
 namespace nftproxy::dp {
@@ -17,6 +18,9 @@ struct ApplyResult {
   bool full = false;      // the whole table was replaced
   uint32_t messages = 0;  // netlink messages in the batch
   int flows_deleted = 0;  // UDP conntrack entries of removed endpoints
+  // Where the time went: compiling the services, building the netlink
+  // batch, and the kernel's processing of it (sendmsg to the ack).
+  absl::Duration compile, batch, kernel;
 };
 
 // Services to add or replace whole, and services to remove (by Key()).

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "dataplane/parallel.h"
 
 namespace nftproxy::dp {
 
@@ -82,23 +83,31 @@ absl::Status NftDataplane::Apply(const Model& model, ApplyResult* result) {
 }
 
 absl::Status NftDataplane::CommitFull(const Model& model, ApplyResult* result) {
+  const absl::Time start = absl::Now();
   Ruleset rs = Compile(model, table_, committed_ ? &indexes_ : nullptr, committed_ ? shards_ : 0);
+  const absl::Duration compile = absl::Now() - start;
   uint32_t top = 0;
   for (const auto& [key, index] : rs.indexes) top = std::max(top, index + 1);
   if (top > kMaxIndex + 1) {
     return absl::ResourceExhaustedError(
         absl::StrCat("the model has ", rs.indexes.size(), " service ports; at most ", kMaxIndex + 1, " fit the ticket"));
   }
+  // The services as the dataplane will keep them, copied while the kernel
+  // takes the batch.
+  std::map<std::string, Service> services;
+  std::map<FlowTarget, int64_t> udp;
+  auto record = [&] {
+    for (const Service& svc : model.services) {
+      CountUdp(&svc, 1, &udp);
+      services.emplace_hint(services.end(), svc.Key(), svc);
+    }
+  };
   CommitStats stats;
-  if (auto s = writer_->CommitFull(rs, &stats); !s.ok()) return s;
+  if (auto s = writer_->CommitFull(rs, &stats, record); !s.ok()) return s;
   committed_ = true;
   node_ = rs.node;
-  services_.clear();
-  std::map<FlowTarget, int64_t> udp;
-  for (const Service& svc : model.services) {
-    CountUdp(&svc, 1, &udp);
-    services_.emplace_hint(services_.end(), svc.Key(), svc);
-  }
+  services_.swap(services);
+  DiscardLater(std::move(services));  // the previous ones
   indexes_ = std::move(rs.indexes);
   next_index_ = top;
   free_indexes_.clear();
@@ -119,9 +128,13 @@ absl::Status NftDataplane::CommitFull(const Model& model, ApplyResult* result) {
   udp_refs_.clear();
   for (const auto& [target, n] : udp) udp_refs_.emplace_hint(udp_refs_.end(), target, static_cast<uint32_t>(n));
   ForgetUdpTargets(gone, &r);
+  DiscardLater(std::move(rs));
   r.changed = true;
   r.full = true;
   r.messages = stats.messages;
+  r.compile = compile;
+  r.batch = stats.build;
+  r.kernel = stats.kernel;
   if (result) *result = r;
   return absl::OkStatus();
 }
@@ -140,6 +153,7 @@ uint32_t NftDataplane::NewIndex(std::vector<uint32_t>* taken) {
 
 absl::Status NftDataplane::Update(const ModelChange& change, ApplyResult* result) {
   if (!committed_) return absl::FailedPreconditionError("the dataplane has no full model yet (Apply first)");
+  const absl::Time start = absl::Now();
   // One entry per service: its new value, or nullptr to remove it.
   std::map<std::string, const Service*> wanted;
   for (const std::string& key : change.removes) wanted[key] = nullptr;
@@ -196,6 +210,7 @@ absl::Status NftDataplane::Update(const ModelChange& change, ApplyResult* result
   PlanRefs(cluster_ips, cluster_ip_refs_, &removed.cluster_ips, &added.cluster_ips);
   PlanRefs(hairpin, hairpin_refs_, &removed.hairpin, &added.hairpin);
   added.shards = std::max(added.shards, shards_);
+  const absl::Duration compile = absl::Now() - start;
 
   CommitStats stats;
   absl::Status s = writer_->CommitDelta(table_, shards_, removed, added, &stats);
@@ -236,6 +251,9 @@ absl::Status NftDataplane::Update(const ModelChange& change, ApplyResult* result
   ForgetUdpTargets(gone, &r);
   r.changed = true;
   r.messages = stats.messages;
+  r.compile = compile;
+  r.batch = stats.build;
+  r.kernel = stats.kernel;
   if (result) *result = r;
   return absl::OkStatus();
 }

@@ -1,5 +1,6 @@
 #include "dataplane/nft_writer.h"
 
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <libmnl/libmnl.h>
@@ -15,6 +16,7 @@
 #include <linux/netfilter/nf_nat.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
+#include <linux/netlink.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -28,6 +30,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "dataplane/parallel.h"
 
 namespace nftproxy::dp {
 namespace {
@@ -108,16 +111,66 @@ struct ElemList {
   std::vector<Tag> tags;
 };
 
+// The attributes of a message from `offset` bytes into its payload, or
+// nested in an attribute (libmnl's iteration macros, typed for C++).
+std::vector<const nlattr*> AttrsIn(const char* p, const char* end) {
+  std::vector<const nlattr*> out;
+  while (mnl_attr_ok(reinterpret_cast<const nlattr*>(p), static_cast<int>(end - p))) {
+    const auto* a = reinterpret_cast<const nlattr*>(p);
+    out.push_back(a);
+    p += MNL_ALIGN(a->nla_len);
+  }
+  return out;
+}
+std::vector<const nlattr*> Attrs(const nlmsghdr* nlh, size_t offset) {
+  const char* begin = static_cast<const char*>(mnl_nlmsg_get_payload_offset(nlh, offset));
+  const char* end = static_cast<const char*>(mnl_nlmsg_get_payload_tail(nlh));
+  return begin < end ? AttrsIn(begin, end) : std::vector<const nlattr*>{};
+}
+std::vector<const nlattr*> Nested(const nlattr* attr) {
+  const char* begin = static_cast<const char*>(mnl_attr_get_payload(attr));
+  return AttrsIn(begin, begin + mnl_attr_get_payload_len(attr));
+}
+
 // One batch under construction, remembering which object each message is
-// about so that kernel errors (reported by sequence number) name it.
+// about so that kernel errors (reported by sequence number) name it. A
+// batch can also be sent in parts (see SendBatch): a first part that starts
+// with BEGIN, fragments built meanwhile on other threads with sequence
+// numbers of their own (Renumber makes them follow the first part's), and a
+// last part that holds END.
 class Batch {
  public:
-  Batch(const std::string& table, uint32_t* seq) : table_(table), seq_(seq) {
+  enum class Kind { kFirst, kFragment };
+  Batch(const std::string& table, uint32_t* seq, Kind kind = Kind::kFirst)
+      : table_(table), seq_(kind == Kind::kFirst ? seq : &own_seq_) {
     b_ = nftnl_batch_alloc(kPageSize, kPageOverrun);
-    nftnl_batch_begin(static_cast<char*>(nftnl_batch_buffer(b_)), (*seq_)++);
-    nftnl_batch_update(b_);
+    if (kind == Kind::kFirst) {
+      nftnl_batch_begin(static_cast<char*>(nftnl_batch_buffer(b_)), (*seq_)++);
+      nftnl_batch_update(b_);
+    }
   }
   ~Batch() { nftnl_batch_free(b_); }
+  Batch(const Batch&) = delete;
+  Batch& operator=(const Batch&) = delete;
+
+  // Gives the messages consecutive sequence numbers from *seq on.
+  void Renumber(uint32_t* seq) {
+    first_seq_ = *seq;
+    ForEachMessage([seq](nlmsghdr* nlh) {
+      nlh->nlmsg_seq = (*seq)++;
+      return true;
+    });
+  }
+
+  // The message with this sequence number, as it is in the batch.
+  const nlmsghdr* Find(uint32_t seq) {
+    const nlmsghdr* found = nullptr;
+    ForEachMessage([&](nlmsghdr* nlh) {
+      if (nlh->nlmsg_seq == seq) found = nlh;
+      return found == nullptr;
+    });
+    return found;
+  }
 
   nlmsghdr* Header(uint16_t type, uint16_t flags, std::string what, int list = -1, uint32_t from = 0,
                    uint32_t to = 0) {
@@ -259,18 +312,26 @@ class Batch {
     }
   }
 
-  void End() {
-    nftnl_batch_end(static_cast<char*>(nftnl_batch_buffer(b_)), (*seq_)++);
+  // Ends the batch (END takes the next number of *seq).
+  void End(uint32_t* seq) {
+    nftnl_batch_end(static_cast<char*>(nftnl_batch_buffer(b_)), (*seq)++);
     nftnl_batch_update(b_);
   }
 
   nftnl_batch* raw() { return b_; }
   uint32_t messages() const { return messages_; }
-  // What the message with this sequence number was about.
-  std::string What(uint32_t seq) const {
-    if (seq < first_seq_ || seq - first_seq_ >= whats_.size()) return "the batch";
+  bool Holds(uint32_t seq) const { return seq >= first_seq_ && seq - first_seq_ < whats_.size(); }
+  // What the message with this sequence number was about; `bad_attr` is
+  // the offset of the attribute the kernel blamed (extended ACK), or 0.
+  std::string What(uint32_t seq, uint32_t bad_attr = 0) {
+    if (!Holds(seq)) return "the batch";
     const About& w = whats_[seq - first_seq_];
     if (w.list < 0) return w.text;
+    // An element message: the kernel names the refused element by the
+    // offset of its attribute in the message.
+    if (const int k = bad_attr > 0 ? ElementAt(Find(seq), bad_attr) : -1; k >= 0 && w.from + k < w.to) {
+      return absl::StrCat(w.text, Describe(lists_[w.list].tags[w.from + k]));
+    }
     std::string out = w.text, sep;
     std::set<std::string> seen;
     for (uint32_t i = w.from; i < w.to && out.size() < 200; ++i) {
@@ -281,11 +342,47 @@ class Batch {
   }
 
  private:
+  // Calls fn on each message in the batch's pages, in order, until it
+  // returns false.
+  template <typename F>
+  void ForEachMessage(F fn) {
+    const int n = nftnl_batch_iovec_len(b_);
+    std::vector<iovec> iov(n);
+    nftnl_batch_iovec(b_, iov.data(), n);
+    for (const iovec& v : iov) {
+      char* p = static_cast<char*>(v.iov_base);
+      size_t left = v.iov_len;
+      while (left >= sizeof(nlmsghdr)) {
+        auto* nlh = reinterpret_cast<nlmsghdr*>(p);
+        if (!fn(nlh)) return;
+        const size_t len = NLMSG_ALIGN(nlh->nlmsg_len);
+        p += len;
+        left -= std::min(left, len);
+      }
+    }
+  }
+
+  // The position in its message's element list of the element whose
+  // attribute starts `offset` bytes into the message; -1 if none does.
+  static int ElementAt(const nlmsghdr* nlh, uint32_t offset) {
+    if (nlh == nullptr) return -1;
+    for (const nlattr* attr : Attrs(nlh, sizeof(nfgenmsg))) {
+      if (mnl_attr_get_type(attr) != NFTA_SET_ELEM_LIST_ELEMENTS) continue;
+      int k = 0;
+      for (const nlattr* elem : Nested(attr)) {
+        if (reinterpret_cast<const char*>(elem) - reinterpret_cast<const char*>(nlh) == offset) return k;
+        ++k;
+      }
+    }
+    return -1;
+  }
+
   static std::string ChainWhat(const std::string& name, const std::string& owner) {
     return owner.empty() ? absl::StrCat("chain ", name) : absl::StrCat(owner, " (chain ", name, ")");
   }
 
   std::string table_;
+  uint32_t own_seq_ = 1;
   uint32_t* seq_;
   nftnl_batch* b_;
   uint32_t first_seq_ = 0;
@@ -823,8 +920,10 @@ void CidrElems(ElemChanges* c, const char* set, const Cidr& cidr) {
   }
 }
 
+uint32_t ShardOf(uint32_t ticket);
+
 void IntervalElems(ElemChanges* c, int fam, uint32_t first, const Interval& iv, bool with_data) {
-  const uint32_t shard = ((first & ~(kTicketBit | kLocalBit)) >> kIndexShift) >> kShardShift;
+  const uint32_t shard = ShardOf(first);
   // Set names, built once per shard rather than per element.
   static thread_local std::vector<std::string> names[2];
   while (names[fam].size() <= shard) names[fam].push_back(BackendsMapName(FamOf(fam), names[fam].size()));
@@ -855,19 +954,36 @@ void AddChainRules(Batch& b, const std::string& name, const Chain& chain) {
   }
 }
 
-// Every element of `rs` (with its data when `with_data`).
-void CollectElements(const Ruleset& rs, bool with_data, ElemChanges* c) {
+uint32_t ShardOf(uint32_t ticket) { return ((ticket & ~(kTicketBit | kLocalBit)) >> kIndexShift) >> kShardShift; }
+
+// The elements of the backends maps of shards [from, to).
+void CollectBackends(const Ruleset& rs, bool with_data, uint32_t from, uint32_t to, ElemChanges* c) {
+  for (int fam = 0; fam < 2; ++fam) {
+    for (const auto& [first, iv] : rs.backends[fam]) {
+      const uint32_t shard = ShardOf(first);
+      if (shard >= from && shard < to) IntervalElems(c, fam, first, iv, with_data);
+    }
+  }
+}
+
+// The elements of every set but the backends maps.
+void CollectFrontends(const Ruleset& rs, ElemChanges* c) {
   for (const auto& [k, t] : rs.vmap) VmapElem(c, k, t);
   for (const auto& [k, t] : rs.nodeports) NodePortElem(c, k, t);
   for (const auto& [a, refs] : rs.cluster_ips) AddrElem(c, "cluster-ips", a, false);
   for (const auto& [a, refs] : rs.hairpin) AddrElem(c, "hairpin", a, true);
-  for (int fam = 0; fam < 2; ++fam) {
-    for (const auto& [first, iv] : rs.backends[fam]) IntervalElems(c, fam, first, iv, with_data);
-  }
 }
 
-// The full table: skeleton, every chain, every element.
-void BuildFull(Batch& b, const Ruleset& to) {
+// Every element of `rs` (with its data when `with_data`).
+void CollectElements(const Ruleset& rs, bool with_data, ElemChanges* c) {
+  CollectFrontends(rs, c);
+  CollectBackends(rs, with_data, 0, UINT32_MAX, c);
+}
+
+// The full table: skeleton, every chain, every element; the elements of the
+// backends maps of shards [split, ...) go into `rest` instead (built on
+// another thread: they are most of a large table's messages).
+void BuildFull(Batch& b, const Ruleset& to, uint32_t split) {
   // Create-if-missing then delete, so the delete cannot fail; the new table
   // replaces the old one when the batch commits.
   b.Table(NFT_MSG_NEWTABLE, NLM_F_CREATE);
@@ -880,8 +996,34 @@ void BuildFull(Batch& b, const Ruleset& to) {
   ElemChanges add;
   for (const Cidr& c : to.node.cluster_cidrs) CidrElems(&add, "cluster-cidrs", c);
   for (const Cidr& c : to.node.nodeport_cidrs) CidrElems(&add, "nodeport-addrs", c);
-  CollectElements(to, true, &add);
+  CollectFrontends(to, &add);
+  CollectBackends(to, true, 0, split, &add);
   add.Emit(b, NFT_MSG_NEWSETELEM);
+}
+
+void BuildFullRest(Batch& rest, const Ruleset& to, uint32_t split) {
+  ElemChanges add;
+  CollectBackends(to, true, split, UINT32_MAX, &add);
+  add.Emit(rest, NFT_MSG_NEWSETELEM);
+}
+
+// The shard from which BuildFullRest takes over: about 60% of the backends
+// elements go to it, since the first part also builds everything else.
+uint32_t SplitShard(const Ruleset& to) {
+  std::vector<size_t> per_shard(to.shards + 1, 0);
+  size_t total = 0;
+  for (int fam = 0; fam < 2; ++fam) {
+    for (const auto& [first, iv] : to.backends[fam]) {
+      ++per_shard[std::min<uint32_t>(ShardOf(first), to.shards)];
+      ++total;
+    }
+  }
+  size_t before = 0;
+  for (uint32_t shard = 0; shard < per_shard.size(); ++shard) {
+    if (before * 10 >= total * 4) return shard;
+    before += per_shard[shard];
+  }
+  return static_cast<uint32_t>(per_shard.size());
 }
 
 // A change, in an order the kernel accepts: elements that go away release
@@ -936,6 +1078,12 @@ absl::StatusOr<std::unique_ptr<NftWriter>> NftWriter::Create() {
     mnl_socket_close(nl);
     return absl::PermissionDeniedError("raising the netlink receive buffer needs CAP_NET_ADMIN");
   }
+  // Error replies name the refused attribute (which element of a message)
+  // and do not echo the whole message. Best effort: without them an error
+  // names the message only.
+  const int one = 1;
+  setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
+  setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
   return std::unique_ptr<NftWriter>(new NftWriter(nl));
 }
 
@@ -943,14 +1091,41 @@ NftWriter::~NftWriter() { mnl_socket_close(nl_); }
 
 namespace {
 
+// The offset of the attribute an error reply blames (extended ACK, see
+// NftWriter::Create), or 0.
+uint32_t BadAttrOffset(const nlmsghdr* nlh) {
+  if ((nlh->nlmsg_flags & NLM_F_ACK_TLVS) == 0) return 0;
+  const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
+  // The TLVs follow the error and the refused message's header, and its
+  // payload unless the reply is capped.
+  size_t at = sizeof(nlmsgerr);
+  if ((nlh->nlmsg_flags & NLM_F_CAPPED) == 0) at += err->msg.nlmsg_len - sizeof(nlmsghdr);
+  for (const nlattr* attr : Attrs(nlh, at)) {
+    if (mnl_attr_get_type(attr) == NLMSGERR_ATTR_OFFS && mnl_attr_get_payload_len(attr) >= 4) {
+      return mnl_attr_get_u32(attr);
+    }
+  }
+  return 0;
+}
+
 // Sends the batch and collects every error the kernel reports for it. The
 // kernel handles a batch synchronously inside sendmsg(), so all replies are
 // queued when it returns; a batch without errors gets no reply at all.
-absl::Status SendBatch(mnl_socket* nl, Batch& b, uint64_t* bytes) {
-  nftnl_batch* raw = b.raw();
-  int n = nftnl_batch_iovec_len(raw);
-  std::vector<iovec> iov(n);
-  nftnl_batch_iovec(raw, iov.data(), n);
+absl::Status SendBatch(mnl_socket* nl, const std::vector<Batch*>& parts, uint64_t* bytes) {
+  std::vector<iovec> iov;
+  for (Batch* b : parts) {
+    const int n = nftnl_batch_iovec_len(b->raw());
+    const size_t at = iov.size();
+    iov.resize(at + n);
+    nftnl_batch_iovec(b->raw(), iov.data() + at, n);
+  }
+  // What a sequence number's message was about.
+  auto what = [&parts](uint32_t seq, uint32_t bad_attr) {
+    for (Batch* b : parts) {
+      if (b->Holds(seq)) return b->What(seq, bad_attr);
+    }
+    return std::string("the batch");
+  };
   size_t total = 0;
   for (const iovec& v : iov) total += v.iov_len;
   if (bytes != nullptr) *bytes = total;
@@ -994,7 +1169,7 @@ absl::Status SendBatch(mnl_socket* nl, Batch& b, uint64_t* bytes) {
       auto* err = static_cast<nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
       if (err->error == 0) continue;
       if (errors++ == 0) {
-        first_error = b.What(nlh->nlmsg_seq);
+        first_error = what(nlh->nlmsg_seq, BadAttrOffset(nlh));
         first_errno = -err->error;
       }
     }
@@ -1007,20 +1182,29 @@ absl::Status SendBatch(mnl_socket* nl, Batch& b, uint64_t* bytes) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
-template <typename Build>
-absl::Status NftWriter::Send(const std::string& table, bool full, const Ruleset& names,
-                             const Ruleset& more_names, CommitStats* stats, Build build) {
-  Batch b(table, &seq_);
-  build(b);
-  b.End();
+// Sends the parts as one batch (see SendBatch); `names` and `more_names`
+// name the owners of tickets in errors.
+absl::Status SendParts(mnl_socket* nl, const std::vector<Batch*>& parts, bool full, const Ruleset& names,
+                       const Ruleset& more_names, absl::Time start, CommitStats* stats,
+                       const std::function<void()>& alongside = nullptr) {
+  uint32_t messages = 0;
+  for (Batch* b : parts) messages += b->messages();
+  const absl::Time built = absl::Now();
   if (stats != nullptr) {
-    stats->messages = b.messages();
+    stats->messages = messages;
     stats->full = full;
+    stats->build = built - start;
   }
-  if (b.messages() == 0) return absl::OkStatus();
-  absl::Status s = SendBatch(nl_, b, stats != nullptr ? &stats->bytes : nullptr);
+  absl::Status s;
+  auto send = [&] {
+    if (messages > 0) s = SendBatch(nl, parts, stats != nullptr ? &stats->bytes : nullptr);
+  };
+  if (alongside) {
+    RunAlongside(send, alongside);
+  } else {
+    send();
+  }
+  if (stats != nullptr) stats->kernel = absl::Now() - built;
   if (!s.ok()) {
     // Element errors name a ticket; say whose it is.
     std::string msg(s.message());
@@ -1036,14 +1220,29 @@ absl::Status NftWriter::Send(const std::string& table, bool full, const Ruleset&
   return s;
 }
 
-absl::Status NftWriter::CommitFull(const Ruleset& to, CommitStats* stats) {
-  return Send(to.table, true, to, to, stats, [&](Batch& b) { BuildFull(b, to); });
+}  // namespace
+
+absl::Status NftWriter::CommitFull(const Ruleset& to, CommitStats* stats, const std::function<void()>& alongside) {
+  const absl::Time start = absl::Now();
+  // Built in two parts at once; the second one's messages follow the
+  // first's, then a last part ends the batch. One sendmsg, one transaction.
+  const uint32_t split = SplitShard(to);
+  Batch first(to.table, &seq_);
+  Batch rest(to.table, nullptr, Batch::Kind::kFragment);
+  RunAlongside([&] { BuildFull(first, to, split); }, [&] { BuildFullRest(rest, to, split); });
+  rest.Renumber(&seq_);
+  Batch last(to.table, nullptr, Batch::Kind::kFragment);
+  last.End(&seq_);
+  return SendParts(nl_, {&first, &rest, &last}, true, to, to, start, stats, alongside);
 }
 
 absl::Status NftWriter::CommitDelta(const std::string& table, uint32_t base_shards, const Ruleset& removed,
                                     const Ruleset& added, CommitStats* stats) {
-  return Send(table, false, added, removed, stats,
-              [&](Batch& b) { BuildDelta(b, base_shards, removed, added); });
+  const absl::Time start = absl::Now();
+  Batch b(table, &seq_);
+  BuildDelta(b, base_shards, removed, added);
+  b.End(&seq_);
+  return SendParts(nl_, {&b}, false, added, removed, start, stats);
 }
 
 }  // namespace nftproxy::dp

@@ -4,12 +4,15 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "dataplane/ruleset.h"
 
 struct mnl_socket;
@@ -20,6 +23,8 @@ struct CommitStats {
   uint32_t messages = 0;  // netlink messages in the batch, BEGIN/END excluded
   uint64_t bytes = 0;
   bool full = false;      // replaced the whole table
+  absl::Duration build;   // building the batch
+  absl::Duration kernel;  // sending it until the kernel's answer
 };
 
 class NftWriter {
@@ -31,7 +36,9 @@ class NftWriter {
 
   // Makes the kernel table equal `to` whatever it held before: create if
   // missing, delete, rebuild, in one batch, so traffic never sees it empty.
-  absl::Status CommitFull(const Ruleset& to, CommitStats* stats);
+  // `alongside`, when given, runs on another thread while the kernel takes
+  // the batch.
+  absl::Status CommitFull(const Ruleset& to, CommitStats* stats, const std::function<void()>& alongside = nullptr);
 
   // Changes a table that holds `base_shards` shards: deletes the objects of
   // `removed` and adds those of `added` (see Diff in ruleset.h; a chain in
@@ -42,9 +49,6 @@ class NftWriter {
 
  private:
   explicit NftWriter(mnl_socket* nl) : nl_(nl) {}
-  template <typename Build>
-  absl::Status Send(const std::string& table, bool full, const Ruleset& names, const Ruleset& more_names,
-                    CommitStats* stats, Build build);
   mnl_socket* nl_;
   uint32_t seq_ = 1;
 };

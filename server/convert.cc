@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include "dataplane/parallel.h"
 
 namespace nftproxy::server {
 namespace {
@@ -191,9 +192,19 @@ dp::Model BuildModel(const Desired& d, const std::string& node_name, const dp::N
   dp::Model model;
   model.node = node;
   const State& state = d.state();
+  std::vector<const Key*> keys;
   for (auto it = state.objects.lower_bound(Key{v1::SERVICE, "", ""});
        it != state.objects.end() && it->first.kind == v1::SERVICE; ++it) {
-    if (auto svc = BuildService(d, it->first.ns, it->first.name, node_name)) model.services.push_back(std::move(*svc));
+    keys.push_back(&it->first);
+  }
+  // Services are built independently of each other: on all cores.
+  std::vector<std::optional<dp::Service>> built(keys.size());
+  ParallelFor(keys.size(), 1024, [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) built[i] = BuildService(d, keys[i]->ns, keys[i]->name, node_name);
+  });
+  model.services.reserve(built.size());
+  for (std::optional<dp::Service>& svc : built) {
+    if (svc) model.services.push_back(std::move(*svc));
   }
   return model;
 }

@@ -1,12 +1,14 @@
 #include "server/proxy_service.h"
 
+#include <iostream>
 #include <memory>
 #include <set>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "server/convert.h"
-#include "server/parallel.h"
+#include "dataplane/parallel.h"
 #include "server/validate.h"
 #include "server/wire.h"
 
@@ -17,12 +19,83 @@ grpc::Status ToGrpc(const absl::Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
 }
 
+// The wall time of each phase of one write, for the slow-write log.
+class Phases {
+ public:
+  Phases() : start_(absl::Now()), last_(start_) {}
+  // The time since the previous mark was spent in `phase`.
+  void Mark(const char* phase) {
+    const absl::Time now = absl::Now();
+    Add(phase, now - last_);
+    last_ = now;
+  }
+  // Like Mark, the dataplane's call split into its own phases.
+  void MarkDataplane(const dp::ApplyResult& r) {
+    const absl::Time now = absl::Now();
+    Add("compile", r.compile);
+    Add("batch", r.batch);
+    Add("kernel", r.kernel);
+    Add("dataplane other", (now - last_) - r.compile - r.batch - r.kernel);
+    last_ = now;
+  }
+  absl::Duration Total() const { return absl::Now() - start_; }
+  // "examine 12.1ms, stage 30ms, ..."
+  std::string Describe() const {
+    std::string out;
+    for (const auto& [phase, d] : phases_) {
+      if (d <= absl::ZeroDuration()) continue;
+      absl::StrAppend(&out, out.empty() ? "" : ", ", phase, " ", absl::FormatDuration(absl::Trunc(d, absl::Microseconds(100))));
+    }
+    return out;
+  }
+
+ private:
+  void Add(const char* phase, absl::Duration d) {
+    for (auto& [p, total] : phases_) {
+      if (p == phase) {
+        total += d;
+        return;
+      }
+    }
+    phases_.emplace_back(phase, d);
+  }
+
+  absl::Time start_, last_;
+  std::vector<std::pair<const char*, absl::Duration>> phases_;
+};
+
+// What a first pass over a request learns about one upsert without changing
+// the state, so that it can run on several threads. A resource sent as the
+// same bytes as the stored one is known at once (`known`) and never parsed;
+// any other is parsed, compared by what it says (UserBytes) and, when it
+// differs, validated on its own. The checks against the stored resource
+// (source, version, owner) are made here too: the stored resource a later,
+// sequential pass sees is the same unless the key appears twice, which that
+// pass refuses first.
+struct Incoming {
+  absl::string_view wire;  // its bytes in the request
+  absl::Status parsed;
+  Key key;
+  std::string source;    // metadata.source as sent
+  uint64_t version = 0;  // metadata.resourceVersion as sent
+  bool known = false;
+  bool same = false;
+  std::unique_ptr<v1::Resource> resource;  // null when known
+  std::string user_bytes;
+  const v1::Resource* stored = nullptr;
+  absl::Status checked;  // source, version and owner
+  absl::Status valid;    // ValidateResource, when not the same
+};
+
 // A write being staged in place; the caller rolls `txn` back unless the
 // kernel took it.
 struct Write {
   Txn txn;
   absl::Time now;
   bool any_change = false;
+  size_t changed = 0;  // keys changed, known once staged
+  Phases phases;
+  std::vector<Incoming> incoming;  // the request's upserts
 };
 
 namespace {
@@ -61,29 +134,6 @@ absl::Status CheckOwner(const Key& key, const v1::Resource* stored, const std::s
 // thread while the kernel commits.
 constexpr size_t kParallelResources = 512;
 constexpr size_t kParallelKeys = 256;
-
-// What a first pass over a request learns about one upsert without changing
-// the state, so that it can run on several threads. A resource sent as the
-// same bytes as the stored one is known at once (`known`) and never parsed;
-// any other is parsed, compared by what it says (UserBytes) and, when it
-// differs, validated on its own. The checks against the stored resource
-// (source, version, owner) are made here too: the stored resource a later,
-// sequential pass sees is the same unless the key appears twice, which that
-// pass refuses first.
-struct Incoming {
-  absl::string_view wire;  // its bytes in the request
-  absl::Status parsed;
-  Key key;
-  std::string source;    // metadata.source as sent
-  uint64_t version = 0;  // metadata.resourceVersion as sent
-  bool known = false;
-  bool same = false;
-  std::unique_ptr<v1::Resource> resource;  // null when known
-  std::string user_bytes;
-  const v1::Resource* stored = nullptr;
-  absl::Status checked;  // source, version and owner
-  absl::Status valid;    // ValidateResource, when not the same
-};
 
 std::vector<Incoming> Examine(const std::vector<absl::string_view>& items, absl::string_view field,
                               const std::string& source, const Desired& d) {
@@ -221,10 +271,14 @@ absl::Status ProxyService::Restore(State state) {
 
 StateRules ProxyService::Rules() const { return StateRules{options_.node_port_min, options_.node_port_max}; }
 
-absl::Status ProxyService::ApplyAllLocked(const Desired& d) {
+absl::Status ProxyService::ApplyAllLocked(const Desired& d, Phases* phases) {
   const absl::Time start = absl::Now();
   dp::ApplyResult result;
-  absl::Status s = dp_->Apply(BuildModel(d, options_.node_name, options_.node), &result);
+  dp::Model model = BuildModel(d, options_.node_name, options_.node);
+  if (phases != nullptr) phases->Mark("model");
+  absl::Status s = dp_->Apply(model, &result);
+  if (phases != nullptr) phases->MarkDataplane(result);
+  DiscardLater(std::move(model));
   NoteSyncLocked(start, s);
   if (s.ok()) dp_full_ = true;
   return s;
@@ -243,7 +297,7 @@ absl::Status ProxyService::FinishLocked(Write* w, bool dry_run, uint64_t* revisi
     *revision = desired_.revision();
     return absl::OkStatus();
   }
-  absl::Status s = CommitLocked(w->txn, dry_run, report);
+  absl::Status s = CommitLocked(w, dry_run, report);
   if (!s.ok() || dry_run) {
     w->txn.Rollback();
     *revision = desired_.revision();
@@ -253,9 +307,12 @@ absl::Status ProxyService::FinishLocked(Write* w, bool dry_run, uint64_t* revisi
   return absl::OkStatus();
 }
 
-absl::Status ProxyService::CommitLocked(Txn& txn, bool dry_run, const std::function<void()>& report) {
+absl::Status ProxyService::CommitLocked(Write* w, bool dry_run, const std::function<void()>& report) {
+  Txn& txn = w->txn;
   const std::vector<Key> changed = txn.Keys();
+  w->changed = changed.size();
   if (auto s = ValidateChange(desired_, changed, Rules()); !s.ok()) return s;
+  w->phases.Mark("validate");
   // Only the services this write can have changed are rebuilt and sent
   // (before the first full commit, everything is).
   dp::ModelChange change;
@@ -268,6 +325,7 @@ absl::Status ProxyService::CommitLocked(Txn& txn, bool dry_run, const std::funct
       change.removes.push_back(absl::StrCat(ns, "/", name));
     }
   }
+  w->phases.Mark("model");
   if (dry_run) {
     if (report) report();
     return absl::OkStatus();
@@ -277,12 +335,13 @@ absl::Status ProxyService::CommitLocked(Txn& txn, bool dry_run, const std::funct
   auto commit = [&] {
     if (!dp_full_) {
       // Nothing committed yet in this run: the first commit is the whole state.
-      s = ApplyAllLocked(desired_);
+      s = ApplyAllLocked(desired_, &w->phases);
       return;
     }
     const absl::Time start = absl::Now();
     dp::ApplyResult result;
     s = dp_->Update(change, &result);
+    w->phases.MarkDataplane(result);
     NoteSyncLocked(start, s);
   };
   // What follows a commit only reads the state: the record for the state
@@ -304,6 +363,7 @@ absl::Status ProxyService::CommitLocked(Txn& txn, bool dry_run, const std::funct
     if (s.ok()) prepare();
   }
   if (!s.ok()) return s;
+  w->phases.Mark("record");
   if (options_.store != nullptr) {
     // The kernel already holds the change; a failed save only affects the
     // next restart, so it is reported in Status rather than failing the call.
@@ -311,7 +371,18 @@ absl::Status ProxyService::CommitLocked(Txn& txn, bool dry_run, const std::funct
   }
   log_.Append(std::move(events));
   committed_.SignalAll();
+  w->phases.Mark("record");
   return absl::OkStatus();
+}
+
+void ProxyService::LogWrite(const char* method, const std::string& source, size_t resources, const Write& w,
+                            const absl::Status& s) const {
+  const absl::Duration total = w.phases.Total();
+  if (total < options_.log_writes_over) return;
+  std::cerr << absl::StrFormat("nftproxy: %s from source %s: %d resources, %d changed, revision %d: %s in %s (%s)\n",
+                               method, SourceName(source), resources, w.changed, desired_.revision(),
+                               s.ok() ? "ok" : absl::StatusCodeToString(s.code()),
+                               absl::FormatDuration(absl::Trunc(total, absl::Microseconds(100))), w.phases.Describe());
 }
 
 absl::Status ProxyService::DoApply(v1::ApplyRequest req, v1::ApplyResponse* resp) {
@@ -331,33 +402,44 @@ absl::Status ProxyService::ApplyBytes(absl::string_view bytes, v1::ApplyResponse
   }
   if (!req.ParseFromString(rest)) return absl::InvalidArgumentError("ApplyRequest: not a valid protobuf message");
   absl::MutexLock lock(&mu_);
-  std::vector<Incoming> incoming = Examine(upserts, "upserts", req.source(), desired_);
   Write w{Txn(&desired_), absl::Now()};
-  w.txn.Reserve(incoming.size() + req.deletes_size());
-  auto fail = [&w](absl::Status s) {
-    w.txn.Rollback();
+  absl::Status s = ApplyLocked(req, upserts, &w, resp);
+  LogWrite("Apply", req.source(), upserts.size() + req.deletes_size(), w, s);
+  // The request's parsed resources and the undo log: freed off the reply's path.
+  DiscardLater(std::move(w));
+  return s;
+}
+
+absl::Status ProxyService::ApplyLocked(const v1::ApplyRequest& req, const std::vector<absl::string_view>& upserts,
+                                       Write* w, v1::ApplyResponse* resp) {
+  std::vector<Incoming>& incoming = w->incoming = Examine(upserts, "upserts", req.source(), desired_);
+  w->phases.Mark("examine");
+  w->txn.Reserve(incoming.size() + req.deletes_size());
+  auto fail = [w](absl::Status s) {
+    w->txn.Rollback();
     return s;
   };
   for (const v1::ResourceRef& ref : req.deletes()) {
     const Key key = KeyOf(ref);
-    if (auto s = StageDelete(key, ref.resource_version(), req.source(), &w); !s.ok()) return fail(s);
+    if (auto s = StageDelete(key, ref.resource_version(), req.source(), w); !s.ok()) return fail(s);
     v1::ResourceRef* d = resp->add_deleted();
     *d = ref;
     d->set_namespace_(key.ns);
     resp->add_outcomes("deleted");
   }
   for (Incoming& in : incoming) {
-    absl::StatusOr<std::string> outcome = StageUpsert(in, req.source(), &w);
+    absl::StatusOr<std::string> outcome = StageUpsert(in, req.source(), w);
     if (!outcome.ok()) return fail(outcome.status());
     resp->add_outcomes(*outcome);
   }
+  w->phases.Mark("stage");
   // The caller gets each upserted resource as stored.
   auto report = [&] {
     resp->mutable_applied()->Reserve(static_cast<int>(incoming.size()));
     for (const Incoming& in : incoming) *resp->add_applied() = *desired_.Find(in.key);
   };
   uint64_t revision = 0;
-  absl::Status s = FinishLocked(&w, req.dry_run(), &revision, report);
+  absl::Status s = FinishLocked(w, req.dry_run(), &revision, report);
   resp->set_revision(revision);
   return s;
 }
@@ -374,11 +456,20 @@ absl::Status ProxyService::SyncBytes(absl::string_view bytes, v1::SyncResponse* 
     return absl::InvalidArgumentError("source: required (the name of the owner whose resources are replaced)");
   }
   absl::MutexLock lock(&mu_);
-  std::vector<Incoming> incoming = Examine(resources, "resources", req.source(), desired_);
   Write w{Txn(&desired_), absl::Now()};
-  w.txn.Reserve(incoming.size());
-  auto fail = [&w](absl::Status s) {
-    w.txn.Rollback();
+  absl::Status s = SyncLocked(req, resources, &w, resp);
+  LogWrite("Sync", req.source(), resources.size(), w, s);
+  DiscardLater(std::move(w));
+  return s;
+}
+
+absl::Status ProxyService::SyncLocked(const v1::SyncRequest& req, const std::vector<absl::string_view>& resources,
+                                      Write* w, v1::SyncResponse* resp) {
+  std::vector<Incoming>& incoming = w->incoming = Examine(resources, "resources", req.source(), desired_);
+  w->phases.Mark("examine");
+  w->txn.Reserve(incoming.size());
+  auto fail = [w](absl::Status s) {
+    w->txn.Rollback();
     return s;
   };
   // Everything the source owns and the request leaves out is deleted; when
@@ -399,12 +490,12 @@ absl::Status ProxyService::SyncBytes(absl::string_view bytes, v1::SyncResponse* 
       if (MetaOf(r).source() == req.source() && keep.count(key) == 0) drop.emplace_back(key, MetaOf(r).resource_version());
     }
     for (const auto& [key, version] : drop) {
-      if (auto s = StageDelete(key, 0, req.source(), &w); !s.ok()) return fail(s);
+      if (auto s = StageDelete(key, 0, req.source(), w); !s.ok()) return fail(s);
       *resp->add_deleted() = RefOf(key, version);
     }
   }
   for (Incoming& in : incoming) {
-    absl::StatusOr<std::string> outcome = StageUpsert(in, req.source(), &w);
+    absl::StatusOr<std::string> outcome = StageUpsert(in, req.source(), w);
     if (!outcome.ok()) return fail(outcome.status());
     if (*outcome == "unchanged") {
       resp->set_unchanged(resp->unchanged() + 1);
@@ -413,8 +504,9 @@ absl::Status ProxyService::SyncBytes(absl::string_view bytes, v1::SyncResponse* 
     const v1::ResourceRef ref = RefOf(in.key, MetaOf(*desired_.Find(in.key)).resource_version());
     *(*outcome == "created" ? resp->add_created() : resp->add_configured()) = ref;
   }
+  w->phases.Mark("stage");
   uint64_t revision = 0;
-  absl::Status s = FinishLocked(&w, req.dry_run(), &revision, nullptr);
+  absl::Status s = FinishLocked(w, req.dry_run(), &revision, nullptr);
   resp->set_revision(revision);
   return s;
 }

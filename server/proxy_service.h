@@ -11,13 +11,14 @@
 #include "dataplane/dataplane.h"
 #include "nftproxy/v1/nftproxy.grpc.pb.h"
 #include "server/desired.h"
-#include "server/parallel.h"
+#include "dataplane/parallel.h"
 #include "server/store.h"
 #include "server/validate.h"
 
 namespace nftproxy::server {
 
 struct Write;
+class Phases;
 
 struct ServiceOptions {
   std::string node_name;
@@ -30,6 +31,9 @@ struct ServiceOptions {
   StateStore* store = nullptr;
   // How many change events Watch can resume from.
   size_t watch_log_capacity = ChangeLog::kDefaultCapacity;
+  // Apply and Sync calls taking at least this long are logged to stderr
+  // with the time of each phase; infinite: none.
+  absl::Duration log_writes_over = absl::InfiniteDuration();
 };
 
 // Apply and Sync are served from their request bytes (see server/wire.h);
@@ -76,6 +80,11 @@ class ProxyService final : public ProxyServiceBase {
                                      grpc::ByteBuffer* resp,
                                      absl::Status (ProxyService::*method)(absl::string_view, Response*));
 
+  absl::Status ApplyLocked(const v1::ApplyRequest& req, const std::vector<absl::string_view>& upserts, Write* w,
+                           v1::ApplyResponse* resp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status SyncLocked(const v1::SyncRequest& req, const std::vector<absl::string_view>& resources, Write* w,
+                          v1::SyncResponse* resp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   // The end of an Apply or Sync whose changes `w` staged in desired_:
   // nothing to do when nothing changed, else validate and commit; rolls the
   // changes back on error or dry run. *revision is what the caller reports.
@@ -84,10 +93,13 @@ class ProxyService final : public ProxyServiceBase {
   // must only read desired_).
   absl::Status FinishLocked(Write* w, bool dry_run, uint64_t* revision, const std::function<void()>& report)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status CommitLocked(Txn& txn, bool dry_run, const std::function<void()>& report)
+  absl::Status CommitLocked(Write* w, bool dry_run, const std::function<void()>& report)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends the whole of `d` to the dataplane (the first commit of a run).
-  absl::Status ApplyAllLocked(const Desired& d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ApplyAllLocked(const Desired& d, Phases* phases = nullptr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Logs a write that took at least options_.log_writes_over.
+  void LogWrite(const char* method, const std::string& source, size_t resources, const Write& w,
+                const absl::Status& s) const;
   void NoteSyncLocked(absl::Time start, const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   StateRules Rules() const;
 

@@ -31,6 +31,7 @@ struct ServeFlags {
   std::vector<std::string> cluster_cidrs;
   std::vector<std::string> nodeport_addresses;
   std::string nodeport_range = "30000-32767";
+  std::string log_writes_over = "1s";
 };
 
 const char kUsage[] = R"(Usage: nftproxy serve [flags]
@@ -54,6 +55,9 @@ Flags:
                     (default: every local address except loopback)
   --nodeport-range MIN-MAX
                     allowed NodePort range (default 30000-32767)
+  --log-writes-over DURATION
+                    log every Apply/Sync that takes at least this long, with
+                    the time of each phase (default 1s; 0 logs every write)
 
 Example:
   nftproxy serve --listen unix:///run/nftproxy/nftproxy.sock --listen tcp://127.0.0.1:7070
@@ -83,6 +87,7 @@ bool ParseFlags(const std::vector<std::string>& args, ServeFlags* f, std::string
     else if (a == "--cluster-cidr") f->cluster_cidrs.push_back(v);
     else if (a == "--nodeport-addresses") f->nodeport_addresses.push_back(v);
     else if (a == "--nodeport-range") f->nodeport_range = v;
+    else if (a == "--log-writes-over") f->log_writes_over = v;
     else {
       *err = absl::StrCat("unknown flag ", a);
       return false;
@@ -169,6 +174,12 @@ int RunServe(const std::vector<std::string>& args) {
     }
     options.node_port_min = static_cast<uint16_t>(lo);
     options.node_port_max = static_cast<uint16_t>(hi);
+  }
+  if (!absl::ParseDuration(flags.log_writes_over, &options.log_writes_over) ||
+      options.log_writes_over < absl::ZeroDuration()) {
+    std::cerr << "nftproxy serve: --log-writes-over " << flags.log_writes_over
+              << ": want a duration such as 250ms, 1s or 0\n";
+    return 2;
   }
   if (!flags.state_dir.empty()) {
     if (mkdir(flags.state_dir.c_str(), 0750) != 0 && errno != EEXIST) {

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "dataplane/ip.h"
+#include "dataplane/parallel.h"
 
 namespace nftproxy::server {
 namespace {
@@ -232,54 +233,69 @@ absl::Status ValidateResource(const v1::Resource& r) {
   return c.status();
 }
 
+namespace {
+
+// The checks of ValidateChange for one changed key.
+absl::Status CheckChanged(const Desired& d, const Key& key, const StateRules& rules) {
+  const v1::Resource* r = d.Find(key);
+  if (r == nullptr) return absl::OkStatus();
+  if (key.kind == v1::ENDPOINT_SLICE) {
+    const v1::Resource* svc = d.Find(Key{v1::SERVICE, key.ns, r->endpoint_slice().service_name()});
+    if (svc != nullptr && !svc->service().spec().selector().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          Describe(key), ": serviceName: service ", key.ns, "/", svc->service().metadata().name(),
+          " has a selector, so its endpoints come from workloads; it cannot also own EndpointSlice ", key.ns, "/",
+          key.name));
+    }
+    return absl::OkStatus();
+  }
+  if (key.kind != v1::SERVICE) return absl::OkStatus();
+  const v1::Service& s = r->service();
+  const std::string me = absl::StrCat(key.ns, "/", key.name);
+  for (int i = 0; i < s.spec().ports_size(); ++i) {
+    const uint32_t np = s.spec().ports(i).node_port();
+    if (np != 0 && (np < rules.node_port_min || np > rules.node_port_max)) {
+      return absl::InvalidArgumentError(absl::StrCat("service ", me, ": spec.ports[", i, "].nodePort: ", np,
+                                                     " is outside the node port range ", rules.node_port_min, "-",
+                                                     rules.node_port_max, " (server flag --nodeport-range)"));
+    }
+  }
+  std::map<std::string, std::string> mine;  // slot -> the field that claims it first
+  for (const Slot& slot : SlotsOf(s)) {
+    auto [it, first] = mine.emplace(slot.name, slot.field);
+    if (!first) {
+      return absl::InvalidArgumentError(absl::StrCat("service ", me, ": ", slot.field, ": ", slot.name,
+                                                     " is already used by ", it->second, " of the same service"));
+    }
+    for (const std::string& other : d.SlotOwners(slot.name)) {
+      if (other == me) continue;
+      return absl::InvalidArgumentError(absl::StrCat("service ", me, ": ", slot.field, ": ", slot.name,
+                                                     " is already used by service ", other));
+    }
+  }
+  // A service with a selector takes its endpoints from workloads only.
+  const std::set<std::string>& slices = d.SlicesOf(key.ns, key.name);
+  if (!s.spec().selector().empty() && !slices.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Describe(key), ": spec.selector: service ", me,
+        " has a selector, so its endpoints come from workloads; it cannot also own EndpointSlice ", key.ns, "/",
+        *slices.begin()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status ValidateChange(const Desired& d, const std::vector<Key>& changed, const StateRules& rules) {
   // The state before the write was consistent, so any clash involves a
-  // resource the write changed: checking those is enough.
-  for (const Key& key : changed) {
-    const v1::Resource* r = d.Find(key);
-    if (r == nullptr) continue;
-    if (key.kind == v1::ENDPOINT_SLICE) {
-      const v1::Resource* svc = d.Find(Key{v1::SERVICE, key.ns, r->endpoint_slice().service_name()});
-      if (svc != nullptr && !svc->service().spec().selector().empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            Describe(key), ": serviceName: service ", key.ns, "/", svc->service().metadata().name(),
-            " has a selector, so its endpoints come from workloads; it cannot also own EndpointSlice ", key.ns, "/",
-            key.name));
-      }
-      continue;
-    }
-    if (key.kind != v1::SERVICE) continue;
-    const v1::Service& s = r->service();
-    const std::string me = absl::StrCat(key.ns, "/", key.name);
-    for (int i = 0; i < s.spec().ports_size(); ++i) {
-      const uint32_t np = s.spec().ports(i).node_port();
-      if (np != 0 && (np < rules.node_port_min || np > rules.node_port_max)) {
-        return absl::InvalidArgumentError(absl::StrCat("service ", me, ": spec.ports[", i, "].nodePort: ", np,
-                                                       " is outside the node port range ", rules.node_port_min, "-",
-                                                       rules.node_port_max, " (server flag --nodeport-range)"));
-      }
-    }
-    std::map<std::string, std::string> mine;  // slot -> the field that claims it first
-    for (const Slot& slot : SlotsOf(s)) {
-      auto [it, first] = mine.emplace(slot.name, slot.field);
-      if (!first) {
-        return absl::InvalidArgumentError(absl::StrCat("service ", me, ": ", slot.field, ": ", slot.name,
-                                                       " is already used by ", it->second, " of the same service"));
-      }
-      for (const std::string& other : d.SlotOwners(slot.name)) {
-        if (other == me) continue;
-        return absl::InvalidArgumentError(absl::StrCat("service ", me, ": ", slot.field, ": ", slot.name,
-                                                       " is already used by service ", other));
-      }
-    }
-    // A service with a selector takes its endpoints from workloads only.
-    const std::set<std::string>& slices = d.SlicesOf(key.ns, key.name);
-    if (!s.spec().selector().empty() && !slices.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          Describe(key), ": spec.selector: service ", me,
-          " has a selector, so its endpoints come from workloads; it cannot also own EndpointSlice ", key.ns, "/",
-          *slices.begin()));
-    }
+  // resource the write changed: checking those is enough. They are checked
+  // on all cores; the error reported is the first in `changed`'s order.
+  std::vector<absl::Status> results(changed.size());
+  ParallelFor(changed.size(), 1024, [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) results[i] = CheckChanged(d, changed[i], rules);
+  });
+  for (absl::Status& s : results) {
+    if (!s.ok()) return s;
   }
   return absl::OkStatus();
 }

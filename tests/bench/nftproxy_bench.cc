@@ -371,8 +371,10 @@ class Server {
     // A state directory of its own, as a real deployment has: the cost of
     // recording each change is part of what is measured.
     const std::string state = lab.tmpdir() + "/" + tag + ".state";
+    // Writes of 100 ms or more are logged with the time of each phase; the
+    // full sync's line goes into the notes.
     std::vector<std::string> argv = {o.nftproxy, "serve",   "--listen",    "unix://" + sock_, "--state-dir", state,
-                                     "--table",  "nftproxy", "--node-name", "bench"};
+                                     "--table",  "nftproxy", "--node-name", "bench", "--log-writes-over", "100ms"};
     argv.insert(argv.end(), o.serve_args.begin(), o.serve_args.end());
     auto pid = lab.Spawn(netns, argv, log_);
     if (!pid.ok()) return pid.status();
@@ -446,6 +448,15 @@ class Server {
 
   pid_t pid() const { return pid_; }
   std::string LogTail() const { return ReadTail(log_, 1500); }
+  // The last line of the server's log that starts with `prefix` ("" if none).
+  std::string LastLogLine(const std::string& prefix) const {
+    std::ifstream in(log_);
+    std::string line, last;
+    while (std::getline(in, line)) {
+      if (line.rfind(prefix, 0) == 0) last = line;
+    }
+    return last;
+  }
 
  private:
   pid_t pid_ = 0;
@@ -465,6 +476,7 @@ struct CpResult {
   size_t request_bytes = 0;
   std::vector<double> noop;
   std::vector<double> apply_noop;  // nftproxy: the no-op as an Apply (reply with every resource)
+  std::string server_log;          // nftproxy: the server's log line of the full sync (its phases)
   int noop_commits = -1;       // max nf_tables commits seen for one no-op
   std::string noop_note;
   std::vector<double> changes;
@@ -581,6 +593,7 @@ CpResult RunNftproxyCp(const Options& o, const Workload& w) {
     } else {
       r.full_s = *t;
       r.full_kernel_s = c1.sys_s - c0.sys_s;
+      r.server_log = srv.LastLogLine("nftproxy: Sync");
       r.rss_kb = ReadStatusKb(srv.pid(), "VmRSS");
       r.peak_kb = ReadStatusKb(srv.pid(), "VmHWM");
       if (auto status = srv.Status(); status.ok()) {
@@ -1083,6 +1096,7 @@ void PrintControlPlane(const Options& o, const std::vector<Row>& rows, const std
                                      r.noop_commits, "; the no-op as an Apply (reply with every resource): ",
                                      r.apply_noop.empty() ? "-" : Dur(Median(r.apply_noop)), "; ", r.changes.size(),
                                      " changes"));
+        if (!r.server_log.empty()) notes.push_back(absl::StrCat(where, "server log of the full sync: ", r.server_log));
       } else if (r.request_bytes > 0) {
         notes.push_back(absl::StrCat(where, Thousands(static_cast<long long>(r.request_bytes)), " bytes of text; ",
                                      r.changes.size(), " changes"));

@@ -1,25 +1,34 @@
-#include "server/parallel.h"
+#include "dataplane/parallel.h"
 
 #include <algorithm>
 #include <thread>
 #include <vector>
 
-namespace nftproxy::server {
+namespace nftproxy {
 
-void ParallelFor(size_t n, size_t min_parallel, const std::function<void(size_t, size_t)>& fn) {
+size_t ParallelParts(size_t n, size_t min_parallel) {
   const size_t cores = std::max(1u, std::thread::hardware_concurrency());
-  const size_t parts = n < min_parallel ? 1 : std::min<size_t>({cores, 4, n});
+  return n < min_parallel ? 1 : std::min<size_t>({cores, 4, n});
+}
+
+void ParallelForParts(size_t n, size_t min_parallel, const std::function<void(size_t, size_t, size_t)>& fn) {
+  const size_t parts = ParallelParts(n, min_parallel);
   if (parts <= 1) {
-    fn(0, n);
+    fn(0, 0, n);
     return;
   }
   std::vector<std::thread> threads;
   const size_t step = (n + parts - 1) / parts;
-  for (size_t begin = step; begin < n; begin += step) {
-    threads.emplace_back([&fn, begin, end = std::min(n, begin + step)] { fn(begin, end); });
+  for (size_t part = 1; part < parts; ++part) {
+    const size_t begin = std::min(n, part * step), end = std::min(n, begin + step);
+    threads.emplace_back([&fn, part, begin, end] { fn(part, begin, end); });
   }
-  fn(0, std::min(n, step));
+  fn(0, 0, std::min(n, step));
   for (std::thread& t : threads) t.join();
+}
+
+void ParallelFor(size_t n, size_t min_parallel, const std::function<void(size_t, size_t)>& fn) {
+  ParallelForParts(n, min_parallel, [&fn](size_t, size_t begin, size_t end) { fn(begin, end); });
 }
 
 void RunAlongside(const std::function<void()>& main, const std::function<void()>& side) {
@@ -59,4 +68,10 @@ void TaskThread::Loop() {
   }
 }
 
-}  // namespace nftproxy::server
+TaskThread& Background() {
+  // Destroyed at exit, after it ran what was posted.
+  static TaskThread thread;
+  return thread;
+}
+
+}  // namespace nftproxy

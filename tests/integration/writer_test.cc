@@ -1,0 +1,116 @@
+// NftWriter against the real kernel, in a private network namespace: a
+// whole table is built in two parts at once and sent as one transaction; a
+// kernel error in either part names the service that caused it, and a
+// refused batch changes nothing. Needs root (fails under CI=true without it).
+#include <gtest/gtest.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "dataplane/nft_writer.h"
+#include "dataplane/ruleset.h"
+
+namespace nftproxy::dp {
+namespace {
+
+std::string g_netns_error;
+
+void RequireNetns() {
+  if (g_netns_error.empty()) return;
+  const char* ci = getenv("CI");
+  if (ci != nullptr && std::string(ci) == "true") FAIL() << "cannot run under CI=true: " << g_netns_error;
+  GTEST_SKIP() << g_netns_error;
+}
+
+std::string Shell(const std::string& cmd) {
+  std::string out;
+  FILE* f = popen((cmd + " 2>&1").c_str(), "r");
+  if (f == nullptr) return "popen failed";
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  pclose(f);
+  return out;
+}
+
+IpAddr V4(uint32_t a) {
+  IpAddr ip;
+  ip.family = Family::kV4;
+  for (int i = 0; i < 4; ++i) ip.bytes[i] = static_cast<uint8_t>(a >> (24 - 8 * i));
+  return ip;
+}
+
+// n services with 4 endpoints each: n / 256 + 1 backends shards.
+Model Services(int n) {
+  Model m;
+  for (int i = 0; i < n; ++i) {
+    Service s;
+    s.ns = "default";
+    s.name = absl::StrFormat("svc-%04d", i);
+    s.cluster_ips.push_back(V4(0xc6130000u + 1 + i));  // 198.19.0.1 + i
+    ServicePort p;
+    p.port = 80;
+    for (int j = 0; j < 4; ++j) p.backends.push_back(Backend{V4(0xc6120000u + 2 + (i * 4 + j) % 4000), 8080});
+    s.ports.push_back(p);
+    m.services.push_back(s);
+  }
+  return m;
+}
+
+// An interval that overlaps the first one of `svc`'s port: the kernel
+// refuses it (the element exists).
+void AddOverlap(Ruleset* rs, const std::string& svc) {
+  const uint32_t index = rs->indexes.at("default/" + svc + "/tcp/80");
+  const uint32_t first = kTicketBit | (index << kIndexShift);
+  ASSERT_TRUE(rs->backends[0].count(first)) << svc;
+  rs->backends[0][first + 1] = Interval{first + 2, V4(0xc6120063u), 9999};
+}
+
+TEST(Writer, KernelErrorsInEitherPartNameTheirServiceAndChangeNothing) {
+  RequireNetns();
+  if (HasFatalFailure() || IsSkipped()) return;
+  auto writer = NftWriter::Create();
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  const Model model = Services(1200);  // 5 shards: the second part takes the last ones
+  const Ruleset good = Compile(model, "npxwriter");
+  ASSERT_GE(good.shards, 4u);
+  CommitStats stats;
+  ASSERT_TRUE((*writer)->CommitFull(good, &stats).ok());
+  EXPECT_GT(stats.messages, 1200u);
+  const std::string before = Shell("nft list table inet npxwriter");
+  ASSERT_NE(before.find("svc4/default/svc-1199/tcp/80"), std::string::npos) << before.substr(0, 2000);
+  // The first service's elements are built by the first part, the last
+  // one's by the second; each error must name its own service.
+  for (const char* svc : {"svc-0000", "svc-1199"}) {
+    SCOPED_TRACE(svc);
+    Ruleset bad = good;
+    AddOverlap(&bad, svc);
+    absl::Status s = (*writer)->CommitFull(bad, &stats);
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    printf("[writer] %s\n", std::string(s.message()).c_str());
+    EXPECT_NE(std::string(s.message()).find(absl::StrCat("service default/", svc)), std::string::npos) << s;
+    EXPECT_NE(std::string(s.message()).find("kernel refused the change"), std::string::npos) << s;
+    EXPECT_EQ(Shell("nft list table inet npxwriter"), before) << "a refused batch must change nothing";
+  }
+  Shell("nft delete table inet npxwriter");
+}
+
+}  // namespace
+}  // namespace nftproxy::dp
+
+int main(int argc, char** argv) {
+  // Before any thread exists: a private network namespace for this process.
+  if (geteuid() != 0) {
+    nftproxy::dp::g_netns_error = "needs root: it runs in a private network namespace and writes nftables tables";
+  } else if (unshare(CLONE_NEWNET) != 0) {
+    nftproxy::dp::g_netns_error = std::string("unshare(CLONE_NEWNET) failed: ") + strerror(errno);
+  }
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
