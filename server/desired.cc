@@ -30,8 +30,7 @@ std::vector<Slot> SlotsOf(const v1::Service& s) {
   for (int i = 0; i < s.spec().ports_size(); ++i) {
     const v1::ServicePort& p = s.spec().ports(i);
     if (p.node_port() == 0) continue;
-    out.push_back(Slot{absl::StrCat("node port ", p.node_port(), "/", proto_name(p.protocol())),
-                       absl::StrCat("spec.ports[", i, "].nodePort")});
+    out.push_back(Slot{absl::StrCat("node port ", p.node_port(), "/", proto_name(p.protocol())), "spec.ports", i});
   }
   struct List {
     const char* field;
@@ -45,8 +44,7 @@ std::vector<Slot> SlotsOf(const v1::Service& s) {
       auto ip = dp::IpAddr::Parse((*l.ips)[i]);
       if (!ip.ok()) continue;
       for (const v1::ServicePort& p : s.spec().ports()) {
-        out.push_back(Slot{absl::StrCat(ip->ToString(), " port ", p.port(), "/", proto_name(p.protocol())),
-                           absl::StrCat(l.field, "[", i, "]")});
+        out.push_back(Slot{absl::StrCat(ip->ToString(), " port ", p.port(), "/", proto_name(p.protocol())), l.field, i});
       }
     }
   }
@@ -76,6 +74,16 @@ std::string UserBytes(v1::Resource* r) {
   if (had_created) m->mutable_create_time()->Swap(&created);
   if (had_updated) m->mutable_update_time()->Swap(&updated);
   return bytes;
+}
+
+std::string Slot::Field() const {
+  const bool node_port = std::string_view(list) == "spec.ports";
+  return absl::StrCat(list, "[", index, "]", node_port ? ".nodePort" : "");
+}
+
+void Desired::Reserve(size_t more) {
+  index_.reserve(index_.size() + more);
+  by_wire_.reserve(by_wire_.size() + more);
 }
 
 Desired::Desired(State state) : state_(std::move(state)) {
@@ -132,7 +140,9 @@ v1::Resource* Desired::FindMutable(const Key& key) {
 std::optional<v1::Resource> Desired::Put(const Key& key, std::optional<v1::Resource> r, std::string user_bytes,
                                          Wire wire) {
   std::optional<v1::Resource> old;
-  auto it = state_.objects.find(key);
+  // One search serves both the lookup and an insert.
+  const auto hint = state_.objects.lower_bound(key);
+  auto it = hint != state_.objects.end() && hint->first == key ? hint : state_.objects.end();
   if (it != state_.objects.end()) {
     Index(key, it->second, false);
     auto n = owned_.find(MetaOf(it->second).source());
@@ -143,7 +153,7 @@ std::optional<v1::Resource> Desired::Put(const Key& key, std::optional<v1::Resou
     if (user_bytes.empty()) user_bytes = UserBytes(&*r);
     ++owned_[MetaOf(*r).source()];
     if (it == state_.objects.end()) {
-      it = state_.objects.emplace(key, std::move(*r)).first;
+      it = state_.objects.emplace_hint(hint, key, std::move(*r));
     } else {
       it->second = std::move(*r);
     }

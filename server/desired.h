@@ -23,7 +23,10 @@ namespace nftproxy::server {
 // 30080/TCP"), with the field that claims it for error messages.
 struct Slot {
   std::string name;
-  std::string field;  // "spec.clusterIps[0]", "spec.ports[1].nodePort"
+  const char* list;  // "spec.clusterIps", "spec.ports" (with ".nodePort" after the index)
+  int index;
+  // "spec.clusterIps[0]", "spec.ports[1].nodePort"; built only for errors.
+  std::string Field() const;
 };
 std::vector<Slot> SlotsOf(const v1::Service& svc);
 
@@ -62,6 +65,9 @@ class Desired {
   // For changes that leave the indexed fields alone (kind, namespace, name,
   // spec and serviceName are not touched through it).
   v1::Resource* FindMutable(const Key& key);
+
+  // Room for `more` resources than are stored now (a large write).
+  void Reserve(size_t more);
 
   // How many stored resources `source` owns.
   size_t CountOwnedBy(const std::string& source) const;
@@ -129,7 +135,10 @@ class Txn {
   // Records that the write names `key`; false when it already did (a key
   // appears at most once per write).
   bool Claim(const Key& key) { return touched_.insert(key).second; }
-  void Reserve(size_t keys) { touched_.reserve(keys); }
+  void Reserve(size_t keys) {
+    touched_.reserve(keys);
+    d_->Reserve(keys);
+  }
   // Desired::Put on a claimed key (at most once per key), remembering the
   // old value. (A rollback restores the old resource without its Wire.)
   void Put(const Key& key, std::optional<v1::Resource> r, std::string user_bytes = {}, Wire wire = {});

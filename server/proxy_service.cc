@@ -80,8 +80,9 @@ struct Incoming {
   uint64_t version = 0;  // metadata.resourceVersion as sent
   bool known = false;
   bool same = false;
-  std::unique_ptr<v1::Resource> resource;  // null when known
+  std::unique_ptr<v1::Resource> resource;  // null when known; as stored when it is to be
   std::string user_bytes;
+  std::string wire_copy;  // `wire`, owned, when the resource is to be stored
   const v1::Resource* stored = nullptr;
   absl::Status checked;  // source, version and owner
   absl::Status valid;    // ValidateResource, when not the same
@@ -135,8 +136,11 @@ absl::Status CheckOwner(const Key& key, const v1::Resource* stored, const std::s
 constexpr size_t kParallelResources = 512;
 constexpr size_t kParallelKeys = 256;
 
+// For a resource that will be stored, Examine also fills in what the
+// server assigns (namespace, owner, the write's revision, timestamps) and
+// copies its bytes: work that would otherwise wait for the sequential pass.
 std::vector<Incoming> Examine(const std::vector<absl::string_view>& items, absl::string_view field,
-                              const std::string& source, const Desired& d) {
+                              const std::string& source, const Desired& d, absl::Time now) {
   std::vector<Incoming> out(items.size());
   ParallelFor(out.size(), kParallelResources, [&](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) {
@@ -174,6 +178,19 @@ std::vector<Incoming> Examine(const std::vector<absl::string_view>& items, absl:
         // not assigned.
         in.checked = CheckOwner(in.key, in.stored, in.source.empty() ? source : in.source);
       }
+      if (!in.same && in.valid.ok() && in.checked.ok()) {
+        v1::ObjectMeta* m = MutableMetaOf(in.resource.get());
+        m->set_namespace_(in.key.ns);
+        m->set_source(in.source.empty() ? source : in.source);
+        m->set_resource_version(d.revision() + 1);
+        if (in.stored) {
+          *m->mutable_create_time() = MetaOf(*in.stored).create_time();
+        } else {
+          SetTime(m->mutable_create_time(), now);
+        }
+        SetTime(m->mutable_update_time(), now);
+        in.wire_copy = std::string(in.wire);
+      }
     }
   });
   return out;
@@ -195,20 +212,10 @@ absl::StatusOr<std::string> StageUpsert(Incoming& in, const std::string& source,
     return std::string("unchanged");
   }
   if (!in.valid.ok()) return in.valid;
-  v1::Resource r = std::move(*in.resource);
-  v1::ObjectMeta* m = MutableMetaOf(&r);
-  m->set_namespace_(key.ns);
-  m->set_source(in.source.empty() ? source : in.source);
+  // Examine prepared the resource as it is stored.
   w->any_change = true;
-  m->set_resource_version(w->txn.desired().revision() + 1);
-  if (in.stored) {
-    *m->mutable_create_time() = MetaOf(*in.stored).create_time();
-  } else {
-    SetTime(m->mutable_create_time(), w->now);
-  }
-  SetTime(m->mutable_update_time(), w->now);
   const std::string outcome = in.stored ? "configured" : "created";
-  w->txn.Put(key, std::move(r), std::move(in.user_bytes), Wire{std::string(in.wire), in.source, in.version});
+  w->txn.Put(key, std::move(*in.resource), std::move(in.user_bytes), Wire{std::move(in.wire_copy), in.source, in.version});
   return outcome;
 }
 
@@ -393,26 +400,45 @@ absl::Status ProxyService::DoSync(v1::SyncRequest req, v1::SyncResponse* resp) {
   return SyncBytes(req.SerializeAsString(), resp);
 }
 
-absl::Status ProxyService::ApplyBytes(absl::string_view bytes, v1::ApplyResponse* resp) {
-  std::vector<absl::string_view> upserts;
+namespace {
+
+// Splits a serialized `type` into the bytes of each element of its field
+// `field` (the resources) and the rest, parsed into *req.
+template <typename Request>
+absl::Status SplitRequest(absl::string_view bytes, int field, const char* type,
+                          std::vector<absl::string_view>* items, Request* req) {
   std::string rest;
-  v1::ApplyRequest req;  // everything but the upserts
-  if (auto s = SplitField(bytes, v1::ApplyRequest::kUpsertsFieldNumber, "ApplyRequest", &upserts, &rest); !s.ok()) {
-    return s;
-  }
-  if (!req.ParseFromString(rest)) return absl::InvalidArgumentError("ApplyRequest: not a valid protobuf message");
+  if (auto s = SplitField(bytes, field, type, items, &rest); !s.ok()) return s;
+  if (!req->ParseFromString(rest)) return absl::InvalidArgumentError(absl::StrCat(type, ": not a valid protobuf message"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ProxyService::RunWrite(const char* method, const std::string& source, size_t resources,
+                                    const std::function<absl::Status(Write*)>& body) {
   absl::MutexLock lock(&mu_);
   Write w{Txn(&desired_), absl::Now()};
-  absl::Status s = ApplyLocked(req, upserts, &w, resp);
-  LogWrite("Apply", req.source(), upserts.size() + req.deletes_size(), w, s);
+  absl::Status s = body(&w);
+  LogWrite(method, source, resources, w, s);
   // The request's parsed resources and the undo log: freed off the reply's path.
   DiscardLater(std::move(w));
   return s;
 }
 
+absl::Status ProxyService::ApplyBytes(absl::string_view bytes, v1::ApplyResponse* resp) {
+  std::vector<absl::string_view> upserts;
+  v1::ApplyRequest req;  // everything but the upserts
+  if (auto s = SplitRequest(bytes, v1::ApplyRequest::kUpsertsFieldNumber, "ApplyRequest", &upserts, &req); !s.ok()) {
+    return s;
+  }
+  return RunWrite("Apply", req.source(), upserts.size() + req.deletes_size(),
+                  [&](Write* w) { return ApplyLocked(req, upserts, w, resp); });
+}
+
 absl::Status ProxyService::ApplyLocked(const v1::ApplyRequest& req, const std::vector<absl::string_view>& upserts,
                                        Write* w, v1::ApplyResponse* resp) {
-  std::vector<Incoming>& incoming = w->incoming = Examine(upserts, "upserts", req.source(), desired_);
+  std::vector<Incoming>& incoming = w->incoming = Examine(upserts, "upserts", req.source(), desired_, w->now);
   w->phases.Mark("examine");
   w->txn.Reserve(incoming.size() + req.deletes_size());
   auto fail = [w](absl::Status s) {
@@ -446,26 +472,20 @@ absl::Status ProxyService::ApplyLocked(const v1::ApplyRequest& req, const std::v
 
 absl::Status ProxyService::SyncBytes(absl::string_view bytes, v1::SyncResponse* resp) {
   std::vector<absl::string_view> resources;
-  std::string rest;
   v1::SyncRequest req;  // everything but the resources
-  if (auto s = SplitField(bytes, v1::SyncRequest::kResourcesFieldNumber, "SyncRequest", &resources, &rest); !s.ok()) {
+  if (auto s = SplitRequest(bytes, v1::SyncRequest::kResourcesFieldNumber, "SyncRequest", &resources, &req); !s.ok()) {
     return s;
   }
-  if (!req.ParseFromString(rest)) return absl::InvalidArgumentError("SyncRequest: not a valid protobuf message");
   if (req.source().empty()) {
     return absl::InvalidArgumentError("source: required (the name of the owner whose resources are replaced)");
   }
-  absl::MutexLock lock(&mu_);
-  Write w{Txn(&desired_), absl::Now()};
-  absl::Status s = SyncLocked(req, resources, &w, resp);
-  LogWrite("Sync", req.source(), resources.size(), w, s);
-  DiscardLater(std::move(w));
-  return s;
+  return RunWrite("Sync", req.source(), resources.size(),
+                  [&](Write* w) { return SyncLocked(req, resources, w, resp); });
 }
 
 absl::Status ProxyService::SyncLocked(const v1::SyncRequest& req, const std::vector<absl::string_view>& resources,
                                       Write* w, v1::SyncResponse* resp) {
-  std::vector<Incoming>& incoming = w->incoming = Examine(resources, "resources", req.source(), desired_);
+  std::vector<Incoming>& incoming = w->incoming = Examine(resources, "resources", req.source(), desired_, w->now);
   w->phases.Mark("examine");
   w->txn.Reserve(incoming.size());
   auto fail = [w](absl::Status s) {

@@ -80,6 +80,10 @@ class ProxyService final : public ProxyServiceBase {
                                      grpc::ByteBuffer* resp,
                                      absl::Status (ProxyService::*method)(absl::string_view, Response*));
 
+  // Runs `body` as one write under the lock: a fresh Write, the slow-write
+  // log, and its leftovers freed after.
+  absl::Status RunWrite(const char* method, const std::string& source, size_t resources,
+                        const std::function<absl::Status(Write*)>& body);
   absl::Status ApplyLocked(const v1::ApplyRequest& req, const std::vector<absl::string_view>& upserts, Write* w,
                            v1::ApplyResponse* resp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status SyncLocked(const v1::SyncRequest& req, const std::vector<absl::string_view>& resources, Write* w,

@@ -1,9 +1,12 @@
 #include "server/validate.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
+#include <string_view>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "dataplane/ip.h"
@@ -54,10 +57,13 @@ bool IsLabelValue(const std::string& s) {
 // Collects the first error with the object's name in front.
 class Checker {
  public:
-  explicit Checker(std::string object) : object_(std::move(object)) {}
+  // The object is named (in errors only) as `service default/web`.
+  explicit Checker(const v1::Resource& object) : object_(object) {}
 
   void Fail(const std::string& field, const std::string& msg) {
-    if (status_.ok()) status_ = absl::InvalidArgumentError(absl::StrCat(object_, ": ", field, ": ", msg));
+    if (status_.ok()) {
+      status_ = absl::InvalidArgumentError(absl::StrCat(Describe(KeyOf(object_)), ": ", field, ": ", msg));
+    }
   }
 
   void Meta(const v1::ObjectMeta& m, bool dns1035) {
@@ -88,23 +94,28 @@ class Checker {
     if (!v1::Protocol_IsValid(p)) Fail(field, absl::StrCat("unknown protocol ", p, " (expected TCP, UDP or SCTP)"));
   }
 
-  // Addresses: valid, at most one per family.
-  void Addresses(const std::string& field, const google::protobuf::RepeatedPtrField<std::string>& addrs,
+  // Addresses: valid, at most one per family. `field` names the list; it
+  // is built only for an error (this runs for every endpoint of a sync).
+  void Addresses(absl::FunctionRef<std::string()> field, const google::protobuf::RepeatedPtrField<std::string>& addrs,
                  bool one_per_family) {
-    std::set<std::string> seen;
+    std::vector<dp::IpAddr> seen;
     bool v4 = false, v6 = false;
     for (int i = 0; i < addrs.size(); ++i) {
-      const std::string f = absl::StrCat(field, "[", i, "]");
+      auto f = [&] { return absl::StrCat(field(), "[", i, "]"); };
       auto ip = dp::IpAddr::Parse(addrs[i]);
       if (!ip.ok()) {
-        Fail(f, std::string(ip.status().message()));
+        Fail(f(), std::string(ip.status().message()));
         continue;
       }
-      if (!seen.insert(ip->ToString()).second) Fail(f, absl::StrCat(addrs[i], " is listed twice"));
+      if (std::find(seen.begin(), seen.end(), *ip) != seen.end()) Fail(f(), absl::StrCat(addrs[i], " is listed twice"));
+      seen.push_back(*ip);
       bool& fam = ip->family == dp::Family::kV4 ? v4 : v6;
-      if (one_per_family && fam) Fail(f, "at most one address per IP family");
+      if (one_per_family && fam) Fail(f(), "at most one address per IP family");
       fam = true;
     }
+  }
+  void Addresses(const char* field, const google::protobuf::RepeatedPtrField<std::string>& addrs, bool one_per_family) {
+    Addresses([field] { return std::string(field); }, addrs, one_per_family);
   }
 
 
@@ -127,7 +138,7 @@ class Checker {
   absl::Status status() const { return status_; }
 
  private:
-  std::string object_;
+  const v1::Resource& object_;
   absl::Status status_;
 };
 
@@ -192,10 +203,12 @@ void CheckService(const v1::Service& s, Checker& c) {
   }
 }
 
-void CheckEndpoint(const std::string& f, const v1::Endpoint& e, Checker& c) {
-  if (e.addresses_size() == 0) c.Fail(f + ".addresses", "required (one IPv4 and/or one IPv6 address)");
-  c.Addresses(f + ".addresses", e.addresses(), true);
-  c.Weight(f + ".weight", e.has_weight(), e.weight());
+// `i`: the endpoint's position, named only in errors.
+void CheckEndpoint(int i, const v1::Endpoint& e, Checker& c) {
+  auto field = [i](const char* what) { return absl::StrCat("endpoints[", i, "].", what); };
+  if (e.addresses_size() == 0) c.Fail(field("addresses"), "required (one IPv4 and/or one IPv6 address)");
+  c.Addresses([&] { return field("addresses"); }, e.addresses(), true);
+  if (e.has_weight() && e.weight() > kMaxWeight) c.Weight(field("weight"), true, e.weight());
 }
 
 void CheckSlice(const v1::EndpointSlice& s, Checker& c) {
@@ -206,7 +219,7 @@ void CheckSlice(const v1::EndpointSlice& s, Checker& c) {
     c.Fail("serviceName", absl::StrCat("\"", s.service_name(), "\" is not a valid service name"));
   }
   c.EndpointPorts("ports", s.ports());
-  for (int i = 0; i < s.endpoints_size(); ++i) CheckEndpoint(absl::StrCat("endpoints[", i, "]"), s.endpoints(i), c);
+  for (int i = 0; i < s.endpoints_size(); ++i) CheckEndpoint(i, s.endpoints(i), c);
 }
 
 void CheckWorkload(const v1::Workload& w, Checker& c) {
@@ -223,7 +236,7 @@ absl::Status ValidateResource(const v1::Resource& r) {
   if (r.kind_case() == v1::Resource::KIND_NOT_SET) {
     return absl::InvalidArgumentError("resource: kind: one of service, endpointSlice or workload is required");
   }
-  Checker c(Describe(KeyOf(r)));
+  Checker c(r);
   switch (r.kind_case()) {
     case v1::Resource::kService: CheckService(r.service(), c); break;
     case v1::Resource::kEndpointSlice: CheckSlice(r.endpoint_slice(), c); break;
@@ -260,16 +273,17 @@ absl::Status CheckChanged(const Desired& d, const Key& key, const StateRules& ru
                                                      rules.node_port_max, " (server flag --nodeport-range)"));
     }
   }
-  std::map<std::string, std::string> mine;  // slot -> the field that claims it first
-  for (const Slot& slot : SlotsOf(s)) {
-    auto [it, first] = mine.emplace(slot.name, slot.field);
+  const std::vector<Slot> slots = SlotsOf(s);
+  std::map<std::string_view, const Slot*> mine;  // slot -> the first that claims it
+  for (const Slot& slot : slots) {
+    auto [it, first] = mine.emplace(slot.name, &slot);
     if (!first) {
-      return absl::InvalidArgumentError(absl::StrCat("service ", me, ": ", slot.field, ": ", slot.name,
-                                                     " is already used by ", it->second, " of the same service"));
+      return absl::InvalidArgumentError(absl::StrCat("service ", me, ": ", slot.Field(), ": ", slot.name,
+                                                     " is already used by ", it->second->Field(), " of the same service"));
     }
     for (const std::string& other : d.SlotOwners(slot.name)) {
       if (other == me) continue;
-      return absl::InvalidArgumentError(absl::StrCat("service ", me, ": ", slot.field, ": ", slot.name,
+      return absl::InvalidArgumentError(absl::StrCat("service ", me, ": ", slot.Field(), ": ", slot.name,
                                                      " is already used by service ", other));
     }
   }
