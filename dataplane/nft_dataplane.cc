@@ -11,6 +11,15 @@ namespace nftproxy::dp {
 
 namespace {
 
+// What a commit that reached the kernel reports.
+void NoteCommit(const CommitStats& stats, absl::Duration compile, ApplyResult* r) {
+  r->changed = true;
+  r->messages = stats.messages;
+  r->compile = compile;
+  r->batch = stats.build;
+  r->kernel = stats.kernel;
+}
+
 // Adds `sign` times each reference of `refs` to *delta.
 void CountRefs(const std::map<IpAddr, uint32_t>& refs, int64_t sign, std::map<IpAddr, int64_t>* delta) {
   for (const auto& [addr, n] : refs) (*delta)[addr] += sign * n;
@@ -129,12 +138,8 @@ absl::Status NftDataplane::CommitFull(const Model& model, ApplyResult* result) {
   for (const auto& [target, n] : udp) udp_refs_.emplace_hint(udp_refs_.end(), target, static_cast<uint32_t>(n));
   ForgetUdpTargets(gone, &r);
   DiscardLater(std::move(rs));
-  r.changed = true;
+  NoteCommit(stats, compile, &r);
   r.full = true;
-  r.messages = stats.messages;
-  r.compile = compile;
-  r.batch = stats.build;
-  r.kernel = stats.kernel;
   if (result) *result = r;
   return absl::OkStatus();
 }
@@ -249,11 +254,7 @@ absl::Status NftDataplane::Update(const ModelChange& change, ApplyResult* result
   std::vector<FlowTarget> gone;
   ApplyRefs(udp, &udp_refs_, &gone);
   ForgetUdpTargets(gone, &r);
-  r.changed = true;
-  r.messages = stats.messages;
-  r.compile = compile;
-  r.batch = stats.build;
-  r.kernel = stats.kernel;
+  NoteCommit(stats, compile, &r);
   if (result) *result = r;
   return absl::OkStatus();
 }

@@ -865,32 +865,35 @@ void PutBe32(Elem* e, uint32_t v) {
   Put(&e->key, &e->key_len, b, sizeof(b));
 }
 
+// An element of a verdict map (service-ips, nodeports): `key` goes to t.chain.
+void GotoElem(ElemChanges* c, const std::string& set, Elem e, Tag tag, const VmapTarget& t) {
+  e.chain = &t.chain;
+  tag.owner = &t.owner;
+  ElemChanges::Add(c->Set(set), e, tag);
+}
+
 void VmapElem(ElemChanges* c, const VmapKey& k, const VmapTarget& t) {
   static const std::string kNames[2] = {"service-ips4", "service-ips6"};
   Elem e;
   PutAddr(&e, k.addr);
   PutProtoPort(&e, k.proto, k.port);
-  e.chain = &t.chain;
   Tag tag;
   tag.kind = Tag::Kind::kFrontend;
   tag.addr = k.addr;
   tag.proto = k.proto;
   tag.port = k.port;
-  tag.owner = &t.owner;
-  ElemChanges::Add(c->Set(kNames[k.addr.family == Family::kV4 ? 0 : 1]), e, tag);
+  GotoElem(c, kNames[k.addr.family == Family::kV4 ? 0 : 1], e, tag, t);
 }
 
 void NodePortElem(ElemChanges* c, const NodePortKey& k, const VmapTarget& t) {
   static const std::string kNames[2] = {"nodeports4", "nodeports6"};
   Elem e;
   PutProtoPort(&e, k.proto, k.port);
-  e.chain = &t.chain;
   Tag tag;
   tag.kind = Tag::Kind::kNodePort;
   tag.proto = k.proto;
   tag.port = k.port;
-  tag.owner = &t.owner;
-  ElemChanges::Add(c->Set(kNames[k.family == Family::kV4 ? 0 : 1]), e, tag);
+  GotoElem(c, kNames[k.family == Family::kV4 ? 0 : 1], e, tag, t);
 }
 
 void AddrElem(ElemChanges* c, const char* set, const IpAddr& a, bool pair) {

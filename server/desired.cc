@@ -105,7 +105,7 @@ std::optional<Desired::WireMatch> Desired::MatchWire(absl::string_view bytes) co
   if (at == by_wire_.end()) return std::nullopt;
   auto it = index_.find(*at->second);
   if (it == index_.end() || it->second.wire.bytes != bytes) return std::nullopt;
-  return WireMatch{it->second.key, &it->second.wire};
+  return WireMatch{it->second.key, it->second.resource, &it->second.wire};
 }
 
 void Desired::SetWire(const Key& key, Wire wire) {

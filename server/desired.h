@@ -75,10 +75,11 @@ class Desired {
   // UserBytes of the resource stored under `key`; null when there is none.
   const std::string* UserBytesOf(const Key& key) const;
 
-  // The stored resource last sent as exactly `bytes`: its key and Wire;
-  // null when there is none.
+  // The stored resource last sent as exactly `bytes`: its key, itself and
+  // its Wire; null when there is none.
   struct WireMatch {
     const Key* key;
+    const v1::Resource* resource;
     const Wire* wire;
   };
   std::optional<WireMatch> MatchWire(absl::string_view bytes) const;

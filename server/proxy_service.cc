@@ -148,6 +148,7 @@ std::vector<Incoming> Examine(const std::vector<absl::string_view>& items, absl:
       in.wire = items[i];
       if (std::optional<Desired::WireMatch> match = d.MatchWire(in.wire)) {
         in.key = *match->key;
+        in.stored = match->resource;
         in.source = match->wire->source;
         in.version = match->wire->version;
         in.known = in.same = true;
@@ -165,8 +166,8 @@ std::vector<Incoming> Examine(const std::vector<absl::string_view>& items, absl:
         const std::string* stored = d.UserBytesOf(in.key);
         in.same = stored != nullptr && *stored == in.user_bytes;
         if (!in.same) in.valid = ValidateResource(*in.resource);
+        in.stored = d.Find(in.key);
       }
-      in.stored = d.Find(in.key);
       if (!in.source.empty() && !source.empty() && in.source != source) {
         in.checked = absl::InvalidArgumentError(absl::StrCat(Describe(in.key), ": metadata.source: \"", in.source,
                                                              "\" differs from the request's source \"", source, "\""));

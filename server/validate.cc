@@ -119,8 +119,11 @@ class Checker {
   }
 
 
-  void Weight(const std::string& field, bool has, uint32_t w) {
-    if (has && w > kMaxWeight) Fail(field, absl::StrCat(w, " is out of range (0-", kMaxWeight, ")"));
+  void Weight(absl::FunctionRef<std::string()> field, bool has, uint32_t w) {
+    if (has && w > kMaxWeight) Fail(field(), absl::StrCat(w, " is out of range (0-", kMaxWeight, ")"));
+  }
+  void Weight(const char* field, bool has, uint32_t w) {
+    Weight([field] { return std::string(field); }, has, w);
   }
 
   void EndpointPorts(const std::string& field, const google::protobuf::RepeatedPtrField<v1::EndpointPort>& ports) {
@@ -208,7 +211,7 @@ void CheckEndpoint(int i, const v1::Endpoint& e, Checker& c) {
   auto field = [i](const char* what) { return absl::StrCat("endpoints[", i, "].", what); };
   if (e.addresses_size() == 0) c.Fail(field("addresses"), "required (one IPv4 and/or one IPv6 address)");
   c.Addresses([&] { return field("addresses"); }, e.addresses(), true);
-  if (e.has_weight() && e.weight() > kMaxWeight) c.Weight(field("weight"), true, e.weight());
+  c.Weight([&] { return field("weight"); }, e.has_weight(), e.weight());
 }
 
 void CheckSlice(const v1::EndpointSlice& s, Checker& c) {
