@@ -17,7 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "client/flags.h"
+#include "common/flags.h"
 #include "client/manifest.h"
 #include "client/output.h"
 #include "nftproxy/v1/nftproxy.grpc.pb.h"

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "dataplane/parallel.h"
+#include "common/parallel.h"
 
 namespace nftproxy::dp {
 

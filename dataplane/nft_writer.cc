@@ -30,7 +30,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "dataplane/parallel.h"
+#include "common/parallel.h"
 
 namespace nftproxy::dp {
 namespace {

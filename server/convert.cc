@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
-#include "dataplane/parallel.h"
+#include "common/parallel.h"
 
 namespace nftproxy::server {
 namespace {

@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "server/convert.h"
-#include "dataplane/parallel.h"
+#include "common/parallel.h"
 #include "server/validate.h"
 #include "server/wire.h"
 
@@ -233,15 +233,6 @@ absl::Status StageDelete(const Key& key, uint64_t resource_version, const std::s
   w->txn.Put(key, std::nullopt);
   w->any_change = true;
   return absl::OkStatus();
-}
-
-v1::ResourceRef RefOf(const Key& key, uint64_t version) {
-  v1::ResourceRef ref;
-  ref.set_kind(key.kind);
-  ref.set_namespace_(key.ns);
-  ref.set_name(key.name);
-  ref.set_resource_version(version);
-  return ref;
 }
 
 bool WatchWants(const v1::WatchRequest& req, const v1::WatchEvent& e) {

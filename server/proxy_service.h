@@ -11,7 +11,7 @@
 #include "dataplane/dataplane.h"
 #include "nftproxy/v1/nftproxy.grpc.pb.h"
 #include "server/desired.h"
-#include "dataplane/parallel.h"
+#include "common/parallel.h"
 #include "server/store.h"
 #include "server/validate.h"
 

@@ -13,49 +13,12 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/resource.h"
 #include "nftproxy/v1/nftproxy.pb.h"
 
 namespace nftproxy::server {
 
 namespace v1 = ::nftproxy::v1;
-
-struct Key {
-  v1::Kind kind = v1::KIND_UNSPECIFIED;
-  std::string ns;
-  std::string name;
-
-  friend bool operator<(const Key& a, const Key& b) {
-    return std::tie(a.kind, a.ns, a.name) < std::tie(b.kind, b.ns, b.name);
-  }
-  friend bool operator==(const Key& a, const Key& b) {
-    return a.kind == b.kind && a.ns == b.ns && a.name == b.name;
-  }
-  template <typename H>
-  friend H AbslHashValue(H h, const Key& k) {
-    return H::combine(std::move(h), k.kind, k.ns, k.name);
-  }
-};
-
-inline constexpr char kDefaultNamespace[] = "default";
-
-// "service", "endpointslice", "workload".
-const char* KindName(v1::Kind kind);
-// "service default/web".
-std::string Describe(const Key& key);
-
-v1::Kind KindOf(const v1::Resource& r);
-const v1::ObjectMeta& MetaOf(const v1::Resource& r);
-v1::ObjectMeta* MutableMetaOf(v1::Resource* r);
-// Key of a resource, with the namespace defaulted.
-Key KeyOf(const v1::Resource& r);
-Key KeyOf(const v1::ResourceRef& ref);
-// The smallest resource that names `key`: its kind with metadata namespace and name set, nothing else
-// (what a DELETE record in the journal carries). Empty when the kind is unspecified.
-v1::Resource ResourceOf(const Key& key);
-
-// The message's bytes with map entries in a fixed order, so that equal
-// messages give equal bytes (labels and selectors are maps).
-std::string DeterministicBytes(const google::protobuf::MessageLite& m);
 
 struct State {
   std::map<Key, v1::Resource> objects;

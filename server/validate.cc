@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "dataplane/ip.h"
-#include "dataplane/parallel.h"
+#include "common/parallel.h"
 
 namespace nftproxy::server {
 namespace {

@@ -73,7 +73,6 @@ namespace nftproxy {
 namespace {
 
 namespace v1 = ::nftproxy::v1;
-using server::Key;
 
 // Set by main: why the private network namespace could not be made.
 std::string g_netns_error;
@@ -246,11 +245,11 @@ std::string DiffListings(const std::vector<std::string>& expected, const std::ve
   return out;
 }
 
-std::string Serialize(const google::protobuf::Message& m) { return server::DeterministicBytes(m); }
+std::string Serialize(const google::protobuf::Message& m) { return DeterministicBytes(m); }
 
 // The resource without the fields the server assigns.
 v1::Resource UserPart(v1::Resource r) {
-  v1::ObjectMeta* m = server::MutableMetaOf(&r);
+  v1::ObjectMeta* m = MutableMetaOf(&r);
   m->clear_resource_version();
   m->clear_create_time();
   m->clear_update_time();
@@ -1123,12 +1122,12 @@ class Gen {
 
   // --- batches --------------------------------------------------------------
   void Upsert(Batch* b, v1::Resource r) {
-    const Key k = server::KeyOf(r);
+    const Key k = KeyOf(r);
     b->touched.insert(k);
     sh_->Put(k, r);
     if (b->sync) return;
     // The server fills in the request's source when the resource names none.
-    if (Chance(0.5)) server::MutableMetaOf(&r)->clear_source();
+    if (Chance(0.5)) MutableMetaOf(&r)->clear_source();
     *b->req.add_upserts() = std::move(r);
   }
   void Delete(Batch* b, const Key& k) {
@@ -1219,7 +1218,7 @@ class Gen {
         if (auto k = PickExisting(*b, v1::WORKLOAD)) {
           v1::Resource r = *sh_->Find(*k);
           if (Chance(0.5)) {
-            RollLabels(server::MutableMetaOf(&r));
+            RollLabels(MutableMetaOf(&r));
             mix_.Add("workload.relabel");
           } else {
             RollWorkloadBody(r.mutable_workload());
@@ -1268,7 +1267,7 @@ class RandomSync {
     v1::ListResponse resp;
     EXPECT_TRUE(svc_->List(nullptr, &req, &resp).ok());
     server::State st;
-    for (const v1::Resource& r : resp.resources()) st.objects[server::KeyOf(r)] = r;
+    for (const v1::Resource& r : resp.resources()) st.objects[KeyOf(r)] = r;
     st.revision = resp.revision();
     return st;
   }
@@ -1318,7 +1317,7 @@ v1::SyncRequest RandomSync::SyncRequestFor(const std::string& source) const {
   v1::SyncRequest req;
   req.set_source(source);
   for (const auto& [k, r] : shadow_.objects()) {
-    if (server::MetaOf(r).source() == source) *req.add_resources() = r;
+    if (MetaOf(r).source() == source) *req.add_resources() = r;
   }
   return req;
 }
@@ -1513,7 +1512,7 @@ bool RandomSync::AddInvalid(Batch* b, Invalid* inv) {
       } else {
         r = g.NewWorkload(ns, g.NewWorkloadName(), "");
       }
-      if (existing && g.Chance(0.5)) server::MutableMetaOf(&r)->clear_source();
+      if (existing && g.Chance(0.5)) MutableMetaOf(&r)->clear_source();
       v1::ServiceSpec* spec = kind == v1::SERVICE ? r.mutable_service()->mutable_spec() : nullptr;
       switch (variant) {
         case 0: spec->mutable_ports(0)->set_port(70000); break;
@@ -1596,11 +1595,11 @@ bool RandomSync::AddInvalid(Batch* b, Invalid* inv) {
       get.mutable_ref()->set_name(k->name);
       v1::Resource stored;
       if (!svc_->Get(nullptr, &get, &stored).ok()) return false;
-      const uint64_t stale = server::MetaOf(stored).resource_version() + static_cast<uint64_t>(g.Uniform(1, 50));
+      const uint64_t stale = MetaOf(stored).resource_version() + static_cast<uint64_t>(g.Uniform(1, 50));
       inv->code = absl::StatusCode::kAborted;
       if (g.Chance(0.5)) {
         v1::Resource r = *shadow_.Find(*k);
-        server::MutableMetaOf(&r)->set_resource_version(stale);
+        MutableMetaOf(&r)->set_resource_version(stale);
         add_upsert(std::move(r));
         inv->what = "stale-version(upsert)";
       } else {
@@ -1622,8 +1621,8 @@ bool RandomSync::AddInvalid(Batch* b, Invalid* inv) {
       inv->code = absl::StatusCode::kAlreadyExists;
       if (g.Chance(0.5)) {
         v1::Resource r = *shadow_.Find(k);
-        server::MutableMetaOf(&r)->clear_source();
-        if (kind == v1::WORKLOAD) g.RollLabels(server::MutableMetaOf(&r));
+        MutableMetaOf(&r)->clear_source();
+        if (kind == v1::WORKLOAD) g.RollLabels(MutableMetaOf(&r));
         add_upsert(std::move(r));
         inv->what = "foreign-source(upsert)";
       } else {
@@ -1668,8 +1667,8 @@ bool RandomSync::AddInvalidSync(Batch* b, Invalid* inv) {
     const Pool& pool = shadow_.PoolOf(v1::SERVICE, ons);
     if (pool.items.empty()) return false;
     v1::Resource r = *shadow_.Find(Key{v1::SERVICE, ons, g.Pick(pool.items)});
-    server::MutableMetaOf(&r)->set_source(b->source);
-    shadow_.Put(server::KeyOf(r), r);  // staged only: the batch is rolled back
+    MutableMetaOf(&r)->set_source(b->source);
+    shadow_.Put(KeyOf(r), r);  // staged only: the batch is rolled back
     inv->what = "sync-foreign-resource";
     inv->code = absl::StatusCode::kAlreadyExists;
     return true;
@@ -1692,7 +1691,7 @@ bool RandomSync::AddInvalidSync(Batch* b, Invalid* inv) {
     p->set_port(x->service().spec().ports(0).port());
     p->set_protocol(x->service().spec().ports(0).protocol());
     // Put directly (bypassing the slot index check): this is the clash.
-    shadow_.Put(server::KeyOf(r), r);
+    shadow_.Put(KeyOf(r), r);
     inv->what = "sync-vip-clash";
     return true;
   }
@@ -1721,7 +1720,7 @@ void RandomSync::RandomOp(int op) {
     const double p = 0.4 + 0.6 * std::uniform_real_distribution<double>(0, 1)(g.rng());
     std::vector<Key> drop;
     for (const auto& [k, r] : shadow_.objects()) {
-      if (server::MetaOf(r).source() == b.source && g.Chance(p)) drop.push_back(k);
+      if (MetaOf(r).source() == b.source && g.Chance(p)) drop.push_back(k);
     }
     for (const Key& k : drop) g.Delete(&b, k);
     // Dropping a selector service can leave no conflict; dropping a slice
@@ -1884,23 +1883,23 @@ void RandomSync::Checkpoint(const std::string& where) {
     auto it = shadow_.objects().begin();
     for (const auto& [k, r] : state.objects) {
       while (it != shadow_.objects().end() && it->first < k) {
-        if (mismatches++ == 0) first = absl::StrCat("missing from the server: ", server::Describe(it->first));
+        if (mismatches++ == 0) first = absl::StrCat("missing from the server: ", Describe(it->first));
         ++it;
       }
       if (it == shadow_.objects().end() || k < it->first) {
-        if (mismatches++ == 0) first = absl::StrCat("unexpected on the server: ", server::Describe(k));
+        if (mismatches++ == 0) first = absl::StrCat("unexpected on the server: ", Describe(k));
         continue;
       }
       if (Serialize(UserPart(r)) != Serialize(UserPart(it->second))) {
         if (mismatches++ == 0) {
-          first = absl::StrCat("differs: ", server::Describe(k), "\n  server: ", UserPart(r).ShortDebugString(),
+          first = absl::StrCat("differs: ", Describe(k), "\n  server: ", UserPart(r).ShortDebugString(),
                                "\n  sent:   ", UserPart(it->second).ShortDebugString());
         }
       }
       ++it;
     }
     for (; it != shadow_.objects().end(); ++it) {
-      if (mismatches++ == 0) first = absl::StrCat("missing from the server: ", server::Describe(it->first));
+      if (mismatches++ == 0) first = absl::StrCat("missing from the server: ", Describe(it->first));
     }
     EXPECT_EQ(mismatches, 0u) << "stored state differs from what was sent; first: " << first;
   }

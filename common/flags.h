@@ -7,7 +7,7 @@
 
 #include "absl/status/status.h"
 
-namespace nftproxy::client {
+namespace nftproxy {
 
 struct FlagSpec {
   // Every spelling, e.g. {"-f", "--filename"}.
@@ -25,4 +25,4 @@ struct FlagSpec {
 absl::Status ParseFlags(const std::vector<std::string>& args, const std::vector<FlagSpec>& specs,
                         std::vector<std::string>* positional);
 
-}  // namespace nftproxy::client
+}  // namespace nftproxy

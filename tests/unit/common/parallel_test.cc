@@ -1,5 +1,5 @@
-// The multi-core helpers of dataplane/parallel.h.
-#include "dataplane/parallel.h"
+// The multi-core helpers of common/parallel.h.
+#include "common/parallel.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "dataplane/parallel.h"
+#include "common/parallel.h"
 
 #include <algorithm>
 #include <thread>

@@ -1,10 +1,9 @@
-// The CLI's pieces that need no server: flags, tables, manifests out (and
+// The CLI's pieces that need no server: tables, manifests out (and
 // back in), diffs, the per-service view of the ruleset.
 #include <google/protobuf/text_format.h>
 #include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
 
-#include "client/flags.h"
 #include "client/manifest.h"
 #include "client/output.h"
 
@@ -15,37 +14,6 @@ v1::Resource FromText(const std::string& text) {
   v1::Resource r;
   EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &r)) << text;
   return r;
-}
-
-TEST(Flags, ValuesBooleansAndPositionals) {
-  std::string file, ns;
-  std::vector<std::string> labels;
-  bool dry = false, all = false;
-  std::vector<FlagSpec> specs = {{{"-f", "--filename"}, &file},
-                                 {{"-n"}, &ns},
-                                 {{"-l"}, nullptr, &labels},
-                                 {{"--dry-run"}, nullptr, nullptr, &dry},
-                                 {{"-A"}, nullptr, nullptr, &all}};
-  std::vector<std::string> pos;
-  ASSERT_TRUE(ParseFlags({"get", "-f", "a.yaml", "--dry-run", "-n=shop", "-l", "x", "-l=y", "-", "--", "-A"}, specs,
-                         &pos).ok());
-  EXPECT_EQ(file, "a.yaml");
-  EXPECT_EQ(ns, "shop");
-  EXPECT_EQ(labels, (std::vector<std::string>{"x", "y"}));
-  EXPECT_TRUE(dry);
-  EXPECT_FALSE(all);  // after "--"
-  EXPECT_EQ(pos, (std::vector<std::string>{"get", "-", "-A"}));
-  pos.clear();
-  ASSERT_TRUE(ParseFlags({"--dry-run=false", "--filename=b.yaml"}, specs, &pos).ok());
-  EXPECT_FALSE(dry);
-  EXPECT_EQ(file, "b.yaml");
-
-  absl::Status s = ParseFlags({"--nope"}, specs, &pos);
-  EXPECT_EQ(s.message(), "unknown flag --nope");
-  s = ParseFlags({"-f"}, specs, &pos);
-  EXPECT_EQ(s.message(), "-f: needs a value");
-  s = ParseFlags({"--dry-run=maybe"}, specs, &pos);
-  EXPECT_FALSE(s.ok());
 }
 
 TEST(Output, TableIsAlignedLikeKubectl) {

@@ -1,10 +1,10 @@
-#include "client/flags.h"
+#include "common/flags.h"
 
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 
-namespace nftproxy::client {
+namespace nftproxy {
 
 absl::Status ParseFlags(const std::vector<std::string>& args, const std::vector<FlagSpec>& specs,
                         std::vector<std::string>* positional) {
@@ -52,4 +52,4 @@ absl::Status ParseFlags(const std::vector<std::string>& args, const std::vector<
   return absl::OkStatus();
 }
 
-}  // namespace nftproxy::client
+}  // namespace nftproxy
