@@ -10,8 +10,12 @@ constexpr char kDetailUrl[] = "type.googleapis.com/nftproxy.v1.ErrorDetail";
 }  // namespace
 
 absl::Status ResourceError(absl::StatusCode code, const Key& key, absl::string_view field, absl::string_view message) {
-  absl::Status s(code, field.empty() ? absl::StrCat(Describe(key), ": ", message)
-                                     : absl::StrCat(Describe(key), ": ", field, ": ", message));
+  return AboutResource(absl::Status(code, field.empty() ? absl::StrCat(Describe(key), ": ", message)
+                                                        : absl::StrCat(Describe(key), ": ", field, ": ", message)),
+                       key, field);
+}
+
+absl::Status AboutResource(absl::Status s, const Key& key, absl::string_view field) {
   v1::ErrorDetail detail;
   *detail.mutable_resource() = RefOf(key);
   detail.set_field(std::string(field));

@@ -18,6 +18,10 @@ inline absl::Status InvalidField(const Key& key, absl::string_view field, absl::
   return ResourceError(absl::StatusCode::kInvalidArgument, key, field, message);
 }
 
+// `s` (not OK) with an ErrorDetail naming `key` and `field`; the message is
+// left as it is.
+absl::Status AboutResource(absl::Status s, const Key& key, absl::string_view field = "");
+
 // The ErrorDetail a status carries; nullopt when it has none.
 std::optional<v1::ErrorDetail> ErrorDetailOf(const absl::Status& s);
 // Attaches `detail` to `s` (replacing any other); `s` must not be OK.

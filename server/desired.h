@@ -15,7 +15,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
-#include "server/store.h"
+#include "server/state_store.h"
 
 namespace nftproxy::server {
 

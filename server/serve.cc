@@ -16,12 +16,14 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "dataplane/nft_dataplane.h"
-#include "server/proxy_service.h"
+#include "common/flags.h"
+#include "common/resource.h"
+#include "server/file_store.h"
+#include "server/grpc_service.h"
+#include "server/write_engine.h"
 
 namespace nftproxy::server {
 namespace {
-
-constexpr char kDefaultListen[] = "unix:///run/nftproxy/nftproxy.sock";
 
 struct ServeFlags {
   std::vector<std::string> listen;
@@ -63,43 +65,28 @@ Example:
   nftproxy serve --listen unix:///run/nftproxy/nftproxy.sock --listen tcp://127.0.0.1:7070
 )";
 
-bool ParseFlags(const std::vector<std::string>& args, ServeFlags* f, std::string* err) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string a = args[i], v;
-    if (a == "-h" || a == "--help") {
-      std::cout << kUsage;
-      exit(0);
-    }
-    size_t eq = a.find('=');
-    if (eq != std::string::npos) {
-      v = a.substr(eq + 1);
-      a = a.substr(0, eq);
-    } else if (i + 1 < args.size()) {
-      v = args[++i];
-    } else {
-      *err = absl::StrCat(a, ": needs a value");
-      return false;
-    }
-    if (a == "--listen") f->listen.push_back(v);
-    else if (a == "--table") f->table = v;
-    else if (a == "--state-dir") f->state_dir = v;
-    else if (a == "--node-name") f->node_name = v;
-    else if (a == "--cluster-cidr") f->cluster_cidrs.push_back(v);
-    else if (a == "--nodeport-addresses") f->nodeport_addresses.push_back(v);
-    else if (a == "--nodeport-range") f->nodeport_range = v;
-    else if (a == "--log-writes-over") f->log_writes_over = v;
-    else {
-      *err = absl::StrCat("unknown flag ", a);
-      return false;
-    }
-  }
-  if (f->listen.empty()) f->listen.push_back(kDefaultListen);
+absl::Status ParseServeFlags(const std::vector<std::string>& args, ServeFlags* f, bool* help) {
+  std::vector<std::string> positional;
+  absl::Status s = ParseFlags(args,
+                              {{{"-h", "--help"}, nullptr, nullptr, help},
+                               {{"--listen"}, nullptr, &f->listen},
+                               {{"--table"}, &f->table},
+                               {{"--state-dir"}, &f->state_dir},
+                               {{"--node-name"}, &f->node_name},
+                               {{"--cluster-cidr"}, nullptr, &f->cluster_cidrs},
+                               {{"--nodeport-addresses"}, nullptr, &f->nodeport_addresses},
+                               {{"--nodeport-range"}, &f->nodeport_range},
+                               {{"--log-writes-over"}, &f->log_writes_over}},
+                              &positional);
+  if (!s.ok()) return s;
+  if (!positional.empty()) return absl::InvalidArgumentError(absl::StrCat("unexpected argument ", positional[0]));
+  if (f->listen.empty()) f->listen.push_back(kDefaultServer);
   if (f->node_name.empty()) {
     char host[256] = {};
     gethostname(host, sizeof(host) - 1);
     f->node_name = host;
   }
-  return true;
+  return absl::OkStatus();
 }
 
 // Creates the socket's directory (0750) and removes a stale socket.
@@ -147,17 +134,22 @@ int RunServe(const std::vector<std::string>& args) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
   ServeFlags flags;
-  std::string err;
-  if (!ParseFlags(args, &flags, &err)) {
-    std::cerr << "nftproxy serve: " << err << "\n\n" << kUsage;
+  bool help = false;
+  if (absl::Status s = ParseServeFlags(args, &flags, &help); !s.ok()) {
+    std::cerr << "nftproxy serve: " << s.message() << "\n\n" << kUsage;
     return 2;
   }
+  if (help) {
+    std::cout << kUsage;
+    return 0;
+  }
+  std::string err;
   auto dataplane = dp::NftDataplane::Create(flags.table);
   if (!dataplane.ok()) {
     std::cerr << "nftproxy serve: " << dataplane.status().message() << "\n";
     return 1;
   }
-  ServiceOptions options;
+  EngineOptions options;
   options.node_name = flags.node_name;
   if (!ParseCidrs("--cluster-cidr", flags.cluster_cidrs, &options.node.cluster_cidrs) ||
       !ParseCidrs("--nodeport-addresses", flags.nodeport_addresses, &options.node.nodeport_cidrs)) {
@@ -187,10 +179,10 @@ int RunServe(const std::vector<std::string>& args) {
       return 1;
     }
   }
-  std::unique_ptr<StateStore> store;
+  std::unique_ptr<FileStateStore> store;
   State saved;
   if (!flags.state_dir.empty()) {
-    auto opened = StateStore::Open(flags.state_dir, &saved);
+    auto opened = FileStateStore::Open(flags.state_dir, &saved);
     if (!opened.ok()) {
       std::cerr << "nftproxy serve: " << opened.status().message() << "\n";
       return 1;
@@ -198,17 +190,18 @@ int RunServe(const std::vector<std::string>& args) {
     store = std::move(*opened);
     options.store = store.get();
   }
-  ProxyService service(dataplane->get(), options);
+  WriteEngine engine(dataplane->get(), options);
   if (!saved.objects.empty() || saved.revision != 0) {
     // One atomic replacement with what the previous run had installed.
     const size_t n = saved.objects.size();
-    if (auto s = service.Restore(std::move(saved)); !s.ok()) {
+    if (auto s = engine.Restore(std::move(saved)); !s.ok()) {
       std::cerr << "nftproxy serve: restoring the state in " << flags.state_dir << ": " << s.message() << "\n";
       return 1;
     }
     std::cerr << "nftproxy: restored " << n << " resources from " << flags.state_dir << "\n";
   }
 
+  ProxyService service(&engine);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -242,11 +235,11 @@ int RunServe(const std::vector<std::string>& args) {
   for (const std::string& a : flags.listen) std::cerr << " " << a;
   std::cerr << " (node " << flags.node_name << ")\n";
 
-  std::thread waiter([&server, &service, set] {
+  std::thread waiter([&server, &engine, set] {
     int sig = 0;
     sigwait(&set, &sig);
     std::cerr << "nftproxy: signal " << sig << ", shutting down (rules stay installed)\n";
-    service.Shutdown();  // ends Watch streams first, so shutdown does not wait for them
+    engine.Shutdown();  // ends Watch streams first, so shutdown does not wait for them
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   });
   server->Wait();

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "dataplane/ip.h"
+#include "common/errors.h"
 #include "common/parallel.h"
 
 namespace nftproxy::server {
@@ -62,7 +63,7 @@ class Checker {
 
   void Fail(const std::string& field, const std::string& msg) {
     if (status_.ok()) {
-      status_ = absl::InvalidArgumentError(absl::StrCat(Describe(KeyOf(object_)), ": ", field, ": ", msg));
+      status_ = InvalidField(KeyOf(object_), field, msg);
     }
   }
 
@@ -258,10 +259,11 @@ absl::Status CheckChanged(const Desired& d, const Key& key, const StateRules& ru
   if (key.kind == v1::ENDPOINT_SLICE) {
     const v1::Resource* svc = d.Find(Key{v1::SERVICE, key.ns, r->endpoint_slice().service_name()});
     if (svc != nullptr && !svc->service().spec().selector().empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          Describe(key), ": serviceName: service ", key.ns, "/", svc->service().metadata().name(),
-          " has a selector, so its endpoints come from workloads; it cannot also own EndpointSlice ", key.ns, "/",
-          key.name));
+      return InvalidField(key, "serviceName",
+                          absl::StrCat("service ", key.ns, "/", svc->service().metadata().name(),
+                                       " has a selector, so its endpoints come from workloads; it cannot also own "
+                                       "EndpointSlice ",
+                                       key.ns, "/", key.name));
     }
     return absl::OkStatus();
   }
@@ -271,9 +273,9 @@ absl::Status CheckChanged(const Desired& d, const Key& key, const StateRules& ru
   for (int i = 0; i < s.spec().ports_size(); ++i) {
     const uint32_t np = s.spec().ports(i).node_port();
     if (np != 0 && (np < rules.node_port_min || np > rules.node_port_max)) {
-      return absl::InvalidArgumentError(absl::StrCat("service ", me, ": spec.ports[", i, "].nodePort: ", np,
-                                                     " is outside the node port range ", rules.node_port_min, "-",
-                                                     rules.node_port_max, " (server flag --nodeport-range)"));
+      return InvalidField(key, absl::StrCat("spec.ports[", i, "].nodePort"),
+                          absl::StrCat(np, " is outside the node port range ", rules.node_port_min, "-",
+                                       rules.node_port_max, " (server flag --nodeport-range)"));
     }
   }
   const std::vector<Slot> slots = SlotsOf(s);
@@ -281,22 +283,22 @@ absl::Status CheckChanged(const Desired& d, const Key& key, const StateRules& ru
   for (const Slot& slot : slots) {
     auto [it, first] = mine.emplace(slot.name, &slot);
     if (!first) {
-      return absl::InvalidArgumentError(absl::StrCat("service ", me, ": ", slot.Field(), ": ", slot.name,
-                                                     " is already used by ", it->second->Field(), " of the same service"));
+      return InvalidField(key, slot.Field(),
+                          absl::StrCat(slot.name, " is already used by ", it->second->Field(), " of the same service"));
     }
     for (const std::string& other : d.SlotOwners(slot.name)) {
       if (other == me) continue;
-      return absl::InvalidArgumentError(absl::StrCat("service ", me, ": ", slot.Field(), ": ", slot.name,
-                                                     " is already used by service ", other));
+      return InvalidField(key, slot.Field(), absl::StrCat(slot.name, " is already used by service ", other));
     }
   }
   // A service with a selector takes its endpoints from workloads only.
   const std::set<std::string>& slices = d.SlicesOf(key.ns, key.name);
   if (!s.spec().selector().empty() && !slices.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        Describe(key), ": spec.selector: service ", me,
-        " has a selector, so its endpoints come from workloads; it cannot also own EndpointSlice ", key.ns, "/",
-        *slices.begin()));
+    return InvalidField(key, "spec.selector",
+                        absl::StrCat("service ", me,
+                                     " has a selector, so its endpoints come from workloads; it cannot also own "
+                                     "EndpointSlice ",
+                                     key.ns, "/", *slices.begin()));
   }
   return absl::OkStatus();
 }

@@ -7,7 +7,7 @@
 
 #include "absl/status/status.h"
 #include "server/desired.h"
-#include "server/store.h"
+#include "server/state_store.h"
 
 namespace nftproxy::server {
 

@@ -64,10 +64,10 @@
 #include "dataplane/model.h"
 #include "dataplane/nft_dataplane.h"
 #include "dataplane/ruleset.h"
-#include "server/convert.h"
+#include "server/model_builder.h"
 #include "server/desired.h"
-#include "server/proxy_service.h"
-#include "server/store.h"
+#include "server/write_engine.h"
+#include "server/state_store.h"
 
 namespace nftproxy {
 namespace {
@@ -1265,7 +1265,7 @@ class RandomSync {
   server::State ListState() {
     v1::ListRequest req;
     v1::ListResponse resp;
-    EXPECT_TRUE(svc_->List(nullptr, &req, &resp).ok());
+    resp = svc_->List(req);
     server::State st;
     for (const v1::Resource& r : resp.resources()) st.objects[KeyOf(r)] = r;
     st.revision = resp.revision();
@@ -1274,7 +1274,7 @@ class RandomSync {
   std::string ListBytes() {
     v1::ListRequest req;
     v1::ListResponse resp;
-    EXPECT_TRUE(svc_->List(nullptr, &req, &resp).ok());
+    resp = svc_->List(req);
     return Serialize(resp);
   }
 
@@ -1294,8 +1294,8 @@ class RandomSync {
   Shadow shadow_;
   Gen gen_;
   std::unique_ptr<dp::NftDataplane> dp_;
-  std::unique_ptr<server::ProxyService> svc_;
-  server::ServiceOptions opts_;
+  std::unique_ptr<server::WriteEngine> svc_;
+  server::EngineOptions opts_;
   int invalid_sent_ = 0, invalid_text_checked_ = 0, valid_sent_ = 0, syncs_ = 0, dry_runs_ = 0, noops_ = 0;
   std::map<std::string, int> invalid_mix_;
   double nft_list_seconds_ = 0;
@@ -1326,10 +1326,10 @@ void RandomSync::SendValid(Batch& b, const std::string& where) {
   absl::Status s;
   if (b.sync) {
     v1::SyncResponse resp;
-    s = svc_->DoSync(SyncRequestFor(b.source), &resp);
+    s = svc_->Sync(SyncRequestFor(b.source), &resp);
   } else {
     v1::ApplyResponse resp;
-    s = svc_->DoApply(b.req, &resp);
+    s = svc_->Apply(b.req, &resp);
   }
   if (!s.ok()) {
     shadow_.Rollback();
@@ -1593,8 +1593,9 @@ bool RandomSync::AddInvalid(Batch* b, Invalid* inv) {
       get.mutable_ref()->set_kind(k->kind);
       get.mutable_ref()->set_namespace_(k->ns);
       get.mutable_ref()->set_name(k->name);
-      v1::Resource stored;
-      if (!svc_->Get(nullptr, &get, &stored).ok()) return false;
+      absl::StatusOr<v1::Resource> got = svc_->Get(get.ref());
+      if (!got.ok()) return false;
+      const v1::Resource& stored = *got;
       const uint64_t stale = MetaOf(stored).resource_version() + static_cast<uint64_t>(g.Uniform(1, 50));
       inv->code = absl::StatusCode::kAborted;
       if (g.Chance(0.5)) {
@@ -1826,11 +1827,11 @@ void RandomSync::RandomOp(int op) {
   std::string req_text;
   if (b.sync) {
     v1::SyncResponse resp;
-    s = svc_->DoSync(SyncRequestFor(b.source), &resp);
+    s = svc_->Sync(SyncRequestFor(b.source), &resp);
   } else {
     if (kind == kDryRun) b.req.set_dry_run(true);
     v1::ApplyResponse resp;
-    s = svc_->DoApply(b.req, &resp);
+    s = svc_->Apply(b.req, &resp);
     req_text = b.req.ShortDebugString();
     if (kind == kNoop && s.ok()) {
       for (const std::string& o : resp.outcomes()) {
@@ -1995,7 +1996,7 @@ void RandomSync::Run() {
   dp_ = std::move(*dp);
   opts_.node_name = kNode;
   opts_.node.cluster_cidrs = {*dp::Cidr::Parse("198.18.0.0/16"), *dp::Cidr::Parse("fd00:18::/64")};
-  svc_ = std::make_unique<server::ProxyService>(dp_.get(), opts_);
+  svc_ = std::make_unique<server::WriteEngine>(dp_.get(), opts_);
 
   const auto t0 = std::chrono::steady_clock::now();
   InitialLoad(services);

@@ -4,6 +4,8 @@
 #include <google/protobuf/text_format.h>
 #include <gtest/gtest.h>
 
+#include "common/errors.h"
+
 namespace nftproxy::server {
 namespace {
 
@@ -105,6 +107,24 @@ TEST(ValidateState, SelectorAndSliceConflict) {
   EXPECT_NE(std::string(s.message()).find("endpointslice default/web-1: serviceName"), std::string::npos) << s.message();
   s = ValidateState(st, {Key{v1::SERVICE, "default", "web"}});
   EXPECT_NE(std::string(s.message()).find("service default/web: spec.selector"), std::string::npos) << s.message();
+}
+
+TEST(Validate, ErrorsNameTheResourceAndFieldAsDetail) {
+  absl::Status s = ValidateResource(Parse(Replace(kGood, "port: 80", "port: 70000")));
+  ASSERT_FALSE(s.ok());
+  std::optional<v1::ErrorDetail> d = ErrorDetailOf(s);
+  ASSERT_TRUE(d.has_value()) << s;
+  EXPECT_EQ(KeyOf(d->resource()), (Key{v1::SERVICE, "default", "web"}));
+  EXPECT_EQ(d->field(), "spec.ports[0].port");
+  // Clashes between resources name the one this write changed.
+  State state = StateOf({R"(service { metadata { name: "a" } spec { cluster_ips: "198.19.0.10" ports { port: 80 } } })",
+                         R"(service { metadata { name: "b" } spec { cluster_ips: "198.19.0.10" ports { port: 80 } } })"});
+  s = ValidateState(state, {Key{v1::SERVICE, "default", "b"}});
+  ASSERT_FALSE(s.ok());
+  d = ErrorDetailOf(s);
+  ASSERT_TRUE(d.has_value()) << s;
+  EXPECT_EQ(KeyOf(d->resource()), (Key{v1::SERVICE, "default", "b"}));
+  EXPECT_EQ(d->field(), "spec.clusterIps[0]");
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-// StateStore: snapshot + journal round trips, compaction, torn tails, damage, old state files.
-#include "server/store.h"
+// FileStateStore: snapshot + journal round trips, compaction, torn tails, damage, old state files.
+#include "server/file_store.h"
 
 #include <fcntl.h>
 #include <google/protobuf/io/coded_stream.h>
@@ -22,7 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // A fresh directory per test, removed afterwards.
-class StoreTest : public ::testing::Test {
+class FileStateStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string tmpl = (fs::temp_directory_path() / "nftproxy-store-XXXXXX").string();
@@ -34,8 +34,8 @@ class StoreTest : public ::testing::Test {
   std::string journal() const { return dir_ + "/state.journal"; }
   std::string snapshot() const { return dir_ + "/state.pb"; }
 
-  std::unique_ptr<StateStore> Open(State* loaded, StateStore::Options options = {}) {
-    auto store = StateStore::Open(dir_, loaded, options);
+  std::unique_ptr<FileStateStore> Open(State* loaded, FileStateStore::Options options = {}) {
+    auto store = FileStateStore::Open(dir_, loaded, options);
     EXPECT_TRUE(store.ok()) << store.status();
     return store.ok() ? std::move(*store) : nullptr;
   }
@@ -81,7 +81,7 @@ void ExpectSameState(const State& got, const State& want) {
 }
 
 // Commits one change to `state` (the way the server does: a new revision, the touched keys) and records it.
-void Commit(StateStore* store, State* state, const std::vector<v1::Resource>& upserts,
+void Commit(FileStateStore* store, State* state, const std::vector<v1::Resource>& upserts,
             const std::vector<Key>& deletes = {}) {
   std::vector<Key> keys;
   ++state->revision;
@@ -111,7 +111,7 @@ void WriteBytes(const std::string& path, const std::string& data) {
 
 const Key kWeb{v1::SERVICE, "default", "web"};
 
-TEST_F(StoreTest, EmptyDirectoryLoadsEmptyState) {
+TEST_F(FileStateStoreTest, EmptyDirectoryLoadsEmptyState) {
   State loaded;
   loaded.revision = 42;  // overwritten
   auto store = Open(&loaded);
@@ -120,12 +120,12 @@ TEST_F(StoreTest, EmptyDirectoryLoadsEmptyState) {
   EXPECT_TRUE(loaded.objects.empty());
 }
 
-TEST_F(StoreTest, OpenFailsForMissingDirectory) {
+TEST_F(FileStateStoreTest, OpenFailsForMissingDirectory) {
   State loaded;
-  EXPECT_FALSE(StateStore::Open(dir_ + "/missing", &loaded).ok());
+  EXPECT_FALSE(FileStateStore::Open(dir_ + "/missing", &loaded).ok());
 }
 
-TEST_F(StoreTest, UpsertsAndDeletesSurviveReopen) {
+TEST_F(FileStateStoreTest, UpsertsAndDeletesSurviveReopen) {
   State state;
   {
     auto store = Open(&state);
@@ -145,7 +145,7 @@ TEST_F(StoreTest, UpsertsAndDeletesSurviveReopen) {
 
 // Prepare runs while the kernel commits: until Publish, a load sees the old
 // state, and Abandon leaves no trace.
-TEST_F(StoreTest, PreparedChangesAreInvisibleUntilPublished) {
+TEST_F(FileStateStoreTest, PreparedChangesAreInvisibleUntilPublished) {
   State state;
   auto store = Open(&state);
   ASSERT_NE(store, nullptr);
@@ -163,10 +163,10 @@ TEST_F(StoreTest, PreparedChangesAreInvisibleUntilPublished) {
     keys.push_back(KeyOf(r));
     large.objects[KeyOf(r)] = r;
   }
-  StateStore::Pending group = store->Prepare(small, {KeyOf(Slice("s1", "198.18.0.1"))});
+  FileStateStore::Pending group = store->Prepare(small, {KeyOf(Slice("s1", "198.18.0.1"))});
   ASSERT_TRUE(group.status.ok()) << group.status;
   EXPECT_FALSE(group.snapshot);
-  StateStore::Pending snap = store->Prepare(large, keys);
+  FileStateStore::Pending snap = store->Prepare(large, keys);
   ASSERT_TRUE(snap.status.ok()) << snap.status;
   EXPECT_TRUE(snap.snapshot);
   EXPECT_TRUE(fs::exists(snapshot() + ".tmp"));
@@ -186,7 +186,7 @@ TEST_F(StoreTest, PreparedChangesAreInvisibleUntilPublished) {
 
 // The snapshot is written field by field; it must still be exactly a
 // ListResponse.
-TEST_F(StoreTest, SnapshotIsAListResponse) {
+TEST_F(FileStateStoreTest, SnapshotIsAListResponse) {
   State state;
   state.revision = 300;
   state.objects[KeyOf(Service("default", "web", 80, 3))] = Service("default", "web", 80, 3);
@@ -202,7 +202,7 @@ TEST_F(StoreTest, SnapshotIsAListResponse) {
   EXPECT_EQ(Bytes(list), Bytes(want));
 }
 
-TEST_F(StoreTest, RecordWithoutKeysKeepsTheRevision) {
+TEST_F(FileStateStoreTest, RecordWithoutKeysKeepsTheRevision) {
   State state;
   {
     auto store = Open(&state);
@@ -213,7 +213,7 @@ TEST_F(StoreTest, RecordWithoutKeysKeepsTheRevision) {
   EXPECT_EQ(state.revision, 2u);
 }
 
-TEST_F(StoreTest, OlderRevisionIsRefused) {
+TEST_F(FileStateStoreTest, OlderRevisionIsRefused) {
   State state;
   auto store = Open(&state);
   Commit(store.get(), &state, {Service("default", "web", 80, 1)});
@@ -225,10 +225,10 @@ TEST_F(StoreTest, OlderRevisionIsRefused) {
   ExpectSameState(Reopen(), state);
 }
 
-TEST_F(StoreTest, CompactsOncePastTheThreshold) {
+TEST_F(FileStateStoreTest, CompactsOncePastTheThreshold) {
   constexpr size_t kThreshold = 4096;
   State state;
-  auto store = Open(&state, StateStore::Options{kThreshold});
+  auto store = Open(&state, FileStateStore::Options{kThreshold});
   ASSERT_NE(store, nullptr);
   uint64_t largest = 0;
   int compactions = 0;
@@ -256,7 +256,7 @@ TEST_F(StoreTest, CompactsOncePastTheThreshold) {
   ExpectSameState(Reopen(), state);
 }
 
-TEST_F(StoreTest, SnapshotEmptiesTheJournal) {
+TEST_F(FileStateStoreTest, SnapshotEmptiesTheJournal) {
   State state;
   auto store = Open(&state);
   Commit(store.get(), &state, {Service("default", "web", 80, 1)});
@@ -271,7 +271,7 @@ TEST_F(StoreTest, SnapshotEmptiesTheJournal) {
   EXPECT_EQ(snap->revision, 1u);
 }
 
-TEST_F(StoreTest, TornLastGroupIsIgnored) {
+TEST_F(FileStateStoreTest, TornLastGroupIsIgnored) {
   State state;
   State before_last;
   uint64_t good_size = 0;
@@ -316,7 +316,7 @@ TEST_F(StoreTest, TornLastGroupIsIgnored) {
   ExpectSameState(Reopen(), want);
 }
 
-TEST_F(StoreTest, ZeroFilledTailIsIgnored) {
+TEST_F(FileStateStoreTest, ZeroFilledTailIsIgnored) {
   State state;
   {
     auto store = Open(&state);
@@ -326,7 +326,7 @@ TEST_F(StoreTest, ZeroFilledTailIsIgnored) {
   ExpectSameState(Reopen(), state);
 }
 
-TEST_F(StoreTest, GarbageInTheMiddleIsDataLoss) {
+TEST_F(FileStateStoreTest, GarbageInTheMiddleIsDataLoss) {
   State state;
   uint64_t second = 0;
   {
@@ -341,7 +341,7 @@ TEST_F(StoreTest, GarbageInTheMiddleIsDataLoss) {
   for (uint64_t i = second + 4; i < second + 12; ++i) data[i] = '\xff';
   WriteBytes(journal(), data);
   State loaded;
-  auto store = StateStore::Open(dir_, &loaded);
+  auto store = FileStateStore::Open(dir_, &loaded);
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(store.status().message().find(journal()), std::string::npos) << store.status();
@@ -349,16 +349,16 @@ TEST_F(StoreTest, GarbageInTheMiddleIsDataLoss) {
   EXPECT_EQ(ReadBytes(journal()), data) << "a damaged journal must be left alone";
 }
 
-TEST_F(StoreTest, DamagedSnapshotIsDataLoss) {
+TEST_F(FileStateStoreTest, DamagedSnapshotIsDataLoss) {
   WriteBytes(snapshot(), "\xff\xff\xff\xff not a ListResponse");
   State loaded;
-  auto store = StateStore::Open(dir_, &loaded);
+  auto store = FileStateStore::Open(dir_, &loaded);
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(store.status().message().find(snapshot()), std::string::npos) << store.status();
 }
 
-TEST_F(StoreTest, OldStateFileWithoutJournalLoads) {
+TEST_F(FileStateStoreTest, OldStateFileWithoutJournalLoads) {
   State old;
   old.revision = 17;
   for (const v1::Resource& r : {Service("default", "web", 80, 16), Slice("web-1", "10.0.0.1")}) {
@@ -377,7 +377,7 @@ TEST_F(StoreTest, OldStateFileWithoutJournalLoads) {
   ExpectSameState(Reopen(), old);
 }
 
-TEST_F(StoreTest, JournalGroupsAtOrBelowTheSnapshotRevisionAreSkipped) {
+TEST_F(FileStateStoreTest, JournalGroupsAtOrBelowTheSnapshotRevisionAreSkipped) {
   // As after a crash between renaming a new snapshot and truncating the journal: the journal still holds
   // revisions 1-3, the snapshot is at revision 2 and does not hold what revision 1 created.
   State state;
@@ -404,20 +404,12 @@ TEST_F(StoreTest, JournalGroupsAtOrBelowTheSnapshotRevisionAreSkipped) {
   EXPECT_EQ(loaded.objects.count(KeyOf(gone)), 0u);
 }
 
-TEST_F(StoreTest, JournalFileMode) {
+TEST_F(FileStateStoreTest, JournalFileMode) {
   State state;
   auto store = Open(&state);
   struct stat st;
   ASSERT_EQ(stat(journal().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777 & ~0640, 0u);
-}
-
-TEST(StoreResourceOf, NamesTheKeyOnly) {
-  const Key key{v1::ENDPOINT_SLICE, "prod", "web-1"};
-  const v1::Resource r = ResourceOf(key);
-  EXPECT_EQ(KeyOf(r), key);
-  EXPECT_EQ(r.endpoint_slice().ByteSizeLong(), r.endpoint_slice().metadata().ByteSizeLong() + 2);
-  EXPECT_EQ(ResourceOf(Key{}).kind_case(), v1::Resource::KIND_NOT_SET);
 }
 
 }  // namespace

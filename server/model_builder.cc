@@ -1,4 +1,4 @@
-#include "server/convert.h"
+#include "server/model_builder.h"
 
 #include <algorithm>
 #include <map>
@@ -36,8 +36,7 @@ struct Candidate {
   bool local;
 };
 
-bool Ready(const v1::EndpointConditions& c) { return !c.has_ready() || c.ready(); }
-bool Serving(const v1::EndpointConditions& c) { return c.has_serving() ? c.serving() : Ready(c); }
+bool Serving(const v1::EndpointConditions& c) { return c.has_serving() ? c.serving() : EndpointReady(c); }
 bool Terminating(const v1::EndpointConditions& c) { return c.has_terminating() && c.terminating(); }
 
 // The port an endpoint serves a service port on, or 0 when it has none.
@@ -74,11 +73,11 @@ std::vector<dp::Backend> ChooseBackends(const std::vector<Candidate>& cands) {
   // Readiness is decided over the whole service; the LOCAL subsets are
   // chosen by the compiler from the `local` flag.
   bool any_ready = false;
-  for (const Candidate& c : cands) any_ready |= Ready(*c.conditions);
+  for (const Candidate& c : cands) any_ready |= EndpointReady(*c.conditions);
   std::vector<dp::Backend> out;
   std::set<std::pair<dp::IpAddr, uint16_t>> seen;
   for (const Candidate& c : cands) {
-    const bool usable = any_ready ? Ready(*c.conditions)
+    const bool usable = any_ready ? EndpointReady(*c.conditions)
                                   : Serving(*c.conditions) && Terminating(*c.conditions);
     if (!usable || c.port == 0) continue;
     const uint32_t weight = c.has_weight ? c.weight : 1;
@@ -94,15 +93,6 @@ std::vector<dp::Backend> ChooseBackends(const std::vector<Candidate>& cands) {
     return a.port < b.port;
   });
   return out;
-}
-
-bool Matches(const google::protobuf::Map<std::string, std::string>& selector,
-             const google::protobuf::Map<std::string, std::string>& labels) {
-  for (const auto& [k, v] : selector) {
-    auto it = labels.find(k);
-    if (it == labels.end() || it->second != v) return false;
-  }
-  return true;
 }
 
 dp::Policy ToPolicy(v1::ServiceSpec::TrafficPolicy p) {
@@ -138,8 +128,7 @@ std::optional<dp::Service> BuildService(const Desired& d, const std::string& ns,
   svc.external_policy = ToPolicy(spec.external_traffic_policy());
   svc.internal_policy = ToPolicy(spec.internal_traffic_policy());
   if (spec.session_affinity() == v1::ServiceSpec::CLIENT_IP) {
-    const int64_t t = spec.has_session_affinity_timeout() ? spec.session_affinity_timeout().seconds() : 10800;
-    svc.affinity_timeout_s = static_cast<uint32_t>(std::max<int64_t>(1, t));
+    svc.affinity_timeout_s = static_cast<uint32_t>(std::max<int64_t>(1, AffinityTimeoutSeconds(spec)));
   }
   const bool node_ports =
       spec.type() == v1::ServiceSpec::NODE_PORT || spec.type() == v1::ServiceSpec::LOAD_BALANCER;
@@ -152,7 +141,7 @@ std::optional<dp::Service> BuildService(const Desired& d, const std::string& ns,
     const State& state = d.state();
     for (auto it = state.objects.lower_bound(Key{v1::WORKLOAD, ns, ""});
          it != state.objects.end() && it->first.kind == v1::WORKLOAD && it->first.ns == ns; ++it) {
-      if (Matches(spec.selector(), it->second.workload().metadata().labels())) workloads.push_back(&it->second.workload());
+      if (SelectorMatches(spec.selector(), it->second.workload().metadata().labels())) workloads.push_back(&it->second.workload());
     }
   } else {
     for (const std::string& slice : d.SlicesOf(ns, name)) {
@@ -225,8 +214,8 @@ std::set<std::pair<std::string, std::string>> AffectedServices(const Txn& txn) {
       case v1::WORKLOAD:
         for (const std::string& name : d.SelectorServices(key.ns)) {
           const auto& selector = d.Find(Key{v1::SERVICE, key.ns, name})->service().spec().selector();
-          if ((old && Matches(selector, old->workload().metadata().labels())) ||
-              (now && Matches(selector, now->workload().metadata().labels()))) {
+          if ((old && SelectorMatches(selector, old->workload().metadata().labels())) ||
+              (now && SelectorMatches(selector, now->workload().metadata().labels()))) {
             out.insert({key.ns, name});
           }
         }

@@ -1,4 +1,4 @@
-#include "server/store.h"
+#include "server/file_store.h"
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
@@ -17,33 +17,6 @@
 #include "absl/strings/str_cat.h"
 
 namespace nftproxy::server {
-
-void ChangeLog::Reset(uint64_t revision) {
-  events_.clear();
-  compacted_ = revision;
-}
-
-void ChangeLog::Append(std::vector<v1::WatchEvent> events) {
-  for (v1::WatchEvent& e : events) events_.push_back(std::move(e));
-  if (events_.empty()) return;
-  const uint64_t newest = events_.back().revision();
-  while (events_.size() > capacity_ && events_.front().revision() < newest) {
-    compacted_ = std::max(compacted_, events_.front().revision());
-    events_.pop_front();
-  }
-}
-
-absl::Status ChangeLog::Since(uint64_t since, std::vector<v1::WatchEvent>* out) const {
-  if (since < compacted_) {
-    return absl::OutOfRangeError(absl::StrCat(
-        "revision ", since, " is too old: the server keeps changes after revision ", compacted_,
-        " only; list the resources again (or watch from revision 0) and resume from the revision that returns"));
-  }
-  auto it = std::upper_bound(events_.begin(), events_.end(), since,
-                             [](uint64_t rev, const v1::WatchEvent& e) { return rev < e.revision(); });
-  out->insert(out->end(), it, events_.end());
-  return absl::OkStatus();
-}
 
 namespace {
 
@@ -261,16 +234,16 @@ absl::StatusOr<State> LoadState(const std::string& path) {
   return ParseSnapshot(data, path);
 }
 
-StateStore::StateStore(std::string dir, const Options& options)
+FileStateStore::FileStateStore(std::string dir, const Options& options)
     : options_(options), snapshot_path_(dir + "/" + kSnapshotFile), journal_path_(dir + "/" + kJournalFile) {}
 
-StateStore::~StateStore() {
+FileStateStore::~FileStateStore() {
   if (journal_fd_ >= 0) close(journal_fd_);
 }
 
-absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& dir, State* loaded,
+absl::StatusOr<std::unique_ptr<FileStateStore>> FileStateStore::Open(const std::string& dir, State* loaded,
                                                              const Options& options) {
-  std::unique_ptr<StateStore> store(new StateStore(dir, options));
+  std::unique_ptr<FileStateStore> store(new FileStateStore(dir, options));
   State state;
   std::string data;
   if (absl::Status s = ReadFile(store->snapshot_path_, &data); s.ok()) {
@@ -298,21 +271,17 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& 
   return store;
 }
 
-absl::Status StateStore::CheckRevision(uint64_t revision) const {
+absl::Status FileStateStore::CheckRevision(uint64_t revision) const {
   if (revision >= revision_) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat("cannot save revision ", revision, " after revision ",
                                                     revision_, " in ", journal_path_));
 }
 
-absl::Status StateStore::Record(const State& state, const std::vector<Key>& keys) {
-  return Publish(Prepare(state, keys));
-}
-
-absl::Status StateStore::Snapshot(const State& state) {
+absl::Status FileStateStore::Snapshot(const State& state) {
   return Publish(PrepareSnapshot(state));
 }
 
-StateStore::Pending StateStore::Prepare(const State& state, const std::vector<Key>& keys) const {
+FileStateStore::Pending FileStateStore::Prepare(const State& state, const std::vector<Key>& keys) const {
   Pending p;
   p.revision = state.revision;
   if (p.status = CheckRevision(state.revision); !p.status.ok()) return p;
@@ -340,7 +309,7 @@ StateStore::Pending StateStore::Prepare(const State& state, const std::vector<Ke
   return p;
 }
 
-StateStore::Pending StateStore::PrepareSnapshot(const State& state) const {
+FileStateStore::Pending FileStateStore::PrepareSnapshot(const State& state) const {
   Pending p;
   p.snapshot = true;
   p.revision = state.revision;
@@ -350,7 +319,7 @@ StateStore::Pending StateStore::PrepareSnapshot(const State& state) const {
   return p;
 }
 
-absl::Status StateStore::Publish(Pending p) {
+absl::Status FileStateStore::Publish(Pending p) {
   if (!p.status.ok()) {
     Abandon(p);
     // The change is not on disk, so the journal alone would miss it: only a snapshot can bring the disk up to
@@ -381,11 +350,11 @@ absl::Status StateStore::Publish(Pending p) {
   return absl::OkStatus();
 }
 
-void StateStore::Abandon(const Pending& p) {
+void FileStateStore::Abandon(const Pending& p) {
   if (p.snapshot) unlink((snapshot_path_ + ".tmp").c_str());
 }
 
-absl::Status StateStore::SnapshotWritten(const Pending& p) {
+absl::Status FileStateStore::SnapshotWritten(const Pending& p) {
   snapshot_bytes_ = p.data.size();
   revision_ = p.revision;
   // Only after the rename: a crash in between leaves groups at or below the snapshot's revision, which load skips.

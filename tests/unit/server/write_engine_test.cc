@@ -1,6 +1,6 @@
-// The server core against a fake dataplane: all-or-nothing writes, endpoint
+// The write engine against a fake dataplane: all-or-nothing writes, endpoint
 // resolution, versions.
-#include "server/proxy_service.h"
+#include "server/write_engine.h"
 
 #include <google/protobuf/text_format.h>
 #include <gtest/gtest.h>
@@ -64,11 +64,11 @@ upserts { endpoint_slice { metadata { name: "web-1" } service_name: "web"
   endpoints { addresses: "198.18.12.2" weight: 3 } } }
 )";
 
-TEST(ProxyService, ResolvesEndpointsAndPorts) {
+TEST(WriteEngine, ResolvesEndpointsAndPorts) {
   FakeDataplane fake;
-  ProxyService svc(&fake, {});
+  WriteEngine svc(&fake, {});
   v1::ApplyResponse resp;
-  ASSERT_TRUE(svc.DoApply(Req(kWeb), &resp).ok());
+  ASSERT_TRUE(svc.Apply(Req(kWeb), &resp).ok());
   ASSERT_EQ(fake.last.services.size(), 1u);
   const dp::Service& s = fake.last.services[0];
   ASSERT_EQ(s.ports.size(), 2u);
@@ -81,79 +81,78 @@ TEST(ProxyService, ResolvesEndpointsAndPorts) {
   EXPECT_EQ(resp.revision(), 1u);
 }
 
-TEST(ProxyService, InvalidBatchChangesNothing) {
+TEST(WriteEngine, InvalidBatchChangesNothing) {
   FakeDataplane fake;
-  ProxyService svc(&fake, {});
+  WriteEngine svc(&fake, {});
   v1::ApplyResponse resp;
-  ASSERT_TRUE(svc.DoApply(Req(kWeb), &resp).ok());
+  ASSERT_TRUE(svc.Apply(Req(kWeb), &resp).ok());
   const int applies = fake.applies;
   // A good service together with a bad one: neither lands.
-  absl::Status s = svc.DoApply(Req(R"(
+  absl::Status s = svc.Apply(Req(R"(
     upserts { service { metadata { name: "ok" } spec { cluster_ips: "198.19.0.11" ports { port: 80 } } } }
     upserts { service { metadata { name: "bad" } spec { cluster_ips: "198.19.0.12" ports { port: 70000 } } } })"), &resp);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(fake.applies, applies);
   v1::ListResponse list;
   v1::ListRequest all;
-  ASSERT_TRUE(svc.List(nullptr, &all, &list).ok());
+  list = svc.List(all);
   EXPECT_EQ(list.resources_size(), 2);
 }
 
-TEST(ProxyService, KernelFailureChangesNothing) {
+TEST(WriteEngine, KernelFailureChangesNothing) {
   FakeDataplane fake;
-  ProxyService svc(&fake, {});
+  WriteEngine svc(&fake, {});
   v1::ApplyResponse resp;
-  ASSERT_TRUE(svc.DoApply(Req(kWeb), &resp).ok());
+  ASSERT_TRUE(svc.Apply(Req(kWeb), &resp).ok());
   fake.fail = absl::FailedPreconditionError("service default/x: kernel refused the change");
-  absl::Status s = svc.DoApply(Req(R"(upserts { service { metadata { name: "x" } spec { cluster_ips: "198.19.0.11" ports { port: 80 } } } })"), &resp);
+  absl::Status s = svc.Apply(Req(R"(upserts { service { metadata { name: "x" } spec { cluster_ips: "198.19.0.11" ports { port: 80 } } } })"), &resp);
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   v1::GetRequest get;
   get.mutable_ref()->set_kind(v1::SERVICE);
   get.mutable_ref()->set_name("x");
-  v1::Resource r;
-  EXPECT_EQ(svc.Get(nullptr, &get, &r).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(svc.Get(get.ref()).status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST(ProxyService, UnchangedReapplyDoesNoKernelWork) {
+TEST(WriteEngine, UnchangedReapplyDoesNoKernelWork) {
   FakeDataplane fake;
-  ProxyService svc(&fake, {});
+  WriteEngine svc(&fake, {});
   v1::ApplyResponse resp;
-  ASSERT_TRUE(svc.DoApply(Req(kWeb), &resp).ok());
+  ASSERT_TRUE(svc.Apply(Req(kWeb), &resp).ok());
   const int applies = fake.applies;
   v1::ApplyResponse again;
-  ASSERT_TRUE(svc.DoApply(Req(kWeb), &again).ok());
+  ASSERT_TRUE(svc.Apply(Req(kWeb), &again).ok());
   EXPECT_EQ(fake.applies, applies);
   EXPECT_EQ(again.outcomes(0), "unchanged");
   EXPECT_EQ(again.revision(), resp.revision());
 }
 
-TEST(ProxyService, StaleResourceVersionConflicts) {
+TEST(WriteEngine, StaleResourceVersionConflicts) {
   FakeDataplane fake;
-  ProxyService svc(&fake, {});
+  WriteEngine svc(&fake, {});
   v1::ApplyResponse resp;
-  ASSERT_TRUE(svc.DoApply(Req(kWeb), &resp).ok());
-  absl::Status s = svc.DoApply(Req(R"(upserts { service { metadata { name: "web" resource_version: 99 }
+  ASSERT_TRUE(svc.Apply(Req(kWeb), &resp).ok());
+  absl::Status s = svc.Apply(Req(R"(upserts { service { metadata { name: "web" resource_version: 99 }
       spec { cluster_ips: "198.19.0.10" ports { port: 80 } } } })"), &resp);
   EXPECT_EQ(s.code(), absl::StatusCode::kAborted);
   EXPECT_NE(std::string(s.message()).find("metadata.resourceVersion"), std::string::npos);
 }
 
-TEST(ProxyService, DeleteMissingIsNotFoundAndDryRunChangesNothing) {
+TEST(WriteEngine, DeleteMissingIsNotFoundAndDryRunChangesNothing) {
   FakeDataplane fake;
-  ProxyService svc(&fake, {});
+  WriteEngine svc(&fake, {});
   v1::ApplyResponse resp;
-  EXPECT_EQ(svc.DoApply(Req(R"(deletes { kind: SERVICE name: "nope" })"), &resp).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(svc.Apply(Req(R"(deletes { kind: SERVICE name: "nope" })"), &resp).code(), absl::StatusCode::kNotFound);
   v1::ApplyRequest dry = Req(kWeb);
   dry.set_dry_run(true);
-  ASSERT_TRUE(svc.DoApply(dry, &resp).ok());
+  ASSERT_TRUE(svc.Apply(dry, &resp).ok());
   EXPECT_EQ(fake.applies, 0);
 }
 
-TEST(ProxyService, SelectorPicksWorkloads) {
+TEST(WriteEngine, SelectorPicksWorkloads) {
   FakeDataplane fake;
-  ProxyService svc(&fake, {});
+  WriteEngine svc(&fake, {});
   v1::ApplyResponse resp;
-  ASSERT_TRUE(svc.DoApply(Req(R"(
+  ASSERT_TRUE(svc.Apply(Req(R"(
     upserts { service { metadata { name: "fe" } spec { cluster_ips: "198.19.0.20"
       selector { key: "app" value: "webapp" } selector { key: "role" value: "frontend" }
       ports { name: "http" port: 80 target_port_name: "http" } } } }
@@ -179,11 +178,11 @@ std::string Svc(const std::string& name, const std::string& vip) {
   return "service { metadata { name: \"" + name + "\" } spec { cluster_ips: \"" + vip + "\" ports { port: 80 } } }";
 }
 
-std::vector<std::string> Names(ProxyService& svc, v1::Kind kind = v1::SERVICE) {
+std::vector<std::string> Names(WriteEngine& svc, v1::Kind kind = v1::SERVICE) {
   v1::ListRequest req;
   req.set_kind(kind);
   v1::ListResponse list;
-  EXPECT_TRUE(svc.List(nullptr, &req, &list).ok());
+  list = svc.List(req);
   std::vector<std::string> out;
   for (const v1::Resource& r : list.resources()) out.push_back(MetaOf(r).source() + ":" + MetaOf(r).name());
   return out;
@@ -191,17 +190,17 @@ std::vector<std::string> Names(ProxyService& svc, v1::Kind kind = v1::SERVICE) {
 
 TEST(Sync, TwoSourcesNeverDisturbEachOther) {
   FakeDataplane fake;
-  ProxyService svc(&fake, {});
+  WriteEngine svc(&fake, {});
   v1::SyncResponse resp;
-  ASSERT_TRUE(svc.DoSync(SyncReq("source: 'a' resources { " + Svc("a1", "198.19.1.1") + " } resources { " +
+  ASSERT_TRUE(svc.Sync(SyncReq("source: 'a' resources { " + Svc("a1", "198.19.1.1") + " } resources { " +
                                  Svc("a2", "198.19.1.2") + " }"), &resp).ok());
   EXPECT_EQ(resp.created_size(), 2);
   EXPECT_EQ(resp.revision(), 1u);
-  ASSERT_TRUE(svc.DoSync(SyncReq("source: 'b' resources { " + Svc("b1", "198.19.2.1") + " }"), &resp).ok());
+  ASSERT_TRUE(svc.Sync(SyncReq("source: 'b' resources { " + Svc("b1", "198.19.2.1") + " }"), &resp).ok());
   EXPECT_EQ(Names(svc), (std::vector<std::string>{"a:a1", "a:a2", "b:b1"}));
   // a drops a1, keeps a2 unchanged, adds a3: b's service is untouched.
   v1::SyncResponse again;
-  ASSERT_TRUE(svc.DoSync(SyncReq("source: 'a' resources { " + Svc("a2", "198.19.1.2") + " } resources { " +
+  ASSERT_TRUE(svc.Sync(SyncReq("source: 'a' resources { " + Svc("a2", "198.19.1.2") + " } resources { " +
                                  Svc("a3", "198.19.1.3") + " }"), &again).ok());
   EXPECT_EQ(Names(svc), (std::vector<std::string>{"a:a2", "a:a3", "b:b1"}));
   ASSERT_EQ(again.deleted_size(), 1);
@@ -213,18 +212,18 @@ TEST(Sync, TwoSourcesNeverDisturbEachOther) {
   // The dataplane got all three sources' services.
   EXPECT_EQ(fake.last.services.size(), 3u);
   // b syncing nothing removes only b's.
-  ASSERT_TRUE(svc.DoSync(SyncReq("source: 'b'"), &resp).ok());
+  ASSERT_TRUE(svc.Sync(SyncReq("source: 'b'"), &resp).ok());
   EXPECT_EQ(Names(svc), (std::vector<std::string>{"a:a2", "a:a3"}));
 }
 
 TEST(Sync, UnchangedSyncDoesNoKernelWork) {
   FakeDataplane fake;
-  ProxyService svc(&fake, {});
+  WriteEngine svc(&fake, {});
   const std::string req = "source: 'a' resources { " + Svc("a1", "198.19.1.1") + " }";
   v1::SyncResponse first, second;
-  ASSERT_TRUE(svc.DoSync(SyncReq(req), &first).ok());
+  ASSERT_TRUE(svc.Sync(SyncReq(req), &first).ok());
   const int applies = fake.applies;
-  ASSERT_TRUE(svc.DoSync(SyncReq(req), &second).ok());
+  ASSERT_TRUE(svc.Sync(SyncReq(req), &second).ok());
   EXPECT_EQ(fake.applies, applies);
   EXPECT_EQ(second.revision(), first.revision());
   EXPECT_EQ(second.unchanged(), 1u);
@@ -232,12 +231,12 @@ TEST(Sync, UnchangedSyncDoesNoKernelWork) {
 
 TEST(Sync, ConflictWithAnotherSourceIsRefusedAndChangesNothing) {
   FakeDataplane fake;
-  ProxyService svc(&fake, {});
+  WriteEngine svc(&fake, {});
   v1::SyncResponse resp;
-  ASSERT_TRUE(svc.DoSync(SyncReq("source: 'a' resources { " + Svc("shared", "198.19.1.1") + " }"), &resp).ok());
+  ASSERT_TRUE(svc.Sync(SyncReq("source: 'a' resources { " + Svc("shared", "198.19.1.1") + " }"), &resp).ok());
   const int applies = fake.applies;
   // b claims a's service, along with one of its own: neither lands.
-  absl::Status s = svc.DoSync(SyncReq("source: 'b' resources { " + Svc("b1", "198.19.2.1") + " } resources { " +
+  absl::Status s = svc.Sync(SyncReq("source: 'b' resources { " + Svc("b1", "198.19.2.1") + " } resources { " +
                                       Svc("shared", "198.19.1.9") + " }"), &resp);
   EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists) << s;
   EXPECT_NE(std::string(s.message()).find("service default/shared"), std::string::npos) << s;
@@ -247,34 +246,34 @@ TEST(Sync, ConflictWithAnotherSourceIsRefusedAndChangesNothing) {
   EXPECT_EQ(Names(svc), (std::vector<std::string>{"a:shared"}));
   // Manual Apply (source "") over a's resource: refused the same way.
   v1::ApplyResponse ar;
-  s = svc.DoApply(Req("upserts { " + Svc("shared", "198.19.1.9") + " }"), &ar);
+  s = svc.Apply(Req("upserts { " + Svc("shared", "198.19.1.9") + " }"), &ar);
   EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists) << s;
   EXPECT_NE(std::string(s.message()).find("(manual)"), std::string::npos) << s;
-  s = svc.DoApply(Req("deletes { kind: SERVICE name: 'shared' }"), &ar);
+  s = svc.Apply(Req("deletes { kind: SERVICE name: 'shared' }"), &ar);
   EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists) << s;
   // Naming the owner explicitly is allowed.
-  ASSERT_TRUE(svc.DoApply(Req("source: 'a' upserts { " + Svc("shared", "198.19.1.9") + " }"), &ar).ok());
+  ASSERT_TRUE(svc.Apply(Req("source: 'a' upserts { " + Svc("shared", "198.19.1.9") + " }"), &ar).ok());
   EXPECT_EQ(ar.outcomes(0), "configured");
-  ASSERT_TRUE(svc.DoApply(Req("source: 'a' deletes { kind: SERVICE name: 'shared' }"), &ar).ok());
+  ASSERT_TRUE(svc.Apply(Req("source: 'a' deletes { kind: SERVICE name: 'shared' }"), &ar).ok());
   EXPECT_TRUE(Names(svc).empty());
 }
 
 TEST(Sync, RequestErrors) {
   FakeDataplane fake;
-  ProxyService svc(&fake, {});
+  WriteEngine svc(&fake, {});
   v1::SyncResponse resp;
-  EXPECT_EQ(svc.DoSync(SyncReq("resources { " + Svc("x", "198.19.1.1") + " }"), &resp).code(),
+  EXPECT_EQ(svc.Sync(SyncReq("resources { " + Svc("x", "198.19.1.1") + " }"), &resp).code(),
             absl::StatusCode::kInvalidArgument);
-  absl::Status s = svc.DoSync(SyncReq("source: 'a' resources { service { metadata { name: 'x' source: 'other' } "
+  absl::Status s = svc.Sync(SyncReq("source: 'a' resources { service { metadata { name: 'x' source: 'other' } "
                                       "spec { cluster_ips: '198.19.1.1' ports { port: 80 } } } }"), &resp);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   EXPECT_NE(std::string(s.message()).find("metadata.source"), std::string::npos) << s;
-  s = svc.DoSync(SyncReq("source: 'a' resources { " + Svc("x", "198.19.1.1") + " } resources { " +
+  s = svc.Sync(SyncReq("source: 'a' resources { " + Svc("x", "198.19.1.1") + " } resources { " +
                          Svc("x", "198.19.1.2") + " }"), &resp);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   // A stale resource version is a conflict, as in Apply.
-  ASSERT_TRUE(svc.DoSync(SyncReq("source: 'a' resources { " + Svc("x", "198.19.1.1") + " }"), &resp).ok());
-  s = svc.DoSync(SyncReq("source: 'a' resources { service { metadata { name: 'x' resource_version: 77 } "
+  ASSERT_TRUE(svc.Sync(SyncReq("source: 'a' resources { " + Svc("x", "198.19.1.1") + " }"), &resp).ok());
+  s = svc.Sync(SyncReq("source: 'a' resources { service { metadata { name: 'x' resource_version: 77 } "
                          "spec { cluster_ips: '198.19.1.1' ports { port: 81 } } } }"), &resp);
   EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
   EXPECT_EQ(fake.applies, 1);
@@ -282,17 +281,17 @@ TEST(Sync, RequestErrors) {
 
 TEST(Sync, DryRunAndKernelFailureChangeNothing) {
   FakeDataplane fake;
-  ProxyService svc(&fake, {});
+  WriteEngine svc(&fake, {});
   v1::SyncResponse resp;
   v1::SyncRequest dry = SyncReq("source: 'a' resources { " + Svc("a1", "198.19.1.1") + " }");
   dry.set_dry_run(true);
-  ASSERT_TRUE(svc.DoSync(dry, &resp).ok());
+  ASSERT_TRUE(svc.Sync(dry, &resp).ok());
   EXPECT_EQ(resp.created_size(), 1);
   EXPECT_EQ(resp.revision(), 0u);
   EXPECT_EQ(fake.applies, 0);
   EXPECT_TRUE(Names(svc).empty());
   fake.fail = absl::FailedPreconditionError("kernel refused the change");
-  EXPECT_FALSE(svc.DoSync(SyncReq("source: 'a' resources { " + Svc("a1", "198.19.1.1") + " }"), &resp).ok());
+  EXPECT_FALSE(svc.Sync(SyncReq("source: 'a' resources { " + Svc("a1", "198.19.1.1") + " }"), &resp).ok());
   EXPECT_TRUE(Names(svc).empty());
 }
 
@@ -300,17 +299,17 @@ TEST(Sync, DryRunAndKernelFailureChangeNothing) {
 // bytes it was stored from is not parsed, but every check still applies.
 TEST(RequestBytes, ResentBytesAreStillCheckedForOwnerAndVersion) {
   FakeDataplane fake;
-  ProxyService svc(&fake, {});
+  WriteEngine svc(&fake, {});
   v1::ApplyResponse resp;
   auto apply = [&](const std::string& text) {
     resp.Clear();
-    return svc.DoApply(Req(text), &resp);
+    return svc.Apply(Req(text), &resp);
   };
   v1::SyncResponse sync;
   const std::string a1 = Svc("a1", "198.19.1.1");
-  ASSERT_TRUE(svc.DoSync(SyncReq("source: 'a' resources { " + a1 + " }"), &sync).ok());
+  ASSERT_TRUE(svc.Sync(SyncReq("source: 'a' resources { " + a1 + " }"), &sync).ok());
   sync.Clear();
-  ASSERT_TRUE(svc.DoSync(SyncReq("source: 'a' resources { " + a1 + " }"), &sync).ok());
+  ASSERT_TRUE(svc.Sync(SyncReq("source: 'a' resources { " + a1 + " }"), &sync).ok());
   EXPECT_EQ(sync.unchanged(), 1u);
   // The same bytes from another source, or from the manual one: refused.
   absl::Status s = apply("source: 'b' upserts { " + a1 + " }");
@@ -338,16 +337,16 @@ TEST(RequestBytes, ResentBytesAreStillCheckedForOwnerAndVersion) {
 
 TEST(RequestBytes, DifferentBytesSayingTheSameAreUnchanged) {
   FakeDataplane fake;
-  ProxyService svc(&fake, {});
+  WriteEngine svc(&fake, {});
   v1::ApplyResponse resp;
-  ASSERT_TRUE(svc.DoApply(Req("upserts { " + Svc("x", "198.19.1.1") + " }"), &resp).ok());
+  ASSERT_TRUE(svc.Apply(Req("upserts { " + Svc("x", "198.19.1.1") + " }"), &resp).ok());
   const int applies = fake.applies;
   // The namespace spelled out, and server-assigned fields sent back as read.
   const std::string spelled = R"(upserts { service { metadata { name: "x" namespace: "default"
       create_time { seconds: 5 } update_time { seconds: 6 } } spec { cluster_ips: "198.19.1.1" ports { port: 80 } } } })";
   for (int i = 0; i < 2; ++i) {
     v1::ApplyResponse again;
-    ASSERT_TRUE(svc.DoApply(Req(spelled), &again).ok());
+    ASSERT_TRUE(svc.Apply(Req(spelled), &again).ok());
     EXPECT_EQ(again.outcomes(0), "unchanged");
     ASSERT_EQ(again.applied_size(), 1);
     EXPECT_EQ(again.applied(0).service().metadata().resource_version(), 1u);
@@ -355,25 +354,25 @@ TEST(RequestBytes, DifferentBytesSayingTheSameAreUnchanged) {
   EXPECT_EQ(fake.applies, applies);
   // A real change is seen, whatever bytes came before.
   v1::ApplyResponse changed;
-  ASSERT_TRUE(svc.DoApply(Req("upserts { " + Svc("x", "198.19.1.2") + " }"), &changed).ok());
+  ASSERT_TRUE(svc.Apply(Req("upserts { " + Svc("x", "198.19.1.2") + " }"), &changed).ok());
   EXPECT_EQ(changed.outcomes(0), "configured");
   EXPECT_EQ(fake.applies, applies + 1);
 }
 
 TEST(RequestBytes, MalformedRequestsChangeNothing) {
   FakeDataplane fake;
-  ProxyService svc(&fake, {});
+  WriteEngine svc(&fake, {});
   v1::ApplyResponse resp;
-  ASSERT_TRUE(svc.DoApply(Req(kWeb), &resp).ok());
+  ASSERT_TRUE(svc.Apply(Req(kWeb), &resp).ok());
   const int applies = fake.applies;
-  absl::Status s = svc.ApplyBytes(std::string("\x0a\x64short", 7), &resp);
+  absl::Status s = svc.Apply(std::string("\x0a\x64short", 7), &resp);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   EXPECT_NE(std::string(s.message()).find("ApplyRequest"), std::string::npos) << s;
   // A good resource, then one that is not a Resource: neither lands.
   v1::SyncRequest good = SyncReq("source: 'a' resources { " + Svc("g", "198.19.1.7") + " }");
   const std::string bytes = good.SerializeAsString() + std::string("\x12\x03\xff\xff\xff", 5);
   v1::SyncResponse sync;
-  s = svc.SyncBytes(bytes, &sync);
+  s = svc.Sync(bytes, &sync);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   EXPECT_NE(std::string(s.message()).find("resources[1]: not a valid Resource message"), std::string::npos) << s;
   EXPECT_EQ(fake.applies, applies);
@@ -383,9 +382,9 @@ TEST(RequestBytes, MalformedRequestsChangeNothing) {
 // Runs DoWatch on a thread and collects what it sends.
 class Watcher {
  public:
-  Watcher(ProxyService* svc, v1::WatchRequest req) {
+  Watcher(WriteEngine* svc, v1::WatchRequest req) {
     thread_ = std::thread([this, svc, req] {
-      absl::Status s = svc->DoWatch(
+      absl::Status s = svc->Watch(
           req, [this] { return stop_.load(); },
           [this](const v1::WatchEvent& e) {
             absl::MutexLock lock(&mu_);
@@ -437,16 +436,16 @@ std::string Summary(const std::vector<v1::WatchEvent>& events) {
 
 TEST(Watch, InitialStateThenEveryChangeInOrder) {
   FakeDataplane fake;
-  ProxyService svc(&fake, {});
+  WriteEngine svc(&fake, {});
   v1::ApplyResponse ar;
-  ASSERT_TRUE(svc.DoApply(Req("upserts { " + Svc("one", "198.19.1.1") + " }"), &ar).ok());
+  ASSERT_TRUE(svc.Apply(Req("upserts { " + Svc("one", "198.19.1.1") + " }"), &ar).ok());
   Watcher w(&svc, v1::WatchRequest());
   EXPECT_EQ(Summary(w.WaitFor(2)), "UPSERT@1:service/one BOOKMARK@1 ");
-  ASSERT_TRUE(svc.DoApply(Req("upserts { " + Svc("two", "198.19.1.2") + " }"), &ar).ok());
-  ASSERT_TRUE(svc.DoApply(Req("upserts { " + Svc("two", "198.19.1.2") + " }"), &ar).ok());  // unchanged: no event
-  ASSERT_TRUE(svc.DoApply(Req("deletes { kind: SERVICE name: 'one' } upserts { " + Svc("three", "198.19.1.3") + " }"), &ar).ok());
+  ASSERT_TRUE(svc.Apply(Req("upserts { " + Svc("two", "198.19.1.2") + " }"), &ar).ok());
+  ASSERT_TRUE(svc.Apply(Req("upserts { " + Svc("two", "198.19.1.2") + " }"), &ar).ok());  // unchanged: no event
+  ASSERT_TRUE(svc.Apply(Req("deletes { kind: SERVICE name: 'one' } upserts { " + Svc("three", "198.19.1.3") + " }"), &ar).ok());
   v1::SyncResponse sr;
-  ASSERT_TRUE(svc.DoSync(SyncReq("source: 'a' resources { " + Svc("four", "198.19.1.4") + " }"), &sr).ok());
+  ASSERT_TRUE(svc.Sync(SyncReq("source: 'a' resources { " + Svc("four", "198.19.1.4") + " }"), &sr).ok());
   const std::vector<v1::WatchEvent> events = w.WaitFor(6);
   EXPECT_EQ(Summary(events),
             "UPSERT@1:service/one BOOKMARK@1 UPSERT@2:service/two DELETE@3:service/one UPSERT@3:service/three "
@@ -460,16 +459,16 @@ TEST(Watch, InitialStateThenEveryChangeInOrder) {
 
 TEST(Watch, ResumesFromARevision) {
   FakeDataplane fake;
-  ProxyService svc(&fake, {});
+  WriteEngine svc(&fake, {});
   v1::ApplyResponse ar;
   for (int i = 1; i <= 4; ++i) {
-    ASSERT_TRUE(svc.DoApply(Req("upserts { " + Svc("s" + std::to_string(i), "198.19.1." + std::to_string(i)) + " }"), &ar).ok());
+    ASSERT_TRUE(svc.Apply(Req("upserts { " + Svc("s" + std::to_string(i), "198.19.1." + std::to_string(i)) + " }"), &ar).ok());
   }
   v1::WatchRequest req;
   req.set_since_revision(2);
   Watcher w(&svc, req);
   EXPECT_EQ(Summary(w.WaitFor(3)), "UPSERT@3:service/s3 UPSERT@4:service/s4 BOOKMARK@4 ");
-  ASSERT_TRUE(svc.DoApply(Req("deletes { kind: SERVICE name: 's1' }"), &ar).ok());
+  ASSERT_TRUE(svc.Apply(Req("deletes { kind: SERVICE name: 's1' }"), &ar).ok());
   EXPECT_EQ(Summary(w.WaitFor(4)), "UPSERT@3:service/s3 UPSERT@4:service/s4 BOOKMARK@4 DELETE@5:service/s1 ");
   // Resuming from the current revision: just the bookmark.
   req.set_since_revision(5);
@@ -479,32 +478,32 @@ TEST(Watch, ResumesFromARevision) {
 
 TEST(Watch, FiltersByKindAndNamespace) {
   FakeDataplane fake;
-  ProxyService svc(&fake, {});
+  WriteEngine svc(&fake, {});
   v1::WatchRequest req;
   req.add_kinds(v1::ENDPOINT_SLICE);
   req.set_namespace_("default");
   Watcher w(&svc, req);
   EXPECT_EQ(Summary(w.WaitFor(1)), "BOOKMARK@0 ");
   v1::ApplyResponse ar;
-  ASSERT_TRUE(svc.DoApply(Req(kWeb), &ar).ok());
-  ASSERT_TRUE(svc.DoApply(Req(R"(upserts { endpoint_slice { metadata { namespace: "other" name: "x" } service_name: "x" } })"), &ar).ok());
-  ASSERT_TRUE(svc.DoApply(Req(R"(upserts { endpoint_slice { metadata { name: "web-2" } service_name: "web" } })"), &ar).ok());
+  ASSERT_TRUE(svc.Apply(Req(kWeb), &ar).ok());
+  ASSERT_TRUE(svc.Apply(Req(R"(upserts { endpoint_slice { metadata { namespace: "other" name: "x" } service_name: "x" } })"), &ar).ok());
+  ASSERT_TRUE(svc.Apply(Req(R"(upserts { endpoint_slice { metadata { name: "web-2" } service_name: "web" } })"), &ar).ok());
   EXPECT_EQ(Summary(w.WaitFor(3)), "BOOKMARK@0 UPSERT@1:endpointslice/web-1 UPSERT@3:endpointslice/web-2 ");
 }
 
 TEST(Watch, TooOldOrFutureRevisionIsOutOfRange) {
   FakeDataplane fake;
-  ServiceOptions opts;
+  EngineOptions opts;
   opts.watch_log_capacity = 2;
-  ProxyService svc(&fake, opts);
+  WriteEngine svc(&fake, opts);
   v1::ApplyResponse ar;
   for (int i = 1; i <= 4; ++i) {
-    ASSERT_TRUE(svc.DoApply(Req("upserts { " + Svc("s" + std::to_string(i), "198.19.1." + std::to_string(i)) + " }"), &ar).ok());
+    ASSERT_TRUE(svc.Apply(Req("upserts { " + Svc("s" + std::to_string(i), "198.19.1." + std::to_string(i)) + " }"), &ar).ok());
   }
   auto run = [&](uint64_t since) {
     v1::WatchRequest req;
     req.set_since_revision(since);
-    return svc.DoWatch(req, [] { return true; }, [](const v1::WatchEvent&) { return false; });
+    return svc.Watch(req, [] { return true; }, [](const v1::WatchEvent&) { return false; });
   };
   absl::Status s = run(1);
   EXPECT_EQ(s.code(), absl::StatusCode::kOutOfRange) << s;
@@ -516,7 +515,7 @@ TEST(Watch, TooOldOrFutureRevisionIsOutOfRange) {
 
 TEST(Watch, ShutdownEndsStreams) {
   FakeDataplane fake;
-  ProxyService svc(&fake, {});
+  WriteEngine svc(&fake, {});
   Watcher w(&svc, v1::WatchRequest());
   EXPECT_EQ(Summary(w.WaitFor(1)), "BOOKMARK@0 ");
   const absl::Time start = absl::Now();
@@ -524,13 +523,13 @@ TEST(Watch, ShutdownEndsStreams) {
   absl::Status s = w.Finish();
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
   EXPECT_LT(absl::Now() - start, absl::Seconds(1));
-  EXPECT_EQ(svc.DoWatch(v1::WatchRequest(), [] { return false; }, [](const v1::WatchEvent&) { return true; }).code(),
+  EXPECT_EQ(svc.Watch(v1::WatchRequest(), [] { return false; }, [](const v1::WatchEvent&) { return true; }).code(),
             absl::StatusCode::kUnavailable);
 }
 
 TEST(Watch, RestoredStateResumesOnlyFromItsRevision) {
   FakeDataplane fake;
-  ProxyService svc(&fake, {});
+  WriteEngine svc(&fake, {});
   State state;
   state.revision = 7;
   v1::Resource r;
@@ -541,32 +540,11 @@ TEST(Watch, RestoredStateResumesOnlyFromItsRevision) {
   ASSERT_TRUE(svc.Restore(state).ok());
   v1::WatchRequest req;
   req.set_since_revision(6);
-  EXPECT_EQ(svc.DoWatch(req, [] { return true; }, [](const v1::WatchEvent&) { return true; }).code(),
+  EXPECT_EQ(svc.Watch(req, [] { return true; }, [](const v1::WatchEvent&) { return true; }).code(),
             absl::StatusCode::kOutOfRange);
   req.set_since_revision(7);
   Watcher w(&svc, req);
   EXPECT_EQ(Summary(w.WaitFor(1)), "BOOKMARK@7 ");
-}
-
-TEST(ChangeLogTest, KeepsTheNewestCommitWhole) {
-  ChangeLog log(3);
-  log.Reset(10);
-  auto ev = [](uint64_t rev) {
-    v1::WatchEvent e;
-    e.set_revision(rev);
-    return e;
-  };
-  log.Append({ev(11), ev(11)});
-  log.Append({ev(12), ev(12), ev(12), ev(12)});  // bigger than the capacity
-  EXPECT_EQ(log.size(), 4u);
-  EXPECT_EQ(log.compacted(), 11u);
-  std::vector<v1::WatchEvent> out;
-  EXPECT_EQ(log.Since(10, &out).code(), absl::StatusCode::kOutOfRange);
-  ASSERT_TRUE(log.Since(11, &out).ok());
-  EXPECT_EQ(out.size(), 4u);
-  out.clear();
-  ASSERT_TRUE(log.Since(12, &out).ok());
-  EXPECT_TRUE(out.empty());
 }
 
 }  // namespace

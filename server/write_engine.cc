@@ -1,0 +1,380 @@
+#include "server/write_engine.h"
+
+#include <iostream>
+#include <set>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/errors.h"
+#include "common/parallel.h"
+#include "server/model_builder.h"
+#include "server/wire.h"
+
+namespace nftproxy::server {
+
+namespace {
+
+// Commits changing at least this many keys record themselves on another
+// thread while the kernel commits.
+constexpr size_t kParallelKeys = 256;
+
+void SetTime(google::protobuf::Timestamp* ts, absl::Time t) {
+  const int64_t ns = absl::ToUnixNanos(t);
+  ts->set_seconds(ns / 1000000000);
+  ts->set_nanos(static_cast<int32_t>(ns % 1000000000));
+}
+
+// Splits a serialized `type` into the bytes of each element of its field
+// `field` (the resources) and the rest, parsed into *req.
+template <typename Request>
+absl::Status SplitRequest(absl::string_view bytes, int field, const char* type,
+                          std::vector<absl::string_view>* items, Request* req) {
+  std::string rest;
+  if (auto s = SplitField(bytes, field, type, items, &rest); !s.ok()) return s;
+  if (!req->ParseFromString(rest)) {
+    return absl::InvalidArgumentError(absl::StrCat(type, ": not a valid protobuf message"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status WriteEngine::Restore(State state) {
+  absl::MutexLock lock(&mu_);
+  std::vector<Key> all;
+  for (const auto& [k, r] : state.objects) {
+    if (auto s = ValidateResource(r); !s.ok()) return s;
+    all.push_back(k);
+  }
+  Desired restored(std::move(state));
+  if (auto s = ValidateChange(restored, all, Rules()); !s.ok()) return s;
+  if (auto s = ApplyAllLocked(restored); !s.ok()) return s;
+  desired_ = std::move(restored);
+  if (options_.store != nullptr) {
+    // Start this run's journal from a snapshot of what was restored.
+    if (auto saved = options_.store->Snapshot(desired_.state()); !saved.ok()) {
+      last_error_ = std::string(saved.message());
+    }
+  }
+  // Watchers can resume from the restored revision on, not from before.
+  watch_.Reset(desired_.revision());
+  return absl::OkStatus();
+}
+
+StateRules WriteEngine::Rules() const { return StateRules{options_.node_port_min, options_.node_port_max}; }
+
+absl::Status WriteEngine::ApplyAllLocked(const Desired& d, Phases* phases) {
+  const absl::Time start = absl::Now();
+  dp::ApplyResult result;
+  dp::Model model = BuildModel(d, options_.node_name, options_.node);
+  if (phases != nullptr) phases->Mark("model");
+  absl::Status s = dp_->Apply(model, &result);
+  if (phases != nullptr) phases->MarkDataplane(result);
+  DiscardLater(std::move(model));
+  NoteSyncLocked(start, s);
+  if (s.ok()) dp_full_ = true;
+  return s;
+}
+
+void WriteEngine::NoteSyncLocked(absl::Time start, const absl::Status& s) {
+  last_sync_ = absl::Now();
+  last_sync_duration_ = last_sync_ - start;
+  last_error_ = s.ok() ? "" : std::string(s.message());
+}
+
+absl::Status WriteEngine::FinishLocked(Write* w, bool dry_run, uint64_t* revision,
+                                       const std::function<void()>& report) {
+  if (!w->any_change) {
+    if (report) report();
+    *revision = desired_.revision();
+    return absl::OkStatus();
+  }
+  absl::Status s = CommitLocked(w, dry_run, report);
+  if (!s.ok() || dry_run) w->txn.Rollback();
+  *revision = desired_.revision();
+  return s;
+}
+
+absl::Status WriteEngine::CommitLocked(Write* w, bool dry_run, const std::function<void()>& report) {
+  Txn& txn = w->txn;
+  const std::vector<Key> changed = txn.Keys();
+  w->changed = changed.size();
+  if (auto s = ValidateChange(desired_, changed, Rules()); !s.ok()) return s;
+  w->phases.Mark("validate");
+  // Only the services this write can have changed are rebuilt and sent
+  // (before the first full commit, everything is).
+  dp::ModelChange change;
+  std::set<std::pair<std::string, std::string>> affected;
+  if (dp_full_ || dry_run) affected = AffectedServices(txn);
+  for (const auto& [ns, name] : affected) {
+    if (auto svc = BuildService(desired_, ns, name, options_.node_name)) {
+      change.upserts.push_back(std::move(*svc));
+    } else {
+      change.removes.push_back(absl::StrCat(ns, "/", name));
+    }
+  }
+  w->phases.Mark("model");
+  if (dry_run) {
+    if (report) report();
+    return absl::OkStatus();
+  }
+  desired_.set_revision(desired_.revision() + 1);
+  absl::Status s;
+  // Both run while this thread holds mu_; `prepare` may run on another
+  // thread meanwhile (RunAlongside waits for it), reading desired_ only.
+  auto commit = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!dp_full_) {
+      // Nothing committed yet in this run: the first commit is the whole state.
+      s = ApplyAllLocked(desired_, &w->phases);
+      return;
+    }
+    const absl::Time start = absl::Now();
+    dp::ApplyResult result;
+    s = dp_->Update(change, &result);
+    w->phases.MarkDataplane(result);
+    NoteSyncLocked(start, s);
+  };
+  // What follows a commit only reads the state: the record for the state
+  // store, the Watch events and the caller's report. For a large change it
+  // is prepared on another thread while the kernel commits, and dropped if
+  // the kernel refuses the change.
+  StateStore::Pending pending;
+  std::vector<v1::WatchEvent> events;
+  // Exempt from the analysis: it reads desired_ on a thread that does not
+  // hold mu_, while the thread that holds it waits for it (RunAlongside).
+  auto prepare = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    if (options_.store != nullptr) pending = options_.store->Prepare(desired_.state(), changed);
+    events = ChangeEvents(txn);
+    if (report) report();
+  };
+  if (changed.size() >= kParallelKeys) {
+    RunAlongside(commit, prepare);
+    if (!s.ok() && options_.store != nullptr) options_.store->Abandon(pending);
+  } else {
+    commit();
+    if (s.ok()) prepare();
+  }
+  if (!s.ok()) return s;
+  w->phases.Mark("record");
+  if (options_.store != nullptr) {
+    // The kernel already holds the change; a failed save only affects the
+    // next restart, so it is reported in Status rather than failing the call.
+    if (auto saved = options_.store->Publish(std::move(pending)); !saved.ok()) {
+      last_error_ = std::string(saved.message());
+    }
+  }
+  watch_.Publish(std::move(events), desired_.revision());
+  w->phases.Mark("record");
+  return absl::OkStatus();
+}
+
+void WriteEngine::LogWrite(const char* method, const std::string& source, size_t resources, const Write& w,
+                           const absl::Status& s) const {
+  const absl::Duration total = w.phases.Total();
+  if (total < options_.log_writes_over) return;
+  std::cerr << absl::StrFormat("nftproxy: %s from source %s: %d resources, %d changed, revision %d: %s in %s (%s)\n",
+                               method, SourceName(source), resources, w.changed, desired_.revision(),
+                               s.ok() ? "ok" : absl::StatusCodeToString(s.code()),
+                               absl::FormatDuration(absl::Trunc(total, absl::Microseconds(100))),
+                               w.phases.Describe());
+}
+
+absl::Status WriteEngine::RunWrite(const char* method, const std::string& source, size_t resources,
+                                   const std::function<absl::Status(Write*)>& body) {
+  absl::MutexLock lock(&mu_);
+  Write w(Txn(&desired_), absl::Now());
+  absl::Status s = body(&w);
+  LogWrite(method, source, resources, w, s);
+  // The request's parsed resources and the undo log: freed off the reply's path.
+  DiscardLater(std::move(w));
+  return s;
+}
+
+absl::Status WriteEngine::Apply(absl::string_view bytes, v1::ApplyResponse* resp) {
+  std::vector<absl::string_view> upserts;
+  v1::ApplyRequest req;  // everything but the upserts
+  if (auto s = SplitRequest(bytes, v1::ApplyRequest::kUpsertsFieldNumber, "ApplyRequest", &upserts, &req); !s.ok()) {
+    return s;
+  }
+  return RunWrite("Apply", req.source(), upserts.size() + req.deletes_size(),
+                  [&](Write* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return ApplyLocked(req, upserts, w, resp); });
+}
+
+absl::Status WriteEngine::ApplyLocked(const v1::ApplyRequest& req, const std::vector<absl::string_view>& upserts,
+                                      Write* w, v1::ApplyResponse* resp) {
+  std::vector<Incoming>& incoming = w->incoming = Examine(upserts, "upserts", req.source(), desired_, w->now);
+  w->phases.Mark("examine");
+  w->txn.Reserve(incoming.size() + req.deletes_size());
+  auto fail = [w](absl::Status s) {
+    w->txn.Rollback();
+    return s;
+  };
+  for (const v1::ResourceRef& ref : req.deletes()) {
+    const Key key = KeyOf(ref);
+    if (auto s = StageDelete(key, ref.resource_version(), req.source(), w); !s.ok()) return fail(s);
+    v1::ResourceRef* d = resp->add_deleted();
+    *d = ref;
+    d->set_namespace_(key.ns);
+    resp->add_outcomes(OutcomeName(Outcome::kDeleted));
+  }
+  for (Incoming& in : incoming) {
+    absl::StatusOr<Outcome> outcome = StageUpsert(in, req.source(), w);
+    if (!outcome.ok()) return fail(outcome.status());
+    resp->add_outcomes(OutcomeName(*outcome));
+  }
+  w->phases.Mark("stage");
+  // The caller gets each upserted resource as stored. Exempt from the
+  // analysis: FinishLocked may run it on another thread while this one
+  // holds mu_ and waits for it.
+  auto report = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    resp->mutable_applied()->Reserve(static_cast<int>(incoming.size()));
+    for (const Incoming& in : incoming) *resp->add_applied() = *desired_.Find(in.key);
+  };
+  uint64_t revision = 0;
+  absl::Status s = FinishLocked(w, req.dry_run(), &revision, report);
+  resp->set_revision(revision);
+  return s;
+}
+
+absl::Status WriteEngine::Sync(absl::string_view bytes, v1::SyncResponse* resp) {
+  std::vector<absl::string_view> resources;
+  v1::SyncRequest req;  // everything but the resources
+  if (auto s = SplitRequest(bytes, v1::SyncRequest::kResourcesFieldNumber, "SyncRequest", &resources, &req);
+      !s.ok()) {
+    return s;
+  }
+  if (req.source().empty()) {
+    return absl::InvalidArgumentError("source: required (the name of the owner whose resources are replaced)");
+  }
+  return RunWrite("Sync", req.source(), resources.size(),
+                  [&](Write* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return SyncLocked(req, resources, w, resp); });
+}
+
+absl::Status WriteEngine::SyncLocked(const v1::SyncRequest& req, const std::vector<absl::string_view>& resources,
+                                     Write* w, v1::SyncResponse* resp) {
+  std::vector<Incoming>& incoming = w->incoming = Examine(resources, "resources", req.source(), desired_, w->now);
+  w->phases.Mark("examine");
+  w->txn.Reserve(incoming.size());
+  auto fail = [w](absl::Status s) {
+    w->txn.Rollback();
+    return s;
+  };
+  // Everything the source owns and the request leaves out is deleted; when
+  // the request names as many of the source's resources as it owns, that is
+  // nothing, and the scan is skipped. (Deletes first, so that a Sync may move
+  // an address from a dropped service to a new one.)
+  size_t named = 0;
+  for (const Incoming& in : incoming) {
+    if (!in.parsed.ok()) return fail(in.parsed);
+    if (in.stored != nullptr && MetaOf(*in.stored).source() == req.source()) ++named;
+  }
+  if (named < desired_.CountOwnedBy(req.source())) {
+    absl::flat_hash_set<Key> keep;
+    keep.reserve(incoming.size());
+    for (const Incoming& in : incoming) keep.insert(in.key);
+    std::vector<std::pair<Key, uint64_t>> drop;
+    for (const auto& [key, r] : desired_.state().objects) {
+      if (MetaOf(r).source() == req.source() && keep.count(key) == 0) {
+        drop.emplace_back(key, MetaOf(r).resource_version());
+      }
+    }
+    for (const auto& [key, version] : drop) {
+      if (auto s = StageDelete(key, 0, req.source(), w); !s.ok()) return fail(s);
+      *resp->add_deleted() = RefOf(key, version);
+    }
+  }
+  for (Incoming& in : incoming) {
+    absl::StatusOr<Outcome> outcome = StageUpsert(in, req.source(), w);
+    if (!outcome.ok()) return fail(outcome.status());
+    if (*outcome == Outcome::kUnchanged) {
+      resp->set_unchanged(resp->unchanged() + 1);
+      continue;
+    }
+    const v1::ResourceRef ref = RefOf(in.key, MetaOf(*desired_.Find(in.key)).resource_version());
+    *(*outcome == Outcome::kCreated ? resp->add_created() : resp->add_configured()) = ref;
+  }
+  w->phases.Mark("stage");
+  uint64_t revision = 0;
+  absl::Status s = FinishLocked(w, req.dry_run(), &revision, nullptr);
+  resp->set_revision(revision);
+  return s;
+}
+
+absl::Status WriteEngine::Delete(const v1::DeleteRequest& req, v1::DeleteResponse* resp) {
+  v1::ApplyRequest apply;
+  *apply.mutable_deletes() = req.refs();
+  apply.set_source(req.source());
+  v1::ApplyResponse out;
+  if (absl::Status s = Apply(apply, &out); !s.ok()) return s;
+  *resp->mutable_deleted() = out.deleted();
+  resp->set_revision(out.revision());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Resource> WriteEngine::Get(const v1::ResourceRef& ref) const {
+  const Key key = KeyOf(ref);
+  absl::MutexLock lock(&mu_);
+  const v1::Resource* r = desired_.Find(key);
+  if (r == nullptr) return AboutResource(absl::NotFoundError(absl::StrCat(Describe(key), " not found")), key);
+  return *r;
+}
+
+v1::ListResponse WriteEngine::List(const v1::ListRequest& req) const {
+  v1::ListResponse resp;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [key, r] : desired_.state().objects) {
+    if (req.kind() != v1::KIND_UNSPECIFIED && key.kind != req.kind()) continue;
+    if (!req.namespace_().empty() && key.ns != req.namespace_()) continue;
+    *resp.add_resources() = r;
+  }
+  resp.set_revision(desired_.revision());
+  return resp;
+}
+
+v1::GetRulesetResponse WriteEngine::Ruleset() const {
+  v1::GetRulesetResponse resp;
+  absl::MutexLock lock(&mu_);
+  resp.set_text(dp_->Installed());
+  resp.set_table(dp_->Table());
+  return resp;
+}
+
+v1::StatusResponse WriteEngine::Status() const {
+  v1::StatusResponse resp;
+  absl::MutexLock lock(&mu_);
+  resp.set_version(NFTPROXY_VERSION);
+  resp.set_revision(desired_.revision());
+  resp.set_node_name(options_.node_name);
+  for (const auto& [key, r] : desired_.state().objects) {
+    if (key.kind == v1::SERVICE) resp.set_services(resp.services() + 1);
+    if (key.kind == v1::ENDPOINT_SLICE) resp.set_endpoint_slices(resp.endpoint_slices() + 1);
+    if (key.kind == v1::WORKLOAD) resp.set_workloads(resp.workloads() + 1);
+  }
+  if (last_sync_ != absl::InfinitePast()) {
+    SetTime(resp.mutable_last_sync_time(), last_sync_);
+    const int64_t ns = absl::ToInt64Nanoseconds(last_sync_duration_);
+    resp.mutable_last_sync_duration()->set_seconds(ns / 1000000000);
+    resp.mutable_last_sync_duration()->set_nanos(static_cast<int32_t>(ns % 1000000000));
+  }
+  resp.set_last_error(last_error_);
+  return resp;
+}
+
+absl::Status WriteEngine::Watch(const v1::WatchRequest& req, const std::function<bool()>& cancelled,
+                                const std::function<bool(const v1::WatchEvent&)>& send) {
+  auto snapshot = [this, &req](std::vector<v1::WatchEvent>* events) {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [key, r] : desired_.state().objects) {
+      if (!WatchWants(req, key)) continue;
+      v1::WatchEvent& e = events->emplace_back();
+      e.set_type(v1::WatchEvent::UPSERT);
+      *e.mutable_resource() = r;
+      e.set_revision(desired_.revision());
+    }
+    return desired_.revision();
+  };
+  return watch_.Watch(req, snapshot, cancelled, send);
+}
+
+}  // namespace nftproxy::server
