@@ -15,8 +15,12 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "dataplane/nft_dataplane.h"
+#include "common/address.h"
 #include "common/flags.h"
+#include "common/log.h"
+#include "grpc/health/v1/health.pb.h"
 #include "common/resource.h"
 #include "server/file_store.h"
 #include "server/grpc_service.h"
@@ -34,6 +38,8 @@ struct ServeFlags {
   std::vector<std::string> nodeport_addresses;
   std::string nodeport_range = "30000-32767";
   std::string log_writes_over = "1s";
+  std::string log_format = "text";
+  std::string log_level = "info";
 };
 
 const char kUsage[] = R"(Usage: nftproxy serve [flags]
@@ -58,8 +64,15 @@ Flags:
   --nodeport-range MIN-MAX
                     allowed NodePort range (default 30000-32767)
   --log-writes-over DURATION
-                    log every Apply/Sync that takes at least this long, with
-                    the time of each phase (default 1s; 0 logs every write)
+                    log every write that takes at least this long, with the
+                    time of each phase (default 1s; 0 logs every write)
+  --log-format text|json
+                    one line per event, with an RFC 3339 time and a level
+                    (default text)
+  --log-level LEVEL, --v N
+                    debug, info, warning or error (default info); --v 1 is
+                    debug. Refused writes are warnings with their code and
+                    message; every write is logged at debug
 
 Example:
   nftproxy serve --listen unix:///run/nftproxy/nftproxy.sock --listen tcp://127.0.0.1:7070
@@ -76,11 +89,18 @@ absl::Status ParseServeFlags(const std::vector<std::string>& args, ServeFlags* f
                                {{"--cluster-cidr"}, nullptr, &f->cluster_cidrs},
                                {{"--nodeport-addresses"}, nullptr, &f->nodeport_addresses},
                                {{"--nodeport-range"}, &f->nodeport_range},
-                               {{"--log-writes-over"}, &f->log_writes_over}},
+                               {{"--log-writes-over"}, &f->log_writes_over},
+                               {{"--log-format"}, &f->log_format},
+                               {{"--log-level", "--v", "-v"}, &f->log_level}},
                               &positional);
   if (!s.ok()) return s;
   if (!positional.empty()) return absl::InvalidArgumentError(absl::StrCat("unexpected argument ", positional[0]));
   if (f->listen.empty()) f->listen.push_back(kDefaultServer);
+  absl::StatusOr<log::Level> level = log::ParseLevel(f->log_level);
+  if (!level.ok()) return absl::InvalidArgumentError(absl::StrCat("--log-level ", level.status().message()));
+  absl::StatusOr<log::Format> format = log::ParseFormat(f->log_format);
+  if (!format.ok()) return absl::InvalidArgumentError(absl::StrCat("--log-format ", format.status().message()));
+  log::Configure(*level, *format);
   if (f->node_name.empty()) {
     char host[256] = {};
     gethostname(host, sizeof(host) - 1);
@@ -101,12 +121,6 @@ bool PrepareUnixSocket(const std::string& path, std::string* err) {
   }
   unlink(path.c_str());
   return true;
-}
-
-std::string UnixPath(const std::string& addr) {
-  if (absl::StartsWith(addr, "unix://")) return addr.substr(7);
-  if (absl::StartsWith(addr, "unix:")) return addr.substr(5);
-  return "";
 }
 
 // Parses the values of a repeatable CIDR flag; on error says which and why.
@@ -143,10 +157,20 @@ int RunServe(const std::vector<std::string>& args) {
     std::cout << kUsage;
     return 0;
   }
+  // Every --listen address is checked before anything is touched.
+  std::vector<Address> listen;
+  for (const std::string& text : flags.listen) {
+    absl::StatusOr<Address> a = ParseAddress(text);
+    if (!a.ok()) {
+      std::cerr << "nftproxy serve: --listen " << a.status().message() << "\n";
+      return 2;
+    }
+    listen.push_back(*a);
+  }
   std::string err;
   auto dataplane = dp::NftDataplane::Create(flags.table);
   if (!dataplane.ok()) {
-    std::cerr << "nftproxy serve: " << dataplane.status().message() << "\n";
+    log::Error("cannot open the dataplane", {{"error", std::string(dataplane.status().message())}});
     return 1;
   }
   EngineOptions options;
@@ -175,7 +199,7 @@ int RunServe(const std::vector<std::string>& args) {
   }
   if (!flags.state_dir.empty()) {
     if (mkdir(flags.state_dir.c_str(), 0750) != 0 && errno != EEXIST) {
-      std::cerr << "nftproxy serve: creating " << flags.state_dir << ": " << strerror(errno) << "\n";
+      log::Error("cannot create the state directory", {{"dir", flags.state_dir}, {"error", strerror(errno)}});
       return 1;
     }
   }
@@ -184,7 +208,7 @@ int RunServe(const std::vector<std::string>& args) {
   if (!flags.state_dir.empty()) {
     auto opened = FileStateStore::Open(flags.state_dir, &saved);
     if (!opened.ok()) {
-      std::cerr << "nftproxy serve: " << opened.status().message() << "\n";
+      log::Error("cannot open the state", {{"dir", flags.state_dir}, {"error", std::string(opened.status().message())}});
       return 1;
     }
     store = std::move(*opened);
@@ -195,31 +219,29 @@ int RunServe(const std::vector<std::string>& args) {
     // One atomic replacement with what the previous run had installed.
     const size_t n = saved.objects.size();
     if (auto s = engine.Restore(std::move(saved)); !s.ok()) {
-      std::cerr << "nftproxy serve: restoring the state in " << flags.state_dir << ": " << s.message() << "\n";
+      log::Error("cannot restore the saved state", {{"dir", flags.state_dir}, {"error", std::string(s.message())}});
       return 1;
     }
-    std::cerr << "nftproxy: restored " << n << " resources from " << flags.state_dir << "\n";
+    log::Info("restored the saved state", {{"dir", flags.state_dir}, {"resources", absl::StrCat(n)}});
   }
 
   ProxyService service(&engine);
+  // Referenced so that the health protocol's descriptor is linked in, where
+  // reflection finds it (a descriptor registers itself from its object file).
+  (void)::grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   std::vector<std::string> sockets;
-  for (const std::string& addr : flags.listen) {
-    if (std::string path = UnixPath(addr); !path.empty()) {
-      if (!PrepareUnixSocket(path, &err)) {
-        std::cerr << "nftproxy serve: " << err << "\n";
+  for (const Address& addr : listen) {
+    if (addr.kind == Address::Kind::kUnix) {
+      if (!PrepareUnixSocket(addr.path, &err)) {
+        log::Error("cannot prepare the socket", {{"listen", addr.ToString()}, {"error", err}});
         return 1;
       }
-      sockets.push_back(path);
-      builder.AddListeningPort("unix:" + path, grpc::InsecureServerCredentials());
-    } else if (absl::StartsWith(addr, "tcp://")) {
-      builder.AddListeningPort(addr.substr(6), grpc::InsecureServerCredentials());
-    } else {
-      std::cerr << "nftproxy serve: --listen " << addr << ": expected unix:///path or tcp://host:port\n";
-      return 2;
+      sockets.push_back(addr.path);
     }
+    builder.AddListeningPort(addr.GrpcTarget(), grpc::InsecureServerCredentials());
   }
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(512 << 20);
@@ -227,18 +249,23 @@ int RunServe(const std::vector<std::string>& args) {
 
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server) {
-    std::cerr << "nftproxy serve: could not listen on the requested addresses\n";
+    log::Error("could not listen on the requested addresses", {{"listen", absl::StrJoin(flags.listen, " ")}});
     return 1;
   }
   for (const std::string& path : sockets) chmod(path.c_str(), 0660);
-  std::cerr << "nftproxy " << NFTPROXY_VERSION << ": serving table inet " << flags.table << " on";
-  for (const std::string& a : flags.listen) std::cerr << " " << a;
-  std::cerr << " (node " << flags.node_name << ")\n";
+  // Per-service health: grpc.health.v1.Health/Check {"service": "nftproxy.v1.Proxy"}.
+  server->GetHealthCheckService()->SetServingStatus(v1::Proxy::service_full_name(), true);
+  std::vector<std::string> shown;
+  for (const Address& a : listen) shown.push_back(a.ToString());
+  log::Info("serving", {{"version", NFTPROXY_VERSION},
+                        {"table", absl::StrCat("inet ", flags.table)},
+                        {"listen", absl::StrJoin(shown, " ")},
+                        {"node", flags.node_name}});
 
   std::thread waiter([&server, &engine, set] {
     int sig = 0;
     sigwait(&set, &sig);
-    std::cerr << "nftproxy: signal " << sig << ", shutting down (rules stay installed)\n";
+    log::Info("shutting down; the rules stay installed", {{"signal", strsignal(sig)}});
     engine.Shutdown();  // ends Watch streams first, so shutdown does not wait for them
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   });

@@ -1,12 +1,12 @@
 #include "server/write_engine.h"
 
-#include <iostream>
 #include <set>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/errors.h"
+#include "common/log.h"
 #include "common/parallel.h"
 #include "server/model_builder.h"
 #include "server/wire.h"
@@ -53,9 +53,7 @@ absl::Status WriteEngine::Restore(State state) {
   desired_ = std::move(restored);
   if (options_.store != nullptr) {
     // Start this run's journal from a snapshot of what was restored.
-    if (auto saved = options_.store->Snapshot(desired_.state()); !saved.ok()) {
-      last_error_ = std::string(saved.message());
-    }
+    if (auto saved = options_.store->Snapshot(desired_.state()); !saved.ok()) NoteError("saving the state", saved);
   }
   // Watchers can resume from the restored revision on, not from before.
   watch_.Reset(desired_.revision());
@@ -80,7 +78,6 @@ absl::Status WriteEngine::ApplyAllLocked(const Desired& d, Phases* phases) {
 void WriteEngine::NoteSyncLocked(absl::Time start, const absl::Status& s) {
   last_sync_ = absl::Now();
   last_sync_duration_ = last_sync_ - start;
-  last_error_ = s.ok() ? "" : std::string(s.message());
 }
 
 absl::Status WriteEngine::FinishLocked(Write* w, bool dry_run, uint64_t* revision,
@@ -160,44 +157,59 @@ absl::Status WriteEngine::CommitLocked(Write* w, bool dry_run, const std::functi
   if (options_.store != nullptr) {
     // The kernel already holds the change; a failed save only affects the
     // next restart, so it is reported in Status rather than failing the call.
-    if (auto saved = options_.store->Publish(std::move(pending)); !saved.ok()) {
-      last_error_ = std::string(saved.message());
-    }
+    if (auto saved = options_.store->Publish(std::move(pending)); !saved.ok()) NoteError("saving the state", saved);
   }
   watch_.Publish(std::move(events), desired_.revision());
   w->phases.Mark("record");
   return absl::OkStatus();
 }
 
-void WriteEngine::LogWrite(const char* method, const std::string& source, size_t resources, const Write& w,
-                           const absl::Status& s) const {
-  const absl::Duration total = w.phases.Total();
-  if (total < options_.log_writes_over) return;
-  std::cerr << absl::StrFormat("nftproxy: %s from source %s: %d resources, %d changed, revision %d: %s in %s (%s)\n",
-                               method, SourceName(source), resources, w.changed, desired_.revision(),
-                               s.ok() ? "ok" : absl::StatusCodeToString(s.code()),
-                               absl::FormatDuration(absl::Trunc(total, absl::Microseconds(100))),
-                               w.phases.Describe());
+void WriteEngine::NoteError(absl::string_view what, const absl::Status& s) {
+  last_error_ = absl::StrCat(what, ": ", s.message());
+  last_error_time_ = absl::Now();
 }
 
-absl::Status WriteEngine::RunWrite(const char* method, const std::string& source, size_t resources,
+void WriteEngine::LogWrite(const char* method, const std::string& source, size_t resources, bool dry_run,
+                           const Write& w, const absl::Status& s) {
+  const absl::Duration total = w.phases.Total();
+  log::Fields fields = {{"method", method},
+                        {"source", source},
+                        {"resources", absl::StrCat(resources)},
+                        {"changed", absl::StrCat(w.changed)},
+                        {"revision", absl::StrCat(desired_.revision())},
+                        {"took", absl::FormatDuration(absl::Trunc(total, absl::Microseconds(100)))}};
+  if (dry_run) fields.emplace_back("dry_run", "true");
+  if (!s.ok()) {
+    fields.emplace_back("code", absl::StatusCodeToString(s.code()));
+    fields.emplace_back("error", std::string(s.message()));
+    log::Warning("write refused", fields);
+    NoteError(method, s);
+    return;
+  }
+  const bool slow = total >= options_.log_writes_over;
+  if (!slow && !log::Enabled(log::Level::kDebug)) return;
+  fields.emplace_back("phases", w.phases.Describe());
+  log::Event(slow ? log::Level::kInfo : log::Level::kDebug, slow ? "slow write" : "write", fields);
+}
+
+absl::Status WriteEngine::RunWrite(const char* method, const std::string& source, size_t resources, bool dry_run,
                                    const std::function<absl::Status(Write*)>& body) {
   absl::MutexLock lock(&mu_);
   Write w(Txn(&desired_), absl::Now());
   absl::Status s = body(&w);
-  LogWrite(method, source, resources, w, s);
+  LogWrite(method, source, resources, dry_run, w, s);
   // The request's parsed resources and the undo log: freed off the reply's path.
   DiscardLater(std::move(w));
   return s;
 }
 
-absl::Status WriteEngine::Apply(absl::string_view bytes, v1::ApplyResponse* resp) {
+absl::Status WriteEngine::ApplyAs(const char* method, absl::string_view bytes, v1::ApplyResponse* resp) {
   std::vector<absl::string_view> upserts;
   v1::ApplyRequest req;  // everything but the upserts
   if (auto s = SplitRequest(bytes, v1::ApplyRequest::kUpsertsFieldNumber, "ApplyRequest", &upserts, &req); !s.ok()) {
     return s;
   }
-  return RunWrite("Apply", req.source(), upserts.size() + req.deletes_size(),
+  return RunWrite(method, req.source(), upserts.size() + req.deletes_size(), req.dry_run(),
                   [&](Write* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return ApplyLocked(req, upserts, w, resp); });
 }
 
@@ -247,7 +259,7 @@ absl::Status WriteEngine::Sync(absl::string_view bytes, v1::SyncResponse* resp) 
   if (req.source().empty()) {
     return absl::InvalidArgumentError("source: required (the name of the owner whose resources are replaced)");
   }
-  return RunWrite("Sync", req.source(), resources.size(),
+  return RunWrite("Sync", req.source(), resources.size(), req.dry_run(),
                   [&](Write* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return SyncLocked(req, resources, w, resp); });
 }
 
@@ -305,8 +317,9 @@ absl::Status WriteEngine::Delete(const v1::DeleteRequest& req, v1::DeleteRespons
   v1::ApplyRequest apply;
   *apply.mutable_deletes() = req.refs();
   apply.set_source(req.source());
+  apply.set_dry_run(req.dry_run());
   v1::ApplyResponse out;
-  if (absl::Status s = Apply(apply, &out); !s.ok()) return s;
+  if (absl::Status s = ApplyAs("Delete", apply.SerializeAsString(), &out); !s.ok()) return s;
   *resp->mutable_deleted() = out.deleted();
   resp->set_revision(out.revision());
   return absl::OkStatus();
@@ -358,6 +371,7 @@ v1::StatusResponse WriteEngine::Status() const {
     resp.mutable_last_sync_duration()->set_nanos(static_cast<int32_t>(ns % 1000000000));
   }
   resp.set_last_error(last_error_);
+  if (last_error_time_ != absl::InfinitePast()) SetTime(resp.mutable_last_error_time(), last_error_time_);
   return resp;
 }
 

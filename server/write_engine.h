@@ -55,7 +55,9 @@ class WriteEngine {
   // Writes. Apply and Sync take the serialized request (see server/wire.h:
   // resources sent as the bytes they were stored from are not parsed); the
   // typed overloads serialize it first.
-  absl::Status Apply(absl::string_view request, v1::ApplyResponse* resp) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Apply(absl::string_view request, v1::ApplyResponse* resp) ABSL_LOCKS_EXCLUDED(mu_) {
+    return ApplyAs("Apply", request, resp);
+  }
   absl::Status Sync(absl::string_view request, v1::SyncResponse* resp) ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Apply(const v1::ApplyRequest& req, v1::ApplyResponse* resp) {
     return Apply(req.SerializeAsString(), resp);
@@ -80,8 +82,11 @@ class WriteEngine {
  private:
   // Runs `body` as one write under the lock: a fresh Write, the slow-write
   // log, and its leftovers freed after.
-  absl::Status RunWrite(const char* method, const std::string& source, size_t resources,
+  absl::Status RunWrite(const char* method, const std::string& source, size_t resources, bool dry_run,
                         const std::function<absl::Status(Write*)>& body) ABSL_LOCKS_EXCLUDED(mu_);
+  // Apply, logged as `method` (Delete is an Apply of deletes only).
+  absl::Status ApplyAs(const char* method, absl::string_view request, v1::ApplyResponse* resp)
+      ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status ApplyLocked(const v1::ApplyRequest& req, const std::vector<absl::string_view>& upserts, Write* w,
                            v1::ApplyResponse* resp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status SyncLocked(const v1::SyncRequest& req, const std::vector<absl::string_view>& resources, Write* w,
@@ -99,10 +104,15 @@ class WriteEngine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends the whole of `d` to the dataplane (the first commit of a run).
   absl::Status ApplyAllLocked(const Desired& d, Phases* phases = nullptr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Logs a write that took at least options_.log_writes_over.
-  void LogWrite(const char* method, const std::string& source, size_t resources, const Write& w,
-                const absl::Status& s) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Logs a write: refused ones as warnings with their code and message,
+  // those that took at least options_.log_writes_over with the time of each
+  // phase, the others at debug level; a refused one also becomes the last
+  // error that Status reports.
+  void LogWrite(const char* method, const std::string& source, size_t resources, bool dry_run, const Write& w,
+                const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NoteSyncLocked(absl::Time start, const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Remembers `s` as the last error (Status shows it until the next one).
+  void NoteError(absl::string_view what, const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   StateRules Rules() const;
 
   dp::Dataplane* const dp_;
@@ -115,6 +125,7 @@ class WriteEngine {
   absl::Time last_sync_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Duration last_sync_duration_ ABSL_GUARDED_BY(mu_);
   std::string last_error_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_error_time_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   WatchHub watch_;
 };
 

@@ -430,12 +430,12 @@ class Server {
 
   pid_t pid() const { return pid_; }
   std::string LogTail() const { return ReadTail(log_, 1500); }
-  // The last line of the server's log that starts with `prefix` ("" if none).
-  std::string LastLogLine(const std::string& prefix) const {
+  // The last line of the server's log that contains `text` ("" if none).
+  std::string LastLogLine(const std::string& text) const {
     std::ifstream in(log_);
     std::string line, last;
     while (std::getline(in, line)) {
-      if (line.rfind(prefix, 0) == 0) last = line;
+      if (line.find(text) != std::string::npos) last = line;
     }
     return last;
   }
@@ -611,7 +611,7 @@ CpResult RunNftproxyCp(const Options& o, const Workload& w) {
       r.full_samples = samples;
       r.full_s = Median(samples);
       r.full_kernel_s = c1.sys_s - c0.sys_s;
-      r.server_log = srv.LastLogLine("nftproxy: Sync");
+      r.server_log = srv.LastLogLine("method=Sync");
       r.rss_kb = ReadStatusKb(srv.pid(), "VmRSS");
       r.peak_kb = ReadStatusKb(srv.pid(), "VmHWM");
       if (auto status = srv.Status(); status.ok()) {

@@ -12,9 +12,37 @@ import time
 import unittest
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("NFTPROXY_BIN", os.path.join(REPO, "build", "nftproxy"))
+
+
+def fields(data):
+    """(field number, value) pairs of a serialized message: varints as ints,
+    length-delimited fields as bytes (all this test needs)."""
+    out, i = [], 0
+    def varint():
+        nonlocal i
+        v, shift = 0, 0
+        while True:
+            b = data[i]
+            i += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return v
+    while i < len(data):
+        key = varint()
+        if key & 7 == 0:
+            out.append((key >> 3, varint()))
+        elif key & 7 == 2:
+            n = varint()
+            out.append((key >> 3, data[i:i + n]))
+            i += n
+        else:
+            raise ValueError("wire type %d" % (key & 7))
+    return out
 
 
 def needs_root(test):
@@ -78,6 +106,44 @@ class GrpcApiTest(unittest.TestCase):
         # HealthCheckRequest{} -> HealthCheckResponse{status: SERVING(1)}.
         self.assertEqual(self.raw("/grpc.health.v1.Health/Check")(b"", timeout=10), b"\x08\x01")
 
+    def reflect_file(self, symbol):
+        """The FileDescriptorProtos reflection returns for `symbol`, as grpcurl
+        asks for them (ServerReflectionRequest.file_containing_symbol)."""
+        name = symbol.encode()
+        call = self.raw("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", "stream")
+        replies = list(call(iter([b"\x22" + bytes([len(name)]) + name]), timeout=10))
+        self.assertEqual(len(replies), 1)
+        files = []
+        for num, value in fields(replies[0]):
+            self.assertNotEqual(num, 7, "reflection error for %s: %r" % (symbol, value))
+            if num == 4:  # file_descriptor_response
+                files += [descriptor_pb2.FileDescriptorProto.FromString(v) for n, v in fields(value) if n == 1]
+        return files
+
+    def test_health_is_described_by_reflection_and_answers_per_service(self):
+        # No local .proto: the health service's descriptor comes from the
+        # server, and Check's messages are built from it, as grpcurl does.
+        files = self.reflect_file("grpc.health.v1.Health")
+        self.assertTrue(files, "reflection knows no grpc.health.v1.Health")
+        pool = descriptor_pool.DescriptorPool()
+        for f in files:
+            pool.Add(f)
+        service = pool.FindServiceByName("grpc.health.v1.Health")
+        check = service.FindMethodByName("Check")
+        factory = message_factory.MessageFactory(pool)
+        request_class = factory.GetPrototype(check.input_type)
+        response_class = factory.GetPrototype(check.output_type)
+        status = check.output_type.fields_by_name["status"].enum_type
+        call = self.channel.unary_unary("/grpc.health.v1.Health/Check",
+                                        request_serializer=lambda m: m.SerializeToString(),
+                                        response_deserializer=response_class.FromString)
+        for name in ("", "nftproxy.v1.Proxy"):
+            reply = call(request_class(service=name), timeout=10)
+            self.assertEqual(status.values_by_number[reply.status].name, "SERVING", name)
+        with self.assertRaises(grpc.RpcError) as cm:
+            call(request_class(service="nftproxy.v1.Nope"), timeout=10)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
+
     def test_invalid_apply_is_invalid_argument(self):
         # ApplyRequest{upserts: [Resource{service: Service{metadata{name:"x"}}}]}:
         # a service with no cluster IP and no ports.
@@ -99,6 +165,78 @@ class GrpcApiTest(unittest.TestCase):
         stream = call(b"", timeout=10)
         self.assertEqual(next(stream), b"\x08\x03")
         stream.cancel()
+
+class ListenAddressTest(unittest.TestCase):
+    """`serve --listen` is checked before the server touches anything."""
+
+    def setUp(self):
+        needs_root(self)
+        self.ns = "npx-%d-listen" % os.getpid()
+        subprocess.run(["ip", "netns", "add", self.ns], check=True)
+        self.tmp = tempfile.mkdtemp(prefix="npx-listen-")
+
+    def tearDown(self):
+        subprocess.run(["ip", "netns", "del", self.ns], check=False)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def serve(self, *listen):
+        args = ["ip", "netns", "exec", self.ns, BIN, "serve", "--state-dir", "", "--table", "npxlisten"]
+        for a in listen:
+            args += ["--listen", a]
+        return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def test_bad_addresses_are_refused_at_start(self):
+        for bad, says in (("tcp://127.0.0.1:99999", "port \"99999\" is not a number from 1 to 65535"),
+                          ("tcp://127.0.0.1", "no port"),
+                          ("http://127.0.0.1:7070", "http:// is not a scheme"),
+                          ("tcp://::1:7070", "[ADDRESS]:PORT")):
+            proc = self.serve(bad)
+            _, err = proc.communicate(timeout=10)
+            self.assertEqual(proc.returncode, 2, bad)
+            self.assertIn("--listen", err)
+            self.assertIn(says, err)
+            # Refused before the table was created.
+            out = subprocess.run(["ip", "netns", "exec", self.ns, "nft", "list", "tables"],
+                                 capture_output=True, text=True).stdout
+            self.assertNotIn("npxlisten", out)
+
+    def test_plain_socket_path_and_log_lines(self):
+        sock = os.path.join(self.tmp, "plain.sock")
+        proc = self.serve(sock)
+        try:
+            deadline = time.time() + 10
+            while not os.path.exists(sock):
+                self.assertIsNone(proc.poll(), "server exited")
+                self.assertLess(time.time(), deadline, "no socket")
+                time.sleep(0.05)
+            channel = grpc.insecure_channel("unix:" + sock)
+            reply = channel.unary_unary("/grpc.health.v1.Health/Check")(b"", timeout=10)
+            self.assertEqual(reply, b"\x08\x01")
+            # A refused write: DeleteRequest{refs: [{kind: SERVICE, name: "gone"}]}.
+            ref = b"\x08\x01\x1a\x04gone"
+            with self.assertRaises(grpc.RpcError) as cm:
+                channel.unary_unary("/nftproxy.v1.Proxy/Delete")(b"\x0a" + bytes([len(ref)]) + ref, timeout=10)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
+            # Status names it as the last error (field 8), with its time (field 10).
+            status = dict(fields(channel.unary_unary("/nftproxy.v1.Proxy/Status")(b"", timeout=10)))
+            self.assertEqual(status[8], b"Delete: service default/gone not found")
+            self.assertIn(10, status)
+            channel.close()
+        finally:
+            proc.terminate()
+            _, err = proc.communicate(timeout=10)
+        # One line per event: RFC 3339 UTC time, a level, the message.
+        lines = [l for l in err.splitlines() if l]
+        self.assertTrue(lines)
+        for line in lines:
+            self.assertRegex(line, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR) ")
+        self.assertTrue(any(" INFO serving " in l and "listen=unix://" + sock in l for l in lines), lines)
+        refused = [l for l in lines if " WARNING write refused " in l]
+        self.assertEqual(len(refused), 1, lines)
+        self.assertIn("method=Delete", refused[0])
+        self.assertIn("code=NOT_FOUND", refused[0])
+        self.assertIn('error="service default/gone not found"', refused[0])
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

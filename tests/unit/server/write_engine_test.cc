@@ -10,6 +10,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/errors.h"
 #include "dataplane/ruleset.h"
 
 namespace nftproxy::server {
@@ -146,6 +147,48 @@ TEST(WriteEngine, DeleteMissingIsNotFoundAndDryRunChangesNothing) {
   dry.set_dry_run(true);
   ASSERT_TRUE(svc.Apply(dry, &resp).ok());
   EXPECT_EQ(fake.applies, 0);
+}
+
+TEST(WriteEngine, DeleteHonoursDryRun) {
+  FakeDataplane fake;
+  WriteEngine svc(&fake, {});
+  v1::ApplyResponse resp;
+  ASSERT_TRUE(svc.Apply(Req(kWeb), &resp).ok());
+  const int applies = fake.applies;
+  v1::DeleteRequest del;
+  del.add_refs()->set_kind(v1::SERVICE);
+  del.mutable_refs(0)->set_name("web");
+  del.set_dry_run(true);
+  v1::DeleteResponse out;
+  ASSERT_TRUE(svc.Delete(del, &out).ok());
+  EXPECT_EQ(out.deleted_size(), 1);
+  EXPECT_EQ(fake.applies, applies);
+  EXPECT_TRUE(svc.Get(RefOf(Key{v1::SERVICE, "default", "web"})).ok());
+  del.set_dry_run(false);
+  ASSERT_TRUE(svc.Delete(del, &out).ok());
+  EXPECT_EQ(svc.Get(RefOf(Key{v1::SERVICE, "default", "web"})).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(WriteEngine, RefusedWritesNameTheirResourceAndAreTheLastError) {
+  FakeDataplane fake;
+  WriteEngine svc(&fake, {});
+  v1::ApplyResponse resp;
+  EXPECT_TRUE(svc.Status().last_error().empty());
+  ASSERT_TRUE(svc.Apply(Req(kWeb), &resp).ok());
+  v1::ApplyRequest stale = Req(kWeb);
+  stale.mutable_upserts(0)->mutable_service()->mutable_metadata()->set_resource_version(99);
+  absl::Status s = svc.Apply(stale, &resp);
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted);
+  std::optional<v1::ErrorDetail> d = ErrorDetailOf(s);
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(KeyOf(d->resource()), (Key{v1::SERVICE, "default", "web"}));
+  EXPECT_EQ(d->field(), "metadata.resourceVersion");
+  const v1::StatusResponse st = svc.Status();
+  EXPECT_EQ(st.last_error(), absl::StrCat("Apply: ", s.message()));
+  EXPECT_TRUE(st.has_last_error_time());
+  // It stays the last error after a write that succeeds.
+  ASSERT_TRUE(svc.Apply(Req(kWeb), &resp).ok());
+  EXPECT_EQ(svc.Status().last_error(), st.last_error());
 }
 
 TEST(WriteEngine, SelectorPicksWorkloads) {
