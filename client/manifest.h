@@ -58,13 +58,22 @@ absl::StatusOr<std::vector<ManifestDoc>> ParseManifests(std::string_view text,
 
 // Loads `path`: a file, a directory (every *.yaml, *.yml and *.json directly
 // in it, sorted by name, not recursive), or "-" for standard input.
+// (manifest_files.cc)
 absl::StatusOr<std::vector<ManifestDoc>> LoadManifests(const std::string& path,
                                                        std::vector<std::string>* warnings = nullptr);
 
 // A short human name for messages, e.g. "service default/web",
 // "endpointslice default/web-1", "workload default/pod-a". An empty namespace
-// is shown as "default" (the server's default).
+// is shown as "default" (the server's default), an empty name as "(unnamed)".
 std::string DescribeResource(const nftproxy::v1::Resource& r);
+
+// The two steps of ParseManifests, apart, because a directory is parsed file
+// by file but its v1 Endpoints are shadowed by slices in any of its files.
+// ParseDocuments may throw (yaml-cpp); ParseManifests and LoadManifests catch.
+absl::StatusOr<std::vector<ManifestDoc>> ParseDocuments(std::string_view text, const std::string& file,
+                                                        std::vector<std::string>* warnings);
+absl::StatusOr<std::vector<ManifestDoc>> DropShadowedEndpoints(absl::StatusOr<std::vector<ManifestDoc>> docs,
+                                                               std::vector<std::string>* warnings);
 
 }  // namespace nftproxy::client
 

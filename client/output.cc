@@ -20,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "client/resource_message.h"
 
 namespace nftproxy::client {
 namespace {
@@ -76,20 +77,6 @@ std::string JsonToYaml(const std::string& json) {
   }
 }
 
-const google::protobuf::Message& Body(const v1::Resource& r, const char** kind) {
-  switch (r.kind_case()) {
-    case v1::Resource::kService:
-      *kind = "Service";
-      return r.service();
-    case v1::Resource::kEndpointSlice:
-      *kind = "EndpointSlice";
-      return r.endpoint_slice();
-    default:
-      *kind = "Workload";
-      return r.workload();
-  }
-}
-
 std::string Indent(const std::string& text, const std::string& pad) {
   std::string out;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
@@ -142,14 +129,96 @@ std::string ServicePorts(const v1::ServiceSpec& s, bool wide) {
 std::string EndpointText(const v1::Endpoint& e, bool wide) {
   std::string text = absl::StrJoin(e.addresses(), "/");
   const v1::EndpointConditions& c = e.conditions();
-  const bool ready = !c.has_ready() || c.ready();
-  if (!ready) absl::StrAppend(&text, c.has_serving() && c.serving() ? "(serving)" : "(not ready)");
+  if (!EndpointReady(c)) absl::StrAppend(&text, c.has_serving() && c.serving() ? "(serving)" : "(not ready)");
   if (c.has_terminating() && c.terminating()) absl::StrAppend(&text, "(terminating)");
   if (wide && e.has_weight()) absl::StrAppend(&text, "*", e.weight());
   return text;
 }
 
 std::string Source(const v1::ObjectMeta& m) { return m.source().empty() ? "<manual>" : m.source(); }
+
+std::vector<std::string> ServiceHeader(bool wide) {
+  std::vector<std::string> h = {"NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"};
+  if (wide) h.insert(h.end(), {"LB", "SELECTOR", "SOURCE"});
+  return h;
+}
+
+std::vector<std::string> ServiceRow(const v1::Resource& r, const v1::ObjectMeta& m, const std::string& ns,
+                                    const std::string& age, bool wide) {
+  const v1::ServiceSpec& s = r.service().spec();
+  std::vector<std::string> ext(s.external_ips().begin(), s.external_ips().end());
+  ext.insert(ext.end(), s.load_balancer_ips().begin(), s.load_balancer_ips().end());
+  std::vector<std::string> vips(s.cluster_ips().begin(), s.cluster_ips().end());
+  if (s.type() == v1::ServiceSpec::EXTERNAL_NAME) ext = {s.external_name()};
+  std::vector<std::string> row = {ns, m.name(), TypeName(s.type()), OrNone(vips), OrNone(ext), ServicePorts(s, wide), age};
+  if (wide) {
+    const std::string lb = v1::ServiceSpec::LoadBalancing_Name(
+        s.load_balancing() == v1::ServiceSpec::LOAD_BALANCING_UNSPECIFIED ? v1::ServiceSpec::RANDOM : s.load_balancing());
+    row.insert(row.end(), {lb, Labels(s.selector()), Source(m)});
+  }
+  return row;
+}
+
+std::vector<std::string> SliceHeader(bool wide) {
+  std::vector<std::string> h = {"NAMESPACE", "NAME", "SERVICE", "ENDPOINTS", "PORTS", "AGE"};
+  if (wide) h.insert(h.end(), {"SOURCE"});
+  return h;
+}
+
+std::vector<std::string> SliceRow(const v1::Resource& r, const v1::ObjectMeta& m, const std::string& ns,
+                                  const std::string& age, bool wide) {
+  const v1::EndpointSlice& s = r.endpoint_slice();
+  std::vector<std::string> eps, ports;
+  for (const v1::Endpoint& e : s.endpoints()) eps.push_back(EndpointText(e, wide));
+  for (const v1::EndpointPort& p : s.ports()) {
+    ports.push_back(absl::StrCat(p.name().empty() ? "" : p.name() + ":", p.port(),
+                                 wide ? "/" + ProtocolName(p.protocol()) : ""));
+  }
+  std::vector<std::string> row = {ns, m.name(), s.service_name(), OrNone(eps, wide ? 0 : 3), OrNone(ports), age};
+  if (wide) row.push_back(Source(m));
+  return row;
+}
+
+std::vector<std::string> WorkloadHeader(bool wide) {
+  std::vector<std::string> h = {"NAMESPACE", "NAME", "ADDRESSES", "LABELS", "NODE", "AGE"};
+  if (wide) h.insert(h.end(), {"PORTS", "SOURCE"});
+  return h;
+}
+
+std::vector<std::string> WorkloadRow(const v1::Resource& r, const v1::ObjectMeta& m, const std::string& ns,
+                                     const std::string& age, bool wide) {
+  const v1::Workload& w = r.workload();
+  std::vector<std::string> addrs(w.addresses().begin(), w.addresses().end());
+  std::vector<std::string> row = {ns, m.name(), OrNone(addrs), Labels(m.labels()),
+                                  w.node_name().empty() ? "<none>" : w.node_name(), age};
+  if (wide) {
+    std::vector<std::string> ports;
+    for (const v1::EndpointPort& p : w.ports()) {
+      ports.push_back(absl::StrCat(p.name().empty() ? "" : p.name() + ":", p.port(), "/", ProtocolName(p.protocol())));
+    }
+    row.insert(row.end(), {OrNone(ports), Source(m)});
+  }
+  return row;
+}
+
+// The `get` table of each kind: its header and its rows side by side, so
+// that they keep the same columns.
+struct Columns {
+  v1::Kind kind;
+  std::vector<std::string> (*header)(bool wide);
+  std::vector<std::string> (*row)(const v1::Resource& r, const v1::ObjectMeta& m, const std::string& ns,
+                                  const std::string& age, bool wide);
+};
+
+const Columns* ColumnsOf(v1::Kind kind) {
+  static const Columns kColumns[] = {{v1::SERVICE, &ServiceHeader, &ServiceRow},
+                                     {v1::ENDPOINT_SLICE, &SliceHeader, &SliceRow},
+                                     {v1::WORKLOAD, &WorkloadHeader, &WorkloadRow}};
+  for (const Columns& c : kColumns) {
+    if (c.kind == kind) return &c;
+  }
+  return nullptr;
+}
 
 }  // namespace
 
@@ -199,8 +268,11 @@ std::string MessageJson(const google::protobuf::Message& m, bool compact) {
 std::string MessageYaml(const google::protobuf::Message& m) { return JsonToYaml(MessageJson(m, true)); }
 
 std::string ResourceJson(const v1::Resource& r) {
-  const char* kind = "";
-  const std::string body = MessageJson(Body(r, &kind));
+  const google::protobuf::Message* message = BodyOf(r);
+  // An empty resource has no kind to write; it never comes from the server.
+  if (message == nullptr) return MessageJson(r);
+  const char* kind = FindKind(r)->manifest;
+  const std::string body = MessageJson(*message);
   if (absl::StartsWith(body, "{}")) return absl::StrCat("{\n \"kind\": \"", kind, "\"\n}\n");
   // Put "kind" first.
   return absl::StrCat("{\n \"kind\": \"", kind, "\",", body.substr(1));
@@ -227,87 +299,26 @@ std::string ResourcesJson(const std::vector<v1::Resource>& rs) {
 
 v1::Resource WithoutServerFields(const v1::Resource& r) {
   v1::Resource c = r;
-  v1::ObjectMeta* m = nullptr;
-  switch (c.kind_case()) {
-    case v1::Resource::kService: m = c.mutable_service()->mutable_metadata(); break;
-    case v1::Resource::kEndpointSlice: m = c.mutable_endpoint_slice()->mutable_metadata(); break;
-    case v1::Resource::kWorkload: m = c.mutable_workload()->mutable_metadata(); break;
-    default: return c;
-  }
+  v1::ObjectMeta* m = MutableMetaOf(&c);
+  if (m == nullptr) return c;
   m->clear_resource_version();
   m->clear_create_time();
   m->clear_update_time();
-  if (m->namespace_().empty()) m->set_namespace_("default");
+  if (m->namespace_().empty()) m->set_namespace_(kDefaultNamespace);
   return c;
 }
 
 std::vector<std::string> TableHeader(v1::Kind kind, bool wide) {
-  std::vector<std::string> h;
-  switch (kind) {
-    case v1::SERVICE:
-      h = {"NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"};
-      if (wide) h.insert(h.end(), {"LB", "SELECTOR", "SOURCE"});
-      break;
-    case v1::ENDPOINT_SLICE:
-      h = {"NAMESPACE", "NAME", "SERVICE", "ENDPOINTS", "PORTS", "AGE"};
-      if (wide) h.insert(h.end(), {"SOURCE"});
-      break;
-    default:
-      h = {"NAMESPACE", "NAME", "ADDRESSES", "LABELS", "NODE", "AGE"};
-      if (wide) h.insert(h.end(), {"PORTS", "SOURCE"});
-      break;
-  }
-  return h;
+  const Columns* c = ColumnsOf(kind);
+  return c ? c->header(wide) : std::vector<std::string>{};
 }
 
 std::vector<std::string> TableRow(const v1::Resource& r, bool wide, absl::Time now) {
-  const v1::ObjectMeta& m = MetaOfResource(r);
+  const Columns* c = ColumnsOf(KindOf(r));
+  if (c == nullptr) return {};
+  const v1::ObjectMeta& m = MetaOf(r);
   const std::string age = m.has_create_time() ? Age(now - ToTime(m.create_time())) : "<unknown>";
-  const std::string ns = m.namespace_().empty() ? "default" : m.namespace_();
-  std::vector<std::string> row;
-  switch (r.kind_case()) {
-    case v1::Resource::kService: {
-      const v1::ServiceSpec& s = r.service().spec();
-      std::vector<std::string> ext(s.external_ips().begin(), s.external_ips().end());
-      ext.insert(ext.end(), s.load_balancer_ips().begin(), s.load_balancer_ips().end());
-      std::vector<std::string> vips(s.cluster_ips().begin(), s.cluster_ips().end());
-      if (s.type() == v1::ServiceSpec::EXTERNAL_NAME) ext = {s.external_name()};
-      row = {ns, m.name(), TypeName(s.type()), OrNone(vips), OrNone(ext), ServicePorts(s, wide), age};
-      if (wide) {
-        const std::string lb = v1::ServiceSpec::LoadBalancing_Name(
-            s.load_balancing() == v1::ServiceSpec::LOAD_BALANCING_UNSPECIFIED ? v1::ServiceSpec::RANDOM
-                                                                              : s.load_balancing());
-        row.insert(row.end(), {lb, Labels(s.selector()), Source(m)});
-      }
-      break;
-    }
-    case v1::Resource::kEndpointSlice: {
-      const v1::EndpointSlice& s = r.endpoint_slice();
-      std::vector<std::string> eps, ports;
-      for (const v1::Endpoint& e : s.endpoints()) eps.push_back(EndpointText(e, wide));
-      for (const v1::EndpointPort& p : s.ports()) {
-        ports.push_back(absl::StrCat(p.name().empty() ? "" : p.name() + ":", p.port(),
-                                     wide ? "/" + ProtocolName(p.protocol()) : ""));
-      }
-      row = {ns, m.name(), s.service_name(), OrNone(eps, wide ? 0 : 3), OrNone(ports), age};
-      if (wide) row.push_back(Source(m));
-      break;
-    }
-    default: {
-      const v1::Workload& w = r.workload();
-      std::vector<std::string> addrs(w.addresses().begin(), w.addresses().end());
-      row = {ns, m.name(), OrNone(addrs), Labels(m.labels()), w.node_name().empty() ? "<none>" : w.node_name(), age};
-      if (wide) {
-        std::vector<std::string> ports;
-        for (const v1::EndpointPort& p : w.ports()) {
-          ports.push_back(absl::StrCat(p.name().empty() ? "" : p.name() + ":", p.port(), "/", ProtocolName(p.protocol())));
-        }
-        row.insert(row.end(), {OrNone(ports), Source(m)});
-      }
-      break;
-    }
-  }
-  return row;
+  return c->row(r, m, KeyOf(r).ns, age, wide);
 }
 
 std::string Age(absl::Duration d) {
@@ -328,41 +339,7 @@ absl::Time ToTime(const google::protobuf::Timestamp& ts) {
   return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
 }
 
-const char* KindWord(v1::Kind kind) {
-  switch (kind) {
-    case v1::SERVICE: return "service";
-    case v1::ENDPOINT_SLICE: return "endpointslice";
-    case v1::WORKLOAD: return "workload";
-    default: return "resource";
-  }
-}
-
-v1::Kind KindOfResource(const v1::Resource& r) {
-  switch (r.kind_case()) {
-    case v1::Resource::kService: return v1::SERVICE;
-    case v1::Resource::kEndpointSlice: return v1::ENDPOINT_SLICE;
-    case v1::Resource::kWorkload: return v1::WORKLOAD;
-    default: return v1::KIND_UNSPECIFIED;
-  }
-}
-
-const v1::ObjectMeta& MetaOfResource(const v1::Resource& r) {
-  switch (r.kind_case()) {
-    case v1::Resource::kService: return r.service().metadata();
-    case v1::Resource::kEndpointSlice: return r.endpoint_slice().metadata();
-    case v1::Resource::kWorkload: return r.workload().metadata();
-    default: return v1::ObjectMeta::default_instance();
-  }
-}
-
-std::string RefName(v1::Kind kind, const std::string& ns, const std::string& name) {
-  return absl::StrCat(KindWord(kind), "/", ns.empty() ? "default" : ns, "/", name);
-}
-
-std::string RefName(const v1::Resource& r) {
-  const v1::ObjectMeta& m = MetaOfResource(r);
-  return RefName(KindOfResource(r), m.namespace_(), m.name());
-}
+std::string RefName(const Key& key) { return absl::StrCat(KindName(key.kind), "/", key.ns, "/", key.name); }
 
 std::string UnifiedDiff(const std::string& a, const std::string& b, const std::string& a_name,
                         const std::string& b_name) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "common/resource.h"
 #include "nftproxy/v1/nftproxy.pb.h"
 
 namespace nftproxy::client {
@@ -41,13 +42,8 @@ std::vector<std::string> TableRow(const v1::Resource& r, bool wide, absl::Time n
 std::string Age(absl::Duration d);
 absl::Time ToTime(const google::protobuf::Timestamp& ts);
 
-// "service", "endpointslice", "workload".
-const char* KindWord(v1::Kind kind);
-v1::Kind KindOfResource(const v1::Resource& r);
-const v1::ObjectMeta& MetaOfResource(const v1::Resource& r);
-// "service/default/web".
-std::string RefName(v1::Kind kind, const std::string& ns, const std::string& name);
-std::string RefName(const v1::Resource& r);
+// "service/default/web": how `apply` and `delete` name what they did.
+std::string RefName(const Key& key);
 
 // A unified diff (3 lines of context) from `a` to `b`, with `---`/`+++`
 // headers naming them; "" when the texts are equal.

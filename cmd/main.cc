@@ -1,7 +1,6 @@
-// nftproxy: one binary, subcommands. `serve` runs the server; everything else
-// is a client of it.
-#include <algorithm>
-#include <iostream>
+// nftproxy: one binary, subcommands. `serve` runs the server; everything else,
+// help and the global flags included, is the client's to parse: one flag
+// parser for every client argument, wherever it stands.
 #include <string>
 #include <vector>
 
@@ -14,34 +13,11 @@
 extern "C" const char* malloc_conf = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
 
 int main(int argc, char** argv) {
-  if (argc < 2 || std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help" ||
-      std::string(argv[1]) == "help") {
-    // `nftproxy help get` is `nftproxy get --help`.
-    std::vector<std::string> help(argv + std::min(argc, 2), argv + argc);
-    return nftproxy::client::RunClient("help", help);
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  // The server's flags are its own (`serve --help`); client flags before
+  // `serve` would be meaningless to it, so `serve` is only the first word.
+  if (!args.empty() && args[0] == "serve") {
+    return nftproxy::server::RunServe(std::vector<std::string>(args.begin() + 1, args.end()));
   }
-  // Global flags may come before the command: `nftproxy --server X get services`.
-  std::vector<std::string> args;
-  int i = 1;
-  while (i < argc) {
-    const std::string a = argv[i];
-    if (a == "--server" && i + 1 < argc) {
-      args.push_back(a);
-      args.push_back(argv[i + 1]);
-      i += 2;
-    } else if (a.rfind("--server=", 0) == 0) {
-      args.push_back(a);
-      ++i;
-    } else {
-      break;
-    }
-  }
-  if (i >= argc) {
-    std::cerr << "error: no command given; see nftproxy --help\n";
-    return 2;
-  }
-  const std::string command = argv[i];
-  args.insert(args.end(), argv + i + 1, argv + argc);
-  if (command == "serve") return nftproxy::server::RunServe(args);
-  return nftproxy::client::RunClient(command, args);
+  return nftproxy::client::RunClient(args);
 }

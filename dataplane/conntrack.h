@@ -29,4 +29,19 @@ struct FlowTarget {
 // `targets` (addr:port after DNAT). Returns how many entries went.
 absl::StatusOr<int> DeleteUdpFlowsTo(const std::vector<FlowTarget>& targets);
 
+// What NftDataplane needs of conntrack; tests inject a fake.
+class FlowFlusher {
+ public:
+  virtual ~FlowFlusher() = default;
+  virtual absl::StatusOr<int> DeleteUdpFlowsTo(const std::vector<FlowTarget>& targets) = 0;
+};
+
+// The real one (libnetfilter_conntrack).
+class ConntrackFlusher final : public FlowFlusher {
+ public:
+  absl::StatusOr<int> DeleteUdpFlowsTo(const std::vector<FlowTarget>& targets) override {
+    return dp::DeleteUdpFlowsTo(targets);
+  }
+};
+
 }  // namespace nftproxy::dp

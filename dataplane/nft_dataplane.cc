@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/parallel.h"
+#include "dataplane/nft_writer.h"
 
 namespace nftproxy::dp {
 
@@ -67,7 +68,12 @@ void ApplyRefs(const std::map<K, int64_t>& delta, std::map<K, uint32_t>* refs, s
 absl::StatusOr<std::unique_ptr<NftDataplane>> NftDataplane::Create(const std::string& table) {
   auto writer = NftWriter::Create();
   if (!writer.ok()) return writer.status();
-  return std::unique_ptr<NftDataplane>(new NftDataplane(table, std::move(*writer)));
+  return Create(table, std::move(*writer), std::make_unique<ConntrackFlusher>());
+}
+
+std::unique_ptr<NftDataplane> NftDataplane::Create(const std::string& table, std::unique_ptr<RulesetWriter> writer,
+                                                   std::unique_ptr<FlowFlusher> flusher) {
+  return std::unique_ptr<NftDataplane>(new NftDataplane(table, std::move(writer), std::move(flusher)));
 }
 
 absl::Status NftDataplane::Apply(const Model& model, ApplyResult* result) {
@@ -263,7 +269,7 @@ void NftDataplane::ForgetUdpTargets(const std::vector<FlowTarget>& gone, ApplyRe
   if (gone.empty()) return;
   // The ruleset is committed either way; a failure here only delays the
   // move of old UDP flows until their conntrack entries time out.
-  auto n = DeleteUdpFlowsTo(gone);
+  auto n = flusher_->DeleteUdpFlowsTo(gone);
   if (n.ok()) {
     result->flows_deleted = *n;
   } else {

@@ -1,5 +1,6 @@
 // The real dataplane: keeps the installed model, compiles only the services
-// a change touches, diffs their old and new objects and writes that diff.
+// a change touches, diffs their old and new objects and writes that diff
+// through a RulesetWriter (NftWriter in production, a fake in tests).
 #pragma once
 
 #include <map>
@@ -11,14 +12,18 @@
 #include "absl/status/statusor.h"
 #include "dataplane/conntrack.h"
 #include "dataplane/dataplane.h"
-#include "dataplane/nft_writer.h"
 #include "dataplane/ruleset.h"
+#include "dataplane/ruleset_writer.h"
 
 namespace nftproxy::dp {
 
 class NftDataplane final : public Dataplane {
  public:
+  // On the kernel: NftWriter and conntrack.
   static absl::StatusOr<std::unique_ptr<NftDataplane>> Create(const std::string& table);
+  // With the given writer and flusher.
+  static std::unique_ptr<NftDataplane> Create(const std::string& table, std::unique_ptr<RulesetWriter> writer,
+                                              std::unique_ptr<FlowFlusher> flusher);
 
   absl::Status Apply(const Model& model, ApplyResult* result) override;
   absl::Status Update(const ModelChange& change, ApplyResult* result) override;
@@ -32,8 +37,8 @@ class NftDataplane final : public Dataplane {
   uint32_t shards() const { return shards_; }
 
  private:
-  NftDataplane(std::string table, std::unique_ptr<NftWriter> writer)
-      : table_(std::move(table)), writer_(std::move(writer)) {}
+  NftDataplane(std::string table, std::unique_ptr<RulesetWriter> writer, std::unique_ptr<FlowFlusher> flusher)
+      : table_(std::move(table)), writer_(std::move(writer)), flusher_(std::move(flusher)) {}
 
   // Replaces the whole table with `services` under `node`.
   absl::Status CommitFull(const Model& model, ApplyResult* result);
@@ -43,7 +48,8 @@ class NftDataplane final : public Dataplane {
   uint32_t NewIndex(std::vector<uint32_t>* taken);
 
   std::string table_;
-  std::unique_ptr<NftWriter> writer_;
+  std::unique_ptr<RulesetWriter> writer_;
+  std::unique_ptr<FlowFlusher> flusher_;
   // False until the first commit: the table a previous run left keeps
   // serving until then.
   bool committed_ = false;

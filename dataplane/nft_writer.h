@@ -1,55 +1,42 @@
-// Writes Ruleset changes to the kernel: one nf_tables netlink batch per
-// commit, built with libnftnl and sent with one sendmsg over paged buffers.
-// The kernel applies the batch entirely or not at all.
+// Writes rulesets to the kernel: one nf_tables netlink batch per commit,
+// built with libnftnl (nft_batch.h) and sent with one sendmsg over paged
+// buffers (netlink_socket.h). The kernel applies a batch entirely or not
+// at all. This file owns the order of a full and of a delta commit.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
+#include "dataplane/netlink_socket.h"
 #include "dataplane/ruleset.h"
-
-struct mnl_socket;
+#include "dataplane/ruleset_writer.h"
 
 namespace nftproxy::dp {
 
-struct CommitStats {
-  uint32_t messages = 0;  // netlink messages in the batch, BEGIN/END excluded
-  uint64_t bytes = 0;
-  bool full = false;      // replaced the whole table
-  absl::Duration build;   // building the batch
-  absl::Duration kernel;  // sending it until the kernel's answer
-};
-
-class NftWriter {
+class NftWriter final : public RulesetWriter {
  public:
+  // On the netfilter netlink socket (needs CAP_NET_ADMIN).
   static absl::StatusOr<std::unique_ptr<NftWriter>> Create();
-  ~NftWriter();
+  // On the given socket.
+  explicit NftWriter(std::unique_ptr<NetlinkSocket> socket) : socket_(std::move(socket)) {}
   NftWriter(const NftWriter&) = delete;
   NftWriter& operator=(const NftWriter&) = delete;
 
-  // Makes the kernel table equal `to` whatever it held before: create if
-  // missing, delete, rebuild, in one batch, so traffic never sees it empty.
-  // `alongside`, when given, runs on another thread while the kernel takes
-  // the batch.
-  absl::Status CommitFull(const Ruleset& to, CommitStats* stats, const std::function<void()>& alongside = nullptr);
+  // One batch `add table; delete table; add table ...everything...`, built
+  // in two parts at once.
+  absl::Status CommitFull(const Ruleset& to, CommitStats* stats,
+                          const std::function<void()>& alongside = nullptr) override;
 
-  // Changes a table that holds `base_shards` shards: deletes the objects of
-  // `removed` and adds those of `added` (see Diff in ruleset.h; a chain in
-  // both is flushed and refilled, an element in both is replaced). The
-  // batch is proportional to the change, whatever the table's size.
+  // One batch proportional to the change, whatever the table's size.
   absl::Status CommitDelta(const std::string& table, uint32_t base_shards, const Ruleset& removed,
-                           const Ruleset& added, CommitStats* stats);
+                           const Ruleset& added, CommitStats* stats) override;
 
  private:
-  explicit NftWriter(mnl_socket* nl) : nl_(nl) {}
-  mnl_socket* nl_;
+  std::unique_ptr<NetlinkSocket> socket_;
   uint32_t seq_ = 1;
 };
 

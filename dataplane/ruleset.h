@@ -1,6 +1,8 @@
-// The ruleset IR: exactly the nftables objects nftproxy owns, as values.
-// The compiler produces it from a Model; the writer diffs two of them into
-// one netlink batch; Render() prints it as `nft -f` text.
+// The ruleset: exactly the nftables objects nftproxy owns, as values.
+// The compiler (compile.cc) produces it from a Model; Diff gives what
+// changed; the writer (nft_writer.h) turns a ruleset or a difference into
+// one netlink batch; Render() (render.cc) prints it as `nft -f` text. Both
+// go through the statement IR of ir.h.
 //
 // Shape (ARCHITECTURE.md explains why): a new connection to a frontend is
 // dispatched by one verdict-map lookup to a constant per-service chain. That
@@ -22,6 +24,7 @@
 
 #include "dataplane/ip.h"
 #include "dataplane/model.h"
+#include "dataplane/names.h"
 
 namespace nftproxy::dp {
 
@@ -40,8 +43,9 @@ inline constexpr int kShardShift = 8;
 // The conntrack label bit that asks postrouting to masquerade.
 inline constexpr int kMasqueradeLabel = 127;
 
-// Rules of per-service chains (the skeleton's rules are fixed and live in
-// the writer and the renderer only).
+// Rules of per-service chains: the compact, diffable value; LowerRule
+// (ir.h) turns one into the statements that are printed and encoded. The
+// skeleton's rules are statements from the start (Skeleton in ir.h).
 struct Rule {
   enum class Match : uint8_t {
     kAny,
@@ -81,11 +85,12 @@ struct Rule {
 };
 
 struct Chain {
+  ChainKind kind = ChainKind::kSvc;  // as in its name
   std::string owner;  // "service ns/name", for error messages
   std::vector<Rule> rules;
 
   friend bool operator==(const Chain& a, const Chain& b) {
-    return a.owner == b.owner && a.rules == b.rules;
+    return a.kind == b.kind && a.owner == b.owner && a.rules == b.rules;
   }
 };
 
@@ -197,13 +202,14 @@ void CompileService(const Service& svc, const IndexMap& indexes, Ruleset* out);
 // reference counts are left to the caller.
 void Diff(const Ruleset& from, const Ruleset& to, Ruleset* removed, Ruleset* added);
 
-// IR -> `nft -f` text, in the layout `nft list table` uses.
+// IR -> `nft -f` text, in the layout `nft list table` uses (render.cc).
 std::string Render(const Ruleset& rs);
 
-// Names used in the table.
-inline constexpr char kServicesChain[] = "services";
-std::string PickChainName(Family f, uint32_t shard);
-std::string BackendsMapName(Family f, uint32_t shard);
+// The shard of a ticket (its service port's index / 256).
+inline uint32_t ShardOfTicket(uint32_t ticket) {
+  return ((ticket & ~(kTicketBit | kLocalBit)) >> kIndexShift) >> kShardShift;
+}
+
 // The service's owner string for errors, from an index ("service ns/name"),
 // or kUnknownOwner when `rs` has no such index.
 inline constexpr char kUnknownOwner[] = "a service";

@@ -54,7 +54,9 @@ grpc::Status ProxyService::Get(grpc::ServerContext*, const v1::GetRequest* req, 
 }
 
 grpc::Status ProxyService::List(grpc::ServerContext*, const v1::ListRequest* req, v1::ListResponse* resp) {
-  *resp = engine_->List(*req);
+  absl::StatusOr<v1::ListResponse> page = engine_->List(*req);
+  if (!page.ok()) return ToGrpcStatus(page.status());
+  *resp = std::move(*page);
   return grpc::Status::OK;
 }
 

@@ -70,17 +70,11 @@ void WatchHub::Shutdown() {
   published_.SignalAll();
 }
 
-absl::Status WatchHub::Watch(const v1::WatchRequest& req, const Snapshot& snapshot,
-                             const std::function<bool()>& cancelled,
+absl::Status WatchHub::Watch(const v1::WatchRequest& req, const Pager& page, const std::function<bool()>& cancelled,
                              const std::function<bool(const v1::WatchEvent&)>& send) {
   const absl::Status gone = absl::CancelledError("the client went away");
   std::vector<v1::WatchEvent> batch;
   uint64_t cursor = 0;
-  if (req.since_revision() == 0) {
-    // The snapshot holds every change up to its revision; the log has every
-    // later one, since the engine publishes before it takes another change.
-    cursor = snapshot(&batch);
-  }
   {
     absl::MutexLock lock(&mu_);
     if (shutting_down_) return absl::UnavailableError("the server is shutting down");
@@ -89,10 +83,29 @@ absl::Status WatchHub::Watch(const v1::WatchRequest& req, const Snapshot& snapsh
                                                 revision_,
                                                 "); list the resources again and resume from the revision that returns"));
     }
-    if (req.since_revision() != 0) {
-      if (auto s = log_.Since(req.since_revision(), &batch); !s.ok()) return s;
-      cursor = revision_;
+    cursor = req.since_revision() == 0 ? revision_ : req.since_revision();
+  }
+  if (req.since_revision() == 0) {
+    // The current state, a page at a time (each read at once); the changes
+    // made meanwhile are in the log after `cursor` and follow.
+    std::optional<Key> after;
+    do {
+      page(&after, &batch);
+      for (const v1::WatchEvent& e : batch) {
+        if (Wanted(req, e) && !send(e)) return gone;
+      }
+      batch.clear();
+      if (cancelled()) return gone;
+    } while (after.has_value());
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto s = log_.Since(cursor, &batch); !s.ok()) {
+      return req.since_revision() == 0
+                 ? absl::OutOfRangeError(absl::StrCat("this watch fell behind and missed changes: ", s.message()))
+                 : s;
     }
+    cursor = revision_;
   }
   v1::WatchEvent bookmark;
   bookmark.set_type(v1::WatchEvent::BOOKMARK);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -60,15 +61,16 @@ class WatchHub {
   // Ends every stream (UNAVAILABLE) and refuses new ones.
   void Shutdown();
 
-  // Fills *events with the resources the stream wants (UPSERT events, at the
-  // revision it returns) as one consistent snapshot; for a watch from
-  // revision 0.
-  using Snapshot = std::function<uint64_t(std::vector<v1::WatchEvent>* events)>;
+  // Appends to *events one page of the current state (UPSERT events) after
+  // the key *after (nullopt: from the first), and sets *after to the last key
+  // of the page, or nullopt when the state is complete; for a watch from
+  // revision 0. The page may hold resources the stream does not want.
+  using Pager = std::function<void(std::optional<Key>* after, std::vector<v1::WatchEvent>* events)>;
   // Streams what `req` asks for to `send` until it returns false
   // (CANCELLED), `cancelled` returns true (polled while idle; CANCELLED),
   // the stream falls behind the log (OUT_OF_RANGE) or Shutdown is called
   // (UNAVAILABLE). A BOOKMARK follows the initial events.
-  absl::Status Watch(const v1::WatchRequest& req, const Snapshot& snapshot, const std::function<bool()>& cancelled,
+  absl::Status Watch(const v1::WatchRequest& req, const Pager& page, const std::function<bool()>& cancelled,
                      const std::function<bool(const v1::WatchEvent&)>& send);
 
  private:

@@ -8,6 +8,7 @@
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/parallel.h"
+#include "server/listing.h"
 #include "server/model_builder.h"
 #include "server/wire.h"
 
@@ -333,14 +334,16 @@ absl::StatusOr<v1::Resource> WriteEngine::Get(const v1::ResourceRef& ref) const 
   return *r;
 }
 
-v1::ListResponse WriteEngine::List(const v1::ListRequest& req) const {
+absl::StatusOr<v1::ListResponse> WriteEngine::List(const v1::ListRequest& req) const {
+  absl::StatusOr<std::optional<Key>> after = ParsePageToken(req);
+  if (!after.ok()) return after.status();
+  const size_t size = req.page_size() == 0 ? kDefaultPageSize : std::min<size_t>(req.page_size(), kMaxPageSize);
   v1::ListResponse resp;
   absl::MutexLock lock(&mu_);
-  for (const auto& [key, r] : desired_.state().objects) {
-    if (req.kind() != v1::KIND_UNSPECIFIED && key.kind != req.kind()) continue;
-    if (!req.namespace_().empty() && key.ns != req.namespace_()) continue;
-    *resp.add_resources() = r;
-  }
+  std::optional<Key> last = ListPage(desired_.state(), req.kind(), req.namespace_(), after->has_value() ? &**after : nullptr,
+                                     size, kMaxPageBytes,
+                                     [&resp](const Key&, const v1::Resource& r) { *resp.add_resources() = r; });
+  if (last) resp.set_next_page_token(PageToken(req, *last));
   resp.set_revision(desired_.revision());
   return resp;
 }
@@ -377,18 +380,21 @@ v1::StatusResponse WriteEngine::Status() const {
 
 absl::Status WriteEngine::Watch(const v1::WatchRequest& req, const std::function<bool()>& cancelled,
                                 const std::function<bool(const v1::WatchEvent&)>& send) {
-  auto snapshot = [this, &req](std::vector<v1::WatchEvent>* events) {
+  v1::ListRequest filter;
+  filter.set_namespace_(req.namespace_());
+  if (req.kinds_size() == 1) filter.set_kind(static_cast<v1::Kind>(req.kinds(0)));
+  auto page = [this, &filter](std::optional<Key>* after, std::vector<v1::WatchEvent>* events) {
     absl::MutexLock lock(&mu_);
-    for (const auto& [key, r] : desired_.state().objects) {
-      if (!WatchWants(req, key)) continue;
-      v1::WatchEvent& e = events->emplace_back();
-      e.set_type(v1::WatchEvent::UPSERT);
-      *e.mutable_resource() = r;
-      e.set_revision(desired_.revision());
-    }
-    return desired_.revision();
+    const uint64_t revision = desired_.revision();
+    *after = ListPage(desired_.state(), filter.kind(), filter.namespace_(), after->has_value() ? &**after : nullptr,
+                      kDefaultPageSize, kMaxPageBytes, [&](const Key&, const v1::Resource& r) {
+                        v1::WatchEvent& e = events->emplace_back();
+                        e.set_type(v1::WatchEvent::UPSERT);
+                        *e.mutable_resource() = r;
+                        e.set_revision(revision);
+                      });
   };
-  return watch_.Watch(req, snapshot, cancelled, send);
+  return watch_.Watch(req, page, cancelled, send);
 }
 
 }  // namespace nftproxy::server

@@ -69,7 +69,8 @@ class WriteEngine {
 
   // Reads.
   absl::StatusOr<v1::Resource> Get(const v1::ResourceRef& ref) const ABSL_LOCKS_EXCLUDED(mu_);
-  v1::ListResponse List(const v1::ListRequest& req) const ABSL_LOCKS_EXCLUDED(mu_);
+  // One page; see ListRequest.
+  absl::StatusOr<v1::ListResponse> List(const v1::ListRequest& req) const ABSL_LOCKS_EXCLUDED(mu_);
   v1::GetRulesetResponse Ruleset() const ABSL_LOCKS_EXCLUDED(mu_);
   v1::StatusResponse Status() const ABSL_LOCKS_EXCLUDED(mu_);
 

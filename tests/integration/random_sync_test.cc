@@ -1262,21 +1262,28 @@ class RandomSync {
   void Run();
 
  private:
-  server::State ListState() {
+  // Every resource, through List's pages.
+  v1::ListResponse ListAll() {
     v1::ListRequest req;
-    v1::ListResponse resp;
-    resp = svc_->List(req);
+    v1::ListResponse all;
+    do {
+      absl::StatusOr<v1::ListResponse> page = svc_->List(req);
+      EXPECT_TRUE(page.ok()) << page.status();
+      if (!page.ok()) break;
+      for (v1::Resource& r : *page->mutable_resources()) *all.add_resources() = std::move(r);
+      all.set_revision(page->revision());
+      req.set_page_token(page->next_page_token());
+    } while (!req.page_token().empty());
+    return all;
+  }
+  server::State ListState() {
+    const v1::ListResponse resp = ListAll();
     server::State st;
     for (const v1::Resource& r : resp.resources()) st.objects[KeyOf(r)] = r;
     st.revision = resp.revision();
     return st;
   }
-  std::string ListBytes() {
-    v1::ListRequest req;
-    v1::ListResponse resp;
-    resp = svc_->List(req);
-    return Serialize(resp);
-  }
+  std::string ListBytes() { return Serialize(ListAll()); }
 
   void InitialLoad(int services);
   void RandomOp(int op);

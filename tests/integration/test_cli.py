@@ -321,7 +321,10 @@ class RoundTripTest(CliCase):
         self.assertRegex(st, r"Server version:\s+\d+\.\d+\.\d+")
         self.assertRegex(st, r"Services:\s+\d+")
         self.assertRegex(st, r"Last sync duration:\s+[\d.]+ ms|Last sync:\s+<none>")
-        self.assertRegex(st, r"Last error:\s+<none>")
+        # A refused write is the last error until the next one.
+        self.assertEqual(self.cli("delete", "service", "no-such-svc-status").returncode, 1)
+        st = self.ok("status").stdout
+        self.assertRegex(st, r"Last error:\s+Delete: service default/no-such-svc-status not found")
         js = json.loads(self.ok("status", "-o", "json").stdout)
         self.assertIn("revision", js)
         self.assertRegex(self.ok("version").stdout, r"Client version: .*\nServer version: ")

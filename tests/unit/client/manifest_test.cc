@@ -1,10 +1,6 @@
 #include "client/manifest.h"
 
-#include <unistd.h>
-
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -17,7 +13,6 @@
 namespace nftproxy::client {
 namespace {
 
-namespace fs = std::filesystem;
 using nftproxy::v1::Protocol;
 using nftproxy::v1::Resource;
 using nftproxy::v1::ServiceSpec;
@@ -483,94 +478,8 @@ TEST(DescribeResourceTest, Names) {
   EXPECT_EQ(DescribeResource(
                 FromText(R"pb(service { metadata { namespace: "prod" name: "api" } })pb")),
             "service prod/api");
-}
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl =
-        (fs::path(::testing::TempDir()) / "manifest_test.XXXXXX").string();
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    char* made = ::mkdtemp(buf.data());
-    EXPECT_NE(made, nullptr);
-    if (made != nullptr) path_ = made;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string Write(const std::string& name, const std::string& text) const {
-    std::string p = (fs::path(path_) / name).string();
-    std::ofstream(p) << text;
-    return p;
-  }
-
- private:
-  std::string path_;
-};
-
-TEST(LoadManifestsTest, DirectoryInSortedOrder) {
-  TempDir dir;
-  ASSERT_FALSE(dir.path().empty());
-  dir.Write("b-slice.yml",
-            "kind: EndpointSlice\nmetadata: {name: web-1}\nserviceName: web\n"
-            "---\nkind: Workload\nmetadata: {name: pod-a}\n");
-  dir.Write("a-service.yaml", "kind: Service\nmetadata: {name: web}\n");
-  dir.Write("README.md", "not a manifest: [\n");
-  dir.Write("notes.txt", "kind: Bogus\n");
-  fs::create_directory(fs::path(dir.path()) / "sub.yaml");
-  dir.Write("sub.yaml/ignored.yaml", "kind: Bogus\n");
-
-  absl::StatusOr<std::vector<ManifestDoc>> docs = LoadManifests(dir.path());
-  ASSERT_TRUE(docs.ok()) << docs.status();
-  ASSERT_EQ(docs->size(), 3u);
-  EXPECT_EQ((*docs)[0].file, (fs::path(dir.path()) / "a-service.yaml").string());
-  EXPECT_EQ((*docs)[0].index, 1);
-  EXPECT_EQ(DescribeResource((*docs)[0].resource), "service default/web");
-  EXPECT_EQ((*docs)[1].file, (fs::path(dir.path()) / "b-slice.yml").string());
-  EXPECT_EQ((*docs)[1].index, 1);
-  EXPECT_EQ(DescribeResource((*docs)[1].resource), "endpointslice default/web-1");
-  EXPECT_EQ((*docs)[2].index, 2);
-  EXPECT_EQ(DescribeResource((*docs)[2].resource), "workload default/pod-a");
-
-  // A single file.
-  std::string file = (fs::path(dir.path()) / "b-slice.yml").string();
-  docs = LoadManifests(file);
-  ASSERT_TRUE(docs.ok()) << docs.status();
-  ASSERT_EQ(docs->size(), 2u);
-  EXPECT_EQ((*docs)[0].file, file);
-}
-
-TEST(LoadManifestsTest, ErrorsNameTheFile) {
-  TempDir dir;
-  ASSERT_FALSE(dir.path().empty());
-  std::string bad = dir.Write("bad.json", "{\"kind\": \"Service\", \"spek\": {}}\n");
-  absl::StatusOr<std::vector<ManifestDoc>> docs = LoadManifests(dir.path());
-  ASSERT_FALSE(docs.ok());
-  EXPECT_TRUE(absl::IsInvalidArgument(docs.status())) << docs.status();
-  EXPECT_EQ(docs.status().message().find(bad + ": document 1 (Service): "), 0u)
-      << docs.status();
-  EXPECT_CONTAINS(std::string(docs.status().message()), "spek");
-}
-
-TEST(LoadManifestsTest, MissingPath) {
-  const std::string missing = "/nonexistent/nftproxy-manifest-test.yaml";
-  absl::StatusOr<std::vector<ManifestDoc>> docs = LoadManifests(missing);
-  ASSERT_FALSE(docs.ok());
-  EXPECT_TRUE(absl::IsNotFound(docs.status())) << docs.status();
-  EXPECT_CONTAINS(std::string(docs.status().message()), missing);
-}
-
-TEST(LoadManifestsTest, DirectoryWithoutManifests) {
-  TempDir dir;
-  ASSERT_FALSE(dir.path().empty());
-  dir.Write("notes.txt", "kind: Service\n");
-  absl::StatusOr<std::vector<ManifestDoc>> docs = LoadManifests(dir.path());
-  ASSERT_FALSE(docs.ok());
-  EXPECT_TRUE(absl::IsInvalidArgument(docs.status())) << docs.status();
-  EXPECT_CONTAINS(std::string(docs.status().message()), dir.path());
+  EXPECT_EQ(DescribeResource(FromText(R"pb(workload { metadata { namespace: "x" } })pb")), "workload x/(unnamed)");
+  EXPECT_EQ(DescribeResource(Resource()), "empty resource");
 }
 
 }  // namespace

@@ -5,7 +5,9 @@
 #include <google/protobuf/text_format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <set>
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
@@ -96,7 +98,7 @@ TEST(WriteEngine, InvalidBatchChangesNothing) {
   EXPECT_EQ(fake.applies, applies);
   v1::ListResponse list;
   v1::ListRequest all;
-  list = svc.List(all);
+  list = *svc.List(all);
   EXPECT_EQ(list.resources_size(), 2);
 }
 
@@ -147,6 +149,51 @@ TEST(WriteEngine, DeleteMissingIsNotFoundAndDryRunChangesNothing) {
   dry.set_dry_run(true);
   ASSERT_TRUE(svc.Apply(dry, &resp).ok());
   EXPECT_EQ(fake.applies, 0);
+}
+
+TEST(WriteEngine, ListIsPaginatedInKeyOrder) {
+  FakeDataplane fake;
+  WriteEngine svc(&fake, {});
+  v1::ApplyRequest req;
+  for (int ns = 0; ns < 3; ++ns) {
+    for (int i = 0; i < 7; ++i) {
+      v1::Resource* r = req.add_upserts();
+      r->mutable_workload()->mutable_metadata()->set_namespace_(absl::StrCat("ns", ns));
+      r->mutable_workload()->mutable_metadata()->set_name(absl::StrCat("w", i));
+      r->mutable_workload()->add_addresses(absl::StrCat("198.18.", ns, ".", i + 1));
+    }
+  }
+  v1::ApplyResponse resp;
+  ASSERT_TRUE(svc.Apply(req, &resp).ok());
+  for (const std::string ns : {"", "ns1"}) {
+    v1::ListRequest list;
+    list.set_namespace_(ns);
+    list.set_page_size(4);
+    std::vector<std::string> seen;
+    int pages = 0;
+    do {
+      absl::StatusOr<v1::ListResponse> page = svc.List(list);
+      ASSERT_TRUE(page.ok()) << page.status();
+      EXPECT_LE(page->resources_size(), 4);
+      for (const v1::Resource& r : page->resources()) seen.push_back(Describe(KeyOf(r)));
+      list.set_page_token(page->next_page_token());
+      ++pages;
+    } while (!list.page_token().empty());
+    EXPECT_EQ(seen.size(), ns.empty() ? 21u : 7u);
+    EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+    EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), seen.size());
+    EXPECT_EQ(pages, ns.empty() ? 6 : 2);
+  }
+  // A token is tied to its kind and namespace, and must be one the server made.
+  v1::ListRequest list;
+  list.set_page_size(1);
+  absl::StatusOr<v1::ListResponse> page = svc.List(list);
+  ASSERT_TRUE(page.ok());
+  list.set_page_token(page->next_page_token());
+  list.set_namespace_("ns2");
+  EXPECT_EQ(svc.List(list).status().code(), absl::StatusCode::kInvalidArgument);
+  list.set_page_token("garbage");
+  EXPECT_EQ(svc.List(list).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(WriteEngine, DeleteHonoursDryRun) {
@@ -225,7 +272,7 @@ std::vector<std::string> Names(WriteEngine& svc, v1::Kind kind = v1::SERVICE) {
   v1::ListRequest req;
   req.set_kind(kind);
   v1::ListResponse list;
-  list = svc.List(req);
+  list = *svc.List(req);
   std::vector<std::string> out;
   for (const v1::Resource& r : list.resources()) out.push_back(MetaOf(r).source() + ":" + MetaOf(r).name());
   return out;

@@ -1,51 +1,19 @@
-// The compiler: which chains, rules and map elements a model becomes.
-#include "dataplane/ruleset.h"
-
+// The compiler (compile.cc): which chains, rules and map elements a model
+// becomes, ticket shares, stable indexes, shards.
 #include <gtest/gtest.h>
 
 #include <numeric>
 
+#include "dataplane/ruleset.h"
+#include "tests/unit/dataplane/test_services.h"
+
 namespace nftproxy::dp {
 namespace {
 
-IpAddr Ip(const char* s) { return *IpAddr::Parse(s); }
-
-Service Web() {
-  Service s;
-  s.ns = "default";
-  s.name = "web";
-  s.cluster_ips = {Ip("198.19.0.10"), Ip("fd00:96::10")};
-  ServicePort http;
-  http.name = "http";
-  http.port = 80;
-  http.backends = {{Ip("198.18.10.2"), 8080, 1}, {Ip("198.18.11.2"), 8080, 1},
-                   {Ip("198.18.12.2"), 8080, 1}, {Ip("fd00:10::2"), 8080, 1}};
-  ServicePort dns;
-  dns.name = "dns";
-  dns.proto = L4Proto::kUdp;
-  dns.port = 53;
-  dns.backends = {{Ip("198.18.10.2"), 5353, 1}};
-  s.ports = {http, dns};
-  return s;
-}
-
-std::string Text(const Ruleset& rs, const std::string& chain) {
-  std::string out;
-  const std::string all = Render(rs);
-  const size_t at = all.find("\tchain " + chain + " {\n");
-  if (at == std::string::npos) return "<no chain " + chain + ">";
-  return all.substr(at, all.find("\t}\n", at) + 3 - at);
-}
-
-// Tickets of one service port, summed per backend address.
-std::map<std::string, uint32_t> Shares(const Ruleset& rs, Family f, uint32_t first_ticket) {
-  std::map<std::string, uint32_t> out;
-  const auto& m = rs.backends[f == Family::kV4 ? 0 : 1];
-  for (auto it = m.lower_bound(first_ticket); it != m.end() && it->first < first_ticket + kBuckets; ++it) {
-    out[it->second.addr.ToString()] += it->second.last - it->first + 1;
-  }
-  return out;
-}
+using testing::Ip;
+using testing::Shares;
+using testing::Text;
+using testing::Web;
 
 TEST(Compile, ClusterIpDispatchesToAConstantChain) {
   Model m;
@@ -65,16 +33,6 @@ TEST(Compile, ClusterIpDispatchesToAConstantChain) {
   EXPECT_TRUE(rs.cluster_ips.count(Ip("198.19.0.10")));
   EXPECT_TRUE(rs.hairpin.count(Ip("198.18.12.2")));
   EXPECT_EQ(rs.shards, 1u);
-}
-
-TEST(Compile, PickChainsAndRestoreAreInTheSkeleton) {
-  Model m;
-  m.services.push_back(Web());
-  const std::string text = Render(Compile(m, "nftproxy"));
-  EXPECT_NE(text.find("\t\tmeta l4proto udp dnat ip to meta mark map @backends4-0\n"), std::string::npos);
-  EXPECT_NE(text.find("\t\tmeta l4proto tcp dnat ip6 to meta mark map @backends6-0\n"), std::string::npos);
-  EXPECT_NE(text.find("meta mark 0x80000000/1 meta mark set ct mark ct mark set 0x00000000"), std::string::npos);
-  EXPECT_NE(text.find("0x80000000-0x80000555 : 198.18.10.2 . 8080"), std::string::npos) << text;
 }
 
 TEST(BucketShares, ProportionalToWeight) {

@@ -1,11 +1,10 @@
+// The compiler: Model -> Ruleset, one service at a time, and Diff.
 #include "dataplane/ruleset.h"
 
 #include <algorithm>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "common/parallel.h"
 
 namespace nftproxy::dp {
@@ -17,14 +16,6 @@ const char* L4ProtoName(L4Proto p) {
     case L4Proto::kSctp: return "sctp";
   }
   return "?";
-}
-
-std::string PickChainName(Family f, uint32_t shard) {
-  return absl::StrCat(f == Family::kV4 ? "pick4-" : "pick6-", shard);
-}
-
-std::string BackendsMapName(Family f, uint32_t shard) {
-  return absl::StrCat(f == Family::kV4 ? "backends4-" : "backends6-", shard);
 }
 
 std::string OwnerOfTicket(const Ruleset& rs, uint32_t ticket) {
@@ -67,14 +58,9 @@ namespace {
 constexpr uint32_t kHashSeed = 0x9e3779b9u;
 
 int FamIdx(Family f) { return f == Family::kV4 ? 0 : 1; }
-const char* FamDigit(Family f) { return f == Family::kV4 ? "4" : "6"; }
 
 std::string PortKey(const Service& svc, const ServicePort& p) {
   return absl::StrCat(svc.ns, "/", svc.name, "/", L4ProtoName(p.proto), "/", p.port);
-}
-
-std::string ChainName(const char* kind, Family f, const std::string& port_key) {
-  return absl::StrCat(kind, FamDigit(f), "/", port_key);
 }
 
 bool HasFamily(const std::vector<IpAddr>& v, Family f) {
@@ -124,7 +110,7 @@ void AddPickRules(const Service& svc, Family fam, uint32_t base,
     rs->backends[FamIdx(fam)][at] = Interval{at + shares[i] - 1, backends[i]->addr, backends[i]->port};
     at += shares[i];
   }
-  const uint32_t shard = ((base & ~(kTicketBit | kLocalBit)) >> kIndexShift) >> kShardShift;
+  const uint32_t shard = ShardOfTicket(base);
   rs->shards = std::max(rs->shards, shard + 1);
   const std::string pick = PickChainName(fam, shard);
 
@@ -180,22 +166,25 @@ void CompileFamily(const Service& svc, const ServicePort& port, const std::strin
     ++rs->hairpin[b.addr];
   }
   const uint32_t base = kTicketBit | (index << kIndexShift);
-  const std::string svc_chain = ChainName("svc", fam, key);
-  const std::string local_chain = ChainName("local", fam, key);
-  const std::string ext_chain = ChainName("ext", fam, key);
-  const std::string fw_chain = ChainName("fw", fam, key);
+  const std::string svc_chain = ServiceChainName(ChainKind::kSvc, fam, key);
+  const std::string local_chain = ServiceChainName(ChainKind::kLocal, fam, key);
+  const std::string ext_chain = ServiceChainName(ChainKind::kExt, fam, key);
+  const std::string fw_chain = ServiceChainName(ChainKind::kFw, fam, key);
   if (need_cluster) {
     Chain& c = rs->chains[svc_chain];
+    c.kind = ChainKind::kSvc;
     c.owner = owner;
     AddPickRules(svc, fam, base, all, rs, &c.rules);
   }
   if (need_local) {
     Chain& c = rs->chains[local_chain];
+    c.kind = ChainKind::kLocal;
     c.owner = owner;
     AddPickRules(svc, fam, base | kLocalBit, local, rs, &c.rules);
   }
   if (has_ext) {
     Chain& c = rs->chains[ext_chain];
+    c.kind = ChainKind::kExt;
     c.owner = owner;
     if (!external_local) {
       Rule r = Goto(fam, svc_chain);
@@ -217,6 +206,7 @@ void CompileFamily(const Service& svc, const ServicePort& port, const std::strin
   const bool firewall = HasFamily(svc.lb_ips, fam) && !svc.lb_source_ranges.empty();
   if (firewall) {
     Chain& c = rs->chains[fw_chain];
+    c.kind = ChainKind::kFw;
     c.owner = owner;
     for (const Cidr& range : svc.lb_source_ranges) {
       if (range.addr.family != fam) continue;
@@ -354,248 +344,6 @@ void Diff(const Ruleset& from, const Ruleset& to, Ruleset* removed, Ruleset* add
   for (const auto& [key, index] : from.indexes) removed->indexes.emplace(key, index);
   for (const auto& [key, index] : to.indexes) added->indexes.emplace(key, index);
   added->shards = std::max(added->shards, to.shards);
-}
-
-// --- rendering ------------------------------------------------------------
-
-namespace {
-
-std::string Hex32(uint32_t v) { return absl::StrFormat("0x%08x", v); }
-
-// nft's duration format: 3h, 1m30s, 2d4h.
-std::string Duration(uint32_t s) {
-  std::string out;
-  const uint32_t d = s / 86400, h = s / 3600 % 24, m = s / 60 % 60, sec = s % 60;
-  if (d) absl::StrAppend(&out, d, "d");
-  if (h) absl::StrAppend(&out, h, "h");
-  if (m) absl::StrAppend(&out, m, "m");
-  if (sec || out.empty()) absl::StrAppend(&out, sec, "s");
-  return out;
-}
-
-// A ticket range as nft prints it: a prefix when it is one, else first-last.
-std::string TicketRange(uint32_t first, uint32_t last) {
-  const uint64_t size = uint64_t{last} - first + 1;
-  if (size == 1) return Hex32(first);
-  if ((size & (size - 1)) == 0 && (first & (size - 1)) == 0) {
-    int bits = 0;
-    while ((uint64_t{1} << bits) < size) ++bits;
-    return absl::StrCat(Hex32(first), "/", 32 - bits);
-  }
-  return absl::StrCat(Hex32(first), "-", Hex32(last));
-}
-
-std::string Prefix(const Cidr& c) {
-  if (c.prefix_len == static_cast<int>(c.addr.size() * 8)) return c.addr.ToString();
-  return c.ToString();
-}
-
-const char* Ip(Family f) { return f == Family::kV4 ? "ip" : "ip6"; }
-const char* AddrTypeName(Family f) { return f == Family::kV4 ? "ipv4_addr" : "ipv6_addr"; }
-
-std::string RenderRule(const Rule& r) {
-  std::vector<std::string> parts;
-  switch (r.match) {
-    case Rule::Match::kAny: break;
-    case Rule::Match::kLocalSource: parts.push_back("fib saddr type local"); break;
-    case Rule::Match::kClusterSource:
-      parts.push_back(absl::StrCat(Ip(r.family), " saddr @cluster-cidrs", FamDigit(r.family)));
-      break;
-    case Rule::Match::kSourcePrefix:
-      parts.push_back(absl::StrCat(Ip(r.family), " saddr ", Prefix(r.prefix)));
-      break;
-  }
-  if (r.save_mark) parts.push_back("ct mark set meta mark");
-  if (r.masquerade) parts.push_back(absl::StrCat("ct label set ", kMasqueradeLabel));
-  switch (r.ticket) {
-    case Rule::Ticket::kNone: break;
-    case Rule::Ticket::kRandom:
-      parts.push_back(absl::StrCat("meta mark set numgen random mod ", r.modulus, " offset ", r.offset));
-      break;
-    case Rule::Ticket::kRoundRobin:
-      parts.push_back(absl::StrCat("meta mark set numgen inc mod ", r.modulus, " offset ", r.offset));
-      break;
-    case Rule::Ticket::kSourceHash:
-      parts.push_back(absl::StrCat("meta mark set jhash ", Ip(r.family), " saddr mod ", r.modulus, " seed ",
-                                   absl::StrFormat("0x%x", r.seed), " offset ", r.offset));
-      break;
-    case Rule::Ticket::kAffinity:
-      parts.push_back(absl::StrCat("meta mark set ", Ip(r.family), " saddr . ", Ip(r.family),
-                                   " daddr . meta l4proto . th dport map @affinity", FamDigit(r.family)));
-      break;
-  }
-  if (r.affinity_timeout_s > 0) {
-    parts.push_back(absl::StrCat("update @affinity", FamDigit(r.family), " { ", Ip(r.family), " saddr . ",
-                                 Ip(r.family), " daddr . meta l4proto . th dport timeout ",
-                                 Duration(r.affinity_timeout_s), " : meta mark }"));
-  }
-  switch (r.verdict) {
-    case Rule::Verdict::kNone: break;
-    case Rule::Verdict::kGoto: parts.push_back(absl::StrCat("goto ", r.target)); break;
-    case Rule::Verdict::kDrop: parts.push_back("drop"); break;
-  }
-  return absl::StrJoin(parts, " ");
-}
-
-void RenderElements(const std::vector<std::string>& elems, std::string* out) {
-  if (elems.empty()) return;
-  absl::StrAppend(out, "\t\telements = { ");
-  for (size_t i = 0; i < elems.size(); ++i) absl::StrAppend(out, i ? ",\n\t\t\t     " : "", elems[i]);
-  absl::StrAppend(out, " }\n");
-}
-
-void RenderSet(const std::string& kind, const std::string& name, const std::string& type,
-               const std::vector<std::string>& extra, const std::vector<std::string>& elems,
-               std::string* out) {
-  absl::StrAppend(out, "\t", kind, " ", name, " {\n\t\ttype ", type, "\n");
-  for (const std::string& e : extra) absl::StrAppend(out, "\t\t", e, "\n");
-  RenderElements(elems, out);
-  absl::StrAppend(out, "\t}\n\n");
-}
-
-std::vector<std::string> CidrElems(const std::vector<Cidr>& cidrs, Family f) {
-  std::set<Cidr> sorted;
-  for (const Cidr& c : cidrs) {
-    if (c.addr.family == f) sorted.insert(c);
-  }
-  std::vector<std::string> out;
-  for (const Cidr& c : sorted) out.push_back(Prefix(c));
-  return out;
-}
-
-void RenderChain(const std::string& name, const std::string& hook, const std::vector<std::string>& rules,
-                 std::string* out) {
-  absl::StrAppend(out, "\tchain ", name, " {\n");
-  if (!hook.empty()) absl::StrAppend(out, "\t\t", hook, "\n");
-  for (const std::string& r : rules) absl::StrAppend(out, "\t\t", r, "\n");
-  absl::StrAppend(out, "\t}\n");
-}
-
-}  // namespace
-
-std::string Render(const Ruleset& rs) {
-  std::string out = absl::StrCat("table inet ", rs.table, " {\n");
-  for (Family f : {Family::kV4, Family::kV6}) {
-    const std::string d = FamDigit(f);
-    const char* addr = AddrTypeName(f);
-    std::vector<std::string> elems;
-    for (const auto& [k, t] : rs.vmap) {
-      if (k.addr.family == f) {
-        elems.push_back(absl::StrCat(k.addr.ToString(), " . ", L4ProtoName(k.proto), " . ", k.port, " : goto ", t.chain));
-      }
-    }
-    RenderSet("map", "service-ips" + d, absl::StrCat(addr, " . inet_proto . inet_service : verdict"), {}, elems, &out);
-  }
-  for (Family f : {Family::kV4, Family::kV6}) {
-    std::vector<std::string> elems;
-    for (const auto& [k, t] : rs.nodeports) {
-      if (k.family == f) elems.push_back(absl::StrCat(L4ProtoName(k.proto), " . ", k.port, " : goto ", t.chain));
-    }
-    RenderSet("map", absl::StrCat("nodeports", FamDigit(f)), "inet_proto . inet_service : verdict", {}, elems, &out);
-  }
-  for (Family f : {Family::kV4, Family::kV6}) {
-    std::vector<std::string> elems;
-    for (const auto& [a, refs] : rs.cluster_ips) {
-      if (a.family == f) elems.push_back(a.ToString());
-    }
-    RenderSet("set", absl::StrCat("cluster-ips", FamDigit(f)), AddrTypeName(f), {},
-              elems, &out);
-  }
-  for (Family f : {Family::kV4, Family::kV6}) {
-    RenderSet("set", absl::StrCat("cluster-cidrs", FamDigit(f)), AddrTypeName(f),
-              {"flags interval"}, CidrElems(rs.node.cluster_cidrs, f), &out);
-  }
-  for (Family f : {Family::kV4, Family::kV6}) {
-    RenderSet("set", absl::StrCat("nodeport-addrs", FamDigit(f)), AddrTypeName(f),
-              {"flags interval"}, CidrElems(rs.node.nodeport_cidrs, f), &out);
-  }
-  for (Family f : {Family::kV4, Family::kV6}) {
-    std::vector<std::string> elems;
-    for (const auto& [a, refs] : rs.hairpin) {
-      if (a.family == f) elems.push_back(absl::StrCat(a.ToString(), " . ", a.ToString()));
-    }
-    const char* addr = AddrTypeName(f);
-    RenderSet("set", absl::StrCat("hairpin", FamDigit(f)), absl::StrCat(addr, " . ", addr), {}, elems, &out);
-  }
-  for (Family f : {Family::kV4, Family::kV6}) {
-    const char* addr = AddrTypeName(f);
-    RenderSet("map", absl::StrCat("affinity", FamDigit(f)),
-              absl::StrCat(addr, " . ", addr, " . inet_proto . inet_service : mark"),
-              {"size 262144", "flags dynamic,timeout"}, {}, &out);
-  }
-  for (uint32_t shard = 0; shard < rs.shards; ++shard) {
-    for (Family f : {Family::kV4, Family::kV6}) {
-      std::vector<std::string> elems;
-      const uint32_t lo = kTicketBit | (shard << (kShardShift + kIndexShift));
-      const uint32_t hi = lo + (1u << (kShardShift + kIndexShift)) - 1;
-      const auto& m = rs.backends[FamIdx(f)];
-      // Cluster tickets of the shard, then its local ones (bit 30 set).
-      for (uint32_t local : {0u, kLocalBit}) {
-        for (auto it = m.lower_bound(lo | local); it != m.end() && it->first <= (hi | local); ++it) {
-          elems.push_back(absl::StrCat(TicketRange(it->first, it->second.last), " : ", it->second.addr.ToString(),
-                                       " . ", it->second.port));
-        }
-      }
-      RenderSet("map", BackendsMapName(f, shard),
-                absl::StrCat("mark : ", AddrTypeName(f), " . inet_service"),
-                {"flags interval"}, elems, &out);
-    }
-  }
-  const bool cluster_masq = !rs.node.cluster_cidrs.empty();
-  RenderChain(kServicesChain, "",
-              {"ip daddr . meta l4proto . th dport vmap @service-ips4",
-               "ip6 daddr . meta l4proto . th dport vmap @service-ips6", "ip daddr @cluster-ips4 reject",
-               "ip6 daddr @cluster-ips6 reject",
-               rs.node.nodeport_cidrs.empty()
-                   ? "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @nodeports4"
-                   : "ip daddr @nodeport-addrs4 meta l4proto . th dport vmap @nodeports4",
-               rs.node.nodeport_cidrs.empty()
-                   ? "fib daddr type local ip6 daddr != ::1 meta l4proto . th dport vmap @nodeports6"
-                   : "ip6 daddr @nodeport-addrs6 meta l4proto . th dport vmap @nodeports6"},
-              &out);
-  out += "\n";
-  RenderChain("prerouting", "type nat hook prerouting priority dstnat; policy accept;", {"jump services"}, &out);
-  out += "\n";
-  RenderChain("output", "type nat hook output priority -100; policy accept;", {"jump services"}, &out);
-  out += "\n";
-  RenderChain("postrouting", "type nat hook postrouting priority srcnat; policy accept;",
-              {"ct status dnat jump masquerading"}, &out);
-  out += "\n";
-  std::vector<std::string> masq = {"ip saddr . ip daddr @hairpin4 masquerade",
-                                   "ip6 saddr . ip6 daddr @hairpin6 masquerade",
-                                   absl::StrCat("ct label ", kMasqueradeLabel, " masquerade"),
-                                   "ip saddr @cluster-cidrs4 return", "ip6 saddr @cluster-cidrs6 return"};
-  if (cluster_masq) {
-    masq.push_back("ct original ip daddr @cluster-ips4 masquerade");
-    masq.push_back("ct original ip6 daddr @cluster-ips6 masquerade");
-  }
-  RenderChain("masquerading", "", masq, &out);
-  out += "\n";
-  const std::string restore = "meta mark 0x80000000/1 meta mark set ct mark ct mark set 0x00000000";
-  RenderChain("mark-restore", "type filter hook prerouting priority dstnat + 1; policy accept;", {restore}, &out);
-  out += "\n";
-  RenderChain("mark-restore-output", "type route hook output priority -99; policy accept;", {restore}, &out);
-  for (uint32_t shard = 0; shard < rs.shards; ++shard) {
-    for (Family f : {Family::kV4, Family::kV6}) {
-      std::vector<std::string> rules;
-      for (L4Proto p : {L4Proto::kTcp, L4Proto::kUdp, L4Proto::kSctp}) {
-        rules.push_back(absl::StrCat("meta l4proto ", L4ProtoName(p), " dnat ", Ip(f), " to meta mark map @",
-                                     BackendsMapName(f, shard)));
-      }
-      rules.push_back("meta mark & 0x40000000 == 0x40000000 drop");
-      rules.push_back("reject");
-      out += "\n";
-      RenderChain(PickChainName(f, shard), "", rules, &out);
-    }
-  }
-  for (const auto& [name, chain] : rs.chains) {
-    std::vector<std::string> rules;
-    for (const Rule& r : chain.rules) rules.push_back(RenderRule(r));
-    out += "\n";
-    RenderChain(name, "", rules, &out);
-  }
-  out += "}\n";
-  return out;
 }
 
 }  // namespace nftproxy::dp

@@ -1,0 +1,23 @@
+// nftproxy's own manifest schema: a document's YAML tree written out as
+// protobuf's JSON mapping and parsed into the message of its kind. Field
+// names are checked against the API on the way, so that an unknown one is
+// named with its path and the nearest real name, which protobuf's own JSON
+// parser cannot do. A Service port's non-numeric `targetPort` is read as
+// `targetPortName`.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include "absl/status/statusor.h"
+#include "common/resource.h"
+
+namespace nftproxy::client {
+
+// The resource of `kind` that `doc` describes; `doc`'s own `kind` and
+// `apiVersion` keys are skipped. Errors are InvalidArgument with one line,
+// e.g. "line 9, column 3: spec.clusterIP: unknown field (...)": the caller
+// puts the file and document in front. yaml-cpp may throw from node access;
+// the document reader (manifest.cc) catches that at its edge.
+absl::StatusOr<v1::Resource> ConvertOwnDocument(const YAML::Node& doc, const KindInfo& kind);
+
+}  // namespace nftproxy::client

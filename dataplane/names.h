@@ -1,0 +1,55 @@
+// Every name nftproxy gives an object in its table, in one place: the fixed
+// sets, maps and chains, the per-shard backends maps and pick chains, and
+// the per-service-port chains with their kinds.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "dataplane/ip.h"
+
+namespace nftproxy::dp {
+
+// Sets and maps of the fixed table, one per family.
+enum class SetId : uint8_t {
+  kServiceIps,     // service-ips4/6: VIP . proto . port -> goto chain
+  kNodePorts,      // nodeports4/6: proto . nodePort -> goto ext chain
+  kClusterIps,     // cluster-ips4/6
+  kClusterCidrs,   // cluster-cidrs4/6 (--cluster-cidr)
+  kNodePortAddrs,  // nodeport-addrs4/6 (--nodeport-addresses)
+  kHairpin,        // hairpin4/6: endpoint . endpoint
+  kAffinity,       // affinity4/6: client . VIP . proto . port -> ticket
+  kBackends,       // backends4/6-<shard>: ticket range -> endpoint (BackendsMapName)
+};
+// The sets above kBackends: one each per family.
+inline constexpr int kSetIds = 7;
+// A reference that lives as long as the program (statements point at it);
+// not for kBackends.
+const std::string& SetName(SetId id, Family f);
+
+// Chains of the fixed table.
+inline constexpr char kServicesChain[] = "services";
+inline constexpr char kPreroutingChain[] = "prerouting";
+inline constexpr char kOutputChain[] = "output";
+inline constexpr char kPostroutingChain[] = "postrouting";
+inline constexpr char kMasqueradingChain[] = "masquerading";
+inline constexpr char kMarkRestoreChain[] = "mark-restore";
+inline constexpr char kMarkRestoreOutputChain[] = "mark-restore-output";
+
+// Per shard of 256 service ports.
+std::string PickChainName(Family f, uint32_t shard);
+std::string BackendsMapName(Family f, uint32_t shard);
+
+// Per service port and family: "<kind><4|6>/ns/name/proto/port".
+//   kSvc: any endpoint (cluster policy); kLocal: node-local endpoints only;
+//   kExt: external frontends (node ports, external and LB IPs), goes to svc
+//   or local; kFw: LB source ranges, goes to ext.
+enum class ChainKind : uint8_t { kSvc, kLocal, kExt, kFw };
+std::string ServiceChainName(ChainKind kind, Family f, const std::string& port_key);
+// The order in which a delta deletes chains: referrers before the chains
+// they go to (fw -> ext -> local/svc), so each is unreferenced when it goes.
+inline constexpr ChainKind kDeleteOrder[] = {ChainKind::kFw, ChainKind::kExt, ChainKind::kLocal, ChainKind::kSvc};
+
+const char* FamilyDigit(Family f);  // "4" or "6"
+
+}  // namespace nftproxy::dp

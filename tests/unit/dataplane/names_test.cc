@@ -1,0 +1,38 @@
+// Names (names.cc): every object name built in one place.
+#include "dataplane/names.h"
+
+#include <gtest/gtest.h>
+
+namespace nftproxy::dp {
+namespace {
+
+TEST(Names, FixedSetsPerFamily) {
+  EXPECT_EQ(SetName(SetId::kServiceIps, Family::kV4), "service-ips4");
+  EXPECT_EQ(SetName(SetId::kNodePorts, Family::kV6), "nodeports6");
+  EXPECT_EQ(SetName(SetId::kClusterIps, Family::kV4), "cluster-ips4");
+  EXPECT_EQ(SetName(SetId::kClusterCidrs, Family::kV6), "cluster-cidrs6");
+  EXPECT_EQ(SetName(SetId::kNodePortAddrs, Family::kV4), "nodeport-addrs4");
+  EXPECT_EQ(SetName(SetId::kHairpin, Family::kV6), "hairpin6");
+  EXPECT_EQ(SetName(SetId::kAffinity, Family::kV4), "affinity4");
+  // Statements keep pointers to these: the same object every time.
+  EXPECT_EQ(&SetName(SetId::kHairpin, Family::kV4), &SetName(SetId::kHairpin, Family::kV4));
+}
+
+TEST(Names, ShardAndServiceChains) {
+  EXPECT_EQ(BackendsMapName(Family::kV6, 3), "backends6-3");
+  EXPECT_EQ(PickChainName(Family::kV4, 0), "pick4-0");
+  EXPECT_EQ(ServiceChainName(ChainKind::kSvc, Family::kV4, "ns/a/tcp/80"), "svc4/ns/a/tcp/80");
+  EXPECT_EQ(ServiceChainName(ChainKind::kLocal, Family::kV6, "ns/a/tcp/80"), "local6/ns/a/tcp/80");
+  EXPECT_EQ(ServiceChainName(ChainKind::kExt, Family::kV4, "ns/a/udp/53"), "ext4/ns/a/udp/53");
+  EXPECT_EQ(ServiceChainName(ChainKind::kFw, Family::kV4, "ns/a/tcp/80"), "fw4/ns/a/tcp/80");
+}
+
+TEST(Names, DeleteOrderPutsReferrersFirst) {
+  // fw goes to ext, ext to svc/local: each must go before its target.
+  EXPECT_EQ(kDeleteOrder[0], ChainKind::kFw);
+  EXPECT_EQ(kDeleteOrder[1], ChainKind::kExt);
+  EXPECT_EQ(std::size(kDeleteOrder), 4u);
+}
+
+}  // namespace
+}  // namespace nftproxy::dp

@@ -1,0 +1,138 @@
+// NftDataplane's bookkeeping against the fake writer: indexes handed out by
+// a refused change go back, a refused delta falls back to a full commit,
+// removed UDP endpoints get their flows flushed.
+#include "dataplane/nft_dataplane.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/unit/dataplane/fake_ruleset_writer.h"
+
+namespace nftproxy::dp {
+namespace {
+
+IpAddr Ip(const char* s) { return *IpAddr::Parse(s); }
+
+class RecordingFlusher final : public FlowFlusher {
+ public:
+  absl::StatusOr<int> DeleteUdpFlowsTo(const std::vector<FlowTarget>& targets) override {
+    flushed.insert(flushed.end(), targets.begin(), targets.end());
+    return static_cast<int>(targets.size());
+  }
+  std::vector<FlowTarget> flushed;
+};
+
+Service Dns(const char* name, const char* vip, const char* backend) {
+  Service s;
+  s.ns = "default";
+  s.name = name;
+  s.cluster_ips = {Ip(vip)};
+  ServicePort p;
+  p.proto = L4Proto::kUdp;
+  p.port = 53;
+  p.backends = {{Ip(backend), 5353, 1}};
+  s.ports = {p};
+  return s;
+}
+
+class NftDataplaneTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fake_ = new testing::FakeRulesetWriter;
+    flusher_ = new RecordingFlusher;
+    dp_ = NftDataplane::Create("t", std::unique_ptr<RulesetWriter>(fake_), std::unique_ptr<FlowFlusher>(flusher_));
+  }
+  void ExpectKernelMatches(const Model& m) {
+    EXPECT_EQ(testing::RulesetDifference(fake_->state(), Compile(m, "t", &dp_->indexes(), dp_->shards())), "");
+  }
+
+  testing::FakeRulesetWriter* fake_;
+  RecordingFlusher* flusher_;
+  std::unique_ptr<NftDataplane> dp_;
+};
+
+TEST_F(NftDataplaneTest, UpdateBeforeApplyIsRefused) {
+  EXPECT_EQ(dp_->Update(ModelChange{}, nullptr).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(dp_->Installed(), "");
+}
+
+TEST_F(NftDataplaneTest, ChangesAreDeltasAndIdenticalStateSendsNothing) {
+  Model m;
+  m.services = {Dns("a", "198.19.0.1", "10.0.0.1")};
+  ApplyResult r;
+  ASSERT_TRUE(dp_->Apply(m, &r).ok());
+  EXPECT_TRUE(r.full);
+  ASSERT_TRUE(dp_->Apply(m, &r).ok());
+  EXPECT_FALSE(r.changed);
+  m.services.push_back(Dns("b", "198.19.0.2", "10.0.0.2"));
+  ASSERT_TRUE(dp_->Apply(m, &r).ok());
+  EXPECT_TRUE(r.changed);
+  EXPECT_FALSE(r.full);
+  EXPECT_EQ(fake_->full_commits(), 1);
+  EXPECT_EQ(fake_->delta_commits(), 1);
+  ExpectKernelMatches(m);
+  EXPECT_EQ(dp_->Installed(), Render(Compile(m, "t", &dp_->indexes(), dp_->shards())));
+}
+
+TEST_F(NftDataplaneTest, RefusedDeltaFallsBackToAFullCommit) {
+  Model m;
+  m.services = {Dns("a", "198.19.0.1", "10.0.0.1")};
+  ASSERT_TRUE(dp_->Apply(m, nullptr).ok());
+  fake_->FailNext(1);
+  ModelChange c;
+  c.upserts = {Dns("b", "198.19.0.2", "10.0.0.2")};
+  ApplyResult r;
+  ASSERT_TRUE(dp_->Update(c, &r).ok());
+  EXPECT_TRUE(r.full);
+  EXPECT_EQ(fake_->full_commits(), 2);
+  m.services.push_back(c.upserts[0]);
+  ExpectKernelMatches(m);
+}
+
+TEST_F(NftDataplaneTest, RefusedChangeGivesItsIndexesBack) {
+  Model m;
+  m.services = {Dns("a", "198.19.0.1", "10.0.0.1")};
+  ASSERT_TRUE(dp_->Apply(m, nullptr).ok());
+  const IndexMap before = dp_->indexes();
+  fake_->FailNext(2);  // the delta and its full fallback
+  ModelChange c;
+  c.upserts = {Dns("b", "198.19.0.2", "10.0.0.2")};
+  EXPECT_FALSE(dp_->Update(c, nullptr).ok());
+  EXPECT_EQ(dp_->indexes(), before);
+  EXPECT_EQ(dp_->InstalledModel().services, m.services);
+  ExpectKernelMatches(m);
+  // The same change later takes the same (lowest free) index.
+  ASSERT_TRUE(dp_->Update(c, nullptr).ok());
+  EXPECT_EQ(dp_->indexes().at("default/b/udp/53"), 1u);
+}
+
+TEST_F(NftDataplaneTest, SharedAddressesStayWhileReferenced) {
+  Model m;
+  m.services = {Dns("a", "198.19.0.1", "10.0.0.1"), Dns("b", "198.19.0.1", "10.0.0.1")};
+  m.services[1].ports[0].port = 54;
+  ASSERT_TRUE(dp_->Apply(m, nullptr).ok());
+  ModelChange c;
+  c.removes = {"default/a"};
+  ASSERT_TRUE(dp_->Update(c, nullptr).ok());
+  EXPECT_TRUE(fake_->state().cluster_ips.count(Ip("198.19.0.1")));
+  EXPECT_TRUE(fake_->state().hairpin.count(Ip("10.0.0.1")));
+  EXPECT_TRUE(flusher_->flushed.empty());  // 10.0.0.1:5353 still serves b
+  c.removes = {"default/b"};
+  ASSERT_TRUE(dp_->Update(c, nullptr).ok());
+  EXPECT_FALSE(fake_->state().cluster_ips.count(Ip("198.19.0.1")));
+  ASSERT_EQ(flusher_->flushed.size(), 1u);
+  EXPECT_EQ(flusher_->flushed[0], (FlowTarget{Ip("10.0.0.1"), 5353}));
+}
+
+TEST_F(NftDataplaneTest, NodeSettingsChangeReplacesTheTable) {
+  Model m;
+  m.services = {Dns("a", "198.19.0.1", "10.0.0.1")};
+  ASSERT_TRUE(dp_->Apply(m, nullptr).ok());
+  m.node.cluster_cidrs = {*Cidr::Parse("10.0.0.7/16")};
+  ApplyResult r;
+  ASSERT_TRUE(dp_->Apply(m, &r).ok());
+  EXPECT_TRUE(r.full);
+  EXPECT_EQ(fake_->state().node.cluster_cidrs[0].ToString(), "10.0.0.0/16");
+}
+
+}  // namespace
+}  // namespace nftproxy::dp
