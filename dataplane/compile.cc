@@ -21,7 +21,7 @@ const char* L4ProtoName(L4Proto p) {
 std::string OwnerOfTicket(const Ruleset& rs, uint32_t ticket) {
   const uint32_t index = (ticket & ~(kTicketBit | kLocalBit)) >> kIndexShift;
   for (const auto& [key, i] : rs.indexes) {
-    if (i == index) return absl::StrCat("service ", key.substr(0, key.find('/', key.find('/') + 1)));
+    if (i == index) return ServiceOwner(key.substr(0, key.find('/', key.find('/') + 1)));
   }
   return kUnknownOwner;
 }
@@ -150,7 +150,7 @@ Rule Goto(Family fam, const std::string& target) {
 
 void CompileFamily(const Service& svc, const ServicePort& port, const std::string& key,
                    uint32_t index, Family fam, Ruleset* rs) {
-  const std::string owner = absl::StrCat("service ", svc.Key());
+  const std::string owner = ServiceOwner(svc.Key());
   const bool has_cluster_ip = HasFamily(svc.cluster_ips, fam);
   const bool has_ext = HasFamily(svc.external_ips, fam) || HasFamily(svc.lb_ips, fam) || port.node_port != 0;
   const bool internal_local = has_cluster_ip && svc.internal_policy == Policy::kLocal;

@@ -4,6 +4,7 @@
 // with work proportional to the change. Tests of the server use a fake.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,16 @@ struct ModelChange {
   std::vector<Service> upserts;
   std::vector<std::string> removes;
 };
+
+// A kernel error caused by one service's objects names that service: the
+// message says "service ns/name ..." and the status carries its key
+// "ns/name" as a payload, so the server can point at the resource.
+inline constexpr char kServiceErrorPayload[] = "nftproxy.dataplane/service";
+// `s` with `owner` ("service ns/name", see ServiceOwner) as its service;
+// unchanged for any other owner.
+absl::Status BlameService(absl::Status s, const std::string& owner);
+// The key "ns/name" of the service an error names; nullopt if none.
+std::optional<std::string> ServiceOfError(const absl::Status& s);
 
 class Dataplane {
  public:

@@ -36,6 +36,11 @@ inline constexpr char kMasqueradingChain[] = "masquerading";
 inline constexpr char kMarkRestoreChain[] = "mark-restore";
 inline constexpr char kMarkRestoreOutputChain[] = "mark-restore-output";
 
+// Whose objects these are, in errors: "service ns/name" for the service
+// with key "ns/name"; and back ("" for an owner that is not a service's).
+std::string ServiceOwner(const std::string& service_key);
+std::string ServiceKeyOfOwner(const std::string& owner);
+
 // Per shard of 256 service ports.
 std::string PickChainName(Family f, uint32_t shard);
 std::string BackendsMapName(Family f, uint32_t shard);

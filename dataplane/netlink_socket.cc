@@ -1,5 +1,7 @@
 #include "dataplane/netlink_socket.h"
 
+#include "dataplane/dataplane.h"
+
 #include <errno.h>
 #include <libmnl/libmnl.h>
 #include <linux/netlink.h>
@@ -124,14 +126,14 @@ absl::StatusOr<std::unique_ptr<NetlinkSocket>> OpenNetfilterSocket() {
 }
 
 absl::Status SendBatch(NetlinkSocket& socket, const std::vector<iovec>& iov,
-                       const std::function<std::string(uint32_t seq, uint32_t bad_attr)>& what) {
+                       const std::function<Blame(uint32_t seq, uint32_t bad_attr)>& what) {
   size_t total = 0;
   for (const iovec& v : iov) total += v.iov_len;
   if (auto s = socket.ReserveSend(total); !s.ok()) return s;
   if (socket.Send(iov.data(), iov.size()) < 0) {
     return absl::UnavailableError(absl::StrCat("sending the netlink batch (", total, " bytes): ", strerror(errno)));
   }
-  std::string first_error;
+  Blame first_error;
   int first_errno = 0;
   int errors = 0;
   std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE * 4);
@@ -143,7 +145,7 @@ absl::Status SendBatch(NetlinkSocket& socket, const std::vector<iovec>& iov,
         // Too many error reports to read them all; the batch still failed.
         if (errors == 0) {
           ++errors;
-          first_error = "the batch";
+          first_error = Blame{"the batch", ""};
           first_errno = ENOBUFS;
         }
         continue;
@@ -163,9 +165,9 @@ absl::Status SendBatch(NetlinkSocket& socket, const std::vector<iovec>& iov,
     }
   }
   if (errors > 0) {
-    std::string msg = absl::StrCat(first_error, ": kernel refused the change: ", strerror(first_errno));
+    std::string msg = absl::StrCat(first_error.text, ": kernel refused the change: ", strerror(first_errno));
     if (errors > 1) absl::StrAppend(&msg, " (and ", errors - 1, " more errors)");
-    return absl::FailedPreconditionError(msg);
+    return BlameService(absl::FailedPreconditionError(msg), first_error.owner);
   }
   return absl::OkStatus();
 }

@@ -40,10 +40,18 @@ absl::StatusOr<std::unique_ptr<NetlinkSocket>> OpenNetfilterSocket();
 // Sends one batch (all of `iov`) and collects the errors the kernel reports
 // for it. The kernel handles a batch synchronously inside sendmsg(), so all
 // replies are queued when it returns; a batch without errors gets no reply.
+// What a refused message was about: its description, and the owner of the
+// object at fault ("service ns/name"; empty for the fixed table).
+struct Blame {
+  std::string text;
+  std::string owner;
+};
+
 // `what(seq, bad_attr_offset)` names the message of a sequence number.
-// Errors: "<what>: kernel refused the change: <errno>[ (and N more errors)]".
+// Errors: "<what>: kernel refused the change: <errno>[ (and N more errors)]",
+// carrying the first refused object's owner (see ServiceOfError).
 absl::Status SendBatch(NetlinkSocket& socket, const std::vector<iovec>& iov,
-                       const std::function<std::string(uint32_t seq, uint32_t bad_attr)>& what);
+                       const std::function<Blame(uint32_t seq, uint32_t bad_attr)>& what);
 
 // The attributes of a message from `offset` bytes into its payload, and
 // those nested in an attribute (libmnl's iteration macros, typed for C++).

@@ -108,14 +108,19 @@ const nlmsghdr* Batch::Find(uint32_t seq) {
   return found;
 }
 
-nlmsghdr* Batch::Header(uint16_t type, uint16_t flags, std::string what, int list, uint32_t from, uint32_t to) {
+nlmsghdr* Batch::Header(uint16_t type, uint16_t flags, std::string what, int list, uint32_t from, uint32_t to,
+                        uint32_t owner_len) {
   first_seq_ = first_seq_ ? first_seq_ : *seq_;
-  whats_.push_back(About{std::move(what), list, from, to});
+  whats_.push_back(About{std::move(what), list, from, to, owner_len});
   ++messages_;
   return nftnl_nlmsg_build_hdr(static_cast<char*>(nftnl_batch_buffer(b_)), type, NFPROTO_INET, flags, (*seq_)++);
 }
 
 void Batch::Done() { nftnl_batch_update(b_); }
+
+nlmsghdr* Batch::ChainHeader(uint16_t type, uint16_t flags, const std::string& chain, const std::string& owner) {
+  return Header(type, flags, ChainWhat(chain, owner), -1, 0, 0, static_cast<uint32_t>(owner.size()));
+}
 
 void Batch::Table(uint16_t type, uint16_t flags) {
   nftnl_table* t = nftnl_table_alloc();
@@ -174,7 +179,7 @@ void Batch::NewChain(const std::string& name, const std::string& owner, const Ch
     nftnl_chain_set_str(c, NFTNL_CHAIN_TYPE, def->type);
     nftnl_chain_set_u32(c, NFTNL_CHAIN_POLICY, NF_ACCEPT);
   }
-  nlmsghdr* nlh = Header(NFT_MSG_NEWCHAIN, NLM_F_CREATE, ChainWhat(name, owner));
+  nlmsghdr* nlh = ChainHeader(NFT_MSG_NEWCHAIN, NLM_F_CREATE, name, owner);
   nftnl_chain_nlmsg_build_payload(nlh, c);
   nftnl_chain_free(c);
   Done();
@@ -184,7 +189,7 @@ void Batch::DelChain(const std::string& name, const std::string& owner) {
   nftnl_chain* c = nftnl_chain_alloc();
   nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, table_.c_str());
   nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, name.c_str());
-  nlmsghdr* nlh = Header(NFT_MSG_DELCHAIN, 0, ChainWhat(name, owner));
+  nlmsghdr* nlh = ChainHeader(NFT_MSG_DELCHAIN, 0, name, owner);
   nftnl_chain_nlmsg_build_payload(nlh, c);
   nftnl_chain_free(c);
   Done();
@@ -194,7 +199,7 @@ void Batch::FlushChain(const std::string& name, const std::string& owner) {
   nftnl_rule* r = nftnl_rule_alloc();
   nftnl_rule_set_str(r, NFTNL_RULE_TABLE, table_.c_str());
   nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, name.c_str());
-  nlmsghdr* nlh = Header(NFT_MSG_DELRULE, 0, ChainWhat(name, owner));
+  nlmsghdr* nlh = ChainHeader(NFT_MSG_DELRULE, 0, name, owner);
   nftnl_rule_nlmsg_build_payload(nlh, r);
   nftnl_rule_free(r);
   Done();
@@ -206,7 +211,7 @@ void Batch::Rule(const std::string& chain, const std::string& owner, const RuleS
   nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain.c_str());
   nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_INET);
   EncodeRule(r, rule);
-  nlmsghdr* nlh = Header(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, ChainWhat(chain, owner));
+  nlmsghdr* nlh = ChainHeader(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, chain, owner);
   nftnl_rule_nlmsg_build_payload(nlh, r);
   nftnl_rule_free(r);
   Done();
@@ -250,20 +255,36 @@ void Batch::End(uint32_t* seq) {
   nftnl_batch_update(b_);
 }
 
-std::string Batch::What(uint32_t seq, uint32_t bad_attr, const TicketOwner& owner) {
-  if (!Holds(seq)) return "the batch";
+namespace {
+
+// The owner of an element's tag: its own, or its ticket's.
+std::string OwnerOf(const Tag& t, const TicketOwner& owner) {
+  if (t.owner != nullptr) return *t.owner;
+  if (t.kind == Tag::Kind::kInterval) {
+    std::string o = owner(t.ticket);
+    if (o != kUnknownOwner) return o;
+  }
+  return "";
+}
+
+}  // namespace
+
+Blame Batch::What(uint32_t seq, uint32_t bad_attr, const TicketOwner& owner) {
+  if (!Holds(seq)) return Blame{"the batch", ""};
   const About& w = whats_[seq - first_seq_];
-  if (w.list < 0) return w.text;
+  if (w.list < 0) return Blame{w.text, w.text.substr(0, w.owner_len)};
   const std::vector<Tag>& tags = lists_[w.list].tags;
   // An element message: the kernel names the refused element by the
   // offset of its attribute in the message.
   if (const int k = bad_attr > 0 ? ElementAt(Find(seq), bad_attr) : -1; k >= 0 && w.from + k < w.to) {
-    return absl::StrCat(w.text, Describe(tags[w.from + k], &owner));
+    const Tag& t = tags[w.from + k];
+    return Blame{absl::StrCat(w.text, Describe(t, &owner)), OwnerOf(t, owner)};
   }
   // Otherwise every distinct element of the message, up to a length; only
   // the first ticket is preceded by its owner.
-  std::string out = w.text, sep;
-  size_t length = out.size();
+  Blame out{w.text, ""};
+  std::string sep;
+  size_t length = out.text.size();
   bool owner_named = false;
   std::set<std::string> seen;
   for (uint32_t i = w.from; i < w.to && length < 200; ++i) {
@@ -274,7 +295,8 @@ std::string Batch::What(uint32_t seq, uint32_t bad_attr, const TicketOwner& owne
       d = Describe(tags[i], &owner);
       owner_named = true;
     }
-    absl::StrAppend(&out, sep, d);
+    if (out.owner.empty()) out.owner = OwnerOf(tags[i], owner);
+    absl::StrAppend(&out.text, sep, d);
     sep = ", ";
   }
   return out;

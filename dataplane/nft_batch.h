@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "dataplane/ir.h"
+#include "dataplane/netlink_socket.h"
 #include "dataplane/nft_elements.h"
 
 struct nftnl_batch;
@@ -52,11 +53,13 @@ class Batch {
   // What the message with this sequence number was about; `bad_attr` is
   // the offset of the attribute the kernel blamed (extended ACK), or 0.
   // Tickets are named with their owner.
-  std::string What(uint32_t seq, uint32_t bad_attr, const TicketOwner& owner);
+  Blame What(uint32_t seq, uint32_t bad_attr, const TicketOwner& owner);
 
  private:
+  // `owner_len`: the first characters of `what` that are its owner.
   nlmsghdr* Header(uint16_t type, uint16_t flags, std::string what, int list = -1, uint32_t from = 0,
-                   uint32_t to = 0);
+                   uint32_t to = 0, uint32_t owner_len = 0);
+  nlmsghdr* ChainHeader(uint16_t type, uint16_t flags, const std::string& chain, const std::string& owner);
   void Done();
   // The message with this sequence number, as it is in the batch.
   const nlmsghdr* Find(uint32_t seq);
@@ -70,12 +73,14 @@ class Batch {
   uint32_t first_seq_ = 0;
   uint32_t messages_ = 0;
   uint32_t set_id_ = 0;
-  // What each message is about: a text, and for element messages the
-  // range of their tags in lists_[list].
+  // What each message is about: a text (its first owner_len characters
+  // name the owner, a service), and for element messages the range of their
+  // tags in lists_[list].
   struct About {
     std::string text;
     int list = -1;
     uint32_t from = 0, to = 0;
+    uint32_t owner_len = 0;
   };
   std::vector<About> whats_;
   std::vector<ElemList> lists_;

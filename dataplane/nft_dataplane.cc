@@ -200,8 +200,10 @@ absl::Status NftDataplane::Update(const ModelChange& change, ApplyResult* result
         mine[k] = it != indexes_.end() ? it->second : NewIndex(&taken);
         if (mine[k] > kMaxIndex) {
           give_back();
-          return absl::ResourceExhaustedError(absl::StrCat("service ", key, ": no free service-port index (at most ",
-                                                           kMaxIndex + 1, " service ports)"));
+          return BlameService(absl::ResourceExhaustedError(absl::StrCat(ServiceOwner(key),
+                                                                        ": no free service-port index (at most ",
+                                                                        kMaxIndex + 1, " service ports)")),
+                              ServiceOwner(key));
         }
       }
       CompileService(*svc, mine, &to);

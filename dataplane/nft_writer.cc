@@ -140,7 +140,7 @@ absl::Status SendParts(NetlinkSocket& socket, const std::vector<Batch*>& parts, 
     for (Batch* b : parts) {
       if (b->Holds(seq)) return b->What(seq, bad_attr, owner);
     }
-    return std::string("the batch");
+    return Blame{"the batch", ""};
   };
   absl::Status s;
   auto send = [&] {

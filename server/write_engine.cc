@@ -26,6 +26,15 @@ void SetTime(google::protobuf::Timestamp* ts, absl::Time t) {
   ts->set_nanos(static_cast<int32_t>(ns % 1000000000));
 }
 
+// A dataplane error that names a service points at that Service resource.
+absl::Status FromDataplane(absl::Status s) {
+  if (std::optional<std::string> key = dp::ServiceOfError(s)) {
+    const size_t slash = key->find('/');
+    return AboutResource(std::move(s), Key{v1::SERVICE, key->substr(0, slash), key->substr(slash + 1)});
+  }
+  return s;
+}
+
 // Splits a serialized `type` into the bytes of each element of its field
 // `field` (the resources) and the rest, parsed into *req.
 template <typename Request>
@@ -68,7 +77,7 @@ absl::Status WriteEngine::ApplyAllLocked(const Desired& d, Phases* phases) {
   dp::ApplyResult result;
   dp::Model model = BuildModel(d, options_.node_name, options_.node);
   if (phases != nullptr) phases->Mark("model");
-  absl::Status s = dp_->Apply(model, &result);
+  absl::Status s = FromDataplane(dp_->Apply(model, &result));
   if (phases != nullptr) phases->MarkDataplane(result);
   DiscardLater(std::move(model));
   NoteSyncLocked(start, s);
@@ -129,7 +138,7 @@ absl::Status WriteEngine::CommitLocked(Write* w, bool dry_run, const std::functi
     }
     const absl::Time start = absl::Now();
     dp::ApplyResult result;
-    s = dp_->Update(change, &result);
+    s = FromDataplane(dp_->Update(change, &result));
     w->phases.MarkDataplane(result);
     NoteSyncLocked(start, s);
   };

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "dataplane/dataplane.h"
 #include "dataplane/nft_writer.h"
 #include "dataplane/ruleset.h"
 
@@ -96,6 +97,8 @@ TEST(Writer, KernelErrorsInEitherPartNameTheirServiceAndChangeNothing) {
     printf("[writer] %s\n", std::string(s.message()).c_str());
     EXPECT_NE(std::string(s.message()).find(absl::StrCat("service default/", svc)), std::string::npos) << s;
     EXPECT_NE(std::string(s.message()).find("kernel refused the change"), std::string::npos) << s;
+    // The service is also named apart from the message, for the server.
+    EXPECT_EQ(ServiceOfError(s).value_or("<none>"), absl::StrCat("default/", svc)) << s;
     EXPECT_EQ(Shell("nft list table inet npxwriter"), before) << "a refused batch must change nothing";
   }
   Shell("nft delete table inet npxwriter");

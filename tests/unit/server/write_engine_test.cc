@@ -107,9 +107,14 @@ TEST(WriteEngine, KernelFailureChangesNothing) {
   WriteEngine svc(&fake, {});
   v1::ApplyResponse resp;
   ASSERT_TRUE(svc.Apply(Req(kWeb), &resp).ok());
-  fake.fail = absl::FailedPreconditionError("service default/x: kernel refused the change");
+  fake.fail = dp::BlameService(absl::FailedPreconditionError("service default/x: kernel refused the change"),
+                                dp::ServiceOwner("default/x"));
   absl::Status s = svc.Apply(Req(R"(upserts { service { metadata { name: "x" } spec { cluster_ips: "198.19.0.11" ports { port: 80 } } } })"), &resp);
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  // The kernel's refusal points at the resource.
+  std::optional<v1::ErrorDetail> d = ErrorDetailOf(s);
+  ASSERT_TRUE(d.has_value()) << s;
+  EXPECT_EQ(KeyOf(d->resource()), (Key{v1::SERVICE, "default", "x"}));
   v1::GetRequest get;
   get.mutable_ref()->set_kind(v1::SERVICE);
   get.mutable_ref()->set_name("x");
