@@ -57,6 +57,11 @@ class Dataplane {
 
   // The nft text of what was last committed ("" before the first commit).
   virtual std::string Installed() const = 0;
+  // The same with only the objects of service `key` ("ns/name"): its chains
+  // and its map and set elements, in the full table's layout; "" before the
+  // first commit. A service the dataplane does not hold gives the fixed
+  // table only.
+  virtual std::string InstalledService(const std::string& key) const = 0;
 
   // "inet <name>".
   virtual std::string Table() const = 0;

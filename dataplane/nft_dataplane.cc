@@ -288,6 +288,15 @@ Model NftDataplane::InstalledModel() const {
   return m;
 }
 
+std::string NftDataplane::InstalledService(const std::string& key) const {
+  if (!committed_) return "";
+  Ruleset rs;
+  rs.table = table_;
+  rs.node = node_;
+  if (auto it = services_.find(key); it != services_.end()) CompileService(it->second, indexes_, &rs);
+  return Render(rs);
+}
+
 std::string NftDataplane::Installed() const {
   if (!committed_) return "";
   return Render(Compile(InstalledModel(), table_, &indexes_, shards_));

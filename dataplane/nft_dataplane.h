@@ -28,6 +28,7 @@ class NftDataplane final : public Dataplane {
   absl::Status Apply(const Model& model, ApplyResult* result) override;
   absl::Status Update(const ModelChange& change, ApplyResult* result) override;
   std::string Installed() const override;
+  std::string InstalledService(const std::string& key) const override;
   std::string Table() const override { return "inet " + table_; }
 
   // What was last committed, as a model (services sorted by key) and the

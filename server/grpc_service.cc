@@ -64,9 +64,9 @@ grpc::Status ProxyService::Delete(grpc::ServerContext*, const v1::DeleteRequest*
   return ToGrpcStatus(engine_->Delete(*req, resp));
 }
 
-grpc::Status ProxyService::GetRuleset(grpc::ServerContext*, const v1::GetRulesetRequest*,
+grpc::Status ProxyService::GetRuleset(grpc::ServerContext*, const v1::GetRulesetRequest* req,
                                       v1::GetRulesetResponse* resp) {
-  *resp = engine_->Ruleset();
+  *resp = engine_->Ruleset(*req);
   return grpc::Status::OK;
 }
 

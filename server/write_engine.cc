@@ -357,10 +357,15 @@ absl::StatusOr<v1::ListResponse> WriteEngine::List(const v1::ListRequest& req) c
   return resp;
 }
 
-v1::GetRulesetResponse WriteEngine::Ruleset() const {
+v1::GetRulesetResponse WriteEngine::Ruleset(const v1::GetRulesetRequest& req) const {
   v1::GetRulesetResponse resp;
   absl::MutexLock lock(&mu_);
-  resp.set_text(dp_->Installed());
+  if (req.service().empty()) {
+    resp.set_text(dp_->Installed());
+  } else {
+    resp.set_text(dp_->InstalledService(
+        absl::StrCat(req.namespace_().empty() ? kDefaultNamespace : req.namespace_(), "/", req.service())));
+  }
   resp.set_table(dp_->Table());
   return resp;
 }

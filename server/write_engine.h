@@ -71,7 +71,8 @@ class WriteEngine {
   absl::StatusOr<v1::Resource> Get(const v1::ResourceRef& ref) const ABSL_LOCKS_EXCLUDED(mu_);
   // One page; see ListRequest.
   absl::StatusOr<v1::ListResponse> List(const v1::ListRequest& req) const ABSL_LOCKS_EXCLUDED(mu_);
-  v1::GetRulesetResponse Ruleset() const ABSL_LOCKS_EXCLUDED(mu_);
+  // The installed ruleset, whole or of one service (see GetRulesetRequest).
+  v1::GetRulesetResponse Ruleset(const v1::GetRulesetRequest& req) const ABSL_LOCKS_EXCLUDED(mu_);
   v1::StatusResponse Status() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Streams changes; see WatchHub::Watch.

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "tests/unit/dataplane/fake_ruleset_writer.h"
 
 namespace nftproxy::dp {
@@ -132,6 +134,50 @@ TEST_F(NftDataplaneTest, NodeSettingsChangeReplacesTheTable) {
   ASSERT_TRUE(dp_->Apply(m, &r).ok());
   EXPECT_TRUE(r.full);
   EXPECT_EQ(fake_->state().node.cluster_cidrs[0].ToString(), "10.0.0.0/16");
+}
+
+}  // namespace
+}  // namespace nftproxy::dp
+
+namespace nftproxy::dp {
+namespace {
+
+// The lines of `text` that mention `needle`, without the separators of a
+// multi-element listing (the last element of a list has none).
+std::vector<std::string> LinesWith(const std::string& text, const std::string& needle) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(at, end - at);
+    for (const char* tail : {",", " }"}) {
+      if (line.size() >= strlen(tail) && line.compare(line.size() - strlen(tail), strlen(tail), tail) == 0) {
+        line.resize(line.size() - strlen(tail));
+      }
+    }
+    if (line.find(needle) != std::string::npos) out.push_back(line);
+    at = end + 1;
+  }
+  return out;
+}
+
+TEST_F(NftDataplaneTest, InstalledServiceHoldsThatServiceOnly) {
+  EXPECT_EQ(dp_->InstalledService("default/a"), "");
+  Model m;
+  m.services = {Dns("a", "198.19.0.1", "10.0.0.1"), Dns("b", "198.19.0.2", "10.0.0.2")};
+  ASSERT_TRUE(dp_->Apply(m, nullptr).ok());
+  const std::string all = dp_->Installed();
+  const std::string a = dp_->InstalledService("default/a");
+  // Every line of the whole table that mentions service a is in its part,
+  // and nothing of service b.
+  EXPECT_FALSE(LinesWith(all, "/default/a/").empty());
+  EXPECT_EQ(LinesWith(a, "/default/a/"), LinesWith(all, "/default/a/"));
+  EXPECT_TRUE(LinesWith(a, "/default/b/").empty());
+  EXPECT_TRUE(LinesWith(a, "198.19.0.2").empty());
+  EXPECT_FALSE(LinesWith(a, "198.19.0.1").empty());
+  // An unknown service: the fixed table only.
+  EXPECT_TRUE(LinesWith(dp_->InstalledService("default/zzz"), "/default/").empty());
 }
 
 }  // namespace

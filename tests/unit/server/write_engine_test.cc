@@ -42,6 +42,13 @@ class FakeDataplane : public dp::Dataplane {
     return absl::OkStatus();
   }
   std::string Installed() const override { return committed ? dp::Render(dp::Compile(last, "t")) : ""; }
+  std::string InstalledService(const std::string& key) const override {
+    dp::Model one;
+    for (const dp::Service& s : last.services) {
+      if (s.Key() == key) one.services.push_back(s);
+    }
+    return committed ? dp::Render(dp::Compile(one, "t")) : "";
+  }
   std::string Table() const override { return "inet t"; }
 
   int applies = 0;  // Apply and Update calls
