@@ -1,6 +1,5 @@
 #include "server/serve.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
@@ -20,10 +19,10 @@
 #include "common/address.h"
 #include "common/flags.h"
 #include "common/log.h"
-#include "grpc/health/v1/health.pb.h"
 #include "common/resource.h"
 #include "server/file_store.h"
 #include "server/grpc_service.h"
+#include "server/reflection.h"
 #include "server/write_engine.h"
 
 namespace nftproxy::server {
@@ -226,11 +225,16 @@ int RunServe(const std::vector<std::string>& args) {
   }
 
   ProxyService service(&engine);
-  // Referenced so that the health protocol's descriptor is linked in, where
-  // reflection finds it (a descriptor registers itself from its object file).
-  (void)::grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  absl::StatusOr<std::unique_ptr<ReflectionIndex>> reflection = ReflectionIndex::Create(
+      {v1::Proxy::service_full_name(), "grpc.health.v1.Health", ::grpc::reflection::v1alpha::ServerReflection::service_full_name(),
+       ::grpc::reflection::v1::ServerReflection::service_full_name()});
+  if (!reflection.ok()) {
+    log::Error("cannot build the reflection index", {{"error", std::string(reflection.status().message())}});
+    return 1;
+  }
+  ReflectionV1Alpha reflection_v1alpha(reflection->get());
+  ReflectionV1 reflection_v1(reflection->get());
   grpc::ServerBuilder builder;
   std::vector<std::string> sockets;
   for (const Address& addr : listen) {
@@ -244,6 +248,8 @@ int RunServe(const std::vector<std::string>& args) {
     builder.AddListeningPort(addr.GrpcTarget(), grpc::InsecureServerCredentials());
   }
   builder.RegisterService(&service);
+  builder.RegisterService(&reflection_v1alpha);
+  builder.RegisterService(&reflection_v1);
   builder.SetMaxReceiveMessageSize(512 << 20);
   builder.SetMaxSendMessageSize(512 << 20);
 

@@ -106,11 +106,11 @@ class GrpcApiTest(unittest.TestCase):
         # HealthCheckRequest{} -> HealthCheckResponse{status: SERVING(1)}.
         self.assertEqual(self.raw("/grpc.health.v1.Health/Check")(b"", timeout=10), b"\x08\x01")
 
-    def reflect_file(self, symbol):
+    def reflect_file(self, symbol, version="v1alpha"):
         """The FileDescriptorProtos reflection returns for `symbol`, as grpcurl
         asks for them (ServerReflectionRequest.file_containing_symbol)."""
         name = symbol.encode()
-        call = self.raw("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", "stream")
+        call = self.raw("/grpc.reflection.%s.ServerReflection/ServerReflectionInfo" % version, "stream")
         replies = list(call(iter([b"\x22" + bytes([len(name)]) + name]), timeout=10))
         self.assertEqual(len(replies), 1)
         files = []
@@ -126,7 +126,7 @@ class GrpcApiTest(unittest.TestCase):
         files = self.reflect_file("grpc.health.v1.Health")
         self.assertTrue(files, "reflection knows no grpc.health.v1.Health")
         pool = descriptor_pool.DescriptorPool()
-        for f in files:
+        for f in reversed(files):
             pool.Add(f)
         service = pool.FindServiceByName("grpc.health.v1.Health")
         check = service.FindMethodByName("Check")
@@ -143,6 +143,29 @@ class GrpcApiTest(unittest.TestCase):
         with self.assertRaises(grpc.RpcError) as cm:
             call(request_class(service="nftproxy.v1.Nope"), timeout=10)
         self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
+
+    def test_reflection_serves_the_api_with_its_comments(self):
+        # grpcurl describe shows the .proto's comments: the descriptor must
+        # carry its source info. Both protocol versions answer (grpcurl tries
+        # v1 first).
+        for version in ("v1alpha", "v1"):
+            files = self.reflect_file("nftproxy.v1.SyncRequest", version)
+            self.assertEqual(files[0].name, "nftproxy/v1/nftproxy.proto")
+            # Imports come along, so a client can build every type.
+            self.assertIn("google/protobuf/timestamp.proto", [f.name for f in files])
+            comments = [loc.leading_comments for loc in files[0].source_code_info.location]
+            self.assertTrue(any("Sync replaces, all-or-nothing, everything one source owns" in c for c in comments),
+                            "no comments in the served descriptor (%s)" % version)
+            pool = descriptor_pool.DescriptorPool()
+            for f in reversed(files):
+                pool.Add(f)
+            self.assertIn("source", pool.FindMessageTypeByName("nftproxy.v1.SyncRequest").fields_by_name)
+        # An unknown symbol is NOT_FOUND, as gRPC's own reflection says it.
+        call = self.raw("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", "stream")
+        reply = list(call(iter([b"\x22\x0enftproxy.v1.No"]), timeout=10))[0]
+        error = dict(fields(dict(fields(reply))[7]))
+        self.assertEqual(error[1], 5)
+        self.assertEqual(error[2], b"Symbol not found.")
 
     def test_invalid_apply_is_invalid_argument(self):
         # ApplyRequest{upserts: [Resource{service: Service{metadata{name:"x"}}}]}:
