@@ -11,8 +11,10 @@
 #include <cstring>
 #include <iostream>
 #include <thread>
+#include <tuple>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "dataplane/nft_dataplane.h"
@@ -38,6 +40,10 @@ struct ServeFlags {
   std::string nodeport_range = "30000-32767";
   std::string log_writes_over = "1s";
   std::string log_format = "text";
+  // Sizes: the request (bytes), and per resource (see ResourceLimits).
+  std::string max_request_bytes = "67108864";
+  std::string max_ports_per_service, max_addresses_per_service, max_endpoints_per_slice, max_ports_per_slice,
+      max_labels;
   std::string log_level = "info";
 };
 
@@ -68,6 +74,17 @@ Flags:
   --log-format text|json
                     one line per event, with an RFC 3339 time and a level
                     (default text)
+  --max-request-bytes N
+                    largest request accepted (default 67108864, 64 MiB: a Sync
+                    of 100,000 services x 10 endpoints is about 25 MB)
+  --max-ports-per-service N        (default 256)
+  --max-addresses-per-service N    external IPs, LB IPs, source ranges,
+                                   each (default 256)
+  --max-endpoints-per-slice N      (default 1000, as Kubernetes)
+  --max-ports-per-slice N          (default 256)
+  --max-labels N                   labels or selector terms (default 64)
+                    a resource over a limit is refused with INVALID_ARGUMENT
+                    naming the limit, before any other work
   --log-level LEVEL, --v N
                     debug, info, warning or error (default info); --v 1 is
                     debug. Refused writes are warnings with their code and
@@ -90,7 +107,13 @@ absl::Status ParseServeFlags(const std::vector<std::string>& args, ServeFlags* f
                                {{"--nodeport-range"}, &f->nodeport_range},
                                {{"--log-writes-over"}, &f->log_writes_over},
                                {{"--log-format"}, &f->log_format},
-                               {{"--log-level", "--v", "-v"}, &f->log_level}},
+                               {{"--log-level", "--v", "-v"}, &f->log_level},
+                               {{"--max-request-bytes"}, &f->max_request_bytes},
+                               {{"--max-ports-per-service"}, &f->max_ports_per_service},
+                               {{"--max-addresses-per-service"}, &f->max_addresses_per_service},
+                               {{"--max-endpoints-per-slice"}, &f->max_endpoints_per_slice},
+                               {{"--max-ports-per-slice"}, &f->max_ports_per_slice},
+                               {{"--max-labels"}, &f->max_labels}},
                               &positional);
   if (!s.ok()) return s;
   if (!positional.empty()) return absl::InvalidArgumentError(absl::StrCat("unexpected argument ", positional[0]));
@@ -105,6 +128,17 @@ absl::Status ParseServeFlags(const std::vector<std::string>& args, ServeFlags* f
     gethostname(host, sizeof(host) - 1);
     f->node_name = host;
   }
+  return absl::OkStatus();
+}
+
+// A positive number flag into *out; unset leaves the default.
+absl::Status NumberFlag(const char* flag, const std::string& text, uint32_t* out) {
+  if (text.empty()) return absl::OkStatus();
+  uint32_t v = 0;
+  if (!absl::SimpleAtoi(text, &v) || v == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, " ", text, ": want a positive whole number"));
+  }
+  *out = v;
   return absl::OkStatus();
 }
 
@@ -190,6 +224,21 @@ int RunServe(const std::vector<std::string>& args) {
     options.node_port_min = static_cast<uint16_t>(lo);
     options.node_port_max = static_cast<uint16_t>(hi);
   }
+  uint32_t max_request_bytes = 0;
+  for (auto [flag, text, out] : {std::tuple{"--max-request-bytes", &flags.max_request_bytes, &max_request_bytes},
+                                 {"--max-ports-per-service", &flags.max_ports_per_service,
+                                  &options.limits.ports_per_service},
+                                 {"--max-addresses-per-service", &flags.max_addresses_per_service,
+                                  &options.limits.addresses_per_service},
+                                 {"--max-endpoints-per-slice", &flags.max_endpoints_per_slice,
+                                  &options.limits.endpoints_per_slice},
+                                 {"--max-ports-per-slice", &flags.max_ports_per_slice, &options.limits.ports_per_slice},
+                                 {"--max-labels", &flags.max_labels, &options.limits.labels_per_object}}) {
+    if (absl::Status s = NumberFlag(flag, *text, out); !s.ok()) {
+      std::cerr << "nftproxy serve: " << s.message() << "\n";
+      return 2;
+    }
+  }
   if (!absl::ParseDuration(flags.log_writes_over, &options.log_writes_over) ||
       options.log_writes_over < absl::ZeroDuration()) {
     std::cerr << "nftproxy serve: --log-writes-over " << flags.log_writes_over
@@ -250,7 +299,7 @@ int RunServe(const std::vector<std::string>& args) {
   builder.RegisterService(&service);
   builder.RegisterService(&reflection_v1alpha);
   builder.RegisterService(&reflection_v1);
-  builder.SetMaxReceiveMessageSize(512 << 20);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<uint32_t>(max_request_bytes, INT32_MAX)));
   builder.SetMaxSendMessageSize(512 << 20);
 
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();

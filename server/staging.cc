@@ -59,7 +59,8 @@ constexpr size_t kParallelResources = 512;
 }  // namespace
 
 std::vector<Incoming> Examine(const std::vector<absl::string_view>& items, absl::string_view field,
-                              const std::string& source, const Desired& d, absl::Time now) {
+                              const std::string& source, const Desired& d, absl::Time now,
+                              const ResourceLimits& limits) {
   std::vector<Incoming> out(items.size());
   ParallelFor(out.size(), kParallelResources, [&](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) {
@@ -84,7 +85,7 @@ std::vector<Incoming> Examine(const std::vector<absl::string_view>& items, absl:
         in.user_bytes = UserBytes(in.resource.get());
         const std::string* stored = d.UserBytesOf(in.key);
         in.same = stored != nullptr && *stored == in.user_bytes;
-        if (!in.same) in.valid = ValidateResource(*in.resource);
+        if (!in.same) in.valid = ValidateResource(*in.resource, limits);
         in.stored = d.Find(in.key);
       }
       if (!in.source.empty() && !source.empty() && in.source != source) {

@@ -13,6 +13,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/desired.h"
+#include "server/validate.h"
 #include "server/write_phases.h"
 
 namespace nftproxy::server {
@@ -63,7 +64,8 @@ struct Write {
 // timestamps) and copies its bytes: work that would otherwise wait for the
 // sequential pass.
 std::vector<Incoming> Examine(const std::vector<absl::string_view>& items, absl::string_view field,
-                              const std::string& source, const Desired& d, absl::Time now);
+                              const std::string& source, const Desired& d, absl::Time now,
+                              const ResourceLimits& limits);
 
 // Stages the upsert that Examine described in `in`, written by `source`. An
 // unchanged resource is neither copied nor validated again (it was valid

@@ -14,6 +14,27 @@
 #include "common/parallel.h"
 
 namespace nftproxy::server {
+
+std::string UnusableAddress(const dp::IpAddr& ip) {
+  const auto& b = ip.bytes;
+  if (ip.family == dp::Family::kV4) {
+    if (b[0] == 127) return "a loopback address";
+    if (b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 0) return "the unspecified address";
+    if (b[0] >= 224 && b[0] <= 239) return "a multicast address";
+    if (b[0] == 255 && b[1] == 255 && b[2] == 255 && b[3] == 255) return "the broadcast address";
+    return "";
+  }
+  const bool zero10 = std::all_of(b.begin(), b.begin() + 10, [](uint8_t x) { return x == 0; });
+  if (zero10 && b[10] == 0xff && b[11] == 0xff) {
+    return "an IPv4-mapped IPv6 address (write the IPv4 address; IPv4 packets never match an IPv6 one)";
+  }
+  const bool zero15 = zero10 && b[10] == 0 && b[11] == 0 && b[12] == 0 && b[13] == 0 && b[14] == 0;
+  if (zero15 && b[15] == 1) return "a loopback address";
+  if (zero15 && b[15] == 0) return "the unspecified address";
+  if (b[0] == 0xff) return "a multicast address";
+  return "";
+}
+
 namespace {
 
 constexpr uint32_t kMaxWeight = 10000;
@@ -99,7 +120,9 @@ class Checker {
   // is built only for an error (this runs for every endpoint of a sync).
   void Addresses(absl::FunctionRef<std::string()> field, const google::protobuf::RepeatedPtrField<std::string>& addrs,
                  bool one_per_family) {
-    std::vector<dp::IpAddr> seen;
+    // A set: the lists are bounded, but a linear search per address would
+    // make a long one quadratic.
+    std::set<dp::IpAddr> seen;
     bool v4 = false, v6 = false;
     for (int i = 0; i < addrs.size(); ++i) {
       auto f = [&] { return absl::StrCat(field(), "[", i, "]"); };
@@ -108,8 +131,10 @@ class Checker {
         Fail(f(), std::string(ip.status().message()));
         continue;
       }
-      if (std::find(seen.begin(), seen.end(), *ip) != seen.end()) Fail(f(), absl::StrCat(addrs[i], " is listed twice"));
-      seen.push_back(*ip);
+      if (const std::string why = UnusableAddress(*ip); !why.empty()) {
+        Fail(f(), absl::StrCat(addrs[i], " is ", why, "; no traffic can be proxied to or from it"));
+      }
+      if (!seen.insert(*ip).second) Fail(f(), absl::StrCat(addrs[i], " is listed twice"));
       bool& fam = ip->family == dp::Family::kV4 ? v4 : v6;
       if (one_per_family && fam) Fail(f(), "at most one address per IP family");
       fam = true;
@@ -139,6 +164,13 @@ class Checker {
     }
   }
 
+  // Fails when `field` lists more than `limit` items.
+  bool Count(const char* field, int n, uint32_t limit, const char* flag) {
+    if (static_cast<uint64_t>(n) <= limit) return true;
+    Fail(field, absl::StrCat(n, " items; at most ", limit, " are allowed (server flag ", flag, ")"));
+    return false;
+  }
+
   absl::Status status() const { return status_; }
 
  private:
@@ -146,9 +178,22 @@ class Checker {
   absl::Status status_;
 };
 
-void CheckService(const v1::Service& s, Checker& c) {
-  c.Meta(s.metadata(), /*dns1035=*/true);
+void CheckService(const v1::Service& s, const ResourceLimits& limits, Checker& c) {
   const v1::ServiceSpec& spec = s.spec();
+  // Sizes first: nothing else is looked at in a resource that is too large.
+  if (!c.Count("spec.ports", spec.ports_size(), limits.ports_per_service, "--max-ports-per-service") ||
+      !c.Count("spec.externalIps", spec.external_ips_size(), limits.addresses_per_service,
+               "--max-addresses-per-service") ||
+      !c.Count("spec.loadBalancerIps", spec.load_balancer_ips_size(), limits.addresses_per_service,
+               "--max-addresses-per-service") ||
+      !c.Count("spec.loadBalancerSourceRanges", spec.load_balancer_source_ranges_size(),
+               limits.addresses_per_service, "--max-addresses-per-service") ||
+      !c.Count("spec.clusterIps", spec.cluster_ips_size(), 2, "(one IPv4 and one IPv6)") ||
+      !c.Count("spec.selector", spec.selector_size(), limits.labels_per_object, "--max-labels") ||
+      !c.Count("metadata.labels", s.metadata().labels_size(), limits.labels_per_object, "--max-labels")) {
+    return;
+  }
+  c.Meta(s.metadata(), /*dns1035=*/true);
   if (!v1::ServiceSpec::Type_IsValid(spec.type())) c.Fail("spec.type", "unknown service type");
   const bool external_name = spec.type() == v1::ServiceSpec::EXTERNAL_NAME;
   if (external_name) {
@@ -215,7 +260,20 @@ void CheckEndpoint(int i, const v1::Endpoint& e, Checker& c) {
   c.Weight([&] { return field("weight"); }, e.has_weight(), e.weight());
 }
 
-void CheckSlice(const v1::EndpointSlice& s, Checker& c) {
+void CheckSlice(const v1::EndpointSlice& s, const ResourceLimits& limits, Checker& c) {
+  if (!c.Count("endpoints", s.endpoints_size(), limits.endpoints_per_slice, "--max-endpoints-per-slice") ||
+      !c.Count("ports", s.ports_size(), limits.ports_per_slice, "--max-ports-per-slice") ||
+      !c.Count("metadata.labels", s.metadata().labels_size(), limits.labels_per_object, "--max-labels")) {
+    return;
+  }
+  for (int i = 0; i < s.endpoints_size(); ++i) {
+    // One IPv4 and one IPv6 address at most; a longer list is refused
+    // before it is parsed.
+    if (s.endpoints(i).addresses_size() > 2) {
+      c.Fail(absl::StrCat("endpoints[", i, "].addresses"), "at most one IPv4 and one IPv6 address");
+      return;
+    }
+  }
   c.Meta(s.metadata(), false);
   if (s.service_name().empty()) {
     c.Fail("serviceName", "required");
@@ -226,7 +284,12 @@ void CheckSlice(const v1::EndpointSlice& s, Checker& c) {
   for (int i = 0; i < s.endpoints_size(); ++i) CheckEndpoint(i, s.endpoints(i), c);
 }
 
-void CheckWorkload(const v1::Workload& w, Checker& c) {
+void CheckWorkload(const v1::Workload& w, const ResourceLimits& limits, Checker& c) {
+  if (!c.Count("addresses", w.addresses_size(), 2, "(one IPv4 and one IPv6)") ||
+      !c.Count("ports", w.ports_size(), limits.ports_per_slice, "--max-ports-per-slice") ||
+      !c.Count("metadata.labels", w.metadata().labels_size(), limits.labels_per_object, "--max-labels")) {
+    return;
+  }
   c.Meta(w.metadata(), false);
   if (w.addresses_size() == 0) c.Fail("addresses", "required (one IPv4 and/or one IPv6 address)");
   c.Addresses("addresses", w.addresses(), true);
@@ -236,15 +299,15 @@ void CheckWorkload(const v1::Workload& w, Checker& c) {
 
 }  // namespace
 
-absl::Status ValidateResource(const v1::Resource& r) {
+absl::Status ValidateResource(const v1::Resource& r, const ResourceLimits& limits) {
   if (r.kind_case() == v1::Resource::KIND_NOT_SET) {
     return absl::InvalidArgumentError("resource: kind: one of service, endpointSlice or workload is required");
   }
   Checker c(r);
   switch (r.kind_case()) {
-    case v1::Resource::kService: CheckService(r.service(), c); break;
-    case v1::Resource::kEndpointSlice: CheckSlice(r.endpoint_slice(), c); break;
-    case v1::Resource::kWorkload: CheckWorkload(r.workload(), c); break;
+    case v1::Resource::kService: CheckService(r.service(), limits, c); break;
+    case v1::Resource::kEndpointSlice: CheckSlice(r.endpoint_slice(), limits, c); break;
+    case v1::Resource::kWorkload: CheckWorkload(r.workload(), limits, c); break;
     default: break;
   }
   return c.status();

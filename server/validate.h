@@ -6,13 +6,35 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "dataplane/ip.h"
 #include "server/desired.h"
 #include "server/state_store.h"
 
 namespace nftproxy::server {
 
-// Checks one resource on its own (names, addresses, ports, enums).
-absl::Status ValidateResource(const v1::Resource& r);
+// How much one resource may hold, so that no request can make the server do
+// work or hold memory out of proportion (`serve --max-*` flags). Counts are
+// checked before anything else about the resource. The defaults fit any
+// real service and 100,000 services in one Sync.
+struct ResourceLimits {
+  uint32_t ports_per_service = 256;
+  // externalIps, loadBalancerIps and loadBalancerSourceRanges, each.
+  uint32_t addresses_per_service = 256;
+  // Kubernetes caps an EndpointSlice at 1,000 endpoints.
+  uint32_t endpoints_per_slice = 1000;
+  uint32_t ports_per_slice = 256;
+  uint32_t labels_per_object = 64;
+};
+
+// Checks one resource on its own (limits, names, addresses, ports, enums).
+// Addresses a proxy cannot use are refused wherever traffic is sent to or
+// from them (cluster, external and LB IPs, endpoints): loopback,
+// unspecified, multicast, broadcast and IPv4-mapped IPv6. An external or LB
+// IP may be one of the node's own addresses: that is how a service is
+// exposed on a node address without a node port.
+absl::Status ValidateResource(const v1::Resource& r, const ResourceLimits& limits = {});
+// Why `ip` cannot be a service or endpoint address ("" if it can).
+std::string UnusableAddress(const dp::IpAddr& ip);
 
 // Checks the relations between resources of a whole state: address/port
 // clashes between services, selector services that also own slices.

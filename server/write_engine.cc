@@ -54,7 +54,7 @@ absl::Status WriteEngine::Restore(State state) {
   absl::MutexLock lock(&mu_);
   std::vector<Key> all;
   for (const auto& [k, r] : state.objects) {
-    if (auto s = ValidateResource(r); !s.ok()) return s;
+    if (auto s = ValidateResource(r, options_.limits); !s.ok()) return s;
     all.push_back(k);
   }
   Desired restored(std::move(state));
@@ -225,7 +225,8 @@ absl::Status WriteEngine::ApplyAs(const char* method, absl::string_view bytes, v
 
 absl::Status WriteEngine::ApplyLocked(const v1::ApplyRequest& req, const std::vector<absl::string_view>& upserts,
                                       Write* w, v1::ApplyResponse* resp) {
-  std::vector<Incoming>& incoming = w->incoming = Examine(upserts, "upserts", req.source(), desired_, w->now);
+  std::vector<Incoming>& incoming = w->incoming =
+      Examine(upserts, "upserts", req.source(), desired_, w->now, options_.limits);
   w->phases.Mark("examine");
   w->txn.Reserve(incoming.size() + req.deletes_size());
   auto fail = [w](absl::Status s) {
@@ -275,7 +276,8 @@ absl::Status WriteEngine::Sync(absl::string_view bytes, v1::SyncResponse* resp) 
 
 absl::Status WriteEngine::SyncLocked(const v1::SyncRequest& req, const std::vector<absl::string_view>& resources,
                                      Write* w, v1::SyncResponse* resp) {
-  std::vector<Incoming>& incoming = w->incoming = Examine(resources, "resources", req.source(), desired_, w->now);
+  std::vector<Incoming>& incoming = w->incoming =
+      Examine(resources, "resources", req.source(), desired_, w->now, options_.limits);
   w->phases.Mark("examine");
   w->txn.Reserve(incoming.size());
   auto fail = [w](absl::Status s) {

@@ -39,6 +39,8 @@ struct EngineOptions {
   StateStore* store = nullptr;
   // How many change events Watch can resume from.
   size_t watch_log_capacity = ChangeLog::kDefaultCapacity;
+  // How much one resource may hold.
+  ResourceLimits limits;
   // Writes taking at least this long are logged to stderr with the time of
   // each phase; infinite: none.
   absl::Duration log_writes_over = absl::InfiniteDuration();

@@ -109,6 +109,79 @@ TEST(ValidateState, SelectorAndSliceConflict) {
   EXPECT_NE(std::string(s.message()).find("service default/web: spec.selector"), std::string::npos) << s.message();
 }
 
+// Every address kind a proxy cannot use, in every place an address goes.
+TEST(Validate, UnusableAddressesAreRefusedEverywhere) {
+  const struct {
+    const char* addr;
+    const char* why;
+  } kinds[] = {
+      {"127.0.0.1", "a loopback address"},       {"127.5.6.7", "a loopback address"},
+      {"::1", "a loopback address"},             {"0.0.0.0", "the unspecified address"},
+      {"::", "the unspecified address"},         {"224.0.0.1", "a multicast address"},
+      {"239.255.255.250", "a multicast address"}, {"ff02::1", "a multicast address"},
+      {"255.255.255.255", "the broadcast address"},
+      {"::ffff:10.1.2.3", "an IPv4-mapped IPv6 address"},
+  };
+  for (const auto& k : kinds) {
+    SCOPED_TRACE(k.addr);
+    const bool v6 = std::string(k.addr).find(':') != std::string::npos;
+    const std::string other = v6 ? "198.19.0.10" : "fd00:96::10";
+    ExpectInvalid(absl::StrCat(R"(service { metadata { name: "web" } spec { cluster_ips: ")", k.addr,
+                               R"(" ports { port: 80 } } })"),
+                  absl::StrCat("spec.clusterIps[0]: ", k.addr, " is ", k.why));
+    ExpectInvalid(absl::StrCat(R"(service { metadata { name: "web" } spec { cluster_ips: ")", other,
+                               R"(" external_ips: ")", k.addr, R"(" ports { port: 80 } } })"),
+                  absl::StrCat("spec.externalIps[0]: ", k.addr, " is ", k.why));
+    ExpectInvalid(absl::StrCat(R"(service { metadata { name: "web" } spec { type: LOAD_BALANCER cluster_ips: ")",
+                               other, R"(" load_balancer_ips: ")", k.addr, R"(" ports { port: 80 node_port: 30080 } } })"),
+                  absl::StrCat("spec.loadBalancerIps[0]: ", k.addr, " is ", k.why));
+    ExpectInvalid(absl::StrCat(R"(endpoint_slice { metadata { name: "web-1" } service_name: "web" endpoints { addresses: ")",
+                               k.addr, R"(" } })"),
+                  absl::StrCat("endpoints[0].addresses[0]: ", k.addr, " is ", k.why));
+    ExpectInvalid(absl::StrCat(R"(workload { metadata { name: "w" } addresses: ")", k.addr, R"(" })"),
+                  absl::StrCat("addresses[0]: ", k.addr, " is ", k.why));
+  }
+  // Ordinary private and documentation addresses are fine.
+  for (const char* ok : {"10.1.2.3", "198.19.0.10", "fd00::1", "2001:db8::1", "169.254.1.1"}) {
+    EXPECT_EQ(UnusableAddress(*dp::IpAddr::Parse(ok)), "") << ok;
+  }
+}
+
+TEST(Validate, OversizedResourcesAreRefusedNamingTheLimit) {
+  ResourceLimits limits;
+  limits.ports_per_service = 3;
+  limits.endpoints_per_slice = 2;
+  limits.addresses_per_service = 2;
+  v1::Resource svc = Parse(R"(service { metadata { name: "web" } spec { cluster_ips: "198.19.0.10" } })");
+  for (int i = 0; i < 4; ++i) {
+    v1::ServicePort* p = svc.mutable_service()->mutable_spec()->add_ports();
+    p->set_name(absl::StrCat("p", i));
+    p->set_port(80 + i);
+  }
+  absl::Status s = ValidateResource(svc, limits);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(),
+            "service default/web: spec.ports: 4 items; at most 3 are allowed (server flag --max-ports-per-service)");
+  svc.mutable_service()->mutable_spec()->mutable_ports()->RemoveLast();
+  EXPECT_TRUE(ValidateResource(svc, limits).ok());
+  for (const char* ip : {"198.19.1.1", "198.19.1.2", "198.19.1.3"}) svc.mutable_service()->mutable_spec()->add_external_ips(ip);
+  EXPECT_NE(std::string(ValidateResource(svc, limits).message()).find("spec.externalIps: 3 items; at most 2"),
+            std::string::npos);
+  v1::Resource slice = Parse(R"(endpoint_slice { metadata { name: "web-1" } service_name: "web"
+    endpoints { addresses: "10.0.0.1" } endpoints { addresses: "10.0.0.2" } endpoints { addresses: "10.0.0.3" } })");
+  EXPECT_NE(std::string(ValidateResource(slice, limits).message())
+                .find("endpoints: 3 items; at most 2 are allowed (server flag --max-endpoints-per-slice)"),
+            std::string::npos);
+  // The defaults: Kubernetes' 1,000 endpoints per slice.
+  v1::Resource big = Parse(R"(endpoint_slice { metadata { name: "web-1" } service_name: "web" })");
+  for (int i = 0; i < 1001; ++i) {
+    big.mutable_endpoint_slice()->add_endpoints()->add_addresses(absl::StrCat("10.0.", i / 250, ".", 1 + i % 250));
+  }
+  EXPECT_NE(std::string(ValidateResource(big).message()).find("at most 1000"), std::string::npos);
+  big.mutable_endpoint_slice()->mutable_endpoints()->RemoveLast();
+  EXPECT_TRUE(ValidateResource(big).ok()) << ValidateResource(big);
+}
+
 TEST(Validate, ErrorsNameTheResourceAndFieldAsDetail) {
   absl::Status s = ValidateResource(Parse(Replace(kGood, "port: 80", "port: 70000")));
   ASSERT_FALSE(s.ok());
