@@ -5,8 +5,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "client/commands.h"
+#include "client/completion.h"
+#include "common/address.h"
 #include "common/flags.h"
 
 namespace nftproxy::client {
@@ -27,7 +30,9 @@ struct Flag {
 const std::vector<Flag>& Flags() {
   static const std::vector<Flag> flags = {
       {nullptr, {"--server"}, nullptr, nullptr, &Options::server, nullptr},
+      {nullptr, {"--request-timeout"}, nullptr, nullptr, &Options::request_timeout, nullptr},
       {nullptr, {"-h", "--help"}, nullptr, nullptr, nullptr, &Options::help},
+      {nullptr, {"--version"}, nullptr, nullptr, nullptr, &Options::version},
       {"file", {"-f", "--filename"}, "-f, --filename PATH",
        "manifest file, directory (*.yaml, *.yml, *.json) or - for stdin", &Options::file, nullptr},
       {"ns", {"-n", "--namespace"}, "-n, --namespace NS", "namespace (default: \"default\"; lists: every namespace)",
@@ -37,8 +42,16 @@ const std::vector<Flag>& Flags() {
       {"output", {"-o", "--output"}, "-o, --output FORMAT", nullptr, &Options::output, nullptr},
       {"source", {"--source"}, "--source NAME",
        "the owner written into (and required to match) resources' metadata.source", &Options::source, nullptr},
-      {"dry-run", {"--dry-run"}, "--dry-run", "validate and compile on the server, change nothing", nullptr,
+      {"dry-run", {"--dry-run"}, "--dry-run[=server]",
+       "validate and compile on the server, change nothing (=server and =client alike; =none: a real run)", nullptr,
        &Options::dry_run},
+      {"selector", {"-l", "--selector"}, "-l, --selector SELECTOR",
+       "only resources whose labels match: app=web,tier!=db, key (has it), !key (has not)", &Options::selector,
+       nullptr},
+      {"no-headers", {"--no-headers"}, "--no-headers", "tables without their header line", nullptr,
+       &Options::no_headers},
+      {"ignore", {"--ignore-not-found"}, "--ignore-not-found", "a NAME that does not exist is no error", nullptr,
+       &Options::ignore_not_found},
       {"since", {"--since"}, "--since REVISION",
        "resume after this revision instead of starting with the current state", &Options::since, nullptr},
       {"client", {"--client"}, "--client", "print the client version only", nullptr, &Options::client_only},
@@ -73,7 +86,11 @@ struct Command {
   const char* details;
   std::vector<std::string> flags;    // keys of Flags()
   std::vector<std::string> formats;  // for -o, the first is the default
-  int (Client::*run)(const Options&);
+  int (Client::*run)(const Options&);  // null: runs without a server (completion)
+  // For -o, listed after the others; "jsonpath=TEMPLATE" takes any template.
+  std::vector<std::string> more_formats = {};
+  // What the first argument is, for shell completion (completion.h).
+  const char* first = "";
 };
 
 const std::vector<Command>& Commands() {
@@ -90,31 +107,43 @@ const std::vector<Command>& Commands() {
        "  kubectl get svc,endpointslices -n shop -o yaml | nftproxy apply -f -\n"
        "  nftproxy apply -f manifests/ --dry-run",
        {"file", "ns", "source", "dry-run"}, {}, &Client::Apply},
-      {"delete", "delete (-f PATH | KIND NAME) [-n NS] [--source NAME]",
+      {"delete", "delete (-f PATH | KIND NAME...) [-n NS] [--source NAME] [--dry-run] [--ignore-not-found]",
        "delete the resources named in PATH, or one resource",
        "Deletes, all or nothing. KIND is service, endpointslice (endpoints) or workload. A resource owned\n"
-       "by another source is refused unless --source names that owner.\n\n"
+       "by another source is refused unless --source names that owner. With --dry-run the server checks\n"
+       "that the delete would succeed and changes nothing.\n\n"
        "Examples:\n"
        "  nftproxy delete service web -n shop\n"
-       "  nftproxy delete -f web.yaml",
-       {"file", "ns", "source", "dry-run"}, {}, &Client::Delete},
-      {"get", "get KIND [NAME] [-n NS | -A] [-o table|wide|yaml|json]",
-       "list resources, or show one",
-       "KIND is services (svc), endpoints (endpointslices, eps) or workloads (wl). Without -n, lists cover\n"
-       "every namespace; a NAME is looked up in -n (default \"default\"). yaml and json print manifests that\n"
-       "`apply -f` reads back.\n\n"
+       "  nftproxy delete service web --dry-run\n"
+       "  nftproxy delete -f web.yaml --ignore-not-found",
+       {"file", "ns", "source", "dry-run", "ignore"}, {}, &Client::Delete, {}, "delete-kind"},
+      {"get", "get KIND [NAME]... [-n NS | -A] [-l SELECTOR] [-o FORMAT] [--no-headers]",
+       "list resources, or show some",
+       "KIND is services (svc), endpoints (endpointslices, eps) or workloads (wl); several joined by commas,\n"
+       "or all. Without -n, lists cover every namespace; a NAME is looked up in -n (default \"default\").\n"
+       "Lists are read from the server a page (500 resources) at a time and printed as they come: a table\n"
+       "keeps the column widths of its first page, widening a column when a later page needs it.\n"
+       "yaml and json print manifests that `apply -f` reads back; name prints KIND/NAME.\n\n"
+       "-o jsonpath=TEMPLATE prints fields of the JSON (a list is {\"kind\": \"List\", \"items\": [...]}),\n"
+       "a subset of kubectl's JSONPath: {.metadata.name}, nested fields {.spec.ports[0].port}, every\n"
+       "element {.items[*].metadata.name} (joined by spaces), a key with dots {.metadata.labels['a.b/c']},\n"
+       "{range .items[*]}...{end}, strings {\"\\n\"}, the root {$} and the current element {@}. A missing\n"
+       "field prints nothing; filters, slices and recursive descent are not supported.\n\n"
        "Examples:\n"
        "  nftproxy get services\n"
-       "  nftproxy get endpoints -n shop -o wide\n"
-       "  nftproxy get service web -o yaml > web.yaml",
-       {"ns", "all", "output"}, {"table", "wide", "yaml", "json"}, &Client::Get},
+       "  nftproxy get svc,eps -n shop -o wide\n"
+       "  nftproxy get services -l app=web,tier!=db -o name\n"
+       "  nftproxy get service web -o yaml > web.yaml\n"
+       "  nftproxy get svc -A -o jsonpath='{range .items[*]}{.metadata.name}{\"\\n\"}{end}'",
+       {"ns", "all", "output", "selector", "no-headers", "ignore"}, {"table", "wide", "yaml", "json"}, &Client::Get,
+       {"name", "jsonpath=TEMPLATE"}, "kind"},
       {"describe", "describe service NAME [-n NS]",
        "a service: its spec, its endpoints and the nftables objects that implement it",
        "Shows the service's fields, every endpoint with its conditions and weight (from its EndpointSlices,\n"
        "or from the workloads its selector picks), and the installed chains and map elements for it.\n\n"
        "Example:\n"
        "  nftproxy describe service web -n shop",
-       {"ns"}, {}, &Client::Describe},
+       {"ns"}, {}, &Client::Describe, {}, "service-kind"},
       {"diff", "diff -f PATH [-n NS] [--source NAME]",
        "show what `apply -f PATH` would change, without changing anything",
        "The server validates the change (a dry run); each resource that would change is shown as a unified\n"
@@ -145,15 +174,25 @@ const std::vector<Command>& Commands() {
        "Examples:\n"
        "  nftproxy watch services -n shop\n"
        "  nftproxy watch --since 42 -o json",
-       {"ns", "all", "since", "output"}, {"table", "yaml", "json"}, &Client::Watch},
+       {"ns", "all", "since", "output"}, {"table", "yaml", "json"}, &Client::Watch, {}, "kind"},
       {"status", "status [-o yaml|json]", "server version, object counts, last sync time and duration, last error",
        "Example:\n"
        "  nftproxy status",
        {"output"}, {"text", "yaml", "json"}, &Client::Status},
       {"version", "version [--client]", "client and server versions",
+       "`nftproxy --version` prints the client's version alone.\n\n"
        "Example:\n"
        "  nftproxy version",
        {"client"}, {}, &Client::Version},
+      {"completion", "completion bash|zsh|fish", "print a shell completion script",
+       "Completes commands, flags, kinds, output formats and, from the server on the command line,\n"
+       "resource names.\n\n"
+       "Examples:\n"
+       "  source <(nftproxy completion bash)           # in ~/.bashrc\n"
+       "  source <(nftproxy completion zsh)            # in ~/.zshrc\n"
+       "  nftproxy completion fish | source            # in ~/.config/fish/config.fish\n"
+       "  nftproxy completion bash > /etc/bash_completion.d/nftproxy",
+       {}, {}, nullptr, {}, "shell"},
   };
   return commands;
 }
@@ -169,7 +208,11 @@ std::string MainUsage() {
   absl::StrAppend(&out,
                   "\nGlobal flags:\n"
                   "  --server ADDR    unix:///path or tcp://host:port (default ", kDefaultServer, ")\n"
-                  "  -h, --help       help for a command: nftproxy <command> --help\n\n"
+                  "  --request-timeout DURATION\n"
+                  "                   deadline of connecting and of each call (5s, 1m; 0: none;\n"
+                  "                   default 20s to connect, 2m a call)\n"
+                  "  -h, --help       help for a command: nftproxy <command> --help\n"
+                  "  --version        the client's version\n\n"
                   "Exit status: 0 done, 1 refused by the server (diff: differences found), 2 invalid input,\n"
                   "3 server unreachable.\n\n"
                   "Examples:\n"
@@ -184,12 +227,17 @@ std::string CommandUsage(const Command& c) {
   for (const std::string& key : c.flags) {
     for (const Flag& f : Flags()) {
       if (f.key == nullptr || key != f.key) continue;
-      const std::string help =
+      std::string help =
           f.help ? f.help : absl::StrCat("output format: ", absl::StrJoin(c.formats, ", "), " (default ", c.formats[0], ")");
+      if (f.help == nullptr && !c.more_formats.empty()) {
+        absl::StrAppend(&help, ", ", absl::StrJoin(c.more_formats.begin(), c.more_formats.end() - 1, ", "),
+                        c.more_formats.size() > 1 ? " or " : "", c.more_formats.back());
+      }
       absl::StrAppend(&out, absl::StrFormat("  %-24s %s\n", f.spelling, help));
     }
   }
   absl::StrAppend(&out, absl::StrFormat("  %-24s %s\n", "--server ADDR", "unix:///path or tcp://host:port"),
+                  absl::StrFormat("  %-24s %s\n", "--request-timeout DUR", "deadline to connect and of each call (0: none)"),
                   absl::StrFormat("  %-24s %s\n", "-h, --help", "this help"));
   return out;
 }
@@ -208,12 +256,106 @@ int Usage(const std::string& command, const std::string& why) {
   return kExitBadInput;
 }
 
-int RunClient(const std::vector<std::string>& args) {
+namespace {
+
+// kubectl spellings the flag parser does not take: --dry-run=server|client|none
+// and a short flag glued to its value (-oyaml, -nshop).
+absl::StatusOr<std::vector<std::string>> KubectlSpellings(const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  bool flags_done = false;
+  for (const std::string& arg : args) {
+    if (flags_done || arg == "--") {
+      flags_done = true;
+      out.push_back(arg);
+      continue;
+    }
+    if (absl::StartsWith(arg, "--dry-run=")) {
+      const std::string v = arg.substr(10);
+      if (v == "server" || v == "client" || v == "true") {
+        // A client-side dry run could not tell what the server would refuse;
+        // the server's dry run is what both mean here.
+        out.push_back("--dry-run");
+      } else if (v == "none" || v == "false") {
+        out.push_back("--dry-run=false");
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat("--dry-run: expected server, client or none, got \"", v, "\""));
+      }
+      continue;
+    }
+    if (arg.size() > 2 && arg[0] == '-' && std::string("onlf").find(arg[1]) != std::string::npos && arg[2] != '=') {
+      out.push_back(arg.substr(0, 2));
+      out.push_back(arg.substr(2));
+      continue;
+    }
+    out.push_back(arg);
+  }
+  return out;
+}
+
+bool OutputAllowed(const Command& c, const std::string& output) {
+  if (std::find(c.formats.begin(), c.formats.end(), output) != c.formats.end()) return true;
+  for (const std::string& f : c.more_formats) {
+    if (output == f) return true;
+    if (absl::EndsWith(f, "=TEMPLATE") && absl::StartsWith(output, f.substr(0, f.size() - 8))) return true;
+  }
+  return false;
+}
+
+CompletionSpec Completion() {
+  CompletionSpec spec;
+  for (const Flag& f : Flags()) {
+    if (f.key == nullptr) spec.global_flags.insert(spec.global_flags.end(), f.names.begin(), f.names.end());
+    if (f.value != nullptr) spec.value_flags.insert(spec.value_flags.end(), f.names.begin(), f.names.end());
+  }
+  for (const KindInfo& k : Kinds()) {
+    spec.kinds.push_back(k.plural);
+    spec.kinds.push_back(k.short_name);
+    if (k.kind == v1::ENDPOINT_SLICE) spec.kinds.push_back("endpoints");
+  }
+  for (const Command& c : Commands()) {
+    CompletionSpec::Command cc;
+    cc.name = c.name;
+    cc.summary = c.summary;
+    cc.flags = spec.global_flags;
+    for (const std::string& key : c.flags) {
+      for (const Flag& f : Flags()) {
+        if (f.key != nullptr && key == f.key) cc.flags.insert(cc.flags.end(), f.names.begin(), f.names.end());
+      }
+    }
+    cc.formats = c.formats;
+    for (const std::string& f : c.more_formats) {
+      cc.formats.push_back(absl::EndsWith(f, "=TEMPLATE") ? f.substr(0, f.size() - 8) : f);
+    }
+    cc.first = c.first;
+    spec.commands.push_back(std::move(cc));
+  }
+  return spec;
+}
+
+int RunCompletion(const Options& o) {
+  if (o.positional.size() != 1) return Usage("completion", "expected one shell: bash, zsh or fish");
+  absl::StatusOr<std::string> script = CompletionScript(o.positional[0], Completion());
+  if (!script.ok()) return Usage("completion", std::string(script.status().message()));
+  std::cout << *script;
+  return kExitOk;
+}
+
+}  // namespace
+
+int RunClient(const std::vector<std::string>& raw_args) {
   Options o;
   std::vector<std::string> positional;
+  absl::StatusOr<std::vector<std::string>> spelled = KubectlSpellings(raw_args);
+  const std::vector<std::string> args = spelled.ok() ? *spelled : raw_args;
   // One parse for global and command flags, so that they may stand on either
-  // side of the command word; the parse error waits until the command is known.
-  const absl::Status parsed = ParseFlags(args, Specs(&o), &positional);
+  // side of the command word; the parse error (or a bad kubectl spelling)
+  // waits until the command is known.
+  absl::Status parsed = ParseFlags(args, Specs(&o), &positional);
+  if (!spelled.ok()) parsed = spelled.status();
+  if (parsed.ok() && o.version && !o.help) {
+    std::cout << "nftproxy version " << NFTPROXY_VERSION << "\n";
+    return kExitOk;
+  }
   if (positional.empty()) {
     if (!parsed.ok()) {
       std::cerr << "error: " << parsed.message() << "\nSee 'nftproxy --help'.\n";
@@ -258,11 +400,21 @@ int RunClient(const std::vector<std::string>& args) {
       return Usage(command, absl::StrCat(command, " does not take ", a));
     }
   }
-  if (!o.output.empty() && std::find(cmd->formats.begin(), cmd->formats.end(), o.output) == cmd->formats.end()) {
-    return Usage(command, absl::StrCat("-o ", o.output, ": expected ", absl::StrJoin(cmd->formats, ", ")));
+  if (!o.output.empty() && !OutputAllowed(*cmd, o.output)) {
+    std::vector<std::string> all = cmd->formats;
+    all.insert(all.end(), cmd->more_formats.begin(), cmd->more_formats.end());
+    return Usage(command, absl::StrCat("-o ", o.output, ": expected ", absl::StrJoin(all, ", ")));
   }
   o.positional = std::move(positional);
-  Client client(o.server);
+  if (cmd->run == nullptr) return RunCompletion(o);
+  absl::StatusOr<Address> address = ParseAddress(o.server);
+  if (!address.ok()) return Usage(command, absl::StrCat("--server ", address.status().message()));
+  if (!o.request_timeout.empty()) {
+    absl::StatusOr<absl::Duration> timeout = ParseRequestTimeout(o.request_timeout);
+    if (!timeout.ok()) return Usage(command, std::string(timeout.status().message()));
+    o.call_timeout = o.connect_timeout = *timeout;
+  }
+  Client client(o, *address);
   return (client.*(cmd->run))(o);
 }
 

@@ -5,11 +5,13 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "client/manifest.h"
 #include "client/rpc.h"
 #include "common/resource.h"
@@ -28,6 +30,15 @@ struct Options {
   bool dry_run = false;
   bool client_only = false;
   bool help = false;
+  bool version = false;
+  bool no_headers = false;
+  bool ignore_not_found = false;
+  // -l, --selector
+  std::string selector;
+  // --request-timeout as given ("" : the defaults of rpc.h), and parsed.
+  std::string request_timeout;
+  absl::Duration call_timeout = absl::FromChrono(kCallTimeout);
+  absl::Duration connect_timeout = absl::FromChrono(kConnectTimeout);
   // After the command word.
   std::vector<std::string> positional;
 };
@@ -37,7 +48,8 @@ int Usage(const std::string& command, const std::string& why);
 
 class Client {
  public:
-  explicit Client(const std::string& server);
+  // `address` is what o.server names; the timeouts come from `o`.
+  Client(const Options& o, const Address& address);
 
   // commands_write.cc
   int Apply(const Options& o);
@@ -56,8 +68,8 @@ class Client {
  private:
   template <typename Req, typename Resp>
   absl::Status Call(grpc::Status (v1::Proxy::Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
-                    const Req& req, Resp* resp, std::chrono::seconds timeout = kCallTimeout) {
-    return client::Call(stub_.get(), method, req, resp, timeout);
+                    const Req& req, Resp* resp) {
+    return client::Call(stub_.get(), method, req, resp, call_timeout_);
   }
   int Report(const absl::Status& s, const std::vector<ManifestDoc>& docs = {}) const {
     return client::Report(s, server_, docs);
@@ -67,13 +79,26 @@ class Client {
   // Where a NAME on the command line is looked up.
   static std::string Namespace(const Options& o) { return o.ns.empty() ? kDefaultNamespace : o.ns; }
 
+  // Connects (within the connect timeout) before a command does anything
+  // slow on its own side, such as reading a large manifest: an unreachable
+  // server is reported at once. kExitOk or what Report returns.
+  int Connect();
   // Reads -f PATH (warnings to stderr), filling in -n for documents without
-  // a namespace.
+  // a namespace and clearing explicit defaults (ClearExplicitDefaults), and
+  // hands each document to `take` in order. The one place that reads
+  // manifests: a reader that parses document by document replaces the
+  // LoadManifests call here and nothing else.
+  int ReadManifests(const Options& o, const std::string& command, const std::function<void(ManifestDoc&&)>& take);
+  // ReadManifests into a vector.
   int Load(const Options& o, const std::string& command, std::vector<ManifestDoc>* docs);
   int GetOne(const Key& key, v1::Resource* out);
-  int List(v1::Kind kind, const std::string& ns, std::vector<v1::Resource>* out);
+  // Every resource of `kind` in `ns` ("": all), page by page, to `take`.
+  int List(v1::Kind kind, const std::string& ns, const std::function<void(const v1::Resource&)>& take);
 
   const std::string server_;
+  const absl::Duration call_timeout_;
+  const absl::Duration connect_timeout_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Proxy::Stub> stub_;
 };
 

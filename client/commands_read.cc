@@ -2,7 +2,10 @@
 // read.
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <iostream>
+#include <mutex>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -14,6 +17,8 @@
 #include "client/cli.h"
 #include "client/commands.h"
 #include "client/output.h"
+#include "client/printer.h"
+#include "client/selector.h"
 #include "common/grpc_status.h"
 
 namespace nftproxy::client {
@@ -38,36 +43,89 @@ std::string When(const google::protobuf::Timestamp& ts) {
 
 }  // namespace
 
-Client::Client(const std::string& server) : server_(server), stub_(Connect(server)) {}
+// What `get` takes as KIND: one kind word, several joined by commas
+// (`svc,eps`), or `all` (every kind). Null after printing the usage error.
+bool ParseKinds(const std::string& word, std::vector<const KindInfo*>* kinds) {
+  if (word == "all") {
+    for (const KindInfo& k : Kinds()) kinds->push_back(&k);
+    return true;
+  }
+  for (absl::string_view w : absl::StrSplit(word, ',')) {
+    const KindInfo* k = KindByWord(w);
+    if (k == nullptr) return false;
+    if (std::find(kinds->begin(), kinds->end(), k) == kinds->end()) kinds->push_back(k);
+  }
+  return !kinds->empty();
+}
+
+Client::Client(const Options& o, const Address& address)
+    : server_(o.server),
+      call_timeout_(o.call_timeout),
+      connect_timeout_(o.connect_timeout),
+      channel_(NewChannel(address)),
+      stub_(v1::Proxy::NewStub(channel_)) {}
+
+int Client::Connect() {
+  absl::Status s = WaitConnected(channel_.get(), stub_.get(), connect_timeout_);
+  return s.ok() ? kExitOk : Report(s);
+}
 
 int Client::Get(const Options& o) {
-  const KindInfo* kind = o.positional.empty() || o.positional.size() > 2 ? nullptr : KindByWord(o.positional[0]);
-  if (kind == nullptr) {
-    return Usage("get", "expected services, endpoints (endpointslices) or workloads, and optionally a NAME");
+  std::vector<const KindInfo*> kinds;
+  if (o.positional.empty() || !ParseKinds(o.positional[0], &kinds)) {
+    return Usage("get",
+                 "expected services, endpoints (endpointslices) or workloads (several joined by commas, or all), "
+                 "and optionally NAMEs");
   }
-  const std::string output = o.output.empty() ? "table" : o.output;
-  std::vector<v1::Resource> items;
-  const bool one = o.positional.size() == 2;
-  if (one) {
-    v1::Resource r;
-    if (int rc = GetOne(Key{kind->kind, Namespace(o), o.positional[1]}, &r); rc != kExitOk) return rc;
-    items.push_back(r);
-  } else if (int rc = List(kind->kind, o.all_namespaces ? "" : o.ns, &items); rc != kExitOk) {
-    return rc;
+  const std::vector<std::string> names(o.positional.begin() + 1, o.positional.end());
+  absl::StatusOr<LabelSelector> selector = ParseLabelSelector(o.selector);
+  if (!selector.ok()) return Usage("get", std::string(selector.status().message()));
+  if (!names.empty() && !o.selector.empty()) return Usage("get", "give NAMEs or -l SELECTOR, not both");
+  PrintOptions po;
+  po.format = o.output.empty() ? "table" : o.output;
+  po.no_headers = o.no_headers;
+  po.several_kinds = kinds.size() > 1;
+  po.single = kinds.size() == 1 && names.size() == 1;
+  absl::StatusOr<std::unique_ptr<Printer>> printer = NewPrinter(po, &std::cout);
+  if (!printer.ok()) return Usage("get", std::string(printer.status().message()));
+  Printer& p = **printer;
+  if (int rc = Connect(); rc != kExitOk) return rc;
+  int missing = kExitOk;
+  for (const KindInfo* kind : kinds) {
+    if (!names.empty()) {
+      for (const std::string& name : names) {
+        v1::GetRequest req;
+        *req.mutable_ref() = RefOf(Key{kind->kind, Namespace(o), name});
+        v1::Resource r;
+        absl::Status s = Call(&v1::Proxy::Stub::Get, req, &r);
+        if (absl::IsNotFound(s)) {
+          // Like kubectl: the others are still shown, the command fails.
+          if (!o.ignore_not_found) missing = Report(s);
+          continue;
+        }
+        if (!s.ok()) return Report(s);
+        p.Add(r);
+      }
+      p.Flush();
+      continue;
+    }
+    v1::ListRequest req;
+    req.set_kind(kind->kind);
+    req.set_namespace_(o.all_namespaces ? "" : o.ns);
+    absl::Status s = ListPages(stub_.get(), req, call_timeout_, [&](const v1::ListResponse& page) {
+      for (const v1::Resource& r : page.resources()) {
+        if (selector->Matches(MetaOf(r).labels())) p.Add(r);
+      }
+      p.Flush();
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return Report(s);
   }
-  if (output == "yaml") {
-    std::cout << ResourcesYaml(items);
-  } else if (output == "json") {
-    std::cout << (one ? ResourceJson(items[0]) : ResourcesJson(items));
-  } else if (items.empty()) {
+  p.Finish();
+  if (p.count() == 0 && p.SilentWhenEmpty() && names.empty()) {
     std::cerr << "No resources found" << (o.ns.empty() || o.all_namespaces ? "" : " in " + o.ns + " namespace") << ".\n";
-  } else {
-    std::vector<std::vector<std::string>> rows = {TableHeader(kind->kind, output == "wide")};
-    const absl::Time now = absl::Now();
-    for (const v1::Resource& r : items) rows.push_back(TableRow(r, output == "wide", now));
-    std::cout << FormatTable(rows);
   }
-  return kExitOk;
+  return missing;
 }
 
 int Client::Describe(const Options& o) {
@@ -80,6 +138,7 @@ int Client::Describe(const Options& o) {
                                           kind->word, " ", o.positional[1], " -o yaml"));
   }
   const std::string ns = Namespace(o);
+  if (int rc = Connect(); rc != kExitOk) return rc;
   v1::Resource r;
   if (int rc = GetOne(Key{v1::SERVICE, ns, o.positional[1]}, &r); rc != kExitOk) return rc;
   const v1::Service& svc = r.service();
@@ -99,7 +158,7 @@ int Client::Describe(const Options& o) {
       {"External IPs:", Items(spec.external_ips())},
       {"Load-balancer IPs:", Items(spec.load_balancer_ips())},
       {"Load-balancer source ranges:", Items(spec.load_balancer_source_ranges())},
-      {"Load balancing:", S::LoadBalancing_Name(spec.load_balancing() == S::LOAD_BALANCING_UNSPECIFIED ? S::RANDOM : spec.load_balancing())},
+      {"Load balancing:", LoadBalancingName(spec)},
       {"Session affinity:", spec.session_affinity() == S::CLIENT_IP
                                 ? absl::StrCat("ClientIP, timeout ", AffinityTimeoutSeconds(spec), "s")
                                 : "None"},
@@ -136,27 +195,27 @@ int Client::Describe(const Options& o) {
                    serving ? "true" : "false", c.has_terminating() && c.terminating() ? "true" : "false",
                    has_weight ? absl::StrCat(weight) : "1", node.empty() ? "-" : node, zone.empty() ? "-" : zone});
   };
+  // The namespace's slices or workloads page by page: only this service's
+  // endpoints are kept.
   if (spec.selector().empty()) {
-    std::vector<v1::Resource> slices;
-    if (int rc = List(v1::ENDPOINT_SLICE, ns, &slices); rc != kExitOk) return rc;
-    for (const v1::Resource& s : slices) {
+    const int rc = List(v1::ENDPOINT_SLICE, ns, [&](const v1::Resource& s) {
       const v1::EndpointSlice& es = s.endpoint_slice();
-      if (es.service_name() != m.name()) continue;
+      if (es.service_name() != m.name()) return;
       for (const v1::Endpoint& e : es.endpoints()) {
         add("endpointslice/" + es.metadata().name(), e.addresses(), es.ports(), e.conditions(), e.has_weight(), e.weight(),
             e.node_name(), e.zone());
       }
-    }
+    });
+    if (rc != kExitOk) return rc;
   } else {
-    std::vector<v1::Resource> workloads;
-    if (int rc = List(v1::WORKLOAD, ns, &workloads); rc != kExitOk) return rc;
-    for (const v1::Resource& w : workloads) {
+    const int rc = List(v1::WORKLOAD, ns, [&](const v1::Resource& w) {
       const v1::Workload& wl = w.workload();
       if (SelectorMatches(spec.selector(), wl.metadata().labels())) {
         add("workload/" + wl.metadata().name(), wl.addresses(), wl.ports(), wl.conditions(), wl.has_weight(),
             wl.weight(), wl.node_name(), wl.zone());
       }
-    }
+    });
+    if (rc != kExitOk) return rc;
   }
   std::cout << "Endpoints:";
   if (eps.size() == 1) {
@@ -165,8 +224,12 @@ int Client::Describe(const Options& o) {
     std::cout << "\n" << FormatTable(eps);
   }
 
+  // Only this service's part of the ruleset: small whatever the table's size.
+  v1::GetRulesetRequest only;
+  only.set_namespace_(m.namespace_());
+  only.set_service(m.name());
   v1::GetRulesetResponse rules;
-  absl::Status s = Call(&v1::Proxy::Stub::GetRuleset, v1::GetRulesetRequest(), &rules);
+  absl::Status s = Call(&v1::Proxy::Stub::GetRuleset, only, &rules);
   if (!s.ok()) return Report(s);
   const std::string objects = RulesetFor(rules.text(), m.namespace_(), m.name());
   std::cout << "nftables (table " << rules.table() << "):";
@@ -181,6 +244,7 @@ int Client::Describe(const Options& o) {
 
 int Client::Explain(const Options& o) {
   if (!o.positional.empty()) return Usage("explain", "takes no arguments");
+  if (int rc = Connect(); rc != kExitOk) return rc;
   v1::GetRulesetResponse resp;
   absl::Status s = Call(&v1::Proxy::Stub::GetRuleset, v1::GetRulesetRequest(), &resp);
   if (!s.ok()) return Report(s);
@@ -207,7 +271,31 @@ int Client::Watch(const Options& o) {
     req.set_since_revision(since);
   }
   const std::string output = o.output.empty() ? "table" : o.output;
+  if (int rc = Connect(); rc != kExitOk) return rc;
   grpc::ClientContext ctx;
+  // A watch runs until interrupted, so it has no deadline; but a server that
+  // sends nothing within the request timeout (not even the first page of the
+  // current state) is as unreachable as one that does not connect.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool answered = false, gave_up = false;
+  std::thread watchdog;
+  if (call_timeout_ > absl::ZeroDuration()) {
+    watchdog = std::thread([&] {
+      std::unique_lock<std::mutex> lock(mu);
+      if (!cv.wait_for(lock, absl::ToChronoNanoseconds(call_timeout_), [&] { return answered; })) {
+        gave_up = true;
+        ctx.TryCancel();
+      }
+    });
+  }
+  auto answer = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!answered) {
+      answered = true;
+      cv.notify_all();
+    }
+  };
   std::unique_ptr<grpc::ClientReader<v1::WatchEvent>> reader = stub_->Watch(&ctx, req);
   if (output == "table") {
     std::cout << absl::StrFormat("%-8s   %-6s   %-13s   %-12s   %s\n", "REVISION", "EVENT", "KIND", "NAMESPACE", "NAME")
@@ -216,6 +304,7 @@ int Client::Watch(const Options& o) {
   v1::WatchEvent e;
   bool first = true;
   while (reader->Read(&e)) {
+    answer();
     if (e.type() == v1::WatchEvent::BOOKMARK) {
       std::cerr << "# up to date at revision " << e.revision() << "; watching for changes\n";
       continue;
@@ -238,13 +327,20 @@ int Client::Watch(const Options& o) {
     std::cout << std::flush;
     first = false;
   }
+  answer();
+  if (watchdog.joinable()) watchdog.join();
   absl::Status s = FromGrpcStatus(reader->Finish());
+  if (gave_up && !s.ok()) {
+    s = absl::DeadlineExceededError(
+        absl::StrCat("no answer within ", absl::FormatDuration(call_timeout_), " (--request-timeout)"));
+  }
   if (!s.ok()) return Report(s);
   return kExitOk;
 }
 
 int Client::Status(const Options& o) {
   if (!o.positional.empty()) return Usage("status", "takes no arguments");
+  if (int rc = Connect(); rc != kExitOk) return rc;
   v1::StatusResponse resp;
   absl::Status s = Call(&v1::Proxy::Stub::Status, v1::StatusRequest(), &resp);
   if (!s.ok()) return Report(s);
@@ -280,8 +376,9 @@ int Client::Version(const Options& o) {
   if (!o.positional.empty()) return Usage("version", "takes no arguments");
   std::cout << "Client version: " << NFTPROXY_VERSION << "\n";
   if (o.client_only) return kExitOk;
+  if (int rc = Connect(); rc != kExitOk) return rc;
   v1::StatusResponse resp;
-  absl::Status s = Call(&v1::Proxy::Stub::Status, v1::StatusRequest(), &resp, std::chrono::seconds(5));
+  absl::Status s = Call(&v1::Proxy::Stub::Status, v1::StatusRequest(), &resp);
   if (!s.ok()) return Report(s);
   std::cout << "Server version: " << resp.version() << "\n";
   return kExitOk;
@@ -294,15 +391,15 @@ int Client::GetOne(const Key& key, v1::Resource* out) {
   return s.ok() ? kExitOk : Report(s);
 }
 
-int Client::List(v1::Kind kind, const std::string& ns, std::vector<v1::Resource>* out) {
+int Client::List(v1::Kind kind, const std::string& ns, const std::function<void(const v1::Resource&)>& take) {
   v1::ListRequest req;
   req.set_kind(kind);
   req.set_namespace_(ns);
-  v1::ListResponse resp;
-  absl::Status s = Call(&v1::Proxy::Stub::List, req, &resp);
-  if (!s.ok()) return Report(s);
-  out->assign(resp.resources().begin(), resp.resources().end());
-  return kExitOk;
+  absl::Status s = ListPages(stub_.get(), req, call_timeout_, [&](const v1::ListResponse& page) {
+    for (const v1::Resource& r : page.resources()) take(r);
+    return absl::OkStatus();
+  });
+  return s.ok() ? kExitOk : Report(s);
 }
 
 }  // namespace nftproxy::client

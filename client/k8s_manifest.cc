@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "client/yaml_text.h"
 
 namespace nftproxy::client {
 namespace {
@@ -22,11 +23,9 @@ const Names kSilentMeta = {"uid", "resourceVersion", "creationTimestamp", "manag
                            "ownerReferences", "generation", "selfLink", "finalizers", "deletionTimestamp",
                            "deletionGracePeriodSeconds", "generateName"};
 
-std::string Position(const YAML::Node& n) {
+std::string Position(const YamlNode& n) {
   if (!n.IsDefined()) return "";
-  const YAML::Mark m = n.Mark();
-  if (m.is_null()) return "";
-  return absl::StrCat("line ", m.line + 1, ", column ", m.column + 1, ": ");
+  return client::Position(n.Mark());
 }
 
 std::string Join(const std::string& path, const std::string& key) {
@@ -35,28 +34,29 @@ std::string Join(const std::string& path, const std::string& key) {
 
 std::string Index(const std::string& path, size_t i) { return absl::StrCat(path, "[", i, "]"); }
 
-absl::Status Error(const YAML::Node& n, const std::string& path, const std::string& msg) {
+absl::Status Error(const YamlNode& n, const std::string& path, const std::string& msg) {
   return absl::InvalidArgumentError(absl::StrCat(Position(n), path, ": ", msg));
 }
 
-bool Absent(const YAML::Node& n) { return !n.IsDefined() || n.IsNull(); }
+bool Absent(const YamlNode& n) { return !n.IsDefined() || n.IsNull(); }
 
 class Translator {
  public:
   std::vector<std::string> warnings;
+  const YamlNode* selector = nullptr;
 
-  void Warn(const YAML::Node& n, const std::string& path, const std::string& msg) {
+  void Warn(const YamlNode& n, const std::string& path, const std::string& msg) {
     warnings.push_back(absl::StrCat(Position(n), path, ": ", msg));
   }
 
   // Calls `handle` for every key of the mapping `n`. `handle` returns false
   // for keys it does not know: those get a warning unless in `silent`.
-  absl::Status Fields(const YAML::Node& n, const std::string& path, const Names& silent,
-                      const std::function<absl::StatusOr<bool>(const std::string&, const YAML::Node&,
+  absl::Status Fields(const YamlNode& n, const std::string& path, const Names& silent,
+                      const std::function<absl::StatusOr<bool>(const std::string&, const YamlNode&,
                                                                const std::string&)>& handle) {
     if (Absent(n)) return absl::OkStatus();
     if (!n.IsMap()) return Error(n, path, "expected a mapping");
-    for (const auto& kv : n) {
+    for (const auto& kv : n.Entries()) {
       if (!kv.first.IsScalar()) return Error(kv.first, path, "a key must be a string");
       const std::string key = kv.first.Scalar();
       const std::string p = Join(path, key);
@@ -68,26 +68,26 @@ class Translator {
   }
 
   // Calls `item` for every element of the sequence `n` (absent: none).
-  absl::Status Items(const YAML::Node& n, const std::string& path,
-                     const std::function<absl::Status(const YAML::Node&, const std::string&)>& item) {
+  absl::Status Items(const YamlNode& n, const std::string& path,
+                     const std::function<absl::Status(const YamlNode&, const std::string&)>& item) {
     if (Absent(n)) return absl::OkStatus();
     if (!n.IsSequence()) return Error(n, path, "expected a list");
     size_t i = 0;
-    for (const YAML::Node& e : n) {
+    for (const YamlNode& e : n.Items()) {
       if (auto s = item(e, Index(path, i++)); !s.ok()) return s;
     }
     return absl::OkStatus();
   }
 
-  static absl::StatusOr<std::string> String(const YAML::Node& n, const std::string& path) {
+  static absl::StatusOr<std::string> String(const YamlNode& n, const std::string& path) {
     if (Absent(n)) return std::string();
     if (!n.IsScalar()) return Error(n, path, "expected a string");
     return n.Scalar();
   }
 
-  absl::Status Strings(const YAML::Node& n, const std::string& path,
+  absl::Status Strings(const YamlNode& n, const std::string& path,
                        google::protobuf::RepeatedPtrField<std::string>* out) {
-    return Items(n, path, [&](const YAML::Node& e, const std::string& p) -> absl::Status {
+    return Items(n, path, [&](const YamlNode& e, const std::string& p) -> absl::Status {
       absl::StatusOr<std::string> s = String(e, p);
       if (!s.ok()) return s.status();
       *out->Add() = *s;
@@ -95,11 +95,11 @@ class Translator {
     });
   }
 
-  absl::Status StringMap(const YAML::Node& n, const std::string& path,
+  absl::Status StringMap(const YamlNode& n, const std::string& path,
                          google::protobuf::Map<std::string, std::string>* out) {
     if (Absent(n)) return absl::OkStatus();
     if (!n.IsMap()) return Error(n, path, "expected a mapping of strings");
-    for (const auto& kv : n) {
+    for (const auto& kv : n.Entries()) {
       const std::string p = absl::StrCat(path, "[", kv.first.IsScalar() ? kv.first.Scalar() : "?", "]");
       if (!kv.first.IsScalar() || !(kv.second.IsScalar() || kv.second.IsNull())) {
         return Error(kv.second, p, "expected a string");
@@ -109,7 +109,7 @@ class Translator {
     return absl::OkStatus();
   }
 
-  static absl::StatusOr<uint32_t> Number(const YAML::Node& n, const std::string& path, uint32_t max) {
+  static absl::StatusOr<uint32_t> Number(const YamlNode& n, const std::string& path, uint32_t max) {
     uint32_t v = 0;
     if (!n.IsScalar() || !absl::SimpleAtoi(n.Scalar(), &v) || v > max) {
       return Error(n, path, absl::StrCat("expected a whole number from 0 to ", max));
@@ -117,14 +117,14 @@ class Translator {
     return v;
   }
 
-  static absl::StatusOr<std::optional<bool>> Bool(const YAML::Node& n, const std::string& path) {
+  static absl::StatusOr<std::optional<bool>> Bool(const YamlNode& n, const std::string& path) {
     if (Absent(n)) return std::optional<bool>();
     if (n.IsScalar() && n.Scalar() == "true") return std::optional<bool>(true);
     if (n.IsScalar() && n.Scalar() == "false") return std::optional<bool>(false);
     return Error(n, path, "expected true or false");
   }
 
-  static absl::StatusOr<v1::Protocol> Protocol(const YAML::Node& n, const std::string& path) {
+  static absl::StatusOr<v1::Protocol> Protocol(const YamlNode& n, const std::string& path) {
     absl::StatusOr<std::string> s = String(n, path);
     if (!s.ok()) return s.status();
     if (s->empty() || *s == "TCP") return v1::TCP;
@@ -135,7 +135,7 @@ class Translator {
 
   // One of `values` (Kubernetes spelling) mapped to an enum; absent: `dflt`.
   template <typename E>
-  static absl::StatusOr<E> Enum(const YAML::Node& n, const std::string& path,
+  static absl::StatusOr<E> Enum(const YamlNode& n, const std::string& path,
                                 const std::vector<std::pair<std::string, E>>& values, E dflt) {
     absl::StatusOr<std::string> s = String(n, path);
     if (!s.ok()) return s.status();
@@ -148,9 +148,9 @@ class Translator {
     return Error(n, path, absl::StrCat("\"", *s, "\" is not supported (expected ", absl::StrJoin(names, ", "), ")"));
   }
 
-  absl::Status Metadata(const YAML::Node& n, v1::ObjectMeta* m) {
+  absl::Status Metadata(const YamlNode& n, v1::ObjectMeta* m) {
     if (Absent(n)) return Error(n, "metadata", "required (with a name)");
-    auto s = Fields(n, "metadata", kSilentMeta, [&](const std::string& k, const YAML::Node& v,
+    auto s = Fields(n, "metadata", kSilentMeta, [&](const std::string& k, const YamlNode& v,
                                                     const std::string& p) -> absl::StatusOr<bool> {
       if (k == "name" || k == "namespace") {
         absl::StatusOr<std::string> str = String(v, p);
@@ -171,7 +171,7 @@ class Translator {
 
   // `name` and `protocol` of a service or endpoint port; false for other keys.
   template <typename Port>
-  static absl::StatusOr<bool> NameOrProtocol(const std::string& k, const YAML::Node& v, const std::string& p,
+  static absl::StatusOr<bool> NameOrProtocol(const std::string& k, const YamlNode& v, const std::string& p,
                                              Port* port) {
     if (k == "name") {
       absl::StatusOr<std::string> str = String(v, p);
@@ -190,10 +190,10 @@ class Translator {
 
   // ---- Service -------------------------------------------------------------
 
-  absl::Status ServicePort(const YAML::Node& n, const std::string& path, v1::ServicePort* port) {
+  absl::Status ServicePort(const YamlNode& n, const std::string& path, v1::ServicePort* port) {
     bool has_port = false;
     port->set_protocol(v1::TCP);  // Kubernetes' default
-    auto s = Fields(n, path, {"appProtocol"}, [&](const std::string& k, const YAML::Node& v,
+    auto s = Fields(n, path, {"appProtocol"}, [&](const std::string& k, const YamlNode& v,
                                                    const std::string& p) -> absl::StatusOr<bool> {
       if (absl::StatusOr<bool> done = NameOrProtocol(k, v, p, port); !done.ok() || *done) return done;
       if (k == "port" || k == "nodePort") {
@@ -220,16 +220,16 @@ class Translator {
     return absl::OkStatus();
   }
 
-  absl::Status ServiceSpec(const YAML::Node& n, v1::ServiceSpec* spec, bool* headless) {
+  absl::Status ServiceSpec(const YamlNode& n, v1::ServiceSpec* spec, bool* headless) {
     using S = v1::ServiceSpec;
     const std::vector<std::pair<std::string, S::TrafficPolicy>> policies = {
         {"Cluster", S::CLUSTER}, {"Local", S::LOCAL}, {"Global", S::CLUSTER}, {"OnlyLocal", S::LOCAL}};
     std::vector<std::string> cluster_ip, cluster_ips;
-    YAML::Node ip_node = n;
+    const YamlNode* ip_node = &n;
     auto s = Fields(n, "spec",
                     {"ipFamilies", "ipFamilyPolicy", "allocateLoadBalancerNodePorts", "loadBalancerClass",
                      "publishNotReadyAddresses", "trafficDistribution"},
-                    [&](const std::string& k, const YAML::Node& v, const std::string& p) -> absl::StatusOr<bool> {
+                    [&](const std::string& k, const YamlNode& v, const std::string& p) -> absl::StatusOr<bool> {
       absl::Status st;
       if (k == "type") {
         absl::StatusOr<S::Type> t = Enum<S::Type>(v, p, {{"ClusterIP", S::CLUSTER_IP}, {"NodePort", S::NODE_PORT},
@@ -238,7 +238,7 @@ class Translator {
         if (!t.ok()) return t.status();
         spec->set_type(*t);
       } else if (k == "clusterIP" || k == "clusterIPs") {
-        ip_node.reset(v);
+        ip_node = &v;
         google::protobuf::RepeatedPtrField<std::string> ips;
         if (k == "clusterIP") {
           absl::StatusOr<std::string> ip = String(v, p);
@@ -249,7 +249,7 @@ class Translator {
           cluster_ips.assign(ips.begin(), ips.end());
         }
       } else if (k == "ports") {
-        st = Items(v, p, [&](const YAML::Node& e, const std::string& ep) {
+        st = Items(v, p, [&](const YamlNode& e, const std::string& ep) {
           return ServicePort(e, ep, spec->add_ports());
         });
       } else if (k == "externalIPs") {
@@ -266,9 +266,9 @@ class Translator {
         if (!a.ok()) return a.status();
         spec->set_session_affinity(*a);
       } else if (k == "sessionAffinityConfig") {
-        st = Fields(v, p, {}, [&](const std::string& k2, const YAML::Node& v2, const std::string& p2) -> absl::StatusOr<bool> {
+        st = Fields(v, p, {}, [&](const std::string& k2, const YamlNode& v2, const std::string& p2) -> absl::StatusOr<bool> {
           if (k2 != "clientIP") return false;
-          auto st2 = Fields(v2, p2, {}, [&](const std::string& k3, const YAML::Node& v3,
+          auto st2 = Fields(v2, p2, {}, [&](const std::string& k3, const YamlNode& v3,
                                             const std::string& p3) -> absl::StatusOr<bool> {
             if (k3 != "timeoutSeconds") return false;
             absl::StatusOr<uint32_t> secs = Number(v3, p3, 86400);
@@ -281,6 +281,7 @@ class Translator {
         });
       } else if (k == "selector") {
         // The control plane's input, not a proxy's: see the header.
+        if (!Absent(v)) selector = &v;
       } else if (k == "externalName") {
         absl::StatusOr<std::string> name = String(v, p);
         if (!name.ok()) return name.status();
@@ -310,23 +311,23 @@ class Translator {
     if (spec->type() == S::EXTERNAL_NAME) {
       spec->clear_cluster_ips();
     } else if (spec->cluster_ips().empty()) {
-      return Error(ip_node, field,
+      return Error(*ip_node, field,
                    "required: nftproxy does not allocate cluster IPs (a Service read from a cluster, e.g. "
                    "`kubectl get service NAME -o yaml`, has it)");
     }
     return absl::OkStatus();
   }
 
-  absl::Status ServiceStatus(const YAML::Node& n, v1::ServiceSpec* spec) {
-    return Fields(n, "status", {"conditions"}, [&](const std::string& k, const YAML::Node& v,
+  absl::Status ServiceStatus(const YamlNode& n, v1::ServiceSpec* spec) {
+    return Fields(n, "status", {"conditions"}, [&](const std::string& k, const YamlNode& v,
                                                     const std::string& p) -> absl::StatusOr<bool> {
       if (k != "loadBalancer") return false;
-      auto st = Fields(v, p, {}, [&](const std::string& k2, const YAML::Node& v2,
+      auto st = Fields(v, p, {}, [&](const std::string& k2, const YamlNode& v2,
                                      const std::string& p2) -> absl::StatusOr<bool> {
         if (k2 != "ingress") return false;
-        auto st2 = Items(v2, p2, [&](const YAML::Node& e, const std::string& ep) -> absl::Status {
+        auto st2 = Items(v2, p2, [&](const YamlNode& e, const std::string& ep) -> absl::Status {
           std::string ip, mode;
-          auto st3 = Fields(e, ep, {"ports"}, [&](const std::string& k3, const YAML::Node& v3,
+          auto st3 = Fields(e, ep, {"ports"}, [&](const std::string& k3, const YamlNode& v3,
                                                   const std::string& p3) -> absl::StatusOr<bool> {
             if (k3 == "hostname") {
               Warn(v3, p3, "ignored: nftproxy needs load-balancer IP addresses, not names");
@@ -354,19 +355,19 @@ class Translator {
     });
   }
 
-  absl::Status Service(const YAML::Node& doc, K8sTranslation* out) {
+  absl::Status Service(const YamlNode& doc, K8sTranslation* out) {
     v1::Resource r;
     v1::Service* svc = r.mutable_service();
     bool headless = false;
     bool has_spec = false;
-    YAML::Node spec_node;
-    if (auto st = Metadata(doc["metadata"], svc->mutable_metadata()); !st.ok()) return st;
-    auto s = Fields(doc, "", {"apiVersion", "kind"}, [&](const std::string& k, const YAML::Node& v,
+    const YamlNode* spec_node = &doc;
+    if (auto st = Metadata(doc.Get("metadata"), svc->mutable_metadata()); !st.ok()) return st;
+    auto s = Fields(doc, "", {"apiVersion", "kind"}, [&](const std::string& k, const YamlNode& v,
                                                          const std::string& p) -> absl::StatusOr<bool> {
       if (k == "metadata") return true;  // above
       if (k == "spec") {
         has_spec = true;
-        spec_node.reset(v);
+        spec_node = &v;
         if (auto st = ServiceSpec(v, svc->mutable_spec(), &headless); !st.ok()) return st;
         return true;
       }
@@ -379,7 +380,7 @@ class Translator {
     if (!s.ok()) return s;
     if (!has_spec) return Error(doc, "spec", "required");
     if (headless) {
-      Warn(spec_node, "spec.clusterIP", "None (headless): nothing to program; skipped");
+      Warn(*spec_node, "spec.clusterIP", "None (headless): nothing to program; skipped");
       return absl::OkStatus();
     }
     out->resources.push_back(std::move(r));
@@ -388,10 +389,10 @@ class Translator {
 
   // ---- EndpointSlice -------------------------------------------------------
 
-  absl::Status EndpointPort(const YAML::Node& n, const std::string& path, v1::EndpointPort* port) {
+  absl::Status EndpointPort(const YamlNode& n, const std::string& path, v1::EndpointPort* port) {
     bool has_port = false;
     port->set_protocol(v1::TCP);  // Kubernetes' default
-    auto s = Fields(n, path, {"appProtocol"}, [&](const std::string& k, const YAML::Node& v,
+    auto s = Fields(n, path, {"appProtocol"}, [&](const std::string& k, const YamlNode& v,
                                                    const std::string& p) -> absl::StatusOr<bool> {
       if (absl::StatusOr<bool> done = NameOrProtocol(k, v, p, port); !done.ok() || *done) return done;
       if (k == "port") {
@@ -410,8 +411,8 @@ class Translator {
     return absl::OkStatus();
   }
 
-  absl::Status Conditions(const YAML::Node& n, const std::string& path, v1::EndpointConditions* c) {
-    return Fields(n, path, {}, [&](const std::string& k, const YAML::Node& v,
+  absl::Status Conditions(const YamlNode& n, const std::string& path, v1::EndpointConditions* c) {
+    return Fields(n, path, {}, [&](const std::string& k, const YamlNode& v,
                                    const std::string& p) -> absl::StatusOr<bool> {
       if (k != "ready" && k != "serving" && k != "terminating") return false;
       absl::StatusOr<std::optional<bool>> b = Bool(v, p);
@@ -424,9 +425,9 @@ class Translator {
     });
   }
 
-  absl::Status SliceEndpoint(const YAML::Node& n, const std::string& path, v1::Endpoint* e) {
+  absl::Status SliceEndpoint(const YamlNode& n, const std::string& path, v1::Endpoint* e) {
     return Fields(n, path, {"targetRef", "hints", "deprecatedTopology"},
-                  [&](const std::string& k, const YAML::Node& v, const std::string& p) -> absl::StatusOr<bool> {
+                  [&](const std::string& k, const YamlNode& v, const std::string& p) -> absl::StatusOr<bool> {
       absl::Status st;
       if (k == "addresses") {
         st = Strings(v, p, e->mutable_addresses());
@@ -446,11 +447,11 @@ class Translator {
     });
   }
 
-  absl::Status EndpointSlice(const YAML::Node& doc, K8sTranslation* out) {
+  absl::Status EndpointSlice(const YamlNode& doc, K8sTranslation* out) {
     v1::Resource r;
     v1::EndpointSlice* slice = r.mutable_endpoint_slice();
-    if (auto st = Metadata(doc["metadata"], slice->mutable_metadata()); !st.ok()) return st;
-    auto s = Fields(doc, "", {"apiVersion", "kind"}, [&](const std::string& k, const YAML::Node& v,
+    if (auto st = Metadata(doc.Get("metadata"), slice->mutable_metadata()); !st.ok()) return st;
+    auto s = Fields(doc, "", {"apiVersion", "kind"}, [&](const std::string& k, const YamlNode& v,
                                                          const std::string& p) -> absl::StatusOr<bool> {
       absl::Status st;
       if (k == "metadata") return true;
@@ -461,11 +462,11 @@ class Translator {
           return Error(v, p, absl::StrCat("\"", *t, "\" is not supported (IPv4 or IPv6)"));
         }
       } else if (k == "endpoints") {
-        st = Items(v, p, [&](const YAML::Node& e, const std::string& ep) {
+        st = Items(v, p, [&](const YamlNode& e, const std::string& ep) {
           return SliceEndpoint(e, ep, slice->add_endpoints());
         });
       } else if (k == "ports") {
-        st = Items(v, p, [&](const YAML::Node& e, const std::string& ep) {
+        st = Items(v, p, [&](const YamlNode& e, const std::string& ep) {
           return EndpointPort(e, ep, slice->add_ports());
         });
       } else {
@@ -477,7 +478,7 @@ class Translator {
     if (!s.ok()) return s;
     auto it = slice->metadata().labels().find("kubernetes.io/service-name");
     if (it == slice->metadata().labels().end() || it->second.empty()) {
-      return Error(doc["metadata"], "metadata.labels[kubernetes.io/service-name]",
+      return Error(doc.Get("metadata"), "metadata.labels[kubernetes.io/service-name]",
                    "required: it names the Service this slice belongs to");
     }
     slice->set_service_name(it->second);
@@ -487,10 +488,10 @@ class Translator {
 
   // ---- Endpoints -----------------------------------------------------------
 
-  absl::Status Address(const YAML::Node& n, const std::string& path, bool ready, v1::Endpoint* e) {
+  absl::Status Address(const YamlNode& n, const std::string& path, bool ready, v1::Endpoint* e) {
     if (!ready) e->mutable_conditions()->set_ready(false);
     bool has_ip = false;
-    auto s = Fields(n, path, {"targetRef"}, [&](const std::string& k, const YAML::Node& v,
+    auto s = Fields(n, path, {"targetRef"}, [&](const std::string& k, const YamlNode& v,
                                                  const std::string& p) -> absl::StatusOr<bool> {
       if (k != "ip" && k != "hostname" && k != "nodeName") return false;
       absl::StatusOr<std::string> str = String(v, p);
@@ -506,29 +507,29 @@ class Translator {
     return absl::OkStatus();
   }
 
-  absl::Status Endpoints(const YAML::Node& doc, K8sTranslation* out) {
+  absl::Status Endpoints(const YamlNode& doc, K8sTranslation* out) {
     v1::ObjectMeta meta;
-    if (auto st = Metadata(doc["metadata"], &meta); !st.ok()) return st;
+    if (auto st = Metadata(doc.Get("metadata"), &meta); !st.ok()) return st;
     std::vector<v1::Resource> slices;
-    auto s = Fields(doc, "", {"apiVersion", "kind"}, [&](const std::string& k, const YAML::Node& v,
+    auto s = Fields(doc, "", {"apiVersion", "kind"}, [&](const std::string& k, const YamlNode& v,
                                                          const std::string& p) -> absl::StatusOr<bool> {
       if (k == "metadata") return true;
       if (k != "subsets") return false;
-      auto st = Items(v, p, [&](const YAML::Node& sub, const std::string& sp) -> absl::Status {
+      auto st = Items(v, p, [&](const YamlNode& sub, const std::string& sp) -> absl::Status {
         v1::Resource r;
         v1::EndpointSlice* slice = r.mutable_endpoint_slice();
         *slice->mutable_metadata() = meta;
         if (!slices.empty()) slice->mutable_metadata()->set_name(absl::StrCat(meta.name(), "-", slices.size() + 1));
         slice->set_service_name(meta.name());
-        auto st2 = Fields(sub, sp, {}, [&](const std::string& k2, const YAML::Node& v2,
+        auto st2 = Fields(sub, sp, {}, [&](const std::string& k2, const YamlNode& v2,
                                            const std::string& p2) -> absl::StatusOr<bool> {
           absl::Status st3;
           if (k2 == "addresses" || k2 == "notReadyAddresses") {
-            st3 = Items(v2, p2, [&](const YAML::Node& a, const std::string& ap) {
+            st3 = Items(v2, p2, [&](const YamlNode& a, const std::string& ap) {
               return Address(a, ap, k2 == "addresses", slice->add_endpoints());
             });
           } else if (k2 == "ports") {
-            st3 = Items(v2, p2, [&](const YAML::Node& e, const std::string& ep) {
+            st3 = Items(v2, p2, [&](const YamlNode& e, const std::string& ep) {
               return EndpointPort(e, ep, slice->add_ports());
             });
           } else {
@@ -557,8 +558,8 @@ class Translator {
   }
 };
 
-std::string ScalarAt(const YAML::Node& doc, const char* key) {
-  const YAML::Node n = doc[key];
+std::string ScalarAt(const YamlNode& doc, const char* key) {
+  const YamlNode& n = doc.Get(key);
   return n.IsDefined() && n.IsScalar() ? n.Scalar() : "";
 }
 
@@ -569,7 +570,7 @@ bool IsKubernetesObject(const std::string& api_version, const std::string& kind)
          (api_version == "discovery.k8s.io/v1" && kind == "EndpointSlice");
 }
 
-absl::StatusOr<K8sTranslation> TranslateKubernetes(const YAML::Node& doc) {
+absl::StatusOr<K8sTranslation> TranslateKubernetes(const YamlNode& doc) {
   try {
     if (!doc.IsMap()) return absl::InvalidArgumentError(absl::StrCat(Position(doc), "expected a mapping"));
     const std::string kind = ScalarAt(doc, "kind");
@@ -587,7 +588,16 @@ absl::StatusOr<K8sTranslation> TranslateKubernetes(const YAML::Node& doc) {
     }
     if (!s.ok()) return s;
     out.warnings = std::move(t.warnings);
+    if (t.selector != nullptr && !out.resources.empty()) out.selector = t.selector->Mark();
     return out;
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot read the document: ", e.what()));
+  }
+}
+
+absl::StatusOr<K8sTranslation> TranslateKubernetes(const YAML::Node& doc) {
+  try {
+    return TranslateKubernetes(FromYamlCpp(doc));
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("cannot read the document: ", e.what()));
   }

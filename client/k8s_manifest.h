@@ -16,8 +16,9 @@
 // hostname. Not translated, on purpose:
 //  - spec.selector: in Kubernetes it is the input of the control plane's
 //    endpoint controller; a proxy uses the EndpointSlices it produced. Apply
-//    those with the Service. (nftproxy's own selector selects Workloads and
-//    would exclude EndpointSlices.)
+//    those with the Service; the manifest reader warns when an input has a
+//    Service with a selector and no slices for it. (nftproxy's own selector
+//    selects Workloads and would exclude EndpointSlices.)
 //  - headless services (clusterIP: None): nothing to program; skipped with a
 //    warning.
 // Bookkeeping fields (uid, resourceVersion, creationTimestamp, managedFields,
@@ -33,6 +34,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "client/yaml_text.h"
 #include "nftproxy/v1/nftproxy.pb.h"
 
 namespace nftproxy::client {
@@ -45,11 +47,15 @@ struct K8sTranslation {
   std::vector<nftproxy::v1::Resource> resources;
   // One line each, e.g. "line 7, column 3: spec.fooBar: unknown field, ignored".
   std::vector<std::string> warnings;
+  // Where a translated Service's (dropped) spec.selector was written; null
+  // when it has none.
+  YAML::Mark selector = YAML::Mark::null_mark();
 };
 
 // Translates one document (a mapping whose apiVersion/kind passed
 // IsKubernetesObject). Errors are InvalidArgument, one line:
 // "line L, column C: spec.ports[0].protocol: ...". Does not throw.
+absl::StatusOr<K8sTranslation> TranslateKubernetes(const YamlNode& doc);
 absl::StatusOr<K8sTranslation> TranslateKubernetes(const YAML::Node& doc);
 
 }  // namespace nftproxy::client

@@ -12,7 +12,7 @@
 //     ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]
 //
 // Several documents may share a file, separated by `---`; empty documents are
-// skipped. As a convenience, a Service port's `targetPort` given as a
+// skipped (but an input with no resource at all is an error, as in kubectl). As a convenience, a Service port's `targetPort` given as a
 // non-numeric string (e.g. `targetPort: http`) is read as `targetPortName`.
 // Field names are checked against the API: an unknown one is an error that
 // names its path (e.g. `spec.clusterIP: unknown field ... did you mean
@@ -31,10 +31,13 @@
 #ifndef NFTPROXY_CLIENT_MANIFEST_H_
 #define NFTPROXY_CLIENT_MANIFEST_H_
 
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "nftproxy/v1/nftproxy.pb.h"
 
@@ -43,22 +46,60 @@ namespace nftproxy::client {
 struct ManifestDoc {
   std::string file;  // path as given, or "<stdin>"
   int index = 0;     // 1-based document number within the file
+  int item = -1;     // 0-based position in a List's items; -1 outside a List
   nftproxy::v1::Resource resource;
   // Where it came from: "" for nftproxy's own schema, else the Kubernetes
   // object it was translated from, e.g. "v1 Endpoints".
   std::string origin;
 };
 
-// Parses `text`: one or more YAML (or JSON) documents separated by '---'.
-// Empty documents are skipped (but still counted for `index`). `file` is used
-// in ManifestDoc::file and in error messages.
+// Where a resource was written, as errors name it: "web.yaml: document 2" or
+// "all.yaml: document 1, items[4]".
+std::string DocumentPlace(const ManifestDoc& doc);
+
+struct ManifestOptions {
+  // Given to resources that name no namespace (the CLI's -n); "" leaves
+  // them for the server's default. Duplicates are found after this.
+  std::string default_namespace;
+};
+
+// Called with each resource as soon as it is read. An error stops reading
+// and is what ForEachManifest returns.
+using ManifestSink = std::function<absl::Status(ManifestDoc)>;
+
+// Streams `path` (a file, a directory as LoadManifests reads it, or "-" for
+// standard input) document by document, and the items of a `kind: List`
+// one by one, so that memory does not grow with the input: a caller that
+// serializes each resource into its request and drops it holds only the
+// request. Resources come in input order, except those translated from v1
+// Endpoints: they come last, and only for services with no EndpointSlice
+// anywhere in the input (a proxy uses the slices; both would count twice).
+//
+// On bad input, reading goes on to report up to 20 problems and returns
+// them (InvalidArgument, one line each, "FILE: document N[, items[I]]: ...");
+// `each` is not called after the first problem, and what it was given before
+// must be dropped. Also InvalidArgument: a resource given twice (naming both
+// places) and an input without any resource ("PATH: no objects ...").
+// NotFound: a path that cannot be read. Nothing here throws.
+absl::Status ForEachManifest(const std::string& path, const ManifestSink& each,
+                             std::vector<std::string>* warnings = nullptr, const ManifestOptions& options = {});
+
+// The same for text already in memory; `file` names it in messages. Unlike
+// ForEachManifest, a text without resources is no error.
+absl::Status ForEachManifestInText(std::string_view text, const std::string& file, const ManifestSink& each,
+                                   std::vector<std::string>* warnings = nullptr,
+                                   const ManifestOptions& options = {});
+
+// Every resource of `text`, in input order (v1 Endpoints too, where they
+// were written). `file` is used in ManifestDoc::file and in error messages.
 absl::StatusOr<std::vector<ManifestDoc>> ParseManifests(std::string_view text,
                                                         const std::string& file,
                                                         std::vector<std::string>* warnings = nullptr);
 
-// Loads `path`: a file, a directory (every *.yaml, *.yml and *.json directly
-// in it, sorted by name, not recursive), or "-" for standard input.
-// (manifest_files.cc)
+// Every resource of `path` (see ForEachManifest), in input order: a file, a
+// directory (every *.yaml, *.yml and *.json directly in it, sorted by name,
+// not recursive), or "-" for standard input. Holds them all: for large inputs
+// use ForEachManifest. (manifest_files.cc)
 absl::StatusOr<std::vector<ManifestDoc>> LoadManifests(const std::string& path,
                                                        std::vector<std::string>* warnings = nullptr);
 
@@ -67,13 +108,38 @@ absl::StatusOr<std::vector<ManifestDoc>> LoadManifests(const std::string& path,
 // is shown as "default" (the server's default), an empty name as "(unnamed)".
 std::string DescribeResource(const nftproxy::v1::Resource& r);
 
-// The two steps of ParseManifests, apart, because a directory is parsed file
-// by file but its v1 Endpoints are shadowed by slices in any of its files.
-// ParseDocuments may throw (yaml-cpp); ParseManifests and LoadManifests catch.
-absl::StatusOr<std::vector<ManifestDoc>> ParseDocuments(std::string_view text, const std::string& file,
-                                                        std::vector<std::string>* warnings);
-absl::StatusOr<std::vector<ManifestDoc>> DropShadowedEndpoints(absl::StatusOr<std::vector<ManifestDoc>> docs,
-                                                               std::vector<std::string>* warnings);
+// ---- shared by manifest.cc and manifest_files.cc ---------------------------
+
+namespace manifest_internal {
+
+// One input's reading state: what ForEachManifest keeps between documents
+// and files (the keys seen, the services with slices, the Endpoints held
+// back), so that memory grows with the number of resources' names, not with
+// their text. (manifest.cc)
+class Reader {
+ public:
+  // `ordered`: hand v1 Endpoints over where they were written and drop the
+  // shadowed ones at the end (LoadManifests, which sorts by `ordinal`).
+  Reader(const std::function<absl::Status(ManifestDoc, size_t ordinal)>& each, std::vector<std::string>* warnings,
+         const ManifestOptions& options);
+  ~Reader();
+  // Reads one file's text. Returns false once reading must stop (a sink
+  // error, see Finish).
+  bool ReadText(std::string_view text, const std::string& file);
+  // After the last file: the held Endpoints, the pending warnings, and the
+  // result. `path` names the input in "no objects" errors ("" for none).
+  absl::Status Finish(const std::string& path);
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The documents handed to a Reader's sink, sorted by their ordinal: in
+// input order, v1 Endpoints included.
+std::vector<ManifestDoc> InOrder(std::vector<std::pair<size_t, ManifestDoc>> docs);
+
+}  // namespace manifest_internal
 
 }  // namespace nftproxy::client
 

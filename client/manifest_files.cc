@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -7,6 +8,7 @@
 #include <iterator>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -51,8 +53,8 @@ bool IsManifestName(const std::string& name) {
   return false;
 }
 
-absl::StatusOr<std::vector<ManifestDoc>> LoadDirectory(const std::string& dir,
-                                                       std::vector<std::string>* warnings) {
+// Every manifest file directly in `dir`, sorted by name.
+absl::StatusOr<std::vector<std::string>> DirectoryFiles(const std::string& dir) {
   std::error_code ec;
   std::vector<std::string> names;
   fs::directory_iterator it(dir, ec);
@@ -70,56 +72,69 @@ absl::StatusOr<std::vector<ManifestDoc>> LoadDirectory(const std::string& dir,
         absl::StrCat("cannot read directory ", dir, ": ", ec.message()));
   }
   std::sort(names.begin(), names.end());
+  if (names.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, ": no manifests (*.yaml, *.yml, *.json) in the directory"));
+  }
+  std::vector<std::string> files;
+  for (const std::string& name : names) files.push_back((fs::path(dir) / name).string());
+  return files;
+}
 
-  std::vector<ManifestDoc> docs;
-  std::vector<std::string> errors;
-  for (const std::string& name : names) {
-    const std::string file = (fs::path(dir) / name).string();
+absl::Status Read(const std::string& path, manifest_internal::Reader* reader) {
+  if (path == "-") {
+    std::string text{std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
+    if (std::cin.bad()) return absl::NotFoundError("cannot read <stdin>");
+    reader->ReadText(text, "<stdin>");
+    return reader->Finish("<stdin>");
+  }
+  std::error_code ec;
+  std::vector<std::string> files = {path};
+  if (fs::is_directory(path, ec)) {
+    absl::StatusOr<std::vector<std::string>> listed = DirectoryFiles(path);
+    if (!listed.ok()) return listed.status();
+    files = *std::move(listed);
+  }
+  for (const std::string& file : files) {
+    // One file's text at a time: it is what the reader's positions point into.
     absl::StatusOr<std::string> text = ReadFile(file);
     if (!text.ok()) return text.status();
-    absl::StatusOr<std::vector<ManifestDoc>> parsed = ParseDocuments(*text, file, warnings);
-    if (!parsed.ok()) {
-      if (!absl::IsInvalidArgument(parsed.status())) return parsed.status();
-      errors.emplace_back(parsed.status().message());
-      continue;
-    }
-    for (ManifestDoc& d : *parsed) docs.push_back(std::move(d));
+    if (!reader->ReadText(*text, file)) break;
   }
-  if (!errors.empty()) {
-    return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
-  }
-  if (docs.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("no manifests (*.yaml, *.yml, *.json) in directory ", dir));
-  }
-  return docs;
+  return reader->Finish(path);
 }
 
 }  // namespace
 
+absl::Status ForEachManifest(const std::string& path, const ManifestSink& each, std::vector<std::string>* warnings,
+                             const ManifestOptions& options) {
+  try {
+    manifest_internal::Reader reader([&](ManifestDoc d, size_t) { return each(std::move(d)); }, warnings, options);
+    return Read(path, &reader);
+  } catch (const std::exception& e) {
+    return absl::InternalError(OneLine(absl::StrCat(path, ": cannot load manifests: ", e.what())));
+  } catch (...) {
+    return absl::InternalError(absl::StrCat(path, ": cannot load manifests: unknown error"));
+  }
+}
+
 absl::StatusOr<std::vector<ManifestDoc>> LoadManifests(const std::string& path,
                                                        std::vector<std::string>* warnings) {
+  std::vector<std::pair<size_t, ManifestDoc>> docs;
   try {
-    if (path == "-") {
-      std::string text{std::istreambuf_iterator<char>(std::cin),
-                       std::istreambuf_iterator<char>()};
-      if (std::cin.bad()) {
-        return absl::NotFoundError("cannot read <stdin>");
-      }
-      return ParseManifests(text, "<stdin>", warnings);
-    }
-    std::error_code ec;
-    if (fs::is_directory(path, ec)) return DropShadowedEndpoints(LoadDirectory(path, warnings), warnings);
-    absl::StatusOr<std::string> text = ReadFile(path);
-    if (!text.ok()) return text.status();
-    return ParseManifests(*text, path, warnings);
+    manifest_internal::Reader reader(
+        [&](ManifestDoc d, size_t ordinal) {
+          docs.emplace_back(ordinal, std::move(d));
+          return absl::OkStatus();
+        },
+        warnings, {});
+    if (absl::Status s = Read(path, &reader); !s.ok()) return s;
   } catch (const std::exception& e) {
-    return absl::InternalError(
-        OneLine(absl::StrCat(path, ": cannot load manifests: ", e.what())));
+    return absl::InternalError(OneLine(absl::StrCat(path, ": cannot load manifests: ", e.what())));
   } catch (...) {
-    return absl::InternalError(
-        absl::StrCat(path, ": cannot load manifests: unknown error"));
+    return absl::InternalError(absl::StrCat(path, ": cannot load manifests: unknown error"));
   }
+  return manifest_internal::InOrder(std::move(docs));
 }
 
 }  // namespace nftproxy::client

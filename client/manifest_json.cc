@@ -5,13 +5,18 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "client/resource_message.h"
 #include "client/yaml_text.h"
 
@@ -227,13 +232,154 @@ const google::protobuf::Descriptor* CheckedType(const google::protobuf::FieldDes
   return f->message_type();
 }
 
+std::string Normalized(absl::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c != '_' && c != '-') out.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  }
+  return out;
+}
+
+// How messages name an enum's values: Kubernetes' spellings where it has
+// them (the API's names work too, as does any unambiguous spelling of them).
+struct EnumWords {
+  const char* full_name;
+  const char* noun;
+  const char* valid;
+};
+constexpr EnumWords kEnumWords[] = {
+    {"nftproxy.v1.ServiceSpec.Type", "service type", "ClusterIP, NodePort, LoadBalancer, ExternalName"},
+    {"nftproxy.v1.Protocol", "protocol", "TCP, UDP, SCTP"},
+    {"nftproxy.v1.ServiceSpec.TrafficPolicy", "traffic policy", "Cluster, Local"},
+    {"nftproxy.v1.ServiceSpec.SessionAffinity", "session affinity", "None, ClientIP"},
+    {"nftproxy.v1.ServiceSpec.LoadBalancing", "load-balancing mode", "Random, RoundRobin, SourceHash"},
+};
+
+// The JSON token for `text` as a value of `e`, or an error's text.
+bool EnumToken(const google::protobuf::EnumDescriptor* e, const std::string& text, std::string* out) {
+  for (int i = 0; i < e->value_count(); ++i) {
+    if (e->value(i)->name() == text) {
+      AppendJsonString(text, out);
+      return true;
+    }
+  }
+  const std::string want = Normalized(text);
+  for (int i = 0; i < e->value_count(); ++i) {
+    const std::string& name = e->value(i)->name();
+    if (!absl::EndsWith(name, "_UNSPECIFIED") && Normalized(name) == want) {
+      AppendJsonString(name, out);
+      return true;
+    }
+  }
+  if (auto number = DecimalInt(text); number && number->size() < 10) {
+    if (e->FindValueByNumber(std::stoi(*number)) != nullptr) {
+      out->append(*number);
+      return true;
+    }
+  }
+  std::string noun = e->name();
+  std::string valid;
+  for (const EnumWords& w : kEnumWords) {
+    if (e->full_name() == w.full_name) {
+      noun = w.noun;
+      valid = w.valid;
+    }
+  }
+  if (valid.empty()) {
+    for (int i = 0; i < e->value_count(); ++i) {
+      if (absl::EndsWith(e->value(i)->name(), "_UNSPECIFIED")) continue;
+      absl::StrAppend(&valid, valid.empty() ? "" : ", ", e->value(i)->name());
+    }
+  }
+  *out = absl::StrCat(Quote(text), " is not a ", noun, "; valid: ", valid);
+  return false;
+}
+
+// google.protobuf.Duration: "600s" in the JSON mapping; a plain number of
+// seconds or Go-style "10m", "1h30m", "500ms" in a manifest.
+bool DurationToken(const std::string& text, std::string* out) {
+  absl::Duration d;
+  double seconds = 0;
+  bool ok = false;
+  if ((DecimalInt(text) || Float(text)) && absl::SimpleAtod(text, &seconds) && std::abs(seconds) < 1e12) {
+    d = absl::Seconds(seconds);
+    ok = true;
+  } else {
+    ok = absl::ParseDuration(text, &d) && d != absl::InfiniteDuration() && d != -absl::InfiniteDuration() &&
+         absl::AbsDuration(d) < absl::Hours(24 * 365 * 10000);
+  }
+  if (!ok) {
+    *out = absl::StrCat(Quote(text), " is not a duration; valid: a number of seconds (600) or a number with a unit "
+                                     "(600s, 10m, 1h30m)");
+    return false;
+  }
+  const int64_t nanos = absl::ToInt64Nanoseconds(d);
+  const int64_t whole = nanos / 1000000000;
+  const int64_t frac = std::abs(nanos % 1000000000);
+  std::string token = absl::StrCat(nanos < 0 && whole == 0 ? "-" : "", whole);
+  if (frac != 0) absl::StrAppend(&token, ".", absl::StrFormat("%09d", frac));
+  AppendJsonString(token + "s", out);
+  return true;
+}
+
+// A whole number for an integer field, from a plain or quoted scalar.
+bool IntegerToken(const google::protobuf::FieldDescriptor* f, const std::string& text, std::string* out) {
+  using FD = google::protobuf::FieldDescriptor;
+  std::optional<std::string> v = DecimalInt(text);
+  if (!v) v = HexOrOctalInt(text);
+  bool fits = false;
+  std::string range;
+  if (v) {
+    switch (f->cpp_type()) {
+      case FD::CPPTYPE_INT32: {
+        int32_t x;
+        fits = absl::SimpleAtoi(*v, &x);
+        break;
+      }
+      case FD::CPPTYPE_INT64: {
+        int64_t x;
+        fits = absl::SimpleAtoi(*v, &x);
+        break;
+      }
+      case FD::CPPTYPE_UINT32: {
+        uint32_t x;
+        fits = (*v)[0] != '-' && absl::SimpleAtoi(*v, &x);
+        break;
+      }
+      default: {
+        uint64_t x;
+        fits = (*v)[0] != '-' && absl::SimpleAtoi(*v, &x);
+      }
+    }
+  }
+  if (fits) {
+    out->append(*v);
+    return true;
+  }
+  switch (f->cpp_type()) {
+    case FD::CPPTYPE_INT32:
+      range = "from -2147483648 to 2147483647";
+      break;
+    case FD::CPPTYPE_INT64:
+      range = "from -9223372036854775808 to 9223372036854775807";
+      break;
+    case FD::CPPTYPE_UINT32:
+      range = "from 0 to 4294967295";
+      break;
+    default:
+      range = "from 0 to 18446744073709551615";
+  }
+  *out = absl::StrCat(Quote(text), " is not a whole number ", range);
+  return false;
+}
+
 // Converts one document's node tree to JSON text.
 class JsonConverter {
  public:
   explicit JsonConverter(v1::Kind kind, const google::protobuf::Descriptor* desc) : kind_(kind), desc_(desc) {}
 
   // Converts the top-level mapping, leaving out `kind` and `apiVersion`.
-  bool ConvertDocument(const YAML::Node& root) { return Value(root, 0, desc_, false, true); }
+  bool ConvertDocument(const YamlNode& root) { return Value(root, 0, desc_, nullptr, false, true); }
 
   const std::string& json() const { return out_; }
   const std::string& error() const { return error_; }
@@ -246,6 +392,62 @@ class JsonConverter {
       s.append(p);
     }
     return s;
+  }
+
+  // "line L, column C: spec.type: MSG".
+  bool FailAt(const YAML::Mark& mark, absl::string_view msg) {
+    error_ = absl::StrCat(Position(mark), PathString(), ": ", msg);
+    return false;
+  }
+
+  // A scalar given for `field`: checked and spelled as protobuf's JSON
+  // parser wants it, so that a bad value is reported here with its place.
+  bool FieldScalar(const YamlNode& n, const google::protobuf::FieldDescriptor* field) {
+    using FD = google::protobuf::FieldDescriptor;
+    const std::string& text = n.Scalar();
+    std::string token;
+    bool ok = true;
+    switch (field->cpp_type()) {
+      case FD::CPPTYPE_ENUM:
+        ok = EnumToken(field->enum_type(), text, &token);
+        break;
+      case FD::CPPTYPE_INT32:
+      case FD::CPPTYPE_INT64:
+      case FD::CPPTYPE_UINT32:
+      case FD::CPPTYPE_UINT64:
+        ok = IntegerToken(field, text, &token);
+        break;
+      case FD::CPPTYPE_STRING:
+        if (n.Plain()) {
+          if (auto t = PlainScalarToken(text); t && *t != "null") {
+            return FailAt(n.Mark(), absl::StrCat(text, " is not a string; quote it (\"", text, "\")"));
+          }
+        }
+        AppendJsonString(text, &token);
+        break;
+      case FD::CPPTYPE_MESSAGE:
+        if (field->message_type()->full_name() == "google.protobuf.Duration") {
+          ok = DurationToken(text, &token);
+          break;
+        }
+        [[fallthrough]];
+      default:
+        return GenericScalar(n);
+    }
+    if (!ok) return FailAt(n.Mark(), token);
+    out_.append(token);
+    return true;
+  }
+
+  bool GenericScalar(const YamlNode& n) {
+    if (n.Plain()) {
+      if (auto token = PlainScalarToken(n.Scalar())) {
+        out_.append(*token);
+        return true;
+      }
+    }
+    AppendJsonString(n.Scalar(), &out_);
+    return true;
   }
 
   bool Fail(const YAML::Mark& mark, absl::string_view msg) {
@@ -261,10 +463,11 @@ class JsonConverter {
            path_[0] == "spec" && path_[1] == "ports" && path_[2][0] == '[';
   }
 
-  // `desc`: the message type `n` holds (nullptr: not checked); `map_field`:
-  // `n` is a protobuf map (its keys are data, its values of type `desc`).
-  bool Value(const YAML::Node& n, int depth, const google::protobuf::Descriptor* desc, bool map_field,
-             bool top = false) {
+  // `desc`: the message type `n` holds (nullptr: not checked); `field`: the
+  // field `n` is the value (or an item) of, if known; `map_field`: `n` is a
+  // protobuf map (its keys are data, its values of type `desc`).
+  bool Value(const YamlNode& n, int depth, const google::protobuf::Descriptor* desc,
+             const google::protobuf::FieldDescriptor* field, bool map_field, bool top = false) {
     if (depth > kMaxDepth) {
       // No path: it would be kMaxDepth elements long.
       error_ = absl::StrCat(Position(n.Mark()),
@@ -279,23 +482,16 @@ class JsonConverter {
       case YAML::NodeType::Null:
         out_.append("null");
         return true;
-      case YAML::NodeType::Scalar: {
-        if (n.Tag() == "?") {
-          if (auto token = PlainScalarToken(n.Scalar())) {
-            out_.append(*token);
-            return true;
-          }
-        }
-        AppendJsonString(n.Scalar(), &out_);
-        return true;
-      }
+      case YAML::NodeType::Scalar:
+        if (field != nullptr && !map_field) return FieldScalar(n, field);
+        return GenericScalar(n);
       case YAML::NodeType::Sequence: {
         out_.push_back('[');
         size_t i = 0;
-        for (const YAML::Node& item : n) {
+        for (const YamlNode& item : n.Items()) {
           if (i > 0) out_.push_back(',');
           path_.push_back(absl::StrCat("[", i, "]"));
-          if (!Value(item, depth + 1, desc, false)) return false;
+          if (!Value(item, depth + 1, desc, field, false)) return false;
           path_.pop_back();
           ++i;
         }
@@ -303,19 +499,19 @@ class JsonConverter {
         return true;
       }
       case YAML::NodeType::Map:
-        return Map(n, depth, desc, map_field, top);
+        return Map(n, depth, desc, field, map_field, top);
     }
     return Fail(n.Mark(), "unsupported node");
   }
 
-  bool Map(const YAML::Node& n, int depth, const google::protobuf::Descriptor* desc, bool map_field,
-           bool top) {
+  bool Map(const YamlNode& n, int depth, const google::protobuf::Descriptor* desc,
+           const google::protobuf::FieldDescriptor* field, bool map_field, bool top) {
     out_.push_back('{');
     std::vector<std::string> seen;
     bool first = true;
-    for (const auto& kv : n) {
-      const YAML::Node& k = kv.first;
-      const YAML::Node& v = kv.second;
+    for (const auto& kv : n.Entries()) {
+      const YamlNode& k = kv.first;
+      const YamlNode& v = kv.second;
       if (!k.IsScalar() && !k.IsNull()) {
         return Fail(k.Mark(), absl::StrCat("a key must be a string, not ",
                                            NodeTypeName(k)));
@@ -332,6 +528,7 @@ class JsonConverter {
         json_key = "targetPortName";
       }
       const google::protobuf::Descriptor* child = map_field ? desc : nullptr;
+      const google::protobuf::FieldDescriptor* child_field = map_field ? field : nullptr;
       bool child_map = false;
       if (desc != nullptr && !map_field) {
         const google::protobuf::FieldDescriptor* f = FieldByJsonName(desc, json_key);
@@ -343,13 +540,14 @@ class JsonConverter {
         }
         child = CheckedType(f);
         child_map = f->is_map();
+        child_field = f->is_map() ? f->message_type()->map_value() : f;
       }
       if (!first) out_.push_back(',');
       first = false;
       AppendJsonString(json_key, &out_);
       out_.push_back(':');
       path_.push_back(key);
-      if (!Value(v, depth + 1, child, child_map)) return false;
+      if (!Value(v, depth + 1, child, child_field, child_map)) return false;
       path_.pop_back();
     }
     out_.push_back('}');
@@ -366,6 +564,10 @@ class JsonConverter {
 }  // namespace
 
 absl::StatusOr<v1::Resource> ConvertOwnDocument(const YAML::Node& doc, const KindInfo& kind) {
+  return ConvertOwnDocument(FromYamlCpp(doc), kind);
+}
+
+absl::StatusOr<v1::Resource> ConvertOwnDocument(const YamlNode& doc, const KindInfo& kind) {
   v1::Resource resource;
   google::protobuf::Message* msg = MutableBodyOf(kind, &resource);
   JsonConverter converter(kind.kind, msg->GetDescriptor());

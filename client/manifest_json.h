@@ -2,13 +2,17 @@
 // protobuf's JSON mapping and parsed into the message of its kind. Field
 // names are checked against the API on the way, so that an unknown one is
 // named with its path and the nearest real name, which protobuf's own JSON
-// parser cannot do. A Service port's non-numeric `targetPort` is read as
+// parser cannot do; so are values (enums in the API's or Kubernetes'
+// spelling, e.g. `type: NodePort`, `protocol: tcp`; durations as 600, 600s or
+// 10m; whole numbers; strings), so that a bad one is named with its place and
+// the valid values. A Service port's non-numeric `targetPort` is read as
 // `targetPortName`.
 #pragma once
 
 #include <yaml-cpp/yaml.h>
 
 #include "absl/status/statusor.h"
+#include "client/yaml_text.h"
 #include "common/resource.h"
 
 namespace nftproxy::client {
@@ -18,6 +22,7 @@ namespace nftproxy::client {
 // e.g. "line 9, column 3: spec.clusterIP: unknown field (...)": the caller
 // puts the file and document in front. yaml-cpp may throw from node access;
 // the document reader (manifest.cc) catches that at its edge.
+absl::StatusOr<v1::Resource> ConvertOwnDocument(const YamlNode& doc, const KindInfo& kind);
 absl::StatusOr<v1::Resource> ConvertOwnDocument(const YAML::Node& doc, const KindInfo& kind);
 
 }  // namespace nftproxy::client

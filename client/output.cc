@@ -77,6 +77,8 @@ std::string JsonToYaml(const std::string& json) {
   }
 }
 
+constexpr char kJsonListHead[] = "{\n  \"kind\": \"List\",\n  \"items\": [";
+
 std::string Indent(const std::string& text, const std::string& pad) {
   std::string out;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
@@ -151,11 +153,7 @@ std::vector<std::string> ServiceRow(const v1::Resource& r, const v1::ObjectMeta&
   std::vector<std::string> vips(s.cluster_ips().begin(), s.cluster_ips().end());
   if (s.type() == v1::ServiceSpec::EXTERNAL_NAME) ext = {s.external_name()};
   std::vector<std::string> row = {ns, m.name(), TypeName(s.type()), OrNone(vips), OrNone(ext), ServicePorts(s, wide), age};
-  if (wide) {
-    const std::string lb = v1::ServiceSpec::LoadBalancing_Name(
-        s.load_balancing() == v1::ServiceSpec::LOAD_BALANCING_UNSPECIFIED ? v1::ServiceSpec::RANDOM : s.load_balancing());
-    row.insert(row.end(), {lb, Labels(s.selector()), Source(m)});
-  }
+  if (wide) row.insert(row.end(), {LoadBalancingName(s), Labels(s.selector()), Source(m)});
   return row;
 }
 
@@ -255,13 +253,25 @@ std::string MessageJson(const google::protobuf::Message& m, bool compact) {
   static const char kUrlPrefix[] = "type.googleapis.com";
   std::unique_ptr<google::protobuf::util::TypeResolver> resolver(google::protobuf::util::NewTypeResolverForDescriptorPool(
       kUrlPrefix, m.GetDescriptor()->file()->pool()));
-  std::string out;
+  std::string printed;
   google::protobuf::util::JsonPrintOptions opts;
   opts.add_whitespace = !compact;
   (void)google::protobuf::util::BinaryToJsonString(resolver.get(),
                                                    absl::StrCat(kUrlPrefix, "/", m.GetDescriptor()->full_name()), bin,
-                                                   &out, opts);
-  if (out.empty() || out.back() != '\n') out += "\n";
+                                                   &printed, opts);
+  if (compact) {
+    if (printed.empty() || printed.back() != '\n') printed += "\n";
+    return printed;
+  }
+  // protobuf indents by one space a level; kubectl (and jq) by two. A line's
+  // leading spaces are its indentation only: strings never hold a raw newline.
+  std::string out;
+  out.reserve(printed.size() * 5 / 4);
+  for (absl::string_view line : absl::StrSplit(printed, '\n', absl::SkipEmpty())) {
+    const size_t depth = line.find_first_not_of(' ');
+    absl::StrAppend(&out, std::string(depth == absl::string_view::npos ? 0 : 2 * depth, ' '),
+                    line.substr(depth == absl::string_view::npos ? line.size() : depth), "\n");
+  }
   return out;
 }
 
@@ -273,9 +283,9 @@ std::string ResourceJson(const v1::Resource& r) {
   if (message == nullptr) return MessageJson(r);
   const char* kind = FindKind(r)->manifest;
   const std::string body = MessageJson(*message);
-  if (absl::StartsWith(body, "{}")) return absl::StrCat("{\n \"kind\": \"", kind, "\"\n}\n");
+  if (absl::StartsWith(body, "{}")) return absl::StrCat("{\n  \"kind\": \"", kind, "\"\n}\n");
   // Put "kind" first.
-  return absl::StrCat("{\n \"kind\": \"", kind, "\",", body.substr(1));
+  return absl::StrCat("{\n  \"kind\": \"", kind, "\",", body.substr(1));
 }
 
 std::string ResourceYaml(const v1::Resource& r) { return JsonToYaml(ResourceJson(r)); }
@@ -286,15 +296,55 @@ std::string ResourcesYaml(const std::vector<v1::Resource>& rs) {
   return out;
 }
 
+std::string ListItemJson(const v1::Resource& r) {
+  std::string j = Indent(ResourceJson(r), "    ");
+  while (!j.empty() && j.back() == '\n') j.pop_back();
+  return j;
+}
+
 std::string ResourcesJson(const std::vector<v1::Resource>& rs) {
   std::vector<std::string> items;
-  for (const v1::Resource& r : rs) {
-    std::string j = Indent(ResourceJson(r), "  ");
-    while (!j.empty() && j.back() == '\n') j.pop_back();
-    items.push_back(j);
+  for (const v1::Resource& r : rs) items.push_back(ListItemJson(r));
+  if (items.empty()) return absl::StrCat(kJsonListHead, "]\n}\n");
+  return absl::StrCat(kJsonListHead, "\n", absl::StrJoin(items, ",\n"), "\n  ]\n}\n");
+}
+
+std::string LoadBalancingName(const v1::ServiceSpec& s) {
+  // Nothing is programmed for an ExternalName service: no mode to show.
+  if (s.type() == v1::ServiceSpec::EXTERNAL_NAME) return "<none>";
+  return v1::ServiceSpec::LoadBalancing_Name(
+      s.load_balancing() == v1::ServiceSpec::LOAD_BALANCING_UNSPECIFIED ? v1::ServiceSpec::RANDOM : s.load_balancing());
+}
+
+void ClearExplicitDefaults(v1::Resource* r) {
+  using S = v1::ServiceSpec;
+  auto ports = [](google::protobuf::RepeatedPtrField<v1::EndpointPort>* ps) {
+    for (v1::EndpointPort& p : *ps) {
+      if (p.protocol() == v1::TCP) p.clear_protocol();
+    }
+  };
+  switch (r->kind_case()) {
+    case v1::Resource::kService: {
+      S* s = r->mutable_service()->mutable_spec();
+      if (s->type() == S::CLUSTER_IP) s->clear_type();
+      if (s->external_traffic_policy() == S::CLUSTER) s->clear_external_traffic_policy();
+      if (s->internal_traffic_policy() == S::CLUSTER) s->clear_internal_traffic_policy();
+      if (s->session_affinity() == S::NONE) s->clear_session_affinity();
+      if (s->load_balancing() == S::RANDOM) s->clear_load_balancing();
+      for (v1::ServicePort& p : *s->mutable_ports()) {
+        if (p.protocol() == v1::TCP) p.clear_protocol();
+      }
+      break;
+    }
+    case v1::Resource::kEndpointSlice:
+      ports(r->mutable_endpoint_slice()->mutable_ports());
+      break;
+    case v1::Resource::kWorkload:
+      ports(r->mutable_workload()->mutable_ports());
+      break;
+    default:
+      break;
   }
-  if (items.empty()) return "{\n \"kind\": \"List\",\n \"items\": []\n}\n";
-  return absl::StrCat("{\n \"kind\": \"List\",\n \"items\": [\n", absl::StrJoin(items, ",\n"), "\n ]\n}\n");
 }
 
 v1::Resource WithoutServerFields(const v1::Resource& r) {

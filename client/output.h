@@ -26,13 +26,30 @@ std::string ResourceYaml(const v1::Resource& r);
 // `{"kind": "List", "items": [...]}`. Both read back with `apply -f`.
 std::string ResourcesYaml(const std::vector<v1::Resource>& rs);
 std::string ResourcesJson(const std::vector<v1::Resource>& rs);
-// Any message as JSON (one line when `compact`) or block YAML.
+// One item of ResourcesJson's list, indented for it, without a final newline:
+// a list printed as its pages arrive is `{"kind": "List", "items": [` then
+// these, comma-separated, then `]}`.
+std::string ListItemJson(const v1::Resource& r);
+// Any message as JSON (one line when `compact`, else indented by two spaces
+// a level, as kubectl prints) or block YAML.
 std::string MessageJson(const google::protobuf::Message& m, bool compact = false);
 std::string MessageYaml(const google::protobuf::Message& m);
 
 // The resource without what the server assigns (resource version, times);
 // an empty namespace becomes "default". What `diff` compares.
 v1::Resource WithoutServerFields(const v1::Resource& r);
+
+// Enum fields written as the value that unset already means (type
+// CLUSTER_IP, traffic policies CLUSTER, session affinity NONE, load balancing
+// RANDOM, protocol TCP) cleared: the server compares resources as written, so
+// `loadBalancing: RANDOM` over a stored resource without it would otherwise
+// count as a change (`diff` showing it, `apply` saying "configured") though
+// nothing that is programmed differs. Manifests are sent and compared this way.
+void ClearExplicitDefaults(v1::Resource* r);
+
+// The wide table's LB column and describe's "Load balancing": the mode, or
+// <none> for an ExternalName service (nothing is programmed for it).
+std::string LoadBalancingName(const v1::ServiceSpec& s);
 
 // `get` tables.
 std::vector<std::string> TableHeader(v1::Kind kind, bool wide);

@@ -3,7 +3,9 @@
 #include <iostream>
 #include <optional>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/cli.h"
 #include "common/errors.h"
@@ -11,14 +13,75 @@
 
 namespace nftproxy::client {
 
-std::string ChannelTarget(const std::string& server) {
-  if (absl::StartsWith(server, "unix://")) return "unix:" + server.substr(7);
-  if (absl::StartsWith(server, "tcp://")) return server.substr(6);
-  return server;
+absl::StatusOr<absl::Duration> ParseRequestTimeout(absl::string_view text) {
+  const absl::string_view t = absl::StripAsciiWhitespace(text);
+  int64_t seconds = 0;
+  absl::Duration d;
+  if (absl::SimpleAtoi(t, &seconds)) {
+    d = absl::Seconds(seconds);
+  } else if (t.empty() || !absl::ParseDuration(t, &d)) {
+    return absl::InvalidArgumentError(absl::StrCat("--request-timeout: \"", text,
+                                                   "\" is not a duration (e.g. 0 for none, 5s, 1m30s, 250ms)"));
+  }
+  if (d < absl::ZeroDuration() || d == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("--request-timeout: \"", text, "\" must be 0 or more"));
+  }
+  return d;
 }
 
-std::unique_ptr<v1::Proxy::Stub> Connect(const std::string& server) {
-  return v1::Proxy::NewStub(grpc::CreateChannel(ChannelTarget(server), grpc::InsecureChannelCredentials()));
+std::string ChannelTarget(const std::string& server) {
+  absl::StatusOr<Address> a = ParseAddress(server);
+  return a.ok() ? a->GrpcTarget() : server;
+}
+
+std::shared_ptr<grpc::Channel> NewChannel(const Address& address) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(-1);
+  return grpc::CreateCustomChannel(address.GrpcTarget(), grpc::InsecureChannelCredentials(), args);
+}
+
+void SetDeadline(grpc::ClientContext* ctx, absl::Duration timeout) {
+  if (timeout > absl::ZeroDuration()) ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+}
+
+absl::Status WaitConnected(grpc::Channel* channel, v1::Proxy::Stub* stub, absl::Duration timeout) {
+  const gpr_timespec deadline =
+      timeout > absl::ZeroDuration()
+          ? gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_micros(absl::ToInt64Microseconds(timeout), GPR_TIMESPAN))
+          : gpr_inf_future(GPR_CLOCK_REALTIME);
+  grpc_connectivity_state state = channel->GetState(/*try_to_connect=*/true);
+  while (state != GRPC_CHANNEL_READY) {
+    if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN) {
+      // The channel knows why the attempt failed but tells only a call: one
+      // that does not wait for the connection fails at once with the reason.
+      grpc::ClientContext ctx;
+      SetDeadline(&ctx, absl::Seconds(1));
+      v1::StatusResponse ignored;
+      absl::Status s = FromGrpcStatus(stub->Status(&ctx, v1::StatusRequest(), &ignored));
+      if (s.ok() || !absl::IsUnavailable(s)) return absl::OkStatus();  // it came up meanwhile
+      return s;
+    }
+    if (!channel->WaitForStateChange(state, deadline)) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("no connection within ", absl::FormatDuration(timeout), " (--request-timeout)"));
+    }
+    state = channel->GetState(true);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ListPages(v1::Proxy::Stub* stub, v1::ListRequest req, absl::Duration timeout,
+                       const std::function<absl::Status(const v1::ListResponse&)>& page) {
+  while (true) {
+    v1::ListResponse resp;
+    absl::Status s = Call(stub, &v1::Proxy::Stub::List, req, &resp, timeout);
+    if (!s.ok()) return s;
+    s = page(resp);
+    if (!s.ok()) return s;
+    if (resp.next_page_token().empty()) return absl::OkStatus();
+    req.set_page_token(resp.next_page_token());
+  }
 }
 
 int ExitCodeFor(absl::StatusCode code) {
@@ -38,7 +101,7 @@ std::string Locate(const absl::Status& s, const std::vector<ManifestDoc>& docs) 
   if (!detail || !detail->has_resource()) return std::string(s.message());
   const Key key = KeyOf(detail->resource());
   for (const ManifestDoc& d : docs) {
-    if (KeyOf(d.resource) == key) return absl::StrCat(d.file, ": document ", d.index, ": ", s.message());
+    if (KeyOf(d.resource) == key) return absl::StrCat(DocumentPlace(d), ": ", s.message());
   }
   return std::string(s.message());
 }

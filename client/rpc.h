@@ -1,41 +1,70 @@
-// Talking to the server: the channel a --server address names, one deadline
-// per call, and what a failed call prints and exits with. A refusal is
-// placed in the user's manifests by the resource its ErrorDetail names
-// (common/errors.h), never by reading the message.
+// Talking to the server: the channel a --server address names, the deadline
+// --request-timeout gives each call, List followed page by page, and what a
+// failed call prints and exits with. A refusal is placed in the user's
+// manifests by the resource its ErrorDetail names (common/errors.h), never
+// by reading the message.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "client/manifest.h"
+#include "common/address.h"
 #include "common/grpc_status.h"
 #include "nftproxy/v1/nftproxy.grpc.pb.h"
 
 namespace nftproxy::client {
 
-// A write of tens of thousands of resources takes seconds; anything that
-// takes minutes is a server that is stuck.
+// Without --request-timeout: a write of tens of thousands of resources takes
+// seconds, anything that takes minutes is a server that is stuck; a
+// connection that is not up in 20 s (gRPC's own connect timeout) is not
+// coming.
 inline constexpr std::chrono::seconds kCallTimeout{120};
+inline constexpr std::chrono::seconds kConnectTimeout{20};
+// The server sends replies of up to 512 MiB (serve.cc); gRPC's client
+// default of 4 MiB would refuse a large dry run's reply or ruleset.
+inline constexpr int kMaxMessageBytes = 512 << 20;
 
-// gRPC's target for "unix:///path" or "tcp://host:port" (anything else is
-// passed as it is).
+// --request-timeout: kubectl's spelling, "0" (no deadline), a number of
+// seconds ("7"), or a duration ("250ms", "5s", "1m30s").
+absl::StatusOr<absl::Duration> ParseRequestTimeout(absl::string_view text);
+
+// gRPC's target for what --server names (common/address.h); text that is no
+// nftproxy address is passed as it is.
 std::string ChannelTarget(const std::string& server);
-std::unique_ptr<v1::Proxy::Stub> Connect(const std::string& server);
+std::shared_ptr<grpc::Channel> NewChannel(const Address& address);
+
+// Waits until `channel` is connected: OK, Unavailable as soon as a connection
+// attempt fails (with gRPC's reason), DeadlineExceeded when `timeout` (zero:
+// none) passes first.
+absl::Status WaitConnected(grpc::Channel* channel, v1::Proxy::Stub* stub, absl::Duration timeout);
+
+// `timeout` as a call's deadline; zero means none.
+void SetDeadline(grpc::ClientContext* ctx, absl::Duration timeout);
 
 // One unary call with a deadline. The status keeps the server's ErrorDetail.
 template <typename Req, typename Resp>
 absl::Status Call(v1::Proxy::Stub* stub,
                   grpc::Status (v1::Proxy::Stub::*method)(grpc::ClientContext*, const Req&, Resp*), const Req& req,
-                  Resp* resp, std::chrono::seconds timeout = kCallTimeout) {
+                  Resp* resp, absl::Duration timeout) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+  SetDeadline(&ctx, timeout);
   return FromGrpcStatus((stub->*method)(&ctx, req, resp));
 }
+
+// Every page of `req` (each with `timeout`), handed to `page` as it arrives,
+// so that a listing of any size holds one page at a time. Stops at the first
+// error, the server's or `page`'s.
+absl::Status ListPages(v1::Proxy::Stub* stub, v1::ListRequest req, absl::Duration timeout,
+                       const std::function<absl::Status(const v1::ListResponse&)>& page);
 
 // kExitUnreachable, kExitBadInput or kExitRefused (cli.h).
 int ExitCodeFor(absl::StatusCode code);

@@ -8,7 +8,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  nftables iproute2 iptables conntrack socat
+  nftables iproute2 iptables conntrack socat man-db
   python3 python3-grpcio python3-protobuf python3-yaml
 )
 missing=()

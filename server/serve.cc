@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grp.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "dataplane/nft_dataplane.h"
 #include "common/address.h"
@@ -40,6 +42,8 @@ struct ServeFlags {
   std::string nodeport_range = "30000-32767";
   std::string log_writes_over = "1s";
   std::string log_format = "text";
+  std::string socket_mode = "0660";
+  std::string socket_group;
   // Sizes: the request (bytes), and per resource (see ResourceLimits).
   std::string max_request_bytes = "67108864";
   std::string max_ports_per_service, max_addresses_per_service, max_endpoints_per_slice, max_ports_per_slice,
@@ -55,6 +59,12 @@ the nftables table `inet <table>`.
 Flags:
   --listen ADDR     unix:///path or tcp://host:port; may repeat
                     (default unix:///run/nftproxy/nftproxy.sock)
+  --socket-mode MODE
+                    the unix sockets' mode, octal (default 0660); sockets
+                    have it from the moment they exist
+  --socket-group GROUP
+                    the unix sockets' group (name or number; default the
+                    server's): its members may call the API
   --table NAME      nftables table to own (default nftproxy)
   --state-dir DIR   where the desired state is kept across restarts
                     (default /var/lib/nftproxy; "" disables)
@@ -107,6 +117,8 @@ absl::Status ParseServeFlags(const std::vector<std::string>& args, ServeFlags* f
                                {{"--nodeport-range"}, &f->nodeport_range},
                                {{"--log-writes-over"}, &f->log_writes_over},
                                {{"--log-format"}, &f->log_format},
+                               {{"--socket-mode"}, &f->socket_mode},
+                               {{"--socket-group"}, &f->socket_group},
                                {{"--log-level", "--v", "-v"}, &f->log_level},
                                {{"--max-request-bytes"}, &f->max_request_bytes},
                                {{"--max-ports-per-service"}, &f->max_ports_per_service},
@@ -139,6 +151,30 @@ absl::Status NumberFlag(const char* flag, const std::string& text, uint32_t* out
     return absl::InvalidArgumentError(absl::StrCat(flag, " ", text, ": want a positive whole number"));
   }
   *out = v;
+  return absl::OkStatus();
+}
+
+// Creates the state directory (0750) or tightens an existing one to at most
+// 0750; one that others may write to is refused: whoever can replace its
+// files decides what the next start installs.
+absl::Status PrepareStateDir(const std::string& dir) {
+  if (mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
+    return absl::InternalError(absl::StrCat("--state-dir ", dir, ": cannot create it: ", strerror(errno)));
+  }
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat("--state-dir ", dir, ": not a directory"));
+  }
+  const mode_t mode = st.st_mode & 07777;
+  if (mode & S_IWOTH) {
+    return absl::PermissionDeniedError(absl::StrFormat(
+        "--state-dir %s: writable by every user (mode %04o); anyone could change what the next start installs. "
+        "Fix it with: chmod 0750 %s",
+        dir, mode, dir));
+  }
+  if ((mode & ~mode_t{0750}) != 0 && chmod(dir.c_str(), mode & 0750) != 0) {
+    return absl::InternalError(absl::StrCat("--state-dir ", dir, ": cannot tighten its mode: ", strerror(errno)));
+  }
   return absl::OkStatus();
 }
 
@@ -224,6 +260,28 @@ int RunServe(const std::vector<std::string>& args) {
     options.node_port_min = static_cast<uint16_t>(lo);
     options.node_port_max = static_cast<uint16_t>(hi);
   }
+  mode_t socket_mode = 0;
+  {
+    char* end = nullptr;
+    const unsigned long m = strtoul(flags.socket_mode.c_str(), &end, 8);
+    if (flags.socket_mode.empty() || *end != '\0' || m > 0777 || (m & 0600) != 0600) {
+      std::cerr << "nftproxy serve: --socket-mode " << flags.socket_mode
+                << ": want an octal mode from 0600 to 0777 that lets the owner read and write, e.g. 0660\n";
+      return 2;
+    }
+    socket_mode = static_cast<mode_t>(m);
+  }
+  gid_t socket_gid = static_cast<gid_t>(-1);
+  if (!flags.socket_group.empty()) {
+    if (uint32_t gid = 0; absl::SimpleAtoi(flags.socket_group, &gid)) {
+      socket_gid = gid;
+    } else if (const group* g = getgrnam(flags.socket_group.c_str()); g != nullptr) {
+      socket_gid = g->gr_gid;
+    } else {
+      std::cerr << "nftproxy serve: --socket-group " << flags.socket_group << ": no such group\n";
+      return 2;
+    }
+  }
   uint32_t max_request_bytes = 0;
   for (auto [flag, text, out] : {std::tuple{"--max-request-bytes", &flags.max_request_bytes, &max_request_bytes},
                                  {"--max-ports-per-service", &flags.max_ports_per_service,
@@ -246,9 +304,9 @@ int RunServe(const std::vector<std::string>& args) {
     return 2;
   }
   if (!flags.state_dir.empty()) {
-    if (mkdir(flags.state_dir.c_str(), 0750) != 0 && errno != EEXIST) {
-      log::Error("cannot create the state directory", {{"dir", flags.state_dir}, {"error", strerror(errno)}});
-      return 1;
+    if (absl::Status s = PrepareStateDir(flags.state_dir); !s.ok()) {
+      std::cerr << "nftproxy serve: " << s.message() << "\n";
+      return 2;
     }
   }
   std::unique_ptr<FileStateStore> store;
@@ -302,12 +360,22 @@ int RunServe(const std::vector<std::string>& args) {
   builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<uint32_t>(max_request_bytes, INT32_MAX)));
   builder.SetMaxSendMessageSize(512 << 20);
 
+  // The sockets are created inside BuildAndStart; the umask gives them their
+  // final mode at once (a chmod afterwards would leave a moment with the
+  // umask's).
+  const mode_t old_umask = umask(0777 & ~socket_mode);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  umask(old_umask);
   if (!server) {
     log::Error("could not listen on the requested addresses", {{"listen", absl::StrJoin(flags.listen, " ")}});
     return 1;
   }
-  for (const std::string& path : sockets) chmod(path.c_str(), 0660);
+  for (const std::string& path : sockets) {
+    if (socket_gid != static_cast<gid_t>(-1) && chown(path.c_str(), static_cast<uid_t>(-1), socket_gid) != 0) {
+      log::Error("cannot give the socket its group", {{"socket", path}, {"error", strerror(errno)}});
+      return 1;
+    }
+  }
   // Per-service health: grpc.health.v1.Health/Check {"service": "nftproxy.v1.Proxy"}.
   server->GetHealthCheckService()->SetServingStatus(v1::Proxy::service_full_name(), true);
   std::vector<std::string> shown;

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# Over 600 lines: every CLI habit against one shared server set-up per class; splitting would repeat it.
 """The `nftproxy` CLI against a real server in a network namespace.
 
 Topology: client --- proxy --- b1 / b2 / b3 (netlab.Star); the proxy runs
@@ -10,7 +11,10 @@ YAML and JSON, Kubernetes YAML); Kubernetes Service + EndpointSlice manifests
 shaped like `kubectl get -o yaml` exports giving VIPs that carry traffic; the
 errors for a broken YAML file, an invalid field name and a server-side
 refusal (file, document, field; exit codes 1, 2, 3); sync ownership; watch;
-`--help` on every command.
+`--help` on every command; --dry-run in every spelling; --server forms and
+--request-timeout; listings past one List page (1,200 services); kubectl
+habits (-o name, -o jsonpath, --no-headers, -l, get all, KIND,KIND,
+--ignore-not-found, --version, shell completion, the man page).
 
 Run from the repository root, as root:
     NFTPROXY_BIN=build-cli/nftproxy /usr/bin/python3 -m unittest -v tests/integration/test_cli.py
@@ -40,7 +44,8 @@ import netlab  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(HERE))
 BIN = os.environ.get("NFTPROXY_BIN") or os.path.join(REPO, "build", "nftproxy")
 BACKENDS = ("b1", "b2", "b3")
-COMMANDS = ("apply", "delete", "get", "describe", "diff", "sync", "explain", "watch", "status", "version")
+COMMANDS = ("apply", "delete", "get", "describe", "diff", "sync", "explain", "watch", "status", "version",
+            "completion")
 
 
 def setUpModule():
@@ -387,8 +392,9 @@ class ManifestInputTest(CliCase):
         self.assertRegex(warnings[0], r"^warning: %s: document 1, items\[1\] \(Kubernetes Service shop/shop-db\): "
                                       r"line \d+, column \d+: spec.clusterIP: None \(headless\): nothing to program"
                          % path)
-        self.assertRegex(warnings[1], r"^warning: %s: document 1 \(Kubernetes Endpoints shop/shop-web\): left out"
-                         % path)
+        # (the manifest reader now also names the List item: "document 1, items[2] (...)")
+        self.assertRegex(warnings[1], r"^warning: %s: document 1(, items\[2\])? \(Kubernetes Endpoints shop/shop-web\): "
+                                      r"left out" % path)
         # the named target port resolves through the slice; the not-ready pod gets nothing
         res = self.traffic(vip, 80, 30)
         self.assertEqual(res["errors"], {}, res)
@@ -538,6 +544,328 @@ class OwnershipAndWatchTest(CliCase):
         cp = self.cli("watch", "--since", "999999999")
         self.assertEqual(cp.returncode, 1, cp.stderr)
         self.assertIn("is newer than the server's", cp.stderr)
+
+
+def raw(*args, input=None, timeout=60):
+    """The binary with exactly these arguments (no --server added)."""
+    return subprocess.run([BIN] + list(args), capture_output=True, text=True, input=input, timeout=timeout)
+
+
+class DryRunTest(CliCase):
+    """Every write command's --dry-run goes through the server's dry run and changes nothing."""
+
+    def test_delete_dry_run_in_every_form(self):
+        path = self.write([own_service("dry-del", "198.19.40.1", [{"port": 80}])])
+        self.addCleanup(self.cli, "delete", "-f", path)
+        self.ok("apply", "-f", path)
+        for args in (("delete", "service", "dry-del", "--dry-run"),
+                     ("delete", "--dry-run", "service", "dry-del"),
+                     ("--dry-run", "delete", "svc", "dry-del"),
+                     ("delete", "-f", path, "--dry-run"),
+                     ("delete", "--dry-run", "-f", path),
+                     ("delete", "service", "dry-del", "--dry-run=server"),
+                     ("delete", "service", "dry-del", "--dry-run=client"),
+                     ("delete", "-f", path, "--dry-run=true")):
+            cp = self.ok(*args)
+            self.assertEqual(cp.stdout, "service/default/dry-del deleted (dry run)\n", args)
+            self.assertEqual(self.cli("get", "service", "dry-del").returncode, 0, "%s deleted it" % (args,))
+        # a dry run of something that would fail fails like the real thing
+        cp = self.cli("delete", "service", "no-such-dry", "--dry-run")
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        self.assertIn("not found", cp.stderr)
+        # --dry-run=none (and =false) is a real delete
+        cp = self.ok("delete", "service", "dry-del", "--dry-run=none")
+        self.assertEqual(cp.stdout, "service/default/dry-del deleted\n")
+        self.assertEqual(self.cli("get", "service", "dry-del").returncode, 1)
+        cp = self.cli("delete", "service", "x", "--dry-run=maybe")
+        self.assertEqual(cp.returncode, 2, cp.stderr)
+
+    def test_apply_and_sync_dry_run_change_nothing(self):
+        path = self.write([own_service("dry-new", "198.19.40.2", [{"port": 80}])])
+        self.addCleanup(self.cli, "delete", "-f", path)
+        for args in (("apply", "-f", path, "--dry-run"), ("apply", "--dry-run=server", "-f", path),
+                     ("--dry-run", "apply", "-f", path)):
+            cp = self.ok(*args)
+            self.assertEqual(cp.stdout, "service/default/dry-new created (dry run)\n", args)
+            self.assertEqual(self.cli("get", "service", "dry-new").returncode, 1, args)
+        cp = self.ok("sync", "--source", "dry-src", "-f", path, "--dry-run")
+        self.assertIn("service/default/dry-new created (dry run)", cp.stdout)
+        self.assertEqual(self.cli("get", "service", "dry-new").returncode, 1)
+
+
+class ServerAddressTest(CliCase):
+    """--server as a plain socket path or a refused scheme; --request-timeout bounds an unreachable server."""
+
+    def test_plain_socket_path_and_bad_schemes(self):
+        for server in (self.sock, "unix:" + self.sock, self.url):
+            cp = raw("get", "services", "--server", server)
+            self.assertEqual(cp.returncode, 0, (server, cp.stderr))
+        cp = raw("status", "--server", "http://127.0.0.1:7070")
+        self.assertEqual(cp.returncode, 2, cp.stderr)
+        self.assertIn("http:// is not a scheme nftproxy speaks", cp.stderr)
+        self.assertNotIn("DNS", cp.stderr)
+        cp = raw("status", "--server", "tcp://127.0.0.1:99999")
+        self.assertEqual(cp.returncode, 2, cp.stderr)
+        self.assertIn("is not a number from 1 to 65535", cp.stderr)
+
+    def test_request_timeout_bounds_an_unreachable_server(self):
+        import socket
+        # A listening socket that never accepts: the TCP handshake completes
+        # in the kernel, the gRPC handshake never does.
+        lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(lst.close)
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(0)
+        hung = "tcp://127.0.0.1:%d" % lst.getsockname()[1]
+        closed = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        closed.bind(("127.0.0.1", 0))
+        closed_port = closed.getsockname()[1]
+        closed.close()
+        broken = self.write("kind: Service\nmetadata: {name: [\n")
+        for server in (hung, "127.0.0.1:%d" % closed_port):
+            for args in (("get", "services"), ("status",), ("apply", "-f", broken), ("watch",)):
+                start = time.monotonic()
+                cp = raw(*args, "--server", server, "--request-timeout", "1s", timeout=30)
+                took = time.monotonic() - start
+                # apply connects before it reads the manifest: unreachable (3), not invalid (2)
+                self.assertEqual(cp.returncode, 3, (server, args, cp.stderr))
+                self.assertIn("cannot reach the nftproxy server", cp.stderr)
+                self.assertLess(took, 4.0, (server, args))
+        for value in ("0", "5s", "1m30s", "250ms", "7"):
+            cp = self.cli("get", "services", "--request-timeout", value)
+            self.assertEqual(cp.returncode, 0, (value, cp.stderr))
+        cp = self.cli("get", "services", "--request-timeout", "soon")
+        self.assertEqual(cp.returncode, 2, cp.stderr)
+        self.assertIn("--request-timeout", cp.stderr)
+
+
+SCALE_NS = "scale"
+SCALE_COUNT = 1200
+
+
+def scale_manifest(backend):
+    """SCALE_COUNT services and one slice each, in one multi-document YAML text."""
+    docs = []
+    for i in range(SCALE_COUNT):
+        name = "s%04d" % i
+        docs.append(own_service(name, "198.19.%d.%d" % (100 + i // 200, i % 200 + 1),
+                                [{"name": "http", "port": 80, "targetPort": 8080}], namespace=SCALE_NS))
+        docs.append(own_slice(name + "-1", name, [{"name": "http", "port": 8080}],
+                              [{"addresses": [backend], "nodeName": "n%d" % i}], namespace=SCALE_NS))
+    return netlab.to_yaml(docs)
+
+
+class ScaleTest(CliCase):
+    """More resources than one List page (500): every listing follows the page token."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.big = os.path.join(cls.tmp, "big.yaml")
+        with open(cls.big, "w") as f:
+            f.write(scale_manifest(cls.star.v4["b1"]))
+        cp = subprocess.run([BIN, "apply", "-f", cls.big, "--server", cls.url], capture_output=True, text=True,
+                            timeout=120)
+        if cp.returncode != 0:
+            raise AssertionError("apply of %d services failed: %s" % (SCALE_COUNT, cp.stderr))
+
+    def names(self, text):
+        return [line.split()[1] for line in text.splitlines()[1:]]
+
+    def test_get_lists_every_page(self):
+        want = ["s%04d" % i for i in range(SCALE_COUNT)]
+        self.assertEqual(self.names(self.ok("get", "svc", "-n", SCALE_NS).stdout), want)
+        all_ns = [line.split() for line in self.ok("get", "svc", "-A").stdout.splitlines()[1:]]
+        self.assertEqual([r[1] for r in all_ns if r[0] == SCALE_NS], want)
+        table = self.ok("get", "svc", "-n", SCALE_NS).stdout.splitlines()
+        for line in table[1:]:  # one set of column widths for every page
+            self.assertEqual(line.index("ClusterIP"), table[0].index("TYPE"), line)
+        self.assertEqual(len(self.ok("get", "endpointslices", "-n", SCALE_NS, "--no-headers").stdout.splitlines()),
+                         SCALE_COUNT)
+        self.assertEqual(self.ok("get", "svc", "-n", SCALE_NS, "-o", "name").stdout,
+                         "".join("service/%s\n" % n for n in want))
+        js = json.loads(self.ok("get", "svc", "-n", SCALE_NS, "-o", "json").stdout)
+        self.assertEqual([i["metadata"]["name"] for i in js["items"]], want)
+        docs = list(yaml.safe_load_all(self.ok("get", "svc", "-n", SCALE_NS, "-o", "yaml").stdout))
+        self.assertEqual([d["metadata"]["name"] for d in docs], want)
+        cp = self.ok("get", "svc", "-n", SCALE_NS, "-o", "jsonpath={.items[*].metadata.name}")
+        self.assertEqual(cp.stdout.split(), want)
+        cp = self.ok("get", "svc", "-n", SCALE_NS, "-o", 'jsonpath={range .items[*]}{.metadata.name}{"\\n"}{end}')
+        self.assertEqual(cp.stdout, "".join(n + "\n" for n in want))
+
+    def test_describe_watch_diff_past_the_first_page(self):
+        # the slice of the last service is on the third page of the namespace's slices
+        d = self.ok("describe", "service", "s%04d" % (SCALE_COUNT - 1), "-n", SCALE_NS).stdout
+        self.assertRegex(d, r"endpointslice/s%04d-1\s+%s" % (SCALE_COUNT - 1, self.v4("b1")))
+        cp = self.cli("diff", "-f", self.big)
+        self.assertEqual((cp.returncode, cp.stdout), (0, ""), cp.stderr)
+        cp = subprocess.run(["timeout", "-s", "TERM", "5", BIN, "watch", "services", "-n", SCALE_NS, "--server",
+                             self.url], capture_output=True, text=True, timeout=30)
+        rows = [line.split() for line in cp.stdout.splitlines()[1:]]
+        self.assertEqual(sorted(r[4] for r in rows if r[1] == "UPSERT"), ["s%04d" % i for i in range(SCALE_COUNT)])
+        self.assertIn("up to date at revision", cp.stderr)
+
+
+class HabitsTest(CliCase):
+    """What kubectl users type: output forms, selectors, several kinds, quiet misses, completion."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        docs = [own_service("web", "198.19.41.1", [{"name": "http", "port": 80}], namespace="habits"),
+                own_service("db", "198.19.41.2", [{"port": 5432}], namespace="habits"),
+                own_service("plain", "198.19.41.3", [{"port": 81}], namespace="habits"),
+                {"kind": "Service", "metadata": {"namespace": "habits", "name": "ext"},
+                 "spec": {"type": "EXTERNAL_NAME", "externalName": "db.example.com"}},
+                own_slice("web-1", "web", [{"name": "http", "port": 8080}],
+                          [{"addresses": [cls.star.v4["b1"]]}], namespace="habits"),
+                {"kind": "Workload", "metadata": {"namespace": "habits", "name": "w1", "labels": {"app": "web"}},
+                 "addresses": [cls.star.v4["b2"]]}]
+        docs[0]["metadata"]["labels"] = {"app": "web", "tier": "front"}
+        docs[1]["metadata"]["labels"] = {"app": "db", "tier": "db"}
+        docs[3]["metadata"]["labels"] = {"app": "ext"}
+        cls.path = os.path.join(cls.tmp, "habits.yaml")
+        with open(cls.path, "w") as f:
+            yaml.safe_dump_all(docs, f, sort_keys=False)
+        cp = subprocess.run([BIN, "apply", "-f", cls.path, "--server", cls.url], capture_output=True, text=True,
+                            timeout=60)
+        if cp.returncode != 0:
+            raise AssertionError(cp.stderr)
+
+    def get(self, *args):
+        return self.ok("get", *args, "-n", "habits").stdout
+
+    def test_output_name_jsonpath_and_no_headers(self):
+        self.assertEqual(self.get("svc", "-o", "name"), "service/db\nservice/ext\nservice/plain\nservice/web\n")
+        self.assertEqual(self.get("svc", "web", "-o", "name"), "service/web\n")
+        self.assertEqual(self.get("svc", "web", "-o", "jsonpath={.metadata.name}"), "web")
+        self.assertEqual(self.get("svc", "web", "-o", "jsonpath={.spec.ports[0].port}"), "80")
+        self.assertEqual(self.get("svc", "web", "-o", "jsonpath={.metadata.labels.tier}/{.spec.clusterIps[*]}"),
+                         "front/198.19.41.1")
+        self.assertEqual(self.get("svc", "-o", "jsonpath={.items[*].metadata.name}"), "db ext plain web")
+        self.assertEqual(self.get("svc", "-o", 'jsonpath={range .items[*]}{.metadata.name}:{.spec.type}{"\\n"}{end}'),
+                         "db:\next:EXTERNAL_NAME\nplain:\nweb:\n")
+        cp = self.cli("get", "svc", "-n", "habits", "-o", "jsonpath={.items[")
+        self.assertEqual(cp.returncode, 2, cp.stderr)
+        rows = self.get("svc", "--no-headers").splitlines()
+        self.assertEqual([r.split()[1] for r in rows], ["db", "ext", "plain", "web"])
+        # json is indented by two spaces, like kubectl
+        self.assertTrue(self.get("svc", "web", "-o", "json").startswith('{\n  "kind": "Service",\n  "metadata": {\n'
+                                                                         '    "namespace": "habits",'))
+
+    def test_label_selectors(self):
+        sel = lambda s: [r.split()[1] for r in self.get("svc", "-l", s, "--no-headers").splitlines()]  # noqa: E731
+        self.assertEqual(sel("app=web"), ["web"])
+        self.assertEqual(sel("app==web"), ["web"])
+        self.assertEqual(sel("tier!=db"), ["ext", "plain", "web"])
+        self.assertEqual(sel("tier"), ["db", "web"])
+        self.assertEqual(sel("!tier"), ["ext", "plain"])
+        self.assertEqual(sel("app,tier!=front"), ["db", "ext"])
+        self.assertEqual(self.get("svc", "--selector", "app=web", "-o", "name"), "service/web\n")
+        self.assertEqual(self.get("workloads", "-l", "app=web", "-o", "name"), "workload/w1\n")
+        cp = self.cli("get", "svc", "-n", "habits", "-l", "app=nothing")
+        self.assertEqual((cp.returncode, cp.stdout, cp.stderr), (0, "", "No resources found in habits namespace.\n"))
+        for bad in ("app in (web)", "=web", "a=b=c"):
+            cp = self.cli("get", "svc", "-l", bad)
+            self.assertEqual(cp.returncode, 2, (bad, cp.stderr))
+
+    def test_several_kinds_and_all(self):
+        out = self.get("svc,eps")
+        tables = out.split("\n\n")
+        self.assertEqual(len(tables), 2, out)
+        self.assertEqual(tables[0].splitlines()[0].split()[:3], ["NAMESPACE", "NAME", "TYPE"])
+        self.assertIn("service/web", tables[0])
+        self.assertEqual(tables[1].splitlines()[0].split()[:3], ["NAMESPACE", "NAME", "SERVICE"])
+        self.assertIn("endpointslice/web-1", tables[1])
+        self.assertEqual(self.get("all", "-o", "name"),
+                         "service/db\nservice/ext\nservice/plain\nservice/web\nendpointslice/web-1\nworkload/w1\n")
+        self.assertEqual(self.get("services,workloads", "-o", "name"),
+                         "service/db\nservice/ext\nservice/plain\nservice/web\nworkload/w1\n")
+        js = json.loads(self.get("svc,wl", "-o", "json"))
+        self.assertEqual([i["kind"] for i in js["items"]], ["Service"] * 4 + ["Workload"])
+        cp = self.cli("get", "svc,pods", "-n", "habits")
+        self.assertEqual(cp.returncode, 2, cp.stderr)
+
+    def test_ignore_not_found(self):
+        cp = self.cli("get", "svc", "nope", "-n", "habits")
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        cp = self.cli("get", "svc", "nope", "-n", "habits", "--ignore-not-found")
+        self.assertEqual((cp.returncode, cp.stdout, cp.stderr), (0, "", ""))
+        cp = self.cli("delete", "svc", "nope", "-n", "habits", "--ignore-not-found")
+        self.assertEqual((cp.returncode, cp.stdout, cp.stderr), (0, "", ""))
+        gone = self.write([own_service("never-there", "198.19.41.9", [{"port": 80}], namespace="habits")])
+        cp = self.cli("delete", "-f", gone, "--ignore-not-found")
+        self.assertEqual((cp.returncode, cp.stderr), (0, ""))
+        cp = self.cli("delete", "-f", gone)
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+
+    def test_external_name_shows_no_load_balancing(self):
+        row = [r for r in self.get("svc", "-o", "wide").splitlines() if r.split()[1] == "ext"][0].split()
+        self.assertEqual(row[2:5], ["ExternalName", "<none>", "db.example.com"])
+        self.assertNotIn("RANDOM", row)
+        self.assertNotIn("RANDOM", self.ok("describe", "svc", "ext", "-n", "habits").stdout)
+
+    def test_explicit_default_is_no_change(self):
+        svc = own_service("defaults", "198.19.41.4", [{"port": 80}], namespace="habits")
+        self.addCleanup(self.cli, "delete", "service", "defaults", "-n", "habits")
+        self.ok("apply", "-f", "-", input=yaml.safe_dump(svc))
+        svc["spec"].update({"loadBalancing": "RANDOM", "type": "CLUSTER_IP", "sessionAffinity": "NONE",
+                            "externalTrafficPolicy": "CLUSTER", "internalTrafficPolicy": "CLUSTER"})
+        svc["spec"]["ports"][0]["protocol"] = "TCP"
+        explicit = self.write([svc])
+        cp = self.cli("diff", "-f", explicit)
+        self.assertEqual((cp.returncode, cp.stdout), (0, ""), cp.stderr)
+        self.assertEqual(self.ok("apply", "-f", explicit).stdout, "service/habits/defaults unchanged\n")
+        # and a real change still shows
+        svc["spec"]["loadBalancing"] = "ROUND_ROBIN"
+        cp = self.cli("diff", "-f", self.write([svc]))
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        self.assertIn("\n+  loadBalancing: ROUND_ROBIN\n", cp.stdout)
+
+    def test_version_and_completion(self):
+        for args in (("--version",), ("version", "--client")):
+            cp = raw(*args, "--server", "unix:///nonexistent")
+            self.assertEqual(cp.returncode, 0, cp.stderr)
+            self.assertRegex(cp.stdout, r"^(nftproxy version|Client version:) \d+\.\d+\.\d+\n$")
+        cp = subprocess.run(["bash", "-c", "source <(%s completion bash); complete -p nftproxy" % BIN],
+                            capture_output=True, text=True, timeout=10)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(cp.stderr, "")
+        self.assertIn("nftproxy", cp.stdout)
+
+        def complete(*words):
+            # names are asked of `nftproxy` as the line names it (COMP_WORDS[0]), found on PATH
+            script = ("PATH=%s:$PATH\nsource <(%s completion bash)\nCOMP_WORDS=(%s)\nCOMP_CWORD=%d\nCOMP_LINE=\"${COMP_WORDS[*]}\"\n"
+                      "COMP_POINT=${#COMP_LINE}\n_nftproxy nftproxy '%s' '%s'\nprintf '%%s\\n' \"${COMPREPLY[@]}\""
+                      % (os.path.dirname(os.path.abspath(BIN)), BIN, " ".join("'%s'" % w for w in words), len(words) - 1, words[-1], words[-2]))
+            cp = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=20)
+            self.assertEqual(cp.stderr, "", words)
+            return sorted(cp.stdout.split())
+        self.assertEqual(complete("nftproxy", "ge"), ["get"])
+        self.assertEqual(complete("nftproxy", "d"), ["delete", "describe", "diff"])
+        self.assertIn("completion", complete("nftproxy", ""))
+        self.assertEqual(complete("nftproxy", "get", "s"), ["services", "svc"])
+        self.assertIn("all", complete("nftproxy", "get", ""))
+        self.assertEqual(complete("nftproxy", "get", "svc", "-o", "ya"), ["yaml"])
+        self.assertIn("--ignore-not-found", complete("nftproxy", "delete", "--ig"))
+        self.assertEqual(complete("nftproxy", "completion", ""), ["bash", "fish", "zsh"])
+        # names come from the server named on the line
+        self.assertEqual(complete("nftproxy", "--server", self.url, "get", "svc", "-n", "habits", "w"), ["web"])
+        for shell in ("zsh", "fish"):
+            cp = raw("completion", shell)
+            self.assertEqual(cp.returncode, 0, cp.stderr)
+            self.assertIn("nftproxy", cp.stdout)
+        self.assertEqual(raw("completion", "tcsh").returncode, 2)
+
+    def test_man_page_renders_without_warnings(self):
+        page = os.path.join(REPO, "packaging", "nftproxy.1")
+        env = dict(os.environ, MANWIDTH="80", LANG="C.UTF-8")
+        cp = subprocess.run(["man", "--warnings", "-l", page], capture_output=True, text=True, timeout=30, env=env)
+        self.assertEqual((cp.returncode, cp.stderr), (0, ""))
+        for command in ("serve",) + COMMANDS:
+            self.assertRegex(cp.stdout, r"\n {7}%s\b" % command, command)
+        for flag in ("--request-timeout", "--dry-run", "--ignore-not-found", "--selector", "jsonpath"):
+            self.assertIn(flag, cp.stdout)
 
 
 if __name__ == "__main__":

@@ -202,11 +202,57 @@ class ListenAddressTest(unittest.TestCase):
         subprocess.run(["ip", "netns", "del", self.ns], check=False)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def serve(self, *listen):
-        args = ["ip", "netns", "exec", self.ns, BIN, "serve", "--state-dir", "", "--table", "npxlisten"]
+    def serve(self, *listen, extra=("--state-dir", "")):
+        args = ["ip", "netns", "exec", self.ns, BIN, "serve", "--table", "npxlisten"] + list(extra)
         for a in listen:
             args += ["--listen", a]
         return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def wait_socket(self, proc, sock):
+        deadline = time.time() + 10
+        while not os.path.exists(sock):
+            if proc.poll() is not None:
+                self.fail("server exited: %s" % proc.stderr.read())
+            self.assertLess(time.time(), deadline, "no socket")
+            time.sleep(0.02)
+
+    def test_state_dir_writable_by_others_is_refused_and_others_tightened(self):
+        state = os.path.join(self.tmp, "state")
+        os.mkdir(state)
+        os.chmod(state, 0o777)
+        proc = self.serve(os.path.join(self.tmp, "a.sock"), extra=("--state-dir", state))
+        _, err = proc.communicate(timeout=10)
+        self.assertEqual(proc.returncode, 2, err)
+        self.assertIn("writable by every user (mode 0777)", err)
+        self.assertIn("chmod 0750 " + state, err)
+        self.assertEqual(os.stat(state).st_mode & 0o777, 0o777)  # left as it was
+        os.chmod(state, 0o775)
+        sock = os.path.join(self.tmp, "b.sock")
+        proc = self.serve(sock, extra=("--state-dir", state))
+        try:
+            self.wait_socket(proc, sock)
+            self.assertEqual(os.stat(state).st_mode & 0o777, 0o750)
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=10)
+
+    def test_socket_has_its_mode_and_group_from_the_start(self):
+        sock = os.path.join(self.tmp, "m.sock")
+        proc = self.serve(sock, extra=("--state-dir", "", "--socket-mode", "0600", "--socket-group", "7"))
+        try:
+            # Polled as fast as possible: the first mode ever seen is the final one.
+            self.wait_socket(proc, sock)
+            st = os.stat(sock)
+            self.assertEqual(st.st_mode & 0o777, 0o600)
+            self.assertEqual(st.st_gid, 7)
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=10)
+        for bad in ("0644x", "0400", "1777"):
+            proc = self.serve(os.path.join(self.tmp, "x.sock"), extra=("--state-dir", "", "--socket-mode", bad))
+            _, err = proc.communicate(timeout=10)
+            self.assertEqual(proc.returncode, 2, bad)
+            self.assertIn("--socket-mode", err)
 
     def test_bad_addresses_are_refused_at_start(self):
         for bad, says in (("tcp://127.0.0.1:99999", "port \"99999\" is not a number from 1 to 65535"),

@@ -4,6 +4,7 @@
 #include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/match.h"
 #include "client/manifest.h"
 #include "client/output.h"
 
@@ -88,6 +89,62 @@ TEST(Output, EqualMessagesPrintEqual) {
   const std::string y = ResourceYaml(a);
   EXPECT_LT(y.find("k0: v"), y.find("k1: v"));
   EXPECT_LT(y.find("k1: v"), y.find("k10: v"));
+}
+
+TEST(Output, JsonIsIndentedByTwoSpaces) {
+  v1::Resource r = FromText(R"pb(service { metadata { name: "web" } spec { ports { port: 80 } } })pb");
+  EXPECT_EQ(ResourceJson(r),
+            "{\n"
+            "  \"kind\": \"Service\",\n"
+            "  \"metadata\": {\n"
+            "    \"name\": \"web\"\n"
+            "  },\n"
+            "  \"spec\": {\n"
+            "    \"ports\": [\n"
+            "      {\n"
+            "        \"port\": 80\n"
+            "      }\n"
+            "    ]\n"
+            "  }\n"
+            "}\n");
+  EXPECT_EQ(ResourcesJson({}), "{\n  \"kind\": \"List\",\n  \"items\": []\n}\n");
+  const std::string list = ResourcesJson({r});
+  EXPECT_TRUE(absl::StartsWith(list, "{\n  \"kind\": \"List\",\n  \"items\": [\n    {\n      \"kind\": \"Service\",\n"))
+      << list;
+  EXPECT_TRUE(absl::EndsWith(list, "\n    }\n  ]\n}\n")) << list;
+  // a value with a newline (escaped in JSON) keeps its line
+  v1::Resource n = FromText(R"pb(workload { metadata { name: "w" labels { key: "k" value: "a\n  b" } } })pb");
+  EXPECT_NE(ResourceJson(n).find("      \"k\": \"a\\n  b\"\n"), std::string::npos) << ResourceJson(n);
+}
+
+TEST(Output, ExternalNameHasNoLoadBalancing) {
+  v1::Resource r = FromText(R"pb(service { metadata { name: "db" }
+    spec { type: EXTERNAL_NAME external_name: "db.example.com" load_balancing: ROUND_ROBIN } })pb");
+  const std::vector<std::string> row = TableRow(r, true, absl::Now());
+  EXPECT_EQ(row[2], "ExternalName");
+  EXPECT_EQ(row[3], "<none>");
+  EXPECT_EQ(row[4], "db.example.com");
+  EXPECT_EQ(row[7], "<none>");
+  EXPECT_EQ(LoadBalancingName(r.service().spec()), "<none>");
+  v1::Resource plain = FromText(R"pb(service { metadata { name: "web" } })pb");
+  EXPECT_EQ(LoadBalancingName(plain.service().spec()), "RANDOM");
+}
+
+TEST(Output, ExplicitDefaultsAreCleared) {
+  v1::Resource r = FromText(R"pb(service { metadata { name: "web" }
+    spec { type: CLUSTER_IP external_traffic_policy: CLUSTER internal_traffic_policy: CLUSTER
+           session_affinity: NONE load_balancing: RANDOM ports { protocol: TCP port: 80 } ports { protocol: UDP port: 53 } } })pb");
+  ClearExplicitDefaults(&r);
+  EXPECT_EQ(r.ShortDebugString(),
+            R"(service { metadata { name: "web" } spec { ports { port: 80 } ports { protocol: UDP port: 53 } } })");
+  v1::Resource kept = FromText(R"pb(service { metadata { name: "web" }
+    spec { type: NODE_PORT external_traffic_policy: LOCAL session_affinity: CLIENT_IP load_balancing: SOURCE_HASH } })pb");
+  const std::string before = kept.ShortDebugString();
+  ClearExplicitDefaults(&kept);
+  EXPECT_EQ(kept.ShortDebugString(), before);
+  v1::Resource slice = FromText(R"pb(endpoint_slice { metadata { name: "s" } ports { protocol: TCP port: 1 } })pb");
+  ClearExplicitDefaults(&slice);
+  EXPECT_EQ(slice.ShortDebugString(), R"(endpoint_slice { metadata { name: "s" } ports { port: 1 } })");
 }
 
 TEST(Output, WithoutServerFields) {
