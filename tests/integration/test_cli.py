@@ -735,6 +735,49 @@ class HabitsTest(CliCase):
     def get(self, *args):
         return self.ok("get", *args, "-n", "habits").stdout
 
+    def test_kubectl_spellings_empty_input_and_duplicates(self):
+        # Item 4: the values kubectl users write are understood by a real server...
+        path = self.write("""kind: Service
+metadata: {namespace: spell, name: np}
+spec:
+  type: NodePort
+  clusterIps: [198.19.42.1]
+  externalTrafficPolicy: Local
+  sessionAffinity: ClientIP
+  sessionAffinityTimeout: 600
+  ports: [{name: http, protocol: tcp, port: 80, targetPort: 8080, nodePort: 30942},
+          {name: dns, protocol: udp, port: 53, targetPort: 5353, nodePort: 30943}]
+""")
+        self.ok("apply", "-f", path)
+        spec = json.loads(self.ok("get", "svc", "np", "-n", "spell", "-o", "json").stdout)["spec"]
+        self.assertEqual((spec["type"], spec["externalTrafficPolicy"], spec["sessionAffinity"]),
+                         ("NODE_PORT", "LOCAL", "CLIENT_IP"))
+        self.assertEqual(spec["sessionAffinityTimeout"], "600s")
+        self.assertEqual(spec["ports"][0].get("protocol", "TCP"), "TCP")  # the default, left out
+        self.assertEqual(spec["ports"][1]["protocol"], "UDP")
+        # ... and anything else is refused with its place and the valid values.
+        bad = self.write("kind: Service\nmetadata: {namespace: spell, name: bad}\nspec:\n  type: NodePorts\n"
+                         "  clusterIps: [198.19.42.2]\n  ports: [{port: 80}]\n")
+        cp = self.cli("apply", "-f", bad)
+        self.assertEqual(cp.returncode, 2, cp.stderr)
+        self.assertIn(bad + ": document 1", cp.stderr)
+        self.assertIn("line 4", cp.stderr)
+        self.assertIn('spec.type: "NodePorts" is not a service type; valid: ClusterIP, NodePort, LoadBalancer, '
+                      'ExternalName', cp.stderr)
+        self.assertEqual(self.cli("get", "svc", "bad", "-n", "spell").returncode, 1)
+        # Item 5: no objects is an error, as in kubectl.
+        for text in ("", "# only a comment\n", "---\n---\n"):
+            cp = self.cli("apply", "-f", self.write(text))
+            self.assertEqual(cp.returncode, 2, repr(text))
+            self.assertIn("no objects", cp.stderr)
+        # Item 9: a resource given twice names both places.
+        twice = self.write([own_service("dup", "198.19.42.3", [{"port": 80}], namespace="spell"),
+                            own_service("dup", "198.19.42.4", [{"port": 80}], namespace="spell")])
+        cp = self.cli("apply", "-f", twice)
+        self.assertEqual(cp.returncode, 2, cp.stderr)
+        self.assertIn(twice + ": document 2", cp.stderr)
+        self.assertIn("also in " + twice + ": document 1", cp.stderr)
+
     def test_output_name_jsonpath_and_no_headers(self):
         self.assertEqual(self.get("svc", "-o", "name"), "service/db\nservice/ext\nservice/plain\nservice/web\n")
         self.assertEqual(self.get("svc", "web", "-o", "name"), "service/web\n")
