@@ -43,11 +43,13 @@ int Client::Apply(const Options& o) {
     *req.add_upserts() = std::move(d.resource);
   });
   if (rc != kExitOk) return rc;
+  // References suffice for the report: the reply stays small at any size.
+  req.set_brief(true);
   v1::ApplyResponse resp;
   absl::Status s = Call(&v1::Proxy::Stub::Apply, req, &resp);
   if (!s.ok()) return Report(s, placed);
   int i = resp.deleted_size();
-  for (const v1::Resource& r : resp.applied()) {
+  for (const v1::ResourceRef& r : resp.applied_refs()) {
     const std::string outcome = i < resp.outcomes_size() ? resp.outcomes(i) : "applied";
     ++i;
     std::cout << RefName(KeyOf(r)) << " " << outcome << DryRun(o) << "\n";

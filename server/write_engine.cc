@@ -251,6 +251,13 @@ absl::Status WriteEngine::ApplyLocked(const v1::ApplyRequest& req, const std::ve
   // analysis: FinishLocked may run it on another thread while this one
   // holds mu_ and waits for it.
   auto report = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    if (req.brief()) {
+      resp->mutable_applied_refs()->Reserve(static_cast<int>(incoming.size()));
+      for (const Incoming& in : incoming) {
+        *resp->add_applied_refs() = RefOf(in.key, MetaOf(*desired_.Find(in.key)).resource_version());
+      }
+      return;
+    }
     resp->mutable_applied()->Reserve(static_cast<int>(incoming.size()));
     for (const Incoming& in : incoming) *resp->add_applied() = *desired_.Find(in.key);
   };

@@ -106,7 +106,9 @@ class ScaleCliTest(unittest.TestCase):
                 time.sleep(0.01)
         seconds = time.monotonic() - start
         self.numbers.append((name, seconds, usage.ru_maxrss / 1024.0, peak_rss_mb(self.server.pid)))
-        return os.waitstatus_to_exitcode(status), open(out_path).read(), open(out_path + ".err").read()
+        p.returncode = os.waitstatus_to_exitcode(status)
+        with open(out_path) as out, open(out_path + ".err") as err:
+            return p.returncode, out.read(), err.read()
 
     def test_everything_at_scale(self):
         rc, out, err = self.cli("apply -f", "apply", "-f", self.manifest)
@@ -145,9 +147,12 @@ class ScaleCliTest(unittest.TestCase):
             server_mb = peak_rss_mb(self.server.pid)
             p.terminate()
             _, status, usage = os.wait4(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status)
+            p.stderr.close()
         self.numbers.append(("watch -A (initial state)", seconds, usage.ru_maxrss / 1024.0, server_mb))
         self.assertIn("up to date", line)
-        events = [l for l in open(out_path).read().splitlines()[1:] if " UPSERT " in l]
+        with open(out_path) as f:
+            events = [l for l in f.read().splitlines()[1:] if " UPSERT " in l]
         self.assertEqual(len(events), 2 * SERVICES)
 
 

@@ -208,6 +208,21 @@ TEST(WriteEngine, ListIsPaginatedInKeyOrder) {
   EXPECT_EQ(svc.List(list).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(WriteEngine, BriefApplyRepliesWithReferences) {
+  FakeDataplane fake;
+  WriteEngine svc(&fake, {});
+  v1::ApplyRequest req = Req(kWeb);
+  req.set_brief(true);
+  v1::ApplyResponse resp;
+  ASSERT_TRUE(svc.Apply(req, &resp).ok());
+  EXPECT_EQ(resp.applied_size(), 0);
+  ASSERT_EQ(resp.applied_refs_size(), 2);
+  EXPECT_EQ(KeyOf(resp.applied_refs(0)), (Key{v1::SERVICE, "default", "web"}));
+  EXPECT_EQ(KeyOf(resp.applied_refs(1)), (Key{v1::ENDPOINT_SLICE, "default", "web-1"}));
+  EXPECT_EQ(resp.applied_refs(0).resource_version(), resp.revision());
+  EXPECT_EQ(resp.outcomes(0), "created");
+}
+
 TEST(WriteEngine, DeleteHonoursDryRun) {
   FakeDataplane fake;
   WriteEngine svc(&fake, {});
