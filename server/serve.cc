@@ -26,6 +26,7 @@
 #include "common/resource.h"
 #include "server/file_store.h"
 #include "server/grpc_service.h"
+#include "server/instance_lock.h"
 #include "server/reflection.h"
 #include "server/write_engine.h"
 
@@ -188,7 +189,6 @@ bool PrepareUnixSocket(const std::string& path, std::string* err) {
       return false;
     }
   }
-  unlink(path.c_str());
   return true;
 }
 
@@ -235,6 +235,26 @@ int RunServe(const std::vector<std::string>& args) {
       return 2;
     }
     listen.push_back(*a);
+  }
+  // Nothing is touched while another server holds the table, the state
+  // directory or a socket.
+  InstanceLocks locks;
+  {
+    absl::Status held = locks.LockTable(flags.table);
+    for (const Address& a : listen) {
+      if (held.ok() && a.kind == Address::Kind::kUnix) held = InstanceLocks::ClaimSocketPath(a.path);
+    }
+    if (held.ok() && !flags.state_dir.empty()) {
+      if (absl::Status s = PrepareStateDir(flags.state_dir); !s.ok()) {
+        std::cerr << "nftproxy serve: " << s.message() << "\n";
+        return 2;
+      }
+      held = locks.LockStateDir(flags.state_dir);
+    }
+    if (!held.ok()) {
+      std::cerr << "nftproxy serve: " << held.message() << "\n";
+      return 2;
+    }
   }
   std::string err;
   auto dataplane = dp::NftDataplane::Create(flags.table);
@@ -302,12 +322,6 @@ int RunServe(const std::vector<std::string>& args) {
     std::cerr << "nftproxy serve: --log-writes-over " << flags.log_writes_over
               << ": want a duration such as 250ms, 1s or 0\n";
     return 2;
-  }
-  if (!flags.state_dir.empty()) {
-    if (absl::Status s = PrepareStateDir(flags.state_dir); !s.ok()) {
-      std::cerr << "nftproxy serve: " << s.message() << "\n";
-      return 2;
-    }
   }
   std::unique_ptr<FileStateStore> store;
   State saved;

@@ -307,5 +307,75 @@ class ListenAddressTest(unittest.TestCase):
         self.assertIn('error="service default/gone not found"', refused[0])
 
 
+class OneServerTest(unittest.TestCase):
+    """A second server on the same table, state directory or socket is refused
+    (exit 2, naming what is held and by which pid) and the first keeps serving;
+    a socket file left by a dead server is replaced."""
+
+    def setUp(self):
+        needs_root(self)
+        self.ns = "npx-%d-one" % os.getpid()
+        subprocess.run(["ip", "netns", "add", self.ns], check=True)
+        self.tmp = tempfile.mkdtemp(prefix="npx-one-")
+        self.procs = []
+
+    def tearDown(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+                p.communicate(timeout=10)
+        subprocess.run(["ip", "netns", "del", self.ns], check=False)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def serve(self, sock, state, table):
+        p = subprocess.Popen(["ip", "netns", "exec", self.ns, BIN, "serve", "--listen", sock, "--state-dir", state,
+                              "--table", table], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        return p
+
+    def healthy(self, sock):
+        channel = grpc.insecure_channel("unix:" + sock)
+        try:
+            return channel.unary_unary("/grpc.health.v1.Health/Check")(b"", timeout=10) == b"\x08\x01"
+        finally:
+            channel.close()
+
+    def test_second_server_is_refused_and_the_first_keeps_serving(self):
+        sock = os.path.join(self.tmp, "a.sock")
+        state = os.path.join(self.tmp, "state")
+        first = self.serve(sock, state, "npxone")
+        deadline = time.time() + 10
+        while not os.path.exists(sock):
+            self.assertIsNone(first.poll())
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.02)
+        self.assertTrue(self.healthy(sock))
+        for what, args, says in (
+                ("socket", (sock, os.path.join(self.tmp, "s2"), "npxtwo"), "a server answers there by pid %d"),
+                ("state dir", (os.path.join(self.tmp, "b.sock"), state, "npxthree"), "is in use by pid %d"),
+                ("table", (os.path.join(self.tmp, "c.sock"), os.path.join(self.tmp, "s3"), "npxone"),
+                 "table inet npxone is already served by pid %d")):
+            second = self.serve(*args)
+            _, err = second.communicate(timeout=10)
+            self.assertEqual(second.returncode, 2, what + ": " + err)
+            self.assertIn(says % first.pid, err, what)
+            self.assertTrue(self.healthy(sock), what)
+        # A socket file nobody answers on (a server killed with -9) is replaced.
+        first.kill()
+        first.communicate(timeout=10)
+        self.assertTrue(os.path.exists(sock))
+        again = self.serve(sock, state, "npxone")
+        deadline = time.time() + 10
+        while True:
+            self.assertIsNone(again.poll(), "restart refused")
+            try:
+                if self.healthy(sock):
+                    break
+            except grpc.RpcError:
+                pass
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.05)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
