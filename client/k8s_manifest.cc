@@ -1,3 +1,4 @@
+// Just over 600 lines: one translator per Kubernetes kind, each best read next to the others.
 #include "client/k8s_manifest.h"
 
 #include <cstdint>

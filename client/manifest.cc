@@ -435,12 +435,13 @@ class Reader::Impl {
     } catch (const std::exception& e) {
       converted = absl::InvalidArgumentError(absl::StrCat(": cannot read the document: ", e.what()));
     }
-    const std::string prefix = absl::StrCat(file_, ": document ", index_);
-    if (!converted.ok()) return Error(absl::StrCat(prefix, converted.status().message()));
-    for (const std::string& w : converted->warnings) Warn(prefix + w);
+    // Built only for a message: most documents have none.
+    auto prefix = [&] { return absl::StrCat(file_, ": document ", index_); };
+    if (!converted.ok()) return Error(absl::StrCat(prefix(), converted.status().message()));
+    for (const std::string& w : converted->warnings) Warn(prefix() + w);
     for (auto& [key, warning] : converted->selectors) {
       const std::string service = absl::StrCat(key.ns, "/", key.name);
-      if (!endpoints_given_.count(service)) selectors_.emplace(service, prefix + warning);
+      if (!endpoints_given_.count(service)) selectors_.emplace(service, prefix() + warning);
     }
     for (auto& [resource, origin] : converted->resources) {
       ManifestDoc doc;

@@ -1,382 +1,265 @@
 #include "client/manifest_json.h"
 
 #include <google/protobuf/descriptor.h>
+#include <google/protobuf/timestamp.pb.h>
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
-#include <cctype>
-#include <cmath>
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <vector>
 
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
-#include "absl/time/time.h"
+#include "client/manifest_values.h"
 #include "client/resource_message.h"
 #include "client/yaml_text.h"
 
 namespace nftproxy::client {
 namespace {
 
+using google::protobuf::Descriptor;
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+using google::protobuf::Reflection;
+using namespace manifest_values;  // NOLINT: this file's vocabulary
+
 // Guards against recursive aliases (`&a [*a]`) and absurd nesting.
 constexpr int kMaxDepth = 100;
 // Guards against alias expansion bombs.
 constexpr size_t kMaxJsonSize = size_t{64} << 20;
 
-bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+bool IsDuration(const Descriptor* d) { return d->full_name() == "google.protobuf.Duration"; }
+bool IsTimestamp(const Descriptor* d) { return d->full_name() == "google.protobuf.Timestamp"; }
 
-bool AllDigits(absl::string_view s, size_t from) {
-  if (from >= s.size()) return false;
-  for (size_t i = from; i < s.size(); ++i) {
-    if (!IsDigit(s[i])) return false;
-  }
-  return true;
-}
+// ---- the direct way ---------------------------------------------------------
 
-// [-+]?[0-9]+ -> JSON integer text (no '+', no leading zeros).
-std::optional<std::string> DecimalInt(absl::string_view s) {
-  size_t i = 0;
-  bool neg = false;
-  if (!s.empty() && (s[0] == '+' || s[0] == '-')) {
-    neg = s[0] == '-';
-    i = 1;
-  }
-  if (!AllDigits(s, i)) return std::nullopt;
-  while (i + 1 < s.size() && s[i] == '0') ++i;
-  return absl::StrCat(neg ? "-" : "", s.substr(i));
-}
+// Where a mapping is, for the one rule that depends on it: a Service port's
+// non-numeric `targetPort` (spec.ports[i].targetPort) means targetPortName.
+enum class At { kTop, kServiceSpec, kServicePorts, kServicePort, kOther };
 
-// 0x[0-9a-fA-F]+ or 0o[0-7]+ -> decimal text, if it fits in 64 bits.
-std::optional<std::string> HexOrOctalInt(absl::string_view s) {
-  if (s.size() < 3 || s[0] != '0') return std::nullopt;
-  unsigned base;
-  if (s[1] == 'x') {
-    base = 16;
-  } else if (s[1] == 'o') {
-    base = 8;
-  } else {
-    return std::nullopt;
+// Fills a message from a document through reflection, reading each value as
+// the JSON way does (manifest_values.h). Returns false as soon as anything is
+// not plainly valid: the JSON way then reads the document again and says
+// what is wrong, or decides what protobuf's JSON mapping makes of it.
+class DirectFiller {
+ public:
+  explicit DirectFiller(v1::Kind kind) : kind_(kind) {}
+
+  bool Document(const YamlNode& root, Message* msg) { return root.IsMap() && Fields(root, msg, At::kTop, 0); }
+
+ private:
+  // What the JSON way would write for `text`, at most: escapes take six
+  // bytes, quotes and separators a few. Keeps its size limit in force here.
+  bool Spend(size_t text_size) {
+    budget_ += 6 * text_size + 8;
+    return budget_ <= kMaxJsonSize;
   }
-  uint64_t v = 0;
-  for (size_t i = 2; i < s.size(); ++i) {
-    char c = s[i];
-    unsigned d;
-    if (IsDigit(c)) {
-      d = c - '0';
-    } else if (c >= 'a' && c <= 'f') {
-      d = c - 'a' + 10;
-    } else if (c >= 'A' && c <= 'F') {
-      d = c - 'A' + 10;
-    } else {
-      return std::nullopt;
+
+  // Text protobuf's JSON parser would take as it is (no NUL, no UTF-8 it
+  // might check or coerce).
+  static bool PlainText(const std::string& s) {
+    for (char c : s) {
+      if (c == '\0' || static_cast<unsigned char>(c) >= 0x80) return false;
     }
-    if (d >= base) return std::nullopt;
-    if (v > (UINT64_MAX - d) / base) return std::nullopt;
-    v = v * base + d;
-  }
-  return absl::StrCat(v);
-}
-
-// [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)? -> JSON number text.
-std::optional<std::string> Float(absl::string_view s) {
-  size_t i = 0;
-  bool neg = false;
-  if (!s.empty() && (s[0] == '+' || s[0] == '-')) {
-    neg = s[0] == '-';
-    i = 1;
-  }
-  size_t int_begin = i;
-  while (i < s.size() && IsDigit(s[i])) ++i;
-  absl::string_view int_part = s.substr(int_begin, i - int_begin);
-  bool has_dot = false;
-  absl::string_view frac;
-  if (i < s.size() && s[i] == '.') {
-    has_dot = true;
-    size_t frac_begin = ++i;
-    while (i < s.size() && IsDigit(s[i])) ++i;
-    frac = s.substr(frac_begin, i - frac_begin);
-  }
-  if (int_part.empty() && frac.empty()) return std::nullopt;
-  std::string exp;
-  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
-    ++i;
-    std::string sign;
-    if (i < s.size() && (s[i] == '+' || s[i] == '-')) sign = s[i++];
-    if (!AllDigits(s, i)) return std::nullopt;
-    exp = absl::StrCat("e", sign, s.substr(i));
-    i = s.size();
-  }
-  if (i != s.size()) return std::nullopt;
-  while (int_part.size() > 1 && int_part[0] == '0') int_part.remove_prefix(1);
-  return absl::StrCat(neg ? "-" : "", int_part.empty() ? "0" : int_part,
-                      has_dot ? "." : "", has_dot && frac.empty() ? "0" : "",
-                      frac, exp);
-}
-
-// For a plain (unquoted) scalar: the bare JSON token it stands for (a number,
-// true/false or null), or a quoted JSON string for .inf/.nan (which is how
-// protobuf's JSON mapping spells them); nullopt if it is just a string.
-std::optional<std::string> PlainScalarToken(const std::string& s) {
-  if (s == "~" || s == "null" || s == "Null" || s == "NULL") return "null";
-  if (s == "true" || s == "True" || s == "TRUE") return "true";
-  if (s == "false" || s == "False" || s == "FALSE") return "false";
-  if (s == ".inf" || s == ".Inf" || s == ".INF" || s == "+.inf" ||
-      s == "+.Inf" || s == "+.INF") {
-    return "\"Infinity\"";
-  }
-  if (s == "-.inf" || s == "-.Inf" || s == "-.INF") return "\"-Infinity\"";
-  if (s == ".nan" || s == ".NaN" || s == ".NAN") return "\"NaN\"";
-  if (auto v = DecimalInt(s)) return v;
-  if (auto v = HexOrOctalInt(s)) return v;
-  if (auto v = Float(s)) return v;
-  return std::nullopt;
-}
-
-bool LooksNumeric(const std::string& s) {
-  return DecimalInt(s) || HexOrOctalInt(s) || Float(s);
-}
-
-void AppendJsonString(absl::string_view s, std::string* out) {
-  out->push_back('"');
-  for (char ch : s) {
-    unsigned char c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\b':
-        out->append("\\b");
-        break;
-      case '\f':
-        out->append("\\f");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      default:
-        if (c < 0x20) {
-          static const char kHex[] = "0123456789abcdef";
-          out->append("\\u00");
-          out->push_back(kHex[c >> 4]);
-          out->push_back(kHex[c & 0xf]);
-        } else {
-          out->push_back(ch);
-        }
-    }
-  }
-  out->push_back('"');
-}
-
-// Levenshtein distance, for "did you mean" suggestions.
-size_t EditDistance(absl::string_view a, absl::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      const bool same = std::tolower(static_cast<unsigned char>(a[i - 1])) ==
-                        std::tolower(static_cast<unsigned char>(b[j - 1]));
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (same ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
-// " (did you mean \"clusterIps\"?)" or "".
-std::string Suggestion(const google::protobuf::Descriptor* desc, absl::string_view key) {
-  std::string best;
-  size_t best_distance = std::max<size_t>(2, key.size() / 4) + 1;
-  for (int i = 0; i < desc->field_count(); ++i) {
-    const std::string& name = desc->field(i)->json_name();
-    const size_t d = EditDistance(key, name);
-    if (d < best_distance) {
-      best_distance = d;
-      best = name;
-    }
-  }
-  return best.empty() ? "" : absl::StrCat("; did you mean \"", best, "\"?");
-}
-
-// A field by its JSON name (lowerCamelCase) or its proto name.
-const google::protobuf::FieldDescriptor* FieldByJsonName(const google::protobuf::Descriptor* desc,
-                                                         const std::string& name) {
-  for (int i = 0; i < desc->field_count(); ++i) {
-    if (desc->field(i)->json_name() == name) return desc->field(i);
-  }
-  return desc->FindFieldByName(name);
-}
-
-// For a field holding a message, the message type whose field names are
-// checked; nullptr for scalars and well-known types (Duration, ...).
-const google::protobuf::Descriptor* CheckedType(const google::protobuf::FieldDescriptor* f) {
-  if (f->is_map()) f = f->message_type()->map_value();
-  if (f->type() != google::protobuf::FieldDescriptor::TYPE_MESSAGE) return nullptr;
-  if (f->message_type()->file()->package() == "google.protobuf") return nullptr;
-  return f->message_type();
-}
-
-std::string Normalized(absl::string_view s) {
-  std::string out;
-  for (char c : s) {
-    if (c != '_' && c != '-') out.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-  }
-  return out;
-}
-
-// How messages name an enum's values: Kubernetes' spellings where it has
-// them (the API's names work too, as does any unambiguous spelling of them).
-struct EnumWords {
-  const char* full_name;
-  const char* noun;
-  const char* valid;
-};
-constexpr EnumWords kEnumWords[] = {
-    {"nftproxy.v1.ServiceSpec.Type", "service type", "ClusterIP, NodePort, LoadBalancer, ExternalName"},
-    {"nftproxy.v1.Protocol", "protocol", "TCP, UDP, SCTP"},
-    {"nftproxy.v1.ServiceSpec.TrafficPolicy", "traffic policy", "Cluster, Local"},
-    {"nftproxy.v1.ServiceSpec.SessionAffinity", "session affinity", "None, ClientIP"},
-    {"nftproxy.v1.ServiceSpec.LoadBalancing", "load-balancing mode", "Random, RoundRobin, SourceHash"},
-};
-
-// The JSON token for `text` as a value of `e`, or an error's text.
-bool EnumToken(const google::protobuf::EnumDescriptor* e, const std::string& text, std::string* out) {
-  for (int i = 0; i < e->value_count(); ++i) {
-    if (e->value(i)->name() == text) {
-      AppendJsonString(text, out);
-      return true;
-    }
-  }
-  const std::string want = Normalized(text);
-  for (int i = 0; i < e->value_count(); ++i) {
-    const std::string& name = e->value(i)->name();
-    if (!absl::EndsWith(name, "_UNSPECIFIED") && Normalized(name) == want) {
-      AppendJsonString(name, out);
-      return true;
-    }
-  }
-  if (auto number = DecimalInt(text); number && number->size() < 10) {
-    if (e->FindValueByNumber(std::stoi(*number)) != nullptr) {
-      out->append(*number);
-      return true;
-    }
-  }
-  std::string noun = e->name();
-  std::string valid;
-  for (const EnumWords& w : kEnumWords) {
-    if (e->full_name() == w.full_name) {
-      noun = w.noun;
-      valid = w.valid;
-    }
-  }
-  if (valid.empty()) {
-    for (int i = 0; i < e->value_count(); ++i) {
-      if (absl::EndsWith(e->value(i)->name(), "_UNSPECIFIED")) continue;
-      absl::StrAppend(&valid, valid.empty() ? "" : ", ", e->value(i)->name());
-    }
-  }
-  *out = absl::StrCat(Quote(text), " is not a ", noun, "; valid: ", valid);
-  return false;
-}
-
-// google.protobuf.Duration: "600s" in the JSON mapping; a plain number of
-// seconds or Go-style "10m", "1h30m", "500ms" in a manifest.
-bool DurationToken(const std::string& text, std::string* out) {
-  absl::Duration d;
-  double seconds = 0;
-  bool ok = false;
-  if ((DecimalInt(text) || Float(text)) && absl::SimpleAtod(text, &seconds) && std::abs(seconds) < 1e12) {
-    d = absl::Seconds(seconds);
-    ok = true;
-  } else {
-    ok = absl::ParseDuration(text, &d) && d != absl::InfiniteDuration() && d != -absl::InfiniteDuration() &&
-         absl::AbsDuration(d) < absl::Hours(24 * 365 * 10000);
-  }
-  if (!ok) {
-    *out = absl::StrCat(Quote(text), " is not a duration; valid: a number of seconds (600) or a number with a unit "
-                                     "(600s, 10m, 1h30m)");
-    return false;
-  }
-  const int64_t nanos = absl::ToInt64Nanoseconds(d);
-  const int64_t whole = nanos / 1000000000;
-  const int64_t frac = std::abs(nanos % 1000000000);
-  std::string token = absl::StrCat(nanos < 0 && whole == 0 ? "-" : "", whole);
-  if (frac != 0) absl::StrAppend(&token, ".", absl::StrFormat("%09d", frac));
-  AppendJsonString(token + "s", out);
-  return true;
-}
-
-// A whole number for an integer field, from a plain or quoted scalar.
-bool IntegerToken(const google::protobuf::FieldDescriptor* f, const std::string& text, std::string* out) {
-  using FD = google::protobuf::FieldDescriptor;
-  std::optional<std::string> v = DecimalInt(text);
-  if (!v) v = HexOrOctalInt(text);
-  bool fits = false;
-  std::string range;
-  if (v) {
-    switch (f->cpp_type()) {
-      case FD::CPPTYPE_INT32: {
-        int32_t x;
-        fits = absl::SimpleAtoi(*v, &x);
-        break;
-      }
-      case FD::CPPTYPE_INT64: {
-        int64_t x;
-        fits = absl::SimpleAtoi(*v, &x);
-        break;
-      }
-      case FD::CPPTYPE_UINT32: {
-        uint32_t x;
-        fits = (*v)[0] != '-' && absl::SimpleAtoi(*v, &x);
-        break;
-      }
-      default: {
-        uint64_t x;
-        fits = (*v)[0] != '-' && absl::SimpleAtoi(*v, &x);
-      }
-    }
-  }
-  if (fits) {
-    out->append(*v);
     return true;
   }
-  switch (f->cpp_type()) {
-    case FD::CPPTYPE_INT32:
-      range = "from -2147483648 to 2147483647";
-      break;
-    case FD::CPPTYPE_INT64:
-      range = "from -9223372036854775808 to 9223372036854775807";
-      break;
-    case FD::CPPTYPE_UINT32:
-      range = "from 0 to 4294967295";
-      break;
-    default:
-      range = "from 0 to 18446744073709551615";
+
+  static bool IsKey(const YamlNode& k) { return k.IsScalar() || k.IsNull(); }
+  static const std::string& KeyText(const YamlNode& k) {
+    static const std::string* const kEmpty = new std::string();
+    return k.IsScalar() ? k.Scalar() : *kEmpty;
   }
-  *out = absl::StrCat(Quote(text), " is not a whole number ", range);
-  return false;
-}
+  // Whether a key before `k` in mapping `n` is the same.
+  static bool Repeated(const YamlNode& n, const YamlNode& k, const std::string& key) {
+    for (const auto& kv : n.Entries()) {
+      if (&kv.first == &k) return false;
+      if (IsKey(kv.first) && KeyText(kv.first) == key) return true;
+    }
+    return false;
+  }
+
+  bool Fields(const YamlNode& n, Message* msg, At at, int depth) {
+    if (depth > kMaxDepth || !Spend(0)) return false;
+    const Descriptor* desc = msg->GetDescriptor();
+    uint64_t given = 0;  // fields set by this mapping, by index
+    for (const auto& kv : n.Entries()) {
+      const YamlNode& k = kv.first;
+      const YamlNode& v = kv.second;
+      if (!IsKey(k)) return false;
+      const std::string& key = KeyText(k);
+      if (Repeated(n, k, key)) return false;
+      if (at == At::kTop && (key == "kind" || key == "apiVersion")) continue;
+      absl::string_view name = key;
+      if (at == At::kServicePort && key == "targetPort" && v.IsScalar() && !LooksNumeric(v.Scalar())) {
+        name = "targetPortName";
+      }
+      const FieldDescriptor* f = FieldByJsonName(desc, name);
+      if (f == nullptr || f->index() >= 64 || !Spend(key.size())) return false;
+      // A field given twice (by its JSON and its proto name), or two of a
+      // oneof: protobuf's parser decides.
+      if (given & (uint64_t{1} << f->index())) return false;
+      given |= uint64_t{1} << f->index();
+      if (const auto* oneof = f->containing_oneof()) {
+        for (int i = 0; i < oneof->field_count(); ++i) {
+          const int other = oneof->field(i)->index();
+          if (other != f->index() && other < 64 && (given & (uint64_t{1} << other))) return false;
+        }
+      }
+      At child = At::kOther;
+      if (at == At::kTop && kind_ == v1::SERVICE && key == "spec") child = At::kServiceSpec;
+      if (at == At::kServiceSpec && key == "ports") child = At::kServicePorts;
+      if (!Field(v, msg, f, child, depth + 1)) return false;
+    }
+    return true;
+  }
+
+  bool Field(const YamlNode& v, Message* msg, const FieldDescriptor* f, At at, int depth) {
+    const Reflection* r = msg->GetReflection();
+    if (f->is_map()) return MapField(v, msg, f, depth);
+    if (f->is_repeated()) {
+      if (!v.IsSequence() || !Spend(0)) return false;
+      const At item_at = at == At::kServicePorts ? At::kServicePort : At::kOther;
+      for (const YamlNode& item : v.Items()) {
+        if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+          if (!Nested(item, r->AddMessage(msg, f), item_at, depth + 1)) return false;
+        } else if (!item.IsScalar() || !Scalar(item, msg, f, true)) {
+          return false;
+        }
+      }
+      return true;
+    }
+    if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) return Nested(v, r->MutableMessage(msg, f), at, depth);
+    return v.IsScalar() && Scalar(v, msg, f, false);
+  }
+
+  // A message's value: a mapping, or a well-known type's scalar.
+  bool Nested(const YamlNode& v, Message* msg, At at, int depth) {
+    const Descriptor* d = msg->GetDescriptor();
+    if (d->file()->package() != "google.protobuf") return v.IsMap() && Fields(v, msg, at, depth);
+    if (!v.IsScalar() || !Spend(v.Scalar().size())) return false;
+    const Reflection* r = msg->GetReflection();
+    int64_t seconds = 0;
+    int32_t nanos = 0;
+    if (IsDuration(d)) {
+      int64_t total = 0;
+      std::string error;
+      if (!DurationValue(v.Scalar(), &total, &error)) return false;
+      seconds = total / 1000000000;
+      nanos = static_cast<int32_t>(total % 1000000000);
+      // Beyond what the JSON mapping allows (10,000 years): its parser says so.
+      if (seconds > google::protobuf::util::TimeUtil::kDurationMaxSeconds ||
+          seconds < google::protobuf::util::TimeUtil::kDurationMinSeconds) {
+        return false;
+      }
+    } else if (IsTimestamp(d)) {
+      // A plain number or the like is no timestamp: the parser says so.
+      if (v.Plain() && PlainScalarToken(v.Scalar())) return false;
+      google::protobuf::Timestamp ts;
+      if (!google::protobuf::util::TimeUtil::FromString(v.Scalar(), &ts)) return false;
+      if (ts.seconds() < google::protobuf::util::TimeUtil::kTimestampMinSeconds ||
+          ts.seconds() > google::protobuf::util::TimeUtil::kTimestampMaxSeconds) {
+        return false;
+      }
+      seconds = ts.seconds();
+      nanos = ts.nanos();
+    } else {
+      return false;
+    }
+    r->SetInt64(msg, d->FindFieldByNumber(1), seconds);
+    r->SetInt32(msg, d->FindFieldByNumber(2), nanos);
+    return true;
+  }
+
+  bool MapField(const YamlNode& v, Message* msg, const FieldDescriptor* f, int depth) {
+    const FieldDescriptor* key_field = f->message_type()->map_key();
+    const FieldDescriptor* value_field = f->message_type()->map_value();
+    if (!v.IsMap() || key_field->type() != FieldDescriptor::TYPE_STRING || !Spend(0)) return false;
+    const Reflection* r = msg->GetReflection();
+    for (const auto& kv : v.Entries()) {
+      if (!IsKey(kv.first)) return false;
+      const std::string& key = KeyText(kv.first);
+      if (!PlainText(key) || Repeated(v, kv.first, key) || !Spend(key.size())) return false;
+      Message* entry = r->AddMessage(msg, f);
+      entry->GetReflection()->SetString(entry, key_field, key);
+      if (value_field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+        if (!Nested(kv.second, entry->GetReflection()->MutableMessage(entry, value_field), At::kOther, depth + 1)) {
+          return false;
+        }
+      } else if (!kv.second.IsScalar() || !Scalar(kv.second, entry, value_field, false)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // A scalar for field `f` of `msg` (added to it if `add`).
+  bool Scalar(const YamlNode& n, Message* msg, const FieldDescriptor* f, bool add) {
+    using FD = FieldDescriptor;
+    const Reflection* r = msg->GetReflection();
+    const std::string& text = n.Scalar();
+    if (!Spend(text.size())) return false;
+    Integer number;
+    std::string error;
+    switch (f->cpp_type()) {
+      case FD::CPPTYPE_ENUM: {
+        const auto* value = EnumValue(f->enum_type(), text);
+        if (value == nullptr) return false;
+        add ? r->AddEnumValue(msg, f, value->number()) : r->SetEnumValue(msg, f, value->number());
+        return true;
+      }
+      case FD::CPPTYPE_INT32:
+      case FD::CPPTYPE_INT64:
+      case FD::CPPTYPE_UINT32:
+      case FD::CPPTYPE_UINT64:
+        if (!IntegerValue(f, text, &number, &error)) return false;
+        switch (f->cpp_type()) {
+          case FD::CPPTYPE_INT32:
+            add ? r->AddInt32(msg, f, static_cast<int32_t>(number.signed_value))
+                : r->SetInt32(msg, f, static_cast<int32_t>(number.signed_value));
+            break;
+          case FD::CPPTYPE_INT64:
+            add ? r->AddInt64(msg, f, number.signed_value) : r->SetInt64(msg, f, number.signed_value);
+            break;
+          case FD::CPPTYPE_UINT32:
+            add ? r->AddUInt32(msg, f, static_cast<uint32_t>(number.unsigned_value))
+                : r->SetUInt32(msg, f, static_cast<uint32_t>(number.unsigned_value));
+            break;
+          default:
+            add ? r->AddUInt64(msg, f, number.unsigned_value) : r->SetUInt64(msg, f, number.unsigned_value);
+        }
+        return true;
+      case FD::CPPTYPE_STRING:
+        if (f->type() == FD::TYPE_BYTES || !PlainText(text)) return false;
+        if (n.Plain()) {
+          if (auto t = PlainScalarToken(text); t && *t != "null") return false;  // "is not a string"
+        }
+        add ? r->AddString(msg, f, text) : r->SetString(msg, f, text);
+        return true;
+      case FD::CPPTYPE_BOOL: {
+        // Other spellings (quoted, 1, yes) are the JSON mapping's to judge.
+        if (!n.Plain()) return false;
+        const bool yes = text == "true" || text == "True" || text == "TRUE";
+        if (!yes && text != "false" && text != "False" && text != "FALSE") return false;
+        add ? r->AddBool(msg, f, yes) : r->SetBool(msg, f, yes);
+        return true;
+      }
+      default:
+        return false;  // floating point: the JSON mapping's spellings
+    }
+  }
+
+  v1::Kind kind_;
+  size_t budget_ = 0;
+};
+
+// ---- the JSON way -------------------------------------------------------------
 
 // Converts one document's node tree to JSON text.
 class JsonConverter {
  public:
-  explicit JsonConverter(v1::Kind kind, const google::protobuf::Descriptor* desc) : kind_(kind), desc_(desc) {}
+  explicit JsonConverter(v1::Kind kind, const Descriptor* desc) : kind_(kind), desc_(desc) {}
 
   // Converts the top-level mapping, leaving out `kind` and `apiVersion`.
   bool ConvertDocument(const YamlNode& root) { return Value(root, 0, desc_, nullptr, false, true); }
@@ -402,41 +285,49 @@ class JsonConverter {
 
   // A scalar given for `field`: checked and spelled as protobuf's JSON
   // parser wants it, so that a bad value is reported here with its place.
-  bool FieldScalar(const YamlNode& n, const google::protobuf::FieldDescriptor* field) {
-    using FD = google::protobuf::FieldDescriptor;
+  bool FieldScalar(const YamlNode& n, const FieldDescriptor* field) {
+    using FD = FieldDescriptor;
     const std::string& text = n.Scalar();
-    std::string token;
-    bool ok = true;
+    std::string error;
     switch (field->cpp_type()) {
-      case FD::CPPTYPE_ENUM:
-        ok = EnumToken(field->enum_type(), text, &token);
-        break;
+      case FD::CPPTYPE_ENUM: {
+        if (EnumValue(field->enum_type(), text) == nullptr) return FailAt(n.Mark(), EnumError(field->enum_type(), text));
+        // A number stays one (no enum value is named with digits).
+        if (auto number = DecimalInt(text)) {
+          out_.append(*number);
+        } else {
+          AppendJsonString(EnumValue(field->enum_type(), text)->name(), &out_);
+        }
+        return true;
+      }
       case FD::CPPTYPE_INT32:
       case FD::CPPTYPE_INT64:
       case FD::CPPTYPE_UINT32:
-      case FD::CPPTYPE_UINT64:
-        ok = IntegerToken(field, text, &token);
-        break;
+      case FD::CPPTYPE_UINT64: {
+        Integer number;
+        if (!IntegerValue(field, text, &number, &error)) return FailAt(n.Mark(), error);
+        out_.append(number.decimal);
+        return true;
+      }
       case FD::CPPTYPE_STRING:
         if (n.Plain()) {
           if (auto t = PlainScalarToken(text); t && *t != "null") {
             return FailAt(n.Mark(), absl::StrCat(text, " is not a string; quote it (\"", text, "\")"));
           }
         }
-        AppendJsonString(text, &token);
-        break;
+        AppendJsonString(text, &out_);
+        return true;
       case FD::CPPTYPE_MESSAGE:
-        if (field->message_type()->full_name() == "google.protobuf.Duration") {
-          ok = DurationToken(text, &token);
-          break;
+        if (IsDuration(field->message_type())) {
+          int64_t nanos = 0;
+          if (!DurationValue(text, &nanos, &error)) return FailAt(n.Mark(), error);
+          AppendJsonString(DurationJson(nanos), &out_);
+          return true;
         }
         [[fallthrough]];
       default:
         return GenericScalar(n);
     }
-    if (!ok) return FailAt(n.Mark(), token);
-    out_.append(token);
-    return true;
   }
 
   bool GenericScalar(const YamlNode& n) {
@@ -466,8 +357,8 @@ class JsonConverter {
   // `desc`: the message type `n` holds (nullptr: not checked); `field`: the
   // field `n` is the value (or an item) of, if known; `map_field`: `n` is a
   // protobuf map (its keys are data, its values of type `desc`).
-  bool Value(const YamlNode& n, int depth, const google::protobuf::Descriptor* desc,
-             const google::protobuf::FieldDescriptor* field, bool map_field, bool top = false) {
+  bool Value(const YamlNode& n, int depth, const Descriptor* desc, const FieldDescriptor* field, bool map_field,
+             bool top = false) {
     if (depth > kMaxDepth) {
       // No path: it would be kMaxDepth elements long.
       error_ = absl::StrCat(Position(n.Mark()),
@@ -504,8 +395,8 @@ class JsonConverter {
     return Fail(n.Mark(), "unsupported node");
   }
 
-  bool Map(const YamlNode& n, int depth, const google::protobuf::Descriptor* desc,
-           const google::protobuf::FieldDescriptor* field, bool map_field, bool top) {
+  bool Map(const YamlNode& n, int depth, const Descriptor* desc, const FieldDescriptor* field, bool map_field,
+           bool top) {
     out_.push_back('{');
     std::vector<std::string> seen;
     bool first = true;
@@ -527,11 +418,11 @@ class JsonConverter {
           !LooksNumeric(v.Scalar())) {
         json_key = "targetPortName";
       }
-      const google::protobuf::Descriptor* child = map_field ? desc : nullptr;
-      const google::protobuf::FieldDescriptor* child_field = map_field ? field : nullptr;
+      const Descriptor* child = map_field ? desc : nullptr;
+      const FieldDescriptor* child_field = map_field ? field : nullptr;
       bool child_map = false;
       if (desc != nullptr && !map_field) {
-        const google::protobuf::FieldDescriptor* f = FieldByJsonName(desc, json_key);
+        const FieldDescriptor* f = FieldByJsonName(desc, json_key);
         if (f == nullptr) {
           path_.push_back(key);
           error_ = absl::StrCat(Position(k.Mark()), PathString(), ": unknown field (", desc->name(),
@@ -555,7 +446,7 @@ class JsonConverter {
   }
 
   v1::Kind kind_;
-  const google::protobuf::Descriptor* desc_;
+  const Descriptor* desc_;
   std::string out_;
   std::string error_;
   std::vector<std::string> path_;
@@ -563,13 +454,15 @@ class JsonConverter {
 
 }  // namespace
 
-absl::StatusOr<v1::Resource> ConvertOwnDocument(const YAML::Node& doc, const KindInfo& kind) {
-  return ConvertOwnDocument(FromYamlCpp(doc), kind);
+namespace manifest_json_internal {
+
+bool FillDirectly(const YamlNode& doc, const KindInfo& kind, v1::Resource* out) {
+  return DirectFiller(kind.kind).Document(doc, MutableBodyOf(kind, out));
 }
 
-absl::StatusOr<v1::Resource> ConvertOwnDocument(const YamlNode& doc, const KindInfo& kind) {
+absl::StatusOr<v1::Resource> ConvertViaJson(const YamlNode& doc, const KindInfo& kind) {
   v1::Resource resource;
-  google::protobuf::Message* msg = MutableBodyOf(kind, &resource);
+  Message* msg = MutableBodyOf(kind, &resource);
   JsonConverter converter(kind.kind, msg->GetDescriptor());
   if (!converter.ConvertDocument(doc)) return absl::InvalidArgumentError(converter.error());
   google::protobuf::util::JsonParseOptions options;
@@ -580,6 +473,18 @@ absl::StatusOr<v1::Resource> ConvertOwnDocument(const YamlNode& doc, const KindI
     return absl::InvalidArgumentError(std::string(message.data(), message.size()));
   }
   return resource;
+}
+
+}  // namespace manifest_json_internal
+
+absl::StatusOr<v1::Resource> ConvertOwnDocument(const YAML::Node& doc, const KindInfo& kind) {
+  return ConvertOwnDocument(FromYamlCpp(doc), kind);
+}
+
+absl::StatusOr<v1::Resource> ConvertOwnDocument(const YamlNode& doc, const KindInfo& kind) {
+  v1::Resource resource;
+  if (manifest_json_internal::FillDirectly(doc, kind, &resource)) return resource;
+  return manifest_json_internal::ConvertViaJson(doc, kind);
 }
 
 }  // namespace nftproxy::client

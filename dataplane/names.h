@@ -27,6 +27,11 @@ inline constexpr int kSetIds = 7;
 // not for kBackends.
 const std::string& SetName(SetId id, Family f);
 
+// The comment nftproxy gives every table it creates (`nft list` shows it).
+// A table without it was made by someone else, and nftproxy never changes,
+// replaces or deletes it.
+inline constexpr char kTableComment[] = "managed by nftproxy";
+
 // Chains of the fixed table.
 inline constexpr char kServicesChain[] = "services";
 inline constexpr char kPreroutingChain[] = "prerouting";

@@ -7,6 +7,7 @@
 #include <libnftnl/rule.h>
 #include <libnftnl/set.h>
 #include <libnftnl/table.h>
+#include <libnftnl/udata.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
@@ -122,9 +123,16 @@ nlmsghdr* Batch::ChainHeader(uint16_t type, uint16_t flags, const std::string& c
   return Header(type, flags, ChainWhat(chain, owner), -1, 0, 0, static_cast<uint32_t>(owner.size()));
 }
 
-void Batch::Table(uint16_t type, uint16_t flags) {
+void Batch::Table(uint16_t type, uint16_t flags, bool marked) {
   nftnl_table* t = nftnl_table_alloc();
   nftnl_table_set_str(t, NFTNL_TABLE_NAME, table_.c_str());
+  if (marked) {
+    // nft's table comment: a userdata TLV that `nft list` prints.
+    nftnl_udata_buf* udata = nftnl_udata_buf_alloc(NFT_USERDATA_MAXLEN);
+    nftnl_udata_put_strz(udata, NFTNL_UDATA_TABLE_COMMENT, kTableComment);
+    nftnl_table_set_data(t, NFTNL_TABLE_USERDATA, nftnl_udata_buf_data(udata), nftnl_udata_buf_len(udata));
+    nftnl_udata_buf_free(udata);
+  }
   nlmsghdr* nlh = Header(type, flags, absl::StrCat("table inet ", table_));
   nftnl_table_nlmsg_build_payload(nlh, t);
   nftnl_table_free(t);

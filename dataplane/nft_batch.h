@@ -31,7 +31,8 @@ class Batch {
   // Gives the messages consecutive sequence numbers from *seq on.
   void Renumber(uint32_t* seq);
 
-  void Table(uint16_t type, uint16_t flags);
+  // `marked`: with nftproxy's comment (kTableComment).
+  void Table(uint16_t type, uint16_t flags, bool marked = false);
   void Set(const SetDef& set);
   // A base chain when `def` has a hook; `owner` ("service ns/name") for errors.
   void NewChain(const std::string& name, const std::string& owner, const ChainDef* def = nullptr);

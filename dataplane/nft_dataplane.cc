@@ -65,9 +65,18 @@ void ApplyRefs(const std::map<K, int64_t>& delta, std::map<K, uint32_t>* refs, s
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<NftDataplane>> NftDataplane::Create(const std::string& table) {
+absl::StatusOr<std::unique_ptr<NftDataplane>> NftDataplane::Create(const std::string& table, bool adopt_unmarked) {
   auto writer = NftWriter::Create();
   if (!writer.ok()) return writer.status();
+  absl::StatusOr<std::optional<std::string>> comment = (*writer)->TableComment(table);
+  if (!comment.ok()) return comment.status();
+  if (comment->has_value() && **comment != kTableComment && !adopt_unmarked) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "table inet ", table, " exists and was not created by nftproxy (its comment is ",
+        (*comment)->empty() ? "empty" : absl::StrCat("\"", **comment, "\""), ", not \"", kTableComment,
+        "\"); nftproxy never changes a table it does not own. Choose another --table, or, if an older nftproxy "
+        "made it, start once with --adopt-table"));
+  }
   return Create(table, std::move(*writer), std::make_unique<ConntrackFlusher>());
 }
 

@@ -20,7 +20,11 @@ namespace nftproxy::dp {
 class NftDataplane final : public Dataplane {
  public:
   // On the kernel: NftWriter and conntrack.
-  static absl::StatusOr<std::unique_ptr<NftDataplane>> Create(const std::string& table);
+  // On the kernel. A table of that name that nftproxy did not create (it
+  // lacks kTableComment) is FailedPrecondition and left alone, unless
+  // `adopt_unmarked` (a table made by an nftproxy older than the mark).
+  static absl::StatusOr<std::unique_ptr<NftDataplane>> Create(const std::string& table,
+                                                             bool adopt_unmarked = false);
   // With the given writer and flusher.
   static std::unique_ptr<NftDataplane> Create(const std::string& table, std::unique_ptr<RulesetWriter> writer,
                                               std::unique_ptr<FlowFlusher> flusher);

@@ -1,11 +1,17 @@
 #include "dataplane/nft_writer.h"
 
+#include <libmnl/libmnl.h>
 #include <libnftnl/batch.h>
+#include <libnftnl/table.h>
+#include <libnftnl/udata.h>
+#include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netlink.h>
 #include <sys/uio.h>
 
 #include <algorithm>
+#include <cstring>
+#include <optional>
 #include <vector>
 
 #include "absl/time/clock.h"
@@ -57,7 +63,7 @@ void BuildFull(Batch& b, const Ruleset& to, uint32_t split) {
   // replaces the old one when the batch commits.
   b.Table(NFT_MSG_NEWTABLE, NLM_F_CREATE);
   b.Table(NFT_MSG_DELTABLE, 0);
-  b.Table(NFT_MSG_NEWTABLE, NLM_F_CREATE | NLM_F_EXCL);
+  b.Table(NFT_MSG_NEWTABLE, NLM_F_CREATE | NLM_F_EXCL, /*marked=*/true);
   AddSkeleton(b, to.node);
   for (uint32_t shard = 0; shard < to.shards; ++shard) AddShard(b, shard);
   for (const auto& [name, chain] : to.chains) b.NewChain(name, chain.owner);
@@ -196,6 +202,66 @@ absl::Status NftWriter::CommitDelta(const std::string& table, uint32_t base_shar
   BuildDelta(b, base_shards, removed, added);
   b.End(&seq_);
   return SendParts(*socket_, {&b}, false, added, removed, start, stats);
+}
+
+namespace {
+
+// The comment in a table's userdata, or "".
+int CommentOf(const nftnl_udata* attr, void* data) {
+  if (nftnl_udata_type(attr) == NFTNL_UDATA_TABLE_COMMENT) {
+    const char* value = static_cast<const char*>(nftnl_udata_get(attr));
+    const uint32_t len = nftnl_udata_len(attr);
+    *static_cast<std::string*>(data) = std::string(value, strnlen(value, len));
+  }
+  return 0;
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<std::string>> NftWriter::TableComment(const std::string& table) {
+  std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
+  const uint32_t seq = seq_++;
+  nlmsghdr* nlh = nftnl_table_nlmsg_build_hdr(buf.data(), NFT_MSG_GETTABLE, NFPROTO_INET, NLM_F_ACK, seq);
+  nftnl_table* t = nftnl_table_alloc();
+  nftnl_table_set_str(t, NFTNL_TABLE_NAME, table.c_str());
+  nftnl_table_nlmsg_build_payload(nlh, t);
+  nftnl_table_free(t);
+  const iovec iov{nlh, nlh->nlmsg_len};
+  if (socket_->Send(&iov, 1) < 0) {
+    return absl::UnavailableError(absl::StrCat("asking for table inet ", table, ": ", strerror(errno)));
+  }
+  // The kernel answers within sendmsg: the reply and the ack are queued.
+  std::optional<std::string> comment;
+  std::vector<char> in(MNL_SOCKET_BUFFER_SIZE * 4);
+  for (;;) {
+    const ssize_t len = socket_->Receive(in.data(), in.size());
+    if (len < 0) {
+      if (errno == EAGAIN || errno == EINTR) return comment;
+      return absl::UnavailableError(absl::StrCat("reading table inet ", table, ": ", strerror(errno)));
+    }
+    int rem = static_cast<int>(len);
+    for (nlmsghdr* m = reinterpret_cast<nlmsghdr*>(in.data()); mnl_nlmsg_ok(m, rem); m = mnl_nlmsg_next(m, &rem)) {
+      if (m->nlmsg_seq != seq) continue;
+      if (m->nlmsg_type == NLMSG_ERROR) {
+        const int err = -static_cast<nlmsgerr*>(mnl_nlmsg_get_payload(m))->error;
+        if (err == ENOENT) return std::optional<std::string>();
+        if (err != 0) {
+          return absl::UnavailableError(absl::StrCat("asking for table inet ", table, ": ", strerror(err)));
+        }
+        return comment;  // the ack ends the answer
+      }
+      nftnl_table* got = nftnl_table_alloc();
+      if (nftnl_table_nlmsg_parse(m, got) == 0) {
+        std::string text;
+        uint32_t ulen = 0;
+        if (const void* udata = nftnl_table_get_data(got, NFTNL_TABLE_USERDATA, &ulen)) {
+          nftnl_udata_parse(udata, ulen, CommentOf, &text);
+        }
+        comment = text;
+      }
+      nftnl_table_free(got);
+    }
+  }
 }
 
 }  // namespace nftproxy::dp

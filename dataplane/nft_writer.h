@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -30,6 +31,10 @@ class NftWriter final : public RulesetWriter {
   // in two parts at once.
   absl::Status CommitFull(const Ruleset& to, CommitStats* stats,
                           const std::function<void()>& alongside = nullptr) override;
+
+  // The comment of table inet `table`: nullopt when there is no such table,
+  // "" when it has none.
+  absl::StatusOr<std::optional<std::string>> TableComment(const std::string& table);
 
   // One batch proportional to the change, whatever the table's size.
   absl::Status CommitDelta(const std::string& table, uint32_t base_shards, const Ruleset& removed,

@@ -141,7 +141,7 @@ void RenderChain(const ChainDef& chain, bool* first, std::string* out) {
 }  // namespace
 
 std::string Render(const Ruleset& rs) {
-  std::string out = absl::StrCat("table inet ", rs.table, " {\n");
+  std::string out = absl::StrCat("table inet ", rs.table, " {\n\tcomment \"", kTableComment, "\"\n");
   const FixedObjects skeleton = Skeleton(rs.node);
   std::vector<FixedObjects> shards;
   shards.reserve(rs.shards);

@@ -44,6 +44,7 @@ struct ServeFlags {
   std::string log_writes_over = "1s";
   std::string log_format = "text";
   std::string socket_mode = "0660";
+  bool adopt_table = false;
   std::string socket_group;
   // Sizes: the request (bytes), and per resource (see ResourceLimits).
   std::string max_request_bytes = "67108864";
@@ -66,7 +67,11 @@ Flags:
   --socket-group GROUP
                     the unix sockets' group (name or number; default the
                     server's): its members may call the API
-  --table NAME      nftables table to own (default nftproxy)
+  --table NAME      nftables table to own (default nftproxy); nftproxy marks
+                    the tables it creates (comment "managed by nftproxy") and
+                    refuses to start (exit 2) on an existing table without it
+  --adopt-table     take over an existing table without the mark (one made
+                    by an nftproxy before 0.2); its contents are replaced
   --state-dir DIR   where the desired state is kept across restarts
                     (default /var/lib/nftproxy; "" disables)
   --node-name NAME  this node's name (default: the host name); endpoints
@@ -119,6 +124,7 @@ absl::Status ParseServeFlags(const std::vector<std::string>& args, ServeFlags* f
                                {{"--log-writes-over"}, &f->log_writes_over},
                                {{"--log-format"}, &f->log_format},
                                {{"--socket-mode"}, &f->socket_mode},
+                               {{"--adopt-table"}, nullptr, nullptr, &f->adopt_table},
                                {{"--socket-group"}, &f->socket_group},
                                {{"--log-level", "--v", "-v"}, &f->log_level},
                                {{"--max-request-bytes"}, &f->max_request_bytes},
@@ -257,7 +263,11 @@ int RunServe(const std::vector<std::string>& args) {
     }
   }
   std::string err;
-  auto dataplane = dp::NftDataplane::Create(flags.table);
+  auto dataplane = dp::NftDataplane::Create(flags.table, flags.adopt_table);
+  if (absl::IsFailedPrecondition(dataplane.status())) {
+    std::cerr << "nftproxy serve: " << dataplane.status().message() << "\n";
+    return 2;
+  }
   if (!dataplane.ok()) {
     log::Error("cannot open the dataplane", {{"error", std::string(dataplane.status().message())}});
     return 1;

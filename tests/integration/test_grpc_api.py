@@ -377,5 +377,88 @@ class OneServerTest(unittest.TestCase):
             time.sleep(0.05)
 
 
+class TableOwnershipTest(unittest.TestCase):
+    """nftproxy never changes a table it did not create: a firewall's table
+    survives `serve --table fw` byte for byte and serve exits 2 naming it;
+    the tables nftproxy creates carry its mark."""
+
+    FIREWALL = """table inet fw {
+	chain input {
+		type filter hook input priority filter; policy drop;
+		tcp dport 22 accept
+	}
+	chain forward {
+		type filter hook forward priority filter; policy drop;
+	}
+}
+"""
+
+    def setUp(self):
+        needs_root(self)
+        self.ns = "npx-%d-own" % os.getpid()
+        subprocess.run(["ip", "netns", "add", self.ns], check=True)
+        self.tmp = tempfile.mkdtemp(prefix="npx-own-")
+
+    def tearDown(self):
+        subprocess.run(["ip", "netns", "del", self.ns], check=False)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def nft(self, *args, input=None):
+        return subprocess.run(["ip", "netns", "exec", self.ns, "nft"] + list(args), input=input,
+                              capture_output=True, text=True, check=True).stdout
+
+    def apply_one(self, proc, sock):
+        """Waits for the server, then applies one service (the first commit)."""
+        deadline = time.time() + 10
+        while not os.path.exists(sock):
+            self.assertIsNone(proc.poll(), "serve exited")
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.02)
+        def ld(field, payload):
+            return bytes([field << 3 | 2, len(payload)]) + payload
+        spec = ld(2, b"198.19.0.1") + ld(3, b"\x18\x50")            # clusterIps, ports[{port: 80}]
+        service = ld(1, ld(2, b"web")) + ld(2, spec)                  # metadata{name}, spec
+        request = ld(1, ld(1, service))                               # upserts[{service}]
+        channel = grpc.insecure_channel("unix:" + sock)
+        try:
+            channel.unary_unary("/nftproxy.v1.Proxy/Apply")(request, timeout=20)
+        finally:
+            channel.close()
+
+    def test_foreign_table_is_left_alone_and_own_tables_are_marked(self):
+        self.nft("-f", "-", input=self.FIREWALL)
+        before = self.nft("list", "table", "inet", "fw")
+        sock = os.path.join(self.tmp, "fw.sock")
+        state = os.path.join(self.tmp, "state")
+        proc = subprocess.run(["ip", "netns", "exec", self.ns, BIN, "serve", "--table", "fw", "--listen", sock,
+                               "--state-dir", state], capture_output=True, text=True, timeout=20)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn("table inet fw exists and was not created by nftproxy", proc.stderr)
+        self.assertEqual(self.nft("list", "table", "inet", "fw"), before)
+        self.assertFalse(os.path.exists(sock))
+        # A table nftproxy creates says so, and a restart takes it back.
+        for _ in range(2):
+            p = subprocess.Popen(["ip", "netns", "exec", self.ns, BIN, "serve", "--table", "mine", "--listen", sock,
+                                  "--state-dir", state], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            try:
+                if "mine" not in self.nft("list", "tables"):
+                    self.apply_one(p, sock)
+                self.assertIn('comment "managed by nftproxy"', self.nft("list", "table", "inet", "mine"))
+            finally:
+                p.terminate()
+                p.communicate(timeout=10)
+        # --adopt-table takes over an unmarked table on purpose.
+        self.nft("add", "table", "inet", "old")
+        p = subprocess.Popen(["ip", "netns", "exec", self.ns, BIN, "serve", "--table", "old", "--adopt-table",
+                              "--listen", sock, "--state-dir", ""], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            self.apply_one(p, sock)
+            self.assertIn('comment "managed by nftproxy"', self.nft("list", "table", "inet", "old"))
+        finally:
+            p.terminate()
+            p.communicate(timeout=10)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
