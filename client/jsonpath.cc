@@ -1,6 +1,5 @@
 #include "client/jsonpath.h"
 
-
 #include <algorithm>
 #include <cmath>
 
@@ -11,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "common/json_text.h"
 
 namespace nftproxy::client {
 namespace {
@@ -138,25 +138,6 @@ std::vector<const Value*> Walk(const Path& p, const Value& root, const Value& cu
   return cur;
 }
 
-std::string Quoted(const std::string& s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
 
 std::string Format(const Value& v);
 
@@ -164,13 +145,13 @@ std::string Format(const Value& v);
 std::string Compact(const Value& v) {
   switch (v.kind_case()) {
     case Value::kStringValue:
-      return Quoted(v.string_value());
+      return JsonQuote(v.string_value());
     case Value::kStructValue: {
       std::vector<std::string> keys;
       for (const auto& [k, unused] : v.struct_value().fields()) keys.push_back(k);
       std::sort(keys.begin(), keys.end());
       std::vector<std::string> parts;
-      for (const std::string& k : keys) parts.push_back(Quoted(k) + ":" + Compact(v.struct_value().fields().at(k)));
+      for (const std::string& k : keys) parts.push_back(JsonQuote(k) + ":" + Compact(v.struct_value().fields().at(k)));
       return "{" + absl::StrJoin(parts, ",") + "}";
     }
     case Value::kListValue: {

@@ -529,7 +529,23 @@ Reader::~Reader() = default;
 bool Reader::ReadText(std::string_view text, const std::string& file) { return impl_->ReadText(text, file); }
 absl::Status Reader::Finish(const std::string& path) { return impl_->Finish(path); }
 
-std::vector<ManifestDoc> InOrder(std::vector<std::pair<size_t, ManifestDoc>> docs) {
+absl::StatusOr<std::vector<ManifestDoc>> Collect(const std::string& name, const char* verb,
+                                                 std::vector<std::string>* warnings,
+                                                 const std::function<absl::Status(Reader*)>& read) {
+  std::vector<std::pair<size_t, ManifestDoc>> docs;
+  try {
+    Reader reader(
+        [&](ManifestDoc d, size_t ordinal) {
+          docs.emplace_back(ordinal, std::move(d));
+          return absl::OkStatus();
+        },
+        warnings, {});
+    if (absl::Status s = read(&reader); !s.ok()) return s;
+  } catch (const std::exception& e) {
+    return absl::InternalError(OneLine(absl::StrCat(name, ": cannot ", verb, " manifests: ", e.what())));
+  } catch (...) {
+    return absl::InternalError(absl::StrCat(name, ": cannot ", verb, " manifests: unknown error"));
+  }
   std::sort(docs.begin(), docs.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<ManifestDoc> out;
   out.reserve(docs.size());
@@ -552,20 +568,10 @@ absl::Status ForEachManifestInText(std::string_view text, const std::string& fil
 
 absl::StatusOr<std::vector<ManifestDoc>> ParseManifests(std::string_view text, const std::string& file,
                                                         std::vector<std::string>* warnings) {
-  std::vector<std::pair<size_t, ManifestDoc>> docs;
-  try {
-    manifest_internal::Reader reader(
-        [&](ManifestDoc d, size_t ordinal) {
-          docs.emplace_back(ordinal, std::move(d));
-          return absl::OkStatus();
-        },
-        warnings, {});
-    reader.ReadText(text, file);
-    if (absl::Status s = reader.Finish(""); !s.ok()) return s;
-  } catch (const std::exception& e) {
-    return absl::InternalError(OneLine(absl::StrCat(file, ": cannot parse manifests: ", e.what())));
-  }
-  return manifest_internal::InOrder(std::move(docs));
+  return manifest_internal::Collect(file, "parse", warnings, [&](manifest_internal::Reader* reader) {
+    reader->ReadText(text, file);
+    return reader->Finish("");
+  });
 }
 
 std::string DescribeResource(const nftproxy::v1::Resource& r) {

@@ -135,9 +135,12 @@ class Reader {
   std::unique_ptr<Impl> impl_;
 };
 
-// The documents handed to a Reader's sink, sorted by their ordinal: in
-// input order, v1 Endpoints included.
-std::vector<ManifestDoc> InOrder(std::vector<std::pair<size_t, ManifestDoc>> docs);
+// Runs `read` on a Reader that keeps every document, and returns them in
+// input order (v1 Endpoints included); a thrown error becomes
+// "NAME: cannot VERB manifests: ...". LoadManifests and ParseManifests.
+absl::StatusOr<std::vector<ManifestDoc>> Collect(const std::string& name, const char* verb,
+                                                 std::vector<std::string>* warnings,
+                                                 const std::function<absl::Status(Reader*)>& read);
 
 }  // namespace manifest_internal
 

@@ -120,21 +120,8 @@ absl::Status ForEachManifest(const std::string& path, const ManifestSink& each, 
 
 absl::StatusOr<std::vector<ManifestDoc>> LoadManifests(const std::string& path,
                                                        std::vector<std::string>* warnings) {
-  std::vector<std::pair<size_t, ManifestDoc>> docs;
-  try {
-    manifest_internal::Reader reader(
-        [&](ManifestDoc d, size_t ordinal) {
-          docs.emplace_back(ordinal, std::move(d));
-          return absl::OkStatus();
-        },
-        warnings, {});
-    if (absl::Status s = Read(path, &reader); !s.ok()) return s;
-  } catch (const std::exception& e) {
-    return absl::InternalError(OneLine(absl::StrCat(path, ": cannot load manifests: ", e.what())));
-  } catch (...) {
-    return absl::InternalError(absl::StrCat(path, ": cannot load manifests: unknown error"));
-  }
-  return manifest_internal::InOrder(std::move(docs));
+  return manifest_internal::Collect(path, "load", warnings,
+                                    [&](manifest_internal::Reader* reader) { return Read(path, reader); });
 }
 
 }  // namespace nftproxy::client

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/json_text.h"
 
 namespace nftproxy::log {
 
@@ -34,27 +35,6 @@ std::string TextValue(absl::string_view v) {
     return absl::ascii_isgraph(static_cast<unsigned char>(c)) && c != '"' && c != '=';
   });
   return plain ? std::string(v) : absl::StrCat("\"", absl::CEscape(v), "\"");
-}
-
-std::string JsonString(absl::string_view v) {
-  std::string out = "\"";
-  for (unsigned char c : v) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          absl::StrAppend(&out, "\\u00", absl::Hex(c, absl::kZeroPad2));
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += "\"";
-  return out;
 }
 
 }  // namespace
@@ -86,9 +66,9 @@ bool Enabled(Level level) { return static_cast<int>(level) >= min_level.load(std
 std::string FormatLine(Format format, Level level, absl::string_view time_text, absl::string_view message,
                        const Fields& fields) {
   if (format == Format::kJson) {
-    std::string out = absl::StrCat("{\"time\":", JsonString(time_text), ",\"level\":\"", LevelName(level),
-                                   "\",\"msg\":", JsonString(message));
-    for (const auto& [k, v] : fields) absl::StrAppend(&out, ",", JsonString(k), ":", JsonString(v));
+    std::string out = absl::StrCat("{\"time\":", JsonQuote(time_text), ",\"level\":\"", LevelName(level),
+                                   "\",\"msg\":", JsonQuote(message));
+    for (const auto& [k, v] : fields) absl::StrAppend(&out, ",", JsonQuote(k), ":", JsonQuote(v));
     out += "}";
     return out;
   }
