@@ -245,14 +245,22 @@ int Client::Describe(const Options& o) {
 int Client::Explain(const Options& o) {
   if (!o.positional.empty()) return Usage("explain", "takes no arguments");
   if (int rc = Connect(); rc != kExitOk) return rc;
-  v1::GetRulesetResponse resp;
-  absl::Status s = Call(&v1::Proxy::Stub::GetRuleset, v1::GetRulesetRequest(), &resp);
-  if (!s.ok()) return Report(s);
-  if (resp.text().empty()) {
-    std::cout << "# nothing committed by this server run yet (table " << resp.table() << ")\n";
-  } else {
-    std::cout << resp.text();
+  // Streamed and printed a piece at a time: memory stays small whatever the
+  // table's size.
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, call_timeout_);
+  std::unique_ptr<grpc::ClientReader<v1::GetRulesetResponse>> reader =
+      stub_->StreamRuleset(&ctx, v1::GetRulesetRequest());
+  v1::GetRulesetResponse piece;
+  std::string table;
+  bool printed = false;
+  while (reader->Read(&piece)) {
+    if (!piece.table().empty()) table = piece.table();
+    printed |= !piece.text().empty();
+    std::cout << piece.text();
   }
+  if (absl::Status s = FromGrpcStatus(reader->Finish()); !s.ok()) return Report(s);
+  if (!printed) std::cout << "# nothing committed by this server run yet (table " << table << ")\n";
   return kExitOk;
 }
 

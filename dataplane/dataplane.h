@@ -4,11 +4,14 @@
 // with work proportional to the change. Tests of the server use a fake.
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "dataplane/model.h"
 
@@ -41,6 +44,16 @@ absl::Status BlameService(absl::Status s, const std::string& owner);
 // The key "ns/name" of the service an error names; nullopt if none.
 std::optional<std::string> ServiceOfError(const absl::Status& s);
 
+// What was last committed, detached from the dataplane: it renders as nft
+// text on any thread, however the dataplane changes meanwhile.
+class InstalledRuleset {
+ public:
+  virtual ~InstalledRuleset() = default;
+  // Calls `sink` with consecutive pieces of the text (about 1 MiB each, whole
+  // lines) until the text ends or `sink` returns false.
+  virtual void Render(const std::function<bool(absl::string_view)>& sink) const = 0;
+};
+
 class Dataplane {
  public:
   virtual ~Dataplane() = default;
@@ -62,6 +75,9 @@ class Dataplane {
   // first commit. A service the dataplane does not hold gives the fixed
   // table only.
   virtual std::string InstalledService(const std::string& key) const = 0;
+  // A copy of what was last committed, to render later; null before the
+  // first commit. Costs a copy of the installed model.
+  virtual std::unique_ptr<InstalledRuleset> Snapshot() const = 0;
 
   // "inet <name>".
   virtual std::string Table() const = 0;

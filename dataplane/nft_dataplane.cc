@@ -297,6 +297,32 @@ Model NftDataplane::InstalledModel() const {
   return m;
 }
 
+namespace {
+
+// The installed model and its indexes, compiled and rendered on demand.
+class CopiedRuleset final : public InstalledRuleset {
+ public:
+  CopiedRuleset(Model model, std::string table, IndexMap indexes, uint32_t shards)
+      : model_(std::move(model)), table_(std::move(table)), indexes_(std::move(indexes)), shards_(shards) {}
+  void Render(const std::function<bool(absl::string_view)>& sink) const override {
+    RenderTo(Compile(model_, table_, &indexes_, shards_), kRenderPiece, sink);
+  }
+
+ private:
+  static constexpr size_t kRenderPiece = 1 << 20;
+  const Model model_;
+  const std::string table_;
+  const IndexMap indexes_;
+  const uint32_t shards_;
+};
+
+}  // namespace
+
+std::unique_ptr<InstalledRuleset> NftDataplane::Snapshot() const {
+  if (!committed_) return nullptr;
+  return std::make_unique<CopiedRuleset>(InstalledModel(), table_, indexes_, shards_);
+}
+
 std::string NftDataplane::InstalledService(const std::string& key) const {
   if (!committed_) return "";
   Ruleset rs;

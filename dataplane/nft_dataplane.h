@@ -33,6 +33,7 @@ class NftDataplane final : public Dataplane {
   absl::Status Update(const ModelChange& change, ApplyResult* result) override;
   std::string Installed() const override;
   std::string InstalledService(const std::string& key) const override;
+  std::unique_ptr<InstalledRuleset> Snapshot() const override;
   std::string Table() const override { return "inet " + table_; }
 
   // What was last committed, as a model (services sorted by key) and the

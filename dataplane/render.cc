@@ -1,6 +1,7 @@
 // Ruleset -> `nft -f` text, in the layout `nft list table` prints: the
 // fixed objects from Skeleton/ShardObjects, service rules lowered to the
 // same statements the writer encodes.
+#include <cstdint>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -140,21 +141,39 @@ void RenderChain(const ChainDef& chain, bool* first, std::string* out) {
 
 }  // namespace
 
-std::string Render(const Ruleset& rs) {
+void RenderTo(const Ruleset& rs, size_t piece, const std::function<bool(absl::string_view)>& sink) {
   std::string out = absl::StrCat("table inet ", rs.table, " {\n\tcomment \"", kTableComment, "\"\n");
+  bool more = true;
+  // Hands `out` on once it is a piece; false once the sink wants no more.
+  auto flush = [&](bool last) {
+    if (more && (last || out.size() >= piece)) {
+      more = sink(out);
+      out.clear();
+    }
+    return more;
+  };
   const FixedObjects skeleton = Skeleton(rs.node);
   std::vector<FixedObjects> shards;
   shards.reserve(rs.shards);
   for (uint32_t shard = 0; shard < rs.shards; ++shard) shards.push_back(ShardObjects(shard));
   // `nft list` prints sets before chains, each in creation order.
-  for (const SetDef& set : skeleton.sets) RenderSet(set, rs, &out);
+  for (const SetDef& set : skeleton.sets) {
+    RenderSet(set, rs, &out);
+    if (!flush(false)) return;
+  }
   for (const FixedObjects& shard : shards) {
-    for (const SetDef& set : shard.sets) RenderSet(set, rs, &out);
+    for (const SetDef& set : shard.sets) {
+      RenderSet(set, rs, &out);
+      if (!flush(false)) return;
+    }
   }
   bool first = true;
   for (const ChainDef& chain : skeleton.chains) RenderChain(chain, &first, &out);
   for (const FixedObjects& shard : shards) {
-    for (const ChainDef& chain : shard.chains) RenderChain(chain, &first, &out);
+    for (const ChainDef& chain : shard.chains) {
+      RenderChain(chain, &first, &out);
+      if (!flush(false)) return;
+    }
   }
   RuleStmts stmts;
   for (const auto& [name, chain] : rs.chains) {
@@ -167,9 +186,19 @@ std::string Render(const Ruleset& rs) {
       out.push_back('\n');
     }
     absl::StrAppend(&out, "\t}\n");
+    if (!flush(false)) return;
   }
   out += "}\n";
-  return out;
+  flush(true);
+}
+
+std::string Render(const Ruleset& rs) {
+  std::string text;
+  RenderTo(rs, SIZE_MAX, [&text](absl::string_view piece) {
+    text.append(piece.data(), piece.size());
+    return true;
+  });
+  return text;
 }
 
 }  // namespace nftproxy::dp

@@ -17,11 +17,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "dataplane/ip.h"
 #include "dataplane/model.h"
 #include "dataplane/names.h"
@@ -204,6 +206,9 @@ void Diff(const Ruleset& from, const Ruleset& to, Ruleset* removed, Ruleset* add
 
 // IR -> `nft -f` text, in the layout `nft list table` uses (render.cc).
 std::string Render(const Ruleset& rs);
+// The same in pieces of about `piece` bytes (whole lines), until the text
+// ends or `sink` returns false.
+void RenderTo(const Ruleset& rs, size_t piece, const std::function<bool(absl::string_view)>& sink);
 
 // The shard of a ticket (its service port's index / 256).
 inline uint32_t ShardOfTicket(uint32_t ticket) {

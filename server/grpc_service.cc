@@ -70,6 +70,17 @@ grpc::Status ProxyService::GetRuleset(grpc::ServerContext*, const v1::GetRuleset
   return grpc::Status::OK;
 }
 
+grpc::Status ProxyService::StreamRuleset(grpc::ServerContext* ctx, const v1::GetRulesetRequest* req,
+                                         grpc::ServerWriter<v1::GetRulesetResponse>* writer) {
+  if (!req->service().empty()) {  // one service's part is small: one piece
+    writer->Write(engine_->Ruleset(*req));
+    return grpc::Status::OK;
+  }
+  engine_->StreamRuleset(
+      [ctx, writer](const v1::GetRulesetResponse& piece) { return !ctx->IsCancelled() && writer->Write(piece); });
+  return ctx->IsCancelled() ? grpc::Status(grpc::StatusCode::CANCELLED, "the client went away") : grpc::Status::OK;
+}
+
 grpc::Status ProxyService::Watch(grpc::ServerContext* ctx, const v1::WatchRequest* req,
                                  grpc::ServerWriter<v1::WatchEvent>* writer) {
   return ToGrpcStatus(engine_->Watch(*req, [ctx] { return ctx->IsCancelled(); },

@@ -25,6 +25,8 @@ class ProxyService final : public ProxyServiceBase {
   grpc::Status List(grpc::ServerContext*, const v1::ListRequest*, v1::ListResponse*) override;
   grpc::Status Delete(grpc::ServerContext*, const v1::DeleteRequest*, v1::DeleteResponse*) override;
   grpc::Status GetRuleset(grpc::ServerContext*, const v1::GetRulesetRequest*, v1::GetRulesetResponse*) override;
+  grpc::Status StreamRuleset(grpc::ServerContext*, const v1::GetRulesetRequest*,
+                             grpc::ServerWriter<v1::GetRulesetResponse>*) override;
   grpc::Status Watch(grpc::ServerContext*, const v1::WatchRequest*, grpc::ServerWriter<v1::WatchEvent>*) override;
   grpc::Status Status(grpc::ServerContext*, const v1::StatusRequest*, v1::StatusResponse*) override;
 

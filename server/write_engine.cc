@@ -379,6 +379,28 @@ v1::GetRulesetResponse WriteEngine::Ruleset(const v1::GetRulesetRequest& req) co
   return resp;
 }
 
+void WriteEngine::StreamRuleset(const std::function<bool(const v1::GetRulesetResponse&)>& send) const {
+  std::unique_ptr<dp::InstalledRuleset> snapshot;
+  v1::GetRulesetResponse first;
+  {
+    absl::MutexLock lock(&mu_);
+    snapshot = dp_->Snapshot();
+    first.set_table(dp_->Table());
+  }
+  if (snapshot == nullptr) {  // nothing committed yet: one empty piece
+    send(first);
+    return;
+  }
+  bool sent = false;
+  snapshot->Render([&](absl::string_view piece) {
+    v1::GetRulesetResponse r;
+    if (!sent) r.set_table(first.table());
+    sent = true;
+    r.set_text(std::string(piece));
+    return send(r);
+  });
+}
+
 v1::StatusResponse WriteEngine::Status() const {
   v1::StatusResponse resp;
   absl::MutexLock lock(&mu_);

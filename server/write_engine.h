@@ -75,6 +75,10 @@ class WriteEngine {
   absl::StatusOr<v1::ListResponse> List(const v1::ListRequest& req) const ABSL_LOCKS_EXCLUDED(mu_);
   // The installed ruleset, whole or of one service (see GetRulesetRequest).
   v1::GetRulesetResponse Ruleset(const v1::GetRulesetRequest& req) const ABSL_LOCKS_EXCLUDED(mu_);
+  // The whole ruleset to `send` in pieces, rendered from a copy taken under
+  // the lock, so that a slow reader holds up no write. Stops when `send`
+  // returns false.
+  void StreamRuleset(const std::function<bool(const v1::GetRulesetResponse&)>& send) const ABSL_LOCKS_EXCLUDED(mu_);
   v1::StatusResponse Status() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Streams changes; see WatchHub::Watch.

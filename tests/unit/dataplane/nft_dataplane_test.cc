@@ -162,6 +162,26 @@ std::vector<std::string> LinesWith(const std::string& text, const std::string& n
   return out;
 }
 
+TEST_F(NftDataplaneTest, SnapshotRendersWhatWasInstalledThen) {
+  EXPECT_EQ(dp_->Snapshot(), nullptr);
+  Model m;
+  m.services = {Dns("a", "198.19.0.1", "10.0.0.1")};
+  ASSERT_TRUE(dp_->Apply(m, nullptr).ok());
+  const std::string before = dp_->Installed();
+  std::unique_ptr<InstalledRuleset> snap = dp_->Snapshot();
+  ASSERT_NE(snap, nullptr);
+  ModelChange change;
+  change.upserts = {Dns("b", "198.19.0.2", "10.0.0.2")};
+  ASSERT_TRUE(dp_->Update(change, nullptr).ok());
+  std::string text;
+  snap->Render([&text](absl::string_view piece) {
+    text.append(piece.data(), piece.size());
+    return true;
+  });
+  EXPECT_EQ(text, before);
+  EXPECT_NE(dp_->Installed(), before);
+}
+
 TEST_F(NftDataplaneTest, InstalledServiceHoldsThatServiceOnly) {
   EXPECT_EQ(dp_->InstalledService("default/a"), "");
   Model m;

@@ -73,5 +73,32 @@ TEST(Render, EmptyModelIsTheSkeletonAlone) {
       << text;
 }
 
+TEST(Render, InPiecesOfWholeLinesThatMakeTheText) {
+  Model m;
+  for (int i = 0; i < 300; ++i) {
+    Service s = Web();
+    s.name = "web-" + std::to_string(i);
+    s.cluster_ips = {Ip(("198.19." + std::to_string(i / 250) + "." + std::to_string(1 + i % 250)).c_str())};
+    m.services.push_back(s);
+  }
+  const Ruleset rs = Compile(m, "x");
+  const std::string whole = Render(rs);
+  std::string joined;
+  int pieces = 0;
+  RenderTo(rs, 4096, [&](absl::string_view piece) {
+    EXPECT_FALSE(piece.empty());
+    EXPECT_EQ(piece.back(), '\n');
+    joined.append(piece.data(), piece.size());
+    ++pieces;
+    return true;
+  });
+  EXPECT_EQ(joined, whole);
+  EXPECT_GT(pieces, 10);
+  // A sink that says stop gets nothing more.
+  int calls = 0;
+  RenderTo(rs, 4096, [&calls](absl::string_view) { return ++calls < 2; });
+  EXPECT_EQ(calls, 2);
+}
+
 }  // namespace
 }  // namespace nftproxy::dp

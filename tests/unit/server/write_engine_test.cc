@@ -42,6 +42,22 @@ class FakeDataplane : public dp::Dataplane {
     return absl::OkStatus();
   }
   std::string Installed() const override { return committed ? dp::Render(dp::Compile(last, "t")) : ""; }
+  std::unique_ptr<dp::InstalledRuleset> Snapshot() const override {
+    if (!committed) return nullptr;
+    // The text at the time of the snapshot, handed out in two pieces.
+    class Text final : public dp::InstalledRuleset {
+     public:
+      explicit Text(std::string t) : text_(std::move(t)) {}
+      void Render(const std::function<bool(absl::string_view)>& sink) const override {
+        const size_t half = text_.size() / 2;
+        if (sink(absl::string_view(text_).substr(0, half))) sink(absl::string_view(text_).substr(half));
+      }
+
+     private:
+      std::string text_;
+    };
+    return std::make_unique<Text>(Installed());
+  }
   std::string InstalledService(const std::string& key) const override {
     dp::Model one;
     for (const dp::Service& s : last.services) {
@@ -221,6 +237,32 @@ TEST(WriteEngine, BriefApplyRepliesWithReferences) {
   EXPECT_EQ(KeyOf(resp.applied_refs(1)), (Key{v1::ENDPOINT_SLICE, "default", "web-1"}));
   EXPECT_EQ(resp.applied_refs(0).resource_version(), resp.revision());
   EXPECT_EQ(resp.outcomes(0), "created");
+}
+
+TEST(WriteEngine, StreamedRulesetIsTheRulesetInPieces) {
+  FakeDataplane fake;
+  WriteEngine svc(&fake, {});
+  std::vector<v1::GetRulesetResponse> pieces;
+  auto collect = [&pieces](const v1::GetRulesetResponse& r) {
+    pieces.push_back(r);
+    return true;
+  };
+  svc.StreamRuleset(collect);  // nothing committed: one empty piece naming the table
+  ASSERT_EQ(pieces.size(), 1u);
+  EXPECT_EQ(pieces[0].table(), "inet t");
+  EXPECT_EQ(pieces[0].text(), "");
+  v1::ApplyResponse resp;
+  ASSERT_TRUE(svc.Apply(Req(kWeb), &resp).ok());
+  pieces.clear();
+  svc.StreamRuleset(collect);
+  ASSERT_EQ(pieces.size(), 2u);
+  EXPECT_EQ(pieces[0].table(), "inet t");
+  EXPECT_EQ(pieces[1].table(), "");
+  EXPECT_EQ(pieces[0].text() + pieces[1].text(), svc.Ruleset(v1::GetRulesetRequest()).text());
+  // A reader that goes away stops the stream.
+  int calls = 0;
+  svc.StreamRuleset([&calls](const v1::GetRulesetResponse&) { return ++calls < 1; });
+  EXPECT_EQ(calls, 1);
 }
 
 TEST(WriteEngine, DeleteHonoursDryRun) {
