@@ -377,6 +377,87 @@ class OneServerTest(unittest.TestCase):
             time.sleep(0.05)
 
 
+def varint(n):
+    out = b""
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        out += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def ld(field, payload):
+    """A length-delimited protobuf field."""
+    return bytes([field << 3 | 2]) + varint(len(payload)) + payload
+
+
+def service_bytes(name, spec):
+    """Resource{service{metadata{name}, spec}}."""
+    return ld(1, ld(1, ld(2, name.encode())) + ld(2, spec))
+
+
+class LimitsTest(unittest.TestCase):
+    """Requests over a limit are refused before any expensive work, with
+    INVALID_ARGUMENT naming the limit, while other writes keep answering."""
+
+    @classmethod
+    def setUpClass(cls):
+        needs_root(cls)
+        cls.ns = "npx-%d-limits" % os.getpid()
+        subprocess.run(["ip", "netns", "add", cls.ns], check=True)
+        cls.tmp = tempfile.mkdtemp(prefix="npx-limits-")
+        cls.sock = os.path.join(cls.tmp, "l.sock")
+        cls.proc = subprocess.Popen(["ip", "netns", "exec", cls.ns, BIN, "serve", "--listen", cls.sock,
+                                     "--state-dir", "", "--table", "npxlimits"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while not os.path.exists(cls.sock):
+            if cls.proc.poll() is not None or time.time() > deadline:
+                raise AssertionError("server did not start")
+            time.sleep(0.02)
+        cls.channel = grpc.insecure_channel("unix:" + cls.sock, options=[("grpc.max_send_message_length", -1)])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.channel.close()
+        cls.proc.terminate()
+        cls.proc.wait(timeout=10)
+        subprocess.run(["ip", "netns", "del", cls.ns], check=False)
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def apply(self, *resources):
+        return self.channel.unary_unary("/nftproxy.v1.Proxy/Apply")(b"".join(ld(1, r) for r in resources),
+                                                                     timeout=60)
+
+    def refused(self, what, resources, says):
+        start = time.monotonic()
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.apply(*resources)
+        took = time.monotonic() - start
+        print("\n  %s: refused in %.3f s" % (what, took), file=sys.stderr)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT, what)
+        self.assertIn(says, cm.exception.details())
+        # Nothing changed, and an ordinary write still goes through.
+        self.apply(service_bytes("ok", ld(2, b"198.19.9.9") + ld(3, b"\x18\x50")))
+
+    def test_oversized_requests_are_refused(self):
+        # ServicePort{name: "pN", port: 10000 + N}
+        ports = b"".join(ld(3, ld(1, ("p%d" % i).encode()) + b"\x18" + varint(10000 + i)) for i in range(2000))
+        self.refused("a service with 2,000 ports", [service_bytes("wide", ld(2, b"198.19.9.1") + ports)],
+                     "spec.ports: 2000 items; at most 256 are allowed (server flag --max-ports-per-service)")
+        # EndpointSlice{metadata{name}, serviceName, endpoints x 100,000}.
+        endpoints = b"".join(ld(4, ld(1, ("10.%d.%d.%d" % (i >> 16, (i >> 8) & 255, 1 + (i & 127))).encode()))
+                             for i in range(100000))
+        slice_ = ld(2, ld(1, ld(2, b"big-1")) + ld(2, b"big") + endpoints)
+        self.refused("an EndpointSlice of 100,000 endpoints", [slice_],
+                     "endpoints: 100000 items; at most 1000 are allowed (server flag --max-endpoints-per-slice)")
+        ips = b"".join(ld(4, ("10.%d.%d.%d" % (i >> 16, (i >> 8) & 255, i & 255)).encode())
+                       for i in range(1000000))
+        self.refused("a service with 1,000,000 external IPs", [service_bytes("many", ld(2, b"198.19.9.2") + ips)],
+                     "spec.externalIps: 1000000 items; at most 256 are allowed")
+
+
 class TableOwnershipTest(unittest.TestCase):
     """nftproxy never changes a table it did not create: a firewall's table
     survives `serve --table fw` byte for byte and serve exits 2 naming it;
@@ -414,8 +495,6 @@ class TableOwnershipTest(unittest.TestCase):
             self.assertIsNone(proc.poll(), "serve exited")
             self.assertLess(time.time(), deadline)
             time.sleep(0.02)
-        def ld(field, payload):
-            return bytes([field << 3 | 2, len(payload)]) + payload
         spec = ld(2, b"198.19.0.1") + ld(3, b"\x18\x50")            # clusterIps, ports[{port: 80}]
         service = ld(1, ld(2, b"web")) + ld(2, spec)                  # metadata{name}, spec
         request = ld(1, ld(1, service))                               # upserts[{service}]
