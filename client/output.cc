@@ -316,36 +316,6 @@ std::string LoadBalancingName(const v1::ServiceSpec& s) {
       s.load_balancing() == v1::ServiceSpec::LOAD_BALANCING_UNSPECIFIED ? v1::ServiceSpec::RANDOM : s.load_balancing());
 }
 
-void ClearExplicitDefaults(v1::Resource* r) {
-  using S = v1::ServiceSpec;
-  auto ports = [](google::protobuf::RepeatedPtrField<v1::EndpointPort>* ps) {
-    for (v1::EndpointPort& p : *ps) {
-      if (p.protocol() == v1::TCP) p.clear_protocol();
-    }
-  };
-  switch (r->kind_case()) {
-    case v1::Resource::kService: {
-      S* s = r->mutable_service()->mutable_spec();
-      if (s->type() == S::CLUSTER_IP) s->clear_type();
-      if (s->external_traffic_policy() == S::CLUSTER) s->clear_external_traffic_policy();
-      if (s->internal_traffic_policy() == S::CLUSTER) s->clear_internal_traffic_policy();
-      if (s->session_affinity() == S::NONE) s->clear_session_affinity();
-      if (s->load_balancing() == S::RANDOM) s->clear_load_balancing();
-      for (v1::ServicePort& p : *s->mutable_ports()) {
-        if (p.protocol() == v1::TCP) p.clear_protocol();
-      }
-      break;
-    }
-    case v1::Resource::kEndpointSlice:
-      ports(r->mutable_endpoint_slice()->mutable_ports());
-      break;
-    case v1::Resource::kWorkload:
-      ports(r->mutable_workload()->mutable_ports());
-      break;
-    default:
-      break;
-  }
-}
 
 v1::Resource WithoutServerFields(const v1::Resource& r) {
   v1::Resource c = r;

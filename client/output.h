@@ -39,13 +39,6 @@ std::string MessageYaml(const google::protobuf::Message& m);
 // an empty namespace becomes "default". What `diff` compares.
 v1::Resource WithoutServerFields(const v1::Resource& r);
 
-// Enum fields written as the value that unset already means (type
-// CLUSTER_IP, traffic policies CLUSTER, session affinity NONE, load balancing
-// RANDOM, protocol TCP) cleared: the server compares resources as written, so
-// `loadBalancing: RANDOM` over a stored resource without it would otherwise
-// count as a change (`diff` showing it, `apply` saying "configured") though
-// nothing that is programmed differs. Manifests are sent and compared this way.
-void ClearExplicitDefaults(v1::Resource* r);
 
 // The wide table's LB column and describe's "Load balancing": the mode, or
 // <none> for an ExternalName service (nothing is programmed for it).

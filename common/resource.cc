@@ -141,4 +141,35 @@ int64_t AffinityTimeoutSeconds(const v1::ServiceSpec& spec) {
                                              : kDefaultAffinityTimeoutSeconds;
 }
 
+void ClearExplicitDefaults(v1::Resource* r) {
+  using S = v1::ServiceSpec;
+  auto ports = [](google::protobuf::RepeatedPtrField<v1::EndpointPort>* ps) {
+    for (v1::EndpointPort& p : *ps) {
+      if (p.protocol() == v1::TCP) p.clear_protocol();
+    }
+  };
+  switch (KindOf(*r)) {
+    case v1::SERVICE: {
+      S* s = r->mutable_service()->mutable_spec();
+      if (s->type() == S::CLUSTER_IP) s->clear_type();
+      if (s->external_traffic_policy() == S::CLUSTER) s->clear_external_traffic_policy();
+      if (s->internal_traffic_policy() == S::CLUSTER) s->clear_internal_traffic_policy();
+      if (s->session_affinity() == S::NONE) s->clear_session_affinity();
+      if (s->load_balancing() == S::RANDOM) s->clear_load_balancing();
+      for (v1::ServicePort& p : *s->mutable_ports()) {
+        if (p.protocol() == v1::TCP) p.clear_protocol();
+      }
+      break;
+    }
+    case v1::ENDPOINT_SLICE:
+      ports(r->mutable_endpoint_slice()->mutable_ports());
+      break;
+    case v1::WORKLOAD:
+      ports(r->mutable_workload()->mutable_ports());
+      break;
+    default:
+      break;
+  }
+}
+
 }  // namespace nftproxy

@@ -99,4 +99,11 @@ bool SelectorMatches(const google::protobuf::Map<std::string, std::string>& sele
 // affinity.
 int64_t AffinityTimeoutSeconds(const v1::ServiceSpec& spec);
 
+// Clears the enum fields that say what leaving them out says (type
+// CLUSTER_IP, traffic policies CLUSTER, session affinity NONE, load balancing
+// RANDOM, port protocol TCP), so that a resource written with its defaults
+// spelled out and one without them are the same resource: the server
+// compares what was written.
+void ClearExplicitDefaults(v1::Resource* r);
+
 }  // namespace nftproxy

@@ -78,6 +78,8 @@ std::vector<Incoming> Examine(const std::vector<absl::string_view>& items, absl:
           in.parsed = absl::InvalidArgumentError(absl::StrCat(field, "[", i, "]: not a valid Resource message"));
           continue;
         }
+        // Defaults spelled out or left out: the same resource.
+        ClearExplicitDefaults(in.resource.get());
         const v1::ObjectMeta& m = MetaOf(*in.resource);
         in.key = KeyOf(*in.resource);
         in.source = m.source();

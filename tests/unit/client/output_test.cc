@@ -130,23 +130,6 @@ TEST(Output, ExternalNameHasNoLoadBalancing) {
   EXPECT_EQ(LoadBalancingName(plain.service().spec()), "RANDOM");
 }
 
-TEST(Output, ExplicitDefaultsAreCleared) {
-  v1::Resource r = FromText(R"pb(service { metadata { name: "web" }
-    spec { type: CLUSTER_IP external_traffic_policy: CLUSTER internal_traffic_policy: CLUSTER
-           session_affinity: NONE load_balancing: RANDOM ports { protocol: TCP port: 80 } ports { protocol: UDP port: 53 } } })pb");
-  ClearExplicitDefaults(&r);
-  EXPECT_EQ(r.ShortDebugString(),
-            R"(service { metadata { name: "web" } spec { ports { port: 80 } ports { protocol: UDP port: 53 } } })");
-  v1::Resource kept = FromText(R"pb(service { metadata { name: "web" }
-    spec { type: NODE_PORT external_traffic_policy: LOCAL session_affinity: CLIENT_IP load_balancing: SOURCE_HASH } })pb");
-  const std::string before = kept.ShortDebugString();
-  ClearExplicitDefaults(&kept);
-  EXPECT_EQ(kept.ShortDebugString(), before);
-  v1::Resource slice = FromText(R"pb(endpoint_slice { metadata { name: "s" } ports { protocol: TCP port: 1 } })pb");
-  ClearExplicitDefaults(&slice);
-  EXPECT_EQ(slice.ShortDebugString(), R"(endpoint_slice { metadata { name: "s" } ports { port: 1 } })");
-}
-
 TEST(Output, WithoutServerFields) {
   v1::Resource r = FromText(R"pb(service { metadata { name: "web" resource_version: 4 source: "a"
     create_time { seconds: 5 } update_time { seconds: 6 } } })pb");

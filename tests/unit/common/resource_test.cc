@@ -2,6 +2,7 @@
 // identity, readiness, selectors, defaults, and errors that name them.
 #include "common/resource.h"
 
+#include <google/protobuf/text_format.h>
 #include <gtest/gtest.h>
 
 #include "common/errors.h"
@@ -9,6 +10,12 @@
 
 namespace nftproxy {
 namespace {
+
+v1::Resource FromText(const std::string& text) {
+  v1::Resource r;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &r)) << text;
+  return r;
+}
 
 TEST(ResourceOf, NamesTheKeyOnly) {
   const Key key{v1::ENDPOINT_SLICE, "prod", "web-1"};
@@ -71,6 +78,23 @@ TEST(Meaning, ReadinessSelectorsAndAffinityDefault) {
   EXPECT_EQ(AffinityTimeoutSeconds(spec), kDefaultAffinityTimeoutSeconds);
   spec.mutable_session_affinity_timeout()->set_seconds(60);
   EXPECT_EQ(AffinityTimeoutSeconds(spec), 60);
+}
+
+TEST(Meaning, ExplicitDefaultsAreCleared) {
+  v1::Resource r = FromText(R"pb(service { metadata { name: "web" }
+    spec { type: CLUSTER_IP external_traffic_policy: CLUSTER internal_traffic_policy: CLUSTER
+           session_affinity: NONE load_balancing: RANDOM ports { protocol: TCP port: 80 } ports { protocol: UDP port: 53 } } })pb");
+  ClearExplicitDefaults(&r);
+  EXPECT_EQ(r.ShortDebugString(),
+            R"(service { metadata { name: "web" } spec { ports { port: 80 } ports { protocol: UDP port: 53 } } })");
+  v1::Resource kept = FromText(R"pb(service { metadata { name: "web" }
+    spec { type: NODE_PORT external_traffic_policy: LOCAL session_affinity: CLIENT_IP load_balancing: SOURCE_HASH } })pb");
+  const std::string before = kept.ShortDebugString();
+  ClearExplicitDefaults(&kept);
+  EXPECT_EQ(kept.ShortDebugString(), before);
+  v1::Resource slice = FromText(R"pb(endpoint_slice { metadata { name: "s" } ports { protocol: TCP port: 1 } })pb");
+  ClearExplicitDefaults(&slice);
+  EXPECT_EQ(slice.ShortDebugString(), R"(endpoint_slice { metadata { name: "s" } ports { port: 1 } })");
 }
 
 TEST(Errors, DetailNamesTheResourceAndSurvivesGrpc) {

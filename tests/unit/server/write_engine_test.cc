@@ -265,6 +265,23 @@ TEST(WriteEngine, StreamedRulesetIsTheRulesetInPieces) {
   EXPECT_EQ(calls, 1);
 }
 
+TEST(WriteEngine, SpelledOutDefaultsAreTheSameResource) {
+  FakeDataplane fake;
+  WriteEngine svc(&fake, {});
+  v1::ApplyResponse resp;
+  ASSERT_TRUE(svc.Apply(Req(kWeb), &resp).ok());
+  const int applies = fake.applies;
+  v1::ApplyRequest spelled = Req(kWeb);
+  v1::ServiceSpec* spec = spelled.mutable_upserts(0)->mutable_service()->mutable_spec();
+  spec->set_load_balancing(v1::ServiceSpec::RANDOM);
+  spec->set_type(v1::ServiceSpec::CLUSTER_IP);
+  spec->mutable_ports(0)->set_protocol(v1::TCP);
+  v1::ApplyResponse again;
+  ASSERT_TRUE(svc.Apply(spelled, &again).ok());
+  EXPECT_EQ(again.outcomes(0), "unchanged");
+  EXPECT_EQ(fake.applies, applies);
+}
+
 TEST(WriteEngine, DeleteHonoursDryRun) {
   FakeDataplane fake;
   WriteEngine svc(&fake, {});
