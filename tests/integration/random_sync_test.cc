@@ -1898,10 +1898,13 @@ void RandomSync::Checkpoint(const std::string& where) {
         if (mismatches++ == 0) first = absl::StrCat("unexpected on the server: ", Describe(k));
         continue;
       }
-      if (Serialize(UserPart(r)) != Serialize(UserPart(it->second))) {
+      // The server stores defaults spelled out as left out (ClearExplicitDefaults).
+      v1::Resource sent = UserPart(it->second);
+      ClearExplicitDefaults(&sent);
+      if (Serialize(UserPart(r)) != Serialize(sent)) {
         if (mismatches++ == 0) {
           first = absl::StrCat("differs: ", Describe(k), "\n  server: ", UserPart(r).ShortDebugString(),
-                               "\n  sent:   ", UserPart(it->second).ShortDebugString());
+                               "\n  sent:   ", sent.ShortDebugString());
         }
       }
       ++it;
