@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "client/manifest.h"
+#include "tests/unit/client/temp_dir.h"
 
 namespace nftproxy::client {
 namespace {
@@ -19,31 +20,7 @@ namespace fs = std::filesystem;
 
 using ::testing::HasSubstr;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl =
-        (fs::path(::testing::TempDir()) / "manifest_test.XXXXXX").string();
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    char* made = ::mkdtemp(buf.data());
-    EXPECT_NE(made, nullptr);
-    if (made != nullptr) path_ = made;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string Write(const std::string& name, const std::string& text) const {
-    std::string p = (fs::path(path_) / name).string();
-    std::ofstream(p) << text;
-    return p;
-  }
-
- private:
-  std::string path_;
-};
+using test_support::TempDir;
 
 TEST(LoadManifestsTest, DirectoryInSortedOrder) {
   TempDir dir;
