@@ -31,6 +31,10 @@ const std::vector<Flag>& Flags() {
   static const std::vector<Flag> flags = {
       {nullptr, {"--server"}, nullptr, nullptr, &Options::server, nullptr},
       {nullptr, {"--request-timeout"}, nullptr, nullptr, &Options::request_timeout, nullptr},
+      {nullptr, {"--tls-ca"}, nullptr, nullptr, &Options::tls_ca, nullptr},
+      {nullptr, {"--tls-cert"}, nullptr, nullptr, &Options::tls_cert, nullptr},
+      {nullptr, {"--tls-key"}, nullptr, nullptr, &Options::tls_key, nullptr},
+      {nullptr, {"--tls-server-name"}, nullptr, nullptr, &Options::tls_server_name, nullptr},
       {nullptr, {"-h", "--help"}, nullptr, nullptr, nullptr, &Options::help},
       {nullptr, {"--version"}, nullptr, nullptr, nullptr, &Options::version},
       {"file", {"-f", "--filename"}, "-f, --filename PATH",
@@ -202,7 +206,8 @@ std::string MainUsage() {
       "nftproxy: a service proxy on nftables, driven over gRPC.\n\n"
       "Usage: nftproxy [--server ADDR] <command> [flags]\n\n"
       "Server:\n"
-      "  serve                      run the server (see nftproxy serve --help)\n\n"
+      "  serve                      run the server (see nftproxy serve --help)\n"
+      "  state check|recover DIR    verify or recover a state directory offline\n\n"
       "Client commands:\n";
   for (const Command& c : Commands()) absl::StrAppend(&out, absl::StrFormat("  %-10s %s\n", c.name, c.summary));
   absl::StrAppend(&out,
@@ -211,6 +216,14 @@ std::string MainUsage() {
                   "  --request-timeout DURATION\n"
                   "                   deadline of connecting and of each call (5s, 1m; 0: none;\n"
                   "                   default 20s to connect, 2m a call)\n"
+                  "  --tls-ca FILE    TLS to a tcp:// server: the CAs of its certificate (PEM;\n"
+                  "                   default the system's); env NFTPROXY_TLS_CA\n"
+                  "  --tls-cert FILE, --tls-key FILE\n"
+                  "                   a client certificate and key, for mutual TLS;\n"
+                  "                   env NFTPROXY_TLS_CERT, NFTPROXY_TLS_KEY\n"
+                  "  --tls-server-name NAME\n"
+                  "                   the name the server's certificate carries, when not the\n"
+                  "                   --server host; env NFTPROXY_TLS_SERVER_NAME\n"
                   "  -h, --help       help for a command: nftproxy <command> --help\n"
                   "  --version        the client's version\n\n"
                   "Exit status: 0 done, 1 refused by the server (diff: differences found), 2 invalid input,\n"
@@ -414,7 +427,11 @@ int RunClient(const std::vector<std::string>& raw_args) {
     if (!timeout.ok()) return Usage(command, std::string(timeout.status().message()));
     o.call_timeout = o.connect_timeout = *timeout;
   }
-  Client client(o, *address);
+  TlsOptions tls{o.tls_ca, o.tls_cert, o.tls_key, o.tls_server_name};
+  tls.FromEnvironment();
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = NewChannel(*address, tls);
+  if (!channel.ok()) return Usage(command, std::string(channel.status().message()));
+  Client client(o, std::move(*channel));
   return (client.*(cmd->run))(o);
 }
 

@@ -39,6 +39,9 @@ struct Options {
   std::string request_timeout;
   absl::Duration call_timeout = absl::FromChrono(kCallTimeout);
   absl::Duration connect_timeout = absl::FromChrono(kConnectTimeout);
+  // --tls-ca, --tls-cert, --tls-key, --tls-server-name (and their
+  // environment variables).
+  std::string tls_ca, tls_cert, tls_key, tls_server_name;
   // After the command word.
   std::vector<std::string> positional;
 };
@@ -48,8 +51,8 @@ int Usage(const std::string& command, const std::string& why);
 
 class Client {
  public:
-  // `address` is what o.server names; the timeouts come from `o`.
-  Client(const Options& o, const Address& address);
+  // `channel` leads to what o.server names; the timeouts come from `o`.
+  Client(const Options& o, std::shared_ptr<grpc::Channel> channel);
 
   // commands_write.cc
   int Apply(const Options& o);

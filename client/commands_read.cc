@@ -19,6 +19,7 @@
 #include "client/output.h"
 #include "client/printer.h"
 #include "client/selector.h"
+#include "common/errors.h"
 #include "common/grpc_status.h"
 
 namespace nftproxy::client {
@@ -58,11 +59,11 @@ bool ParseKinds(const std::string& word, std::vector<const KindInfo*>* kinds) {
   return !kinds->empty();
 }
 
-Client::Client(const Options& o, const Address& address)
+Client::Client(const Options& o, std::shared_ptr<grpc::Channel> channel)
     : server_(o.server),
       call_timeout_(o.call_timeout),
       connect_timeout_(o.connect_timeout),
-      channel_(NewChannel(address)),
+      channel_(std::move(channel)),
       stub_(v1::Proxy::NewStub(channel_)) {}
 
 int Client::Connect() {
@@ -280,70 +281,110 @@ int Client::Watch(const Options& o) {
   }
   const std::string output = o.output.empty() ? "table" : o.output;
   if (int rc = Connect(); rc != kExitOk) return rc;
-  grpc::ClientContext ctx;
-  // A watch runs until interrupted, so it has no deadline; but a server that
-  // sends nothing within the request timeout (not even the first page of the
-  // current state) is as unreachable as one that does not connect.
-  std::mutex mu;
-  std::condition_variable cv;
-  bool answered = false, gave_up = false;
-  std::thread watchdog;
-  if (call_timeout_ > absl::ZeroDuration()) {
-    watchdog = std::thread([&] {
-      std::unique_lock<std::mutex> lock(mu);
-      if (!cv.wait_for(lock, absl::ToChronoNanoseconds(call_timeout_), [&] { return answered; })) {
-        gave_up = true;
-        ctx.TryCancel();
-      }
-    });
-  }
-  auto answer = [&] {
-    std::lock_guard<std::mutex> lock(mu);
-    if (!answered) {
-      answered = true;
-      cv.notify_all();
-    }
-  };
-  std::unique_ptr<grpc::ClientReader<v1::WatchEvent>> reader = stub_->Watch(&ctx, req);
   if (output == "table") {
     std::cout << absl::StrFormat("%-8s   %-6s   %-13s   %-12s   %s\n", "REVISION", "EVENT", "KIND", "NAMESPACE", "NAME")
               << std::flush;
   }
-  v1::WatchEvent e;
   bool first = true;
-  while (reader->Read(&e)) {
+  // What was printed: the revision of the last event, how many of its
+  // events, and the newest BOOKMARK. A server that ends the watch because
+  // this client read too slowly (ABORTED) names the revision up to which
+  // everything was delivered; the watch resumes from there by itself, without
+  // printing again what it printed already.
+  uint64_t last_rev = 0, bookmark = 0;
+  size_t at_last = 0;
+  bool printed = false;
+  for (bool resumed = false;; resumed = true) {
+    grpc::ClientContext ctx;
+    // A watch runs until interrupted, so it has no deadline; but a server that
+    // sends nothing within the request timeout (not even the first page of the
+    // current state) is as unreachable as one that does not connect.
+    std::mutex mu;
+    std::condition_variable cv;
+    bool answered = false, gave_up = false;
+    std::thread watchdog;
+    if (call_timeout_ > absl::ZeroDuration()) {
+      watchdog = std::thread([&] {
+        std::unique_lock<std::mutex> lock(mu);
+        if (!cv.wait_for(lock, absl::ToChronoNanoseconds(call_timeout_), [&] { return answered; })) {
+          gave_up = true;
+          ctx.TryCancel();
+        }
+      });
+    }
+    auto answer = [&] {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!answered) {
+        answered = true;
+        cv.notify_all();
+      }
+    };
+    std::unique_ptr<grpc::ClientReader<v1::WatchEvent>> reader = stub_->Watch(&ctx, req);
+    // Events of last_rev printed before, which a resumed stream sends again.
+    size_t skip = resumed && printed && last_rev > req.since_revision() ? at_last : 0;
+    v1::WatchEvent e;
+    while (reader->Read(&e)) {
+      answer();
+      if (e.type() == v1::WatchEvent::BOOKMARK) {
+        bookmark = std::max(bookmark, e.revision());
+        if (!resumed) std::cerr << "# up to date at revision " << e.revision() << "; watching for changes\n";
+        continue;
+      }
+      if (skip > 0 && e.revision() == last_rev) {
+        --skip;
+        continue;
+      }
+      skip = 0;
+      if (output == "json") {
+        std::cout << MessageJson(e, true);
+      } else if (output == "yaml") {
+        std::cout << (first ? "" : "---\n") << "type: " << v1::WatchEvent::Type_Name(e.type()) << "\nrevision: "
+                  << e.revision() << "\nresource:\n";
+        std::string doc = ResourceYaml(e.resource());
+        for (absl::string_view line : absl::StrSplit(doc, '\n')) {
+          if (!line.empty()) std::cout << "  " << line << "\n";
+        }
+      } else {
+        const v1::ObjectMeta& m = MetaOf(e.resource());
+        std::cout << absl::StrFormat("%-8d   %-6s   %-13s   %-12s   %s\n", e.revision(),
+                                     v1::WatchEvent::Type_Name(e.type()), KindName(KindOf(e.resource())),
+                                     m.namespace_(), m.name());
+      }
+      std::cout << std::flush;
+      first = false;
+      if (!printed || e.revision() != last_rev) at_last = 0;
+      printed = true;
+      last_rev = e.revision();
+      ++at_last;
+    }
     answer();
-    if (e.type() == v1::WatchEvent::BOOKMARK) {
-      std::cerr << "# up to date at revision " << e.revision() << "; watching for changes\n";
+    if (watchdog.joinable()) watchdog.join();
+    absl::Status s = FromGrpcStatus(reader->Finish());
+    if (gave_up && !s.ok()) {
+      s = absl::DeadlineExceededError(
+          absl::StrCat("no answer within ", absl::FormatDuration(call_timeout_), " (--request-timeout)"));
+    }
+    if (absl::IsAborted(s)) {
+      // Too slow: resume from what the server says was delivered (an older
+      // server: from the last revision known complete).
+      uint64_t from = std::max({req.since_revision(), bookmark, printed && last_rev > 0 ? last_rev - 1 : 0});
+      if (std::optional<v1::ErrorDetail> detail = ErrorDetailOf(s); detail && detail->resume_revision() > 0) {
+        from = detail->resume_revision();
+      }
+      std::cerr << "# the server ended the watch: " << s.message() << "\n# resuming from revision " << from
+                << "\n";
+      req.set_since_revision(from);
       continue;
     }
-    if (output == "json") {
-      std::cout << MessageJson(e, true);
-    } else if (output == "yaml") {
-      std::cout << (first ? "" : "---\n") << "type: " << v1::WatchEvent::Type_Name(e.type()) << "\nrevision: "
-                << e.revision() << "\nresource:\n";
-      std::string doc = ResourceYaml(e.resource());
-      for (absl::string_view line : absl::StrSplit(doc, '\n')) {
-        if (!line.empty()) std::cout << "  " << line << "\n";
-      }
-    } else {
-      const v1::ObjectMeta& m = MetaOf(e.resource());
-      std::cout << absl::StrFormat("%-8d   %-6s   %-13s   %-12s   %s\n", e.revision(),
-                                   v1::WatchEvent::Type_Name(e.type()), KindName(KindOf(e.resource())),
-                                   m.namespace_(), m.name());
+    if (absl::IsOutOfRange(s)) {
+      const int rc = Report(s);
+      std::cerr << "# the watch cannot resume from there: start again with `nftproxy watch` (no --since), which "
+                   "sends the current state first\n";
+      return rc;
     }
-    std::cout << std::flush;
-    first = false;
+    if (!s.ok()) return Report(s);
+    return kExitOk;
   }
-  answer();
-  if (watchdog.joinable()) watchdog.join();
-  absl::Status s = FromGrpcStatus(reader->Finish());
-  if (gave_up && !s.ok()) {
-    s = absl::DeadlineExceededError(
-        absl::StrCat("no answer within ", absl::FormatDuration(call_timeout_), " (--request-timeout)"));
-  }
-  if (!s.ok()) return Report(s);
-  return kExitOk;
 }
 
 int Client::Status(const Options& o) {
@@ -376,6 +417,10 @@ int Client::Status(const Options& o) {
     rows.push_back({"Last sync:", "<none> (no commit in this server run)"});
   }
   rows.push_back({"Last error:", resp.last_error().empty() ? "<none>" : resp.last_error()});
+  rows.push_back({"Drift repairs:", resp.drift_repairs() == 0
+                                        ? "0"
+                                        : absl::StrCat(resp.drift_repairs(), " (last ", When(resp.last_drift_time()),
+                                                       ": ", resp.last_drift(), ")")});
   std::cout << FormatTable(rows);
   return kExitOk;
 }

@@ -1,6 +1,9 @@
 #include "client/rpc.h"
 
+#include <fstream>
 #include <iostream>
+#include <sstream>
+#include <tuple>
 #include <optional>
 
 #include "absl/strings/ascii.h"
@@ -39,6 +42,43 @@ std::shared_ptr<grpc::Channel> NewChannel(const Address& address) {
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(-1);
   return grpc::CreateCustomChannel(address.GrpcTarget(), grpc::InsecureChannelCredentials(), args);
+}
+
+void TlsOptions::FromEnvironment() {
+  for (auto [value, name] : {std::pair{&ca, "NFTPROXY_TLS_CA"},
+                             {&cert, "NFTPROXY_TLS_CERT"},
+                             {&key, "NFTPROXY_TLS_KEY"},
+                             {&server_name, "NFTPROXY_TLS_SERVER_NAME"}}) {
+    if (const char* env = getenv(name); value->empty() && env != nullptr) *value = env;
+  }
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> NewChannel(const Address& address, const TlsOptions& tls) {
+  if (!tls.enabled()) return NewChannel(address);
+  if (address.kind != Address::Kind::kTcp) {
+    return absl::InvalidArgumentError(absl::StrCat("--tls-*: TLS is for tcp:// servers, not ", address.ToString()));
+  }
+  if (tls.cert.empty() != tls.key.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together: give both (or neither)");
+  }
+  grpc::SslCredentialsOptions ssl;
+  for (auto [flag, path, out] : {std::tuple{"--tls-ca", &tls.ca, &ssl.pem_root_certs},
+                                 {"--tls-cert", &tls.cert, &ssl.pem_cert_chain},
+                                 {"--tls-key", &tls.key, &ssl.pem_private_key}}) {
+    if (path->empty()) continue;
+    std::ifstream in(*path);
+    std::stringstream text;
+    if (in) text << in.rdbuf();
+    if (!in || text.str().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(flag, " ", *path, ": cannot read it"));
+    }
+    *out = text.str();
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(-1);
+  if (!tls.server_name.empty()) args.SetSslTargetNameOverride(tls.server_name);
+  return grpc::CreateCustomChannel(address.GrpcTarget(), grpc::SslCredentials(ssl), args);
 }
 
 void SetDeadline(grpc::ClientContext* ctx, absl::Duration timeout) {

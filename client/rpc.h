@@ -8,6 +8,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
@@ -40,7 +41,24 @@ absl::StatusOr<absl::Duration> ParseRequestTimeout(absl::string_view text);
 // gRPC's target for what --server names (common/address.h); text that is no
 // nftproxy address is passed as it is.
 std::string ChannelTarget(const std::string& server);
+// A plaintext channel (unix sockets, --insecure-listen loopback servers).
 std::shared_ptr<grpc::Channel> NewChannel(const Address& address);
+
+// TLS to a tcp:// server: --tls-ca (the CAs that sign the server's
+// certificate; empty: the system's), --tls-cert and --tls-key (a client
+// certificate, for mutual TLS), --tls-server-name (the name the server's
+// certificate must carry, when it is not the host of --server). Each
+// defaults to an environment variable: NFTPROXY_TLS_CA, NFTPROXY_TLS_CERT,
+// NFTPROXY_TLS_KEY, NFTPROXY_TLS_SERVER_NAME.
+struct TlsOptions {
+  std::string ca, cert, key, server_name;
+  bool enabled() const { return !ca.empty() || !cert.empty() || !key.empty() || !server_name.empty(); }
+  // Fills what the flags left empty from the environment.
+  void FromEnvironment();
+};
+// The channel to `address`: TLS when `tls` is enabled. InvalidArgument naming
+// the flag when a file cannot be read or TLS is asked of a unix socket.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> NewChannel(const Address& address, const TlsOptions& tls);
 
 // Waits until `channel` is connected: OK, Unavailable as soon as a connection
 // attempt fails (with gRPC's reason), DeadlineExceeded when `timeout` (zero:

@@ -150,6 +150,7 @@ class FastReader {
       : s_(doc.text), h_(h), line_(doc.first_line), base_(doc.offset) {}
 
   void Read() {
+    CheckCharacters();
     h_->OnDocumentStart(MarkAt(0));
     if (s_.substr(0, 3) == "---") {
       pos_ = 3;
@@ -168,6 +169,38 @@ class FastReader {
   }
 
  private:
+  // Text other than printable ASCII, tabs, LF or CR LF line breaks and valid
+  // UTF-8 (no C0 or C1 controls, NUL, DEL, byte order mark, Unicode line or
+  // paragraph separator, or noncharacter U+FFFE/U+FFFF) is left to yaml-cpp,
+  // which decodes and checks it (found by manifest_fuzz: the fast reader
+  // passed such bytes through where yaml-cpp reads something else).
+  void CheckCharacters() const {
+    for (size_t i = 0; i < s_.size(); ++i) {
+      const unsigned char c = static_cast<unsigned char>(s_[i]);
+      if (c >= 0x20 && c < 0x7F) continue;
+      if (c == '\t' || c == '\n') continue;
+      if (c == '\r') {
+        if (i + 1 < s_.size() && s_[i + 1] == '\n') continue;
+        throw Unsupported();  // a CR alone: yaml-cpp and YAML differ on what it is
+      }
+      if (c < 0xC2 || c > 0xF4) throw Unsupported();  // controls, DEL, stray or overlong bytes
+      const int more = c < 0xE0 ? 1 : c < 0xF0 ? 2 : 3;
+      if (i + more >= s_.size()) throw Unsupported();  // a cut sequence
+      uint32_t cp = c & (0x3F >> more);
+      for (int k = 1; k <= more; ++k) {
+        const unsigned char d = static_cast<unsigned char>(s_[i + k]);
+        if ((d & 0xC0) != 0x80) throw Unsupported();
+        cp = (cp << 6) | (d & 0x3F);
+      }
+      const uint32_t min = more == 1 ? 0x80 : more == 2 ? 0x800 : 0x10000;
+      if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || cp <= 0x9F || cp == 0x2028 ||
+          cp == 0x2029 || cp == 0xFEFF || cp == 0xFFFE || cp == 0xFFFF) {
+        throw Unsupported();
+      }
+      i += more;
+    }
+  }
+
   bool AtEnd() const { return pos_ >= s_.size(); }
   char At(size_t p) const { return p < s_.size() ? s_[p] : '\n'; }
   static bool Blank(char c) { return c == ' ' || c == '\t' || c == '\r'; }
@@ -178,6 +211,14 @@ class FastReader {
     m.pos = static_cast<int>(base_ + p);
     m.line = line_;
     m.column = static_cast<int>(p - line_start_);
+    return m;
+  }
+
+  // Where yaml-cpp puts a node left empty at the end of the text: column 0
+  // of the line the text ends on (found by manifest_fuzz).
+  YAML::Mark EndMark() const {
+    YAML::Mark m = MarkAt(s_.size());
+    m.column = 0;
     return m;
   }
 
@@ -201,7 +242,13 @@ class FastReader {
   void SkipBlankLines() {
     while (!AtEnd()) {
       size_t p = pos_;
-      while (p < s_.size() && Blank(s_[p])) ++p;
+      while (p < s_.size() && Blank(s_[p])) {
+        // yaml-cpp refuses some tabs at the start of a blank or comment
+        // line ("illegal tab when looking for indentation"), depending on
+        // the indentation around; it decides (found by manifest_fuzz).
+        if (s_[p] == '\t') throw Unsupported();
+        ++p;
+      }
       if (p < s_.size() && s_[p] != '\n' && s_[p] != '#') return;
       NextLine();
     }
@@ -296,7 +343,6 @@ class FastReader {
       while (q < s_.size() && s_[q] == ' ') ++q;
       if (At(q) == '\t') throw Unsupported();
       if (q >= s_.size() || s_[q] == '\n' || s_[q] == '#') {
-        const YAML::Mark mark = MarkAt(q);
         pos_ = q;
         EndOfLine();
         SkipBlankLines();
@@ -304,7 +350,8 @@ class FastReader {
         if (next > indent) {
           Node(line_start_ + next, indent);
         } else {
-          h_->OnNull(mark, YAML::NullAnchor);
+          // As yaml-cpp: where the next token is.
+          h_->OnNull(AtEnd() ? EndMark() : MarkAt(line_start_ + next), YAML::NullAnchor);
         }
       } else if (s_[q] == '-' && EndsToken(q + 1)) {
         throw Unsupported();  // "- - a"
@@ -341,6 +388,8 @@ class FastReader {
         if (next > indent) return Node(q, indent);
         if (next == indent && s_[q] == '-' && EndsToken(q + 1)) return BlockSequence(indent);
         mark = MarkAt(q);  // as yaml-cpp: where the next token is
+      } else {
+        mark = EndMark();
       }
       h_->OnNull(mark, YAML::NullAnchor);
       return;
@@ -374,6 +423,7 @@ class FastReader {
       if (s_[q] == ':' && EndsToken(q + 1)) throw Unsupported();  // "a: b: c"
       if (!Blank(s_[q])) end = q + 1;
     }
+    if (end == p) throw Unsupported();  // only blanks ("-\r\n"): not a scalar (found by manifest_fuzz)
     EmitPlain(p, std::string(s_.substr(p, end - p)));
     pos_ = q;
     EndOfLine();
@@ -480,9 +530,12 @@ class FastReader {
         FlowSpace();
         if (At(pos_) == close) break;
         Flow(depth + 1);
+        const int key_line = line_;
         FlowSpace();
         if (map) {
-          if (At(pos_) != ':') throw Unsupported();
+          // An implicit key ends on its own line: yaml-cpp refuses "{a\n: b}"
+          // (found by manifest_fuzz).
+          if (At(pos_) != ':' || line_ != key_line) throw Unsupported();
           ++pos_;
           FlowSpace();
           if (At(pos_) == ',' || At(pos_) == '}') {
@@ -520,11 +573,21 @@ class FastReader {
       if (x == '\n' || x == ',' || x == '[' || x == ']' || x == '{' || x == '}') break;
       if (x == '#' && Blank(s_[q - 1])) break;
       if (x == ':') {
+        if (EndsToken(q + 1)) break;
+        // yaml-cpp reads "{a:[]}" or "[a:, b]" its own way, or refuses
+        // them (found by manifest_fuzz).
         const char n = At(q + 1);
-        if (EndsToken(q + 1) || n == ',' || n == '[' || n == ']' || n == '{' || n == '}') break;
+        if (n == ',' || n == '[' || n == ']' || n == '{' || n == '}') throw Unsupported();
       }
+      // yaml-cpp refuses a '?' anywhere in a plain scalar inside a flow
+      // collection ("unknown token"); its error words it (found by
+      // manifest_fuzz).
+      if (x == '?') throw Unsupported();
       if (!Blank(x)) end = q + 1;
     }
+    // Nothing before a ':' ("{: b}"): yaml-cpp reads a null key, not ""
+    // (found by manifest_fuzz).
+    if (end == p) throw Unsupported();
     EmitPlain(p, std::string(s_.substr(p, end - p)));
     pos_ = q;
   }
@@ -542,11 +605,15 @@ class FastReader {
     std::vector<absl::string_view> lines;
     size_t content = 0;  // the content's indentation, from its first line
     size_t trailing = 0;  // empty lines after the last one with text
+    size_t leading = 0;   // the most spaces on an empty line before the first with text
     while (!AtEnd()) {
       const size_t nl = s_.find('\n', pos_);
       const size_t end = nl == absl::string_view::npos ? s_.size() : nl;
       absl::string_view line = s_.substr(pos_, end - pos_);
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      // A last line without its line break: yaml-cpp's chomping of it is
+      // its own (found by manifest_fuzz).
+      if (nl == absl::string_view::npos) throw Unsupported();
       size_t spaces = 0;
       while (spaces < line.size() && line[spaces] == ' ') ++spaces;
       const bool empty = spaces == line.size();
@@ -554,12 +621,15 @@ class FastReader {
         if (static_cast<int>(spaces) <= indent) break;  // no content at all
         if (line[spaces] == '\t') throw Unsupported();
         content = spaces;
-        for (absl::string_view l : lines) {
-          if (l.size() > content) throw Unsupported();  // spaces-only line longer than the indentation
-        }
+        // A spaces-only line longer than the indentation (yaml-cpp takes
+        // the indentation from it, and so reads another text or refuses the
+        // document; found by manifest_fuzz: the lines kept here are empty,
+        // so the check was on their lengths, always 0).
+        if (leading > content) throw Unsupported();
       }
       if (empty) {
         if (content != 0 && spaces > content) throw Unsupported();
+        if (content == 0) leading = std::max(leading, spaces);
         lines.push_back(absl::string_view());
         ++trailing;
       } else {

@@ -1,11 +1,14 @@
-// nftproxy: one binary, subcommands. `serve` runs the server; everything else,
-// help and the global flags included, is the client's to parse: one flag
-// parser for every client argument, wherever it stands.
+// nftproxy: one binary, subcommands. `serve` runs the server, `state` checks
+// and recovers its state directory offline; everything else, help and the
+// global flags included, is the client's to parse: one flag parser for every
+// client argument, wherever it stands.
+#include <iostream>
 #include <string>
 #include <vector>
 
 #include "client/cli.h"
 #include "server/serve.h"
+#include "server/state_check.h"
 
 // Read by jemalloc (linked into this binary) at start: a background thread
 // returns freed pages to the kernel about a second after a large sync, so
@@ -18,6 +21,10 @@ int main(int argc, char** argv) {
   // `serve` would be meaningless to it, so `serve` is only the first word.
   if (!args.empty() && args[0] == "serve") {
     return nftproxy::server::RunServe(std::vector<std::string>(args.begin() + 1, args.end()));
+  }
+  if (!args.empty() && args[0] == "state") {
+    return nftproxy::server::RunStateCommand(std::vector<std::string>(args.begin() + 1, args.end()), std::cout,
+                                             std::cerr);
   }
   return nftproxy::client::RunClient(args);
 }

@@ -261,6 +261,37 @@ void CompileService(const Service& svc, const IndexMap& indexes, Ruleset* out) {
 
 namespace {
 
+// Whether every address of `inner` is in `outer`.
+bool Covers(const Cidr& outer, const Cidr& inner) {
+  return outer.addr.family == inner.addr.family && outer.prefix_len <= inner.prefix_len &&
+         Cidr{inner.addr, outer.prefix_len}.Network().addr == outer.addr;
+}
+
+std::vector<Cidr> Disjoint(const std::vector<Cidr>& cidrs) {
+  std::vector<Cidr> sorted;
+  for (const Cidr& c : cidrs) sorted.push_back(c.Network());
+  // By family and address, the wider of two at one address first: a CIDR
+  // covered by an earlier one is covered by the last one kept (prefixes
+  // nest or are disjoint).
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<Cidr> out;
+  for (const Cidr& c : sorted) {
+    if (out.empty() || !Covers(out.back(), c)) out.push_back(c);
+  }
+  return out;
+}
+
+}  // namespace
+
+NodeSettings NormalizedNode(const NodeSettings& node) {
+  NodeSettings out;
+  out.cluster_cidrs = Disjoint(node.cluster_cidrs);
+  out.nodeport_cidrs = Disjoint(node.nodeport_cidrs);
+  return out;
+}
+
+namespace {
+
 // Moves the nodes of `from` into `to` (keys are disjoint). Hinted at the
 // end: parts of a compile mostly follow each other in key order, which
 // makes each insert constant time (std::map::merge searches for every one).
@@ -274,9 +305,7 @@ void Splice(M* from, M* to) {
 Ruleset Compile(const Model& model, const std::string& table, const IndexMap* indexes, uint32_t min_shards) {
   Ruleset rs;
   rs.table = table;
-  rs.node = model.node;
-  for (Cidr& c : rs.node.cluster_cidrs) c = c.Network();
-  for (Cidr& c : rs.node.nodeport_cidrs) c = c.Network();
+  rs.node = NormalizedNode(model.node);
   // Indexes: keep the given ones, fill the lowest free slots.
   IndexMap assigned;
   std::set<uint32_t> used;

@@ -81,6 +81,21 @@ class Dataplane {
 
   // "inet <name>".
   virtual std::string Table() const = 0;
+
+  // Writes again, with one full commit, everything last committed: the
+  // table is replaced whole by what this dataplane holds (after drift).
+  // FailedPrecondition before the first commit.
+  virtual absl::Status Reinstall(ApplyResult* result) {
+    return absl::UnimplementedError("this dataplane cannot reinstall its table");
+  }
+
+  // Calls `drift(what)` (on another thread) whenever something other than
+  // this dataplane changes its table, or may have (see drift_monitor.h).
+  // Unimplemented where there is no kernel to watch. A null `drift` stops
+  // watching (it returns once no call of the old one is under way).
+  virtual absl::Status WatchDrift(std::function<void(const std::string& what)> drift) {
+    return absl::UnimplementedError("this dataplane cannot watch its table");
+  }
 };
 
 }  // namespace nftproxy::dp

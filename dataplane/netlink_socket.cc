@@ -73,7 +73,10 @@ class MnlSocket final : public NetlinkSocket {
       errno = EAGAIN;
       return -1;
     }
-    return recv(fd_, buf, len, MSG_DONTWAIT);
+    // MSG_TRUNC: the datagram's real length, so that SendBatch sees a
+    // reply larger than its buffer (netlink never splits a datagram: a
+    // short read is a truncated one, never the first part of one).
+    return recv(fd_, buf, len, MSG_DONTWAIT | MSG_TRUNC);
   }
 
  private:
@@ -130,32 +133,47 @@ absl::Status SendBatch(NetlinkSocket& socket, const std::vector<iovec>& iov,
   size_t total = 0;
   for (const iovec& v : iov) total += v.iov_len;
   if (auto s = socket.ReserveSend(total); !s.ok()) return s;
-  if (socket.Send(iov.data(), iov.size()) < 0) {
+  // EINTR / EAGAIN from sendmsg(): the batch did not reach the kernel
+  // (netlink_sendmsg fails before handing it over), so sending it again is
+  // safe. Any other failure also means nothing was applied.
+  constexpr int kTries = 8;
+  for (int tries = 1;; ++tries) {
+    if (socket.Send(iov.data(), iov.size()) >= 0) break;
+    if ((errno == EINTR || errno == EAGAIN) && tries < kTries) continue;
     return absl::UnavailableError(absl::StrCat("sending the netlink batch (", total, " bytes): ", strerror(errno)));
   }
   Blame first_error;
   int first_errno = 0;
   int errors = 0;
+  // A reply that was dropped (ENOBUFS: the receive buffer overflowed) or cut
+  // short. Any error reply means the kernel aborted the whole batch; without
+  // one, a lost reply leaves the batch's outcome unknown.
+  const char* lost = nullptr;
+  int interrupted = 0;
   std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE * 4);
   while (true) {
     ssize_t len = socket.Receive(buf.data(), buf.size());
     if (len < 0) {
-      if (errno == EAGAIN || errno == EINTR) break;
+      if (errno == EAGAIN) break;
+      // Interrupted: the replies are still queued (bounded, in case a
+      // signal storm never lets recv() finish).
+      if (errno == EINTR && ++interrupted < kTries) continue;
       if (errno == ENOBUFS) {
-        // Too many error reports to read them all; the batch still failed.
-        if (errors == 0) {
-          ++errors;
-          first_error = Blame{"the batch", ""};
-          first_errno = ENOBUFS;
-        }
+        lost = "replies were dropped (ENOBUFS)";
         continue;
       }
-      return absl::UnavailableError(absl::StrCat("reading netlink replies: ", strerror(errno)));
+      return absl::UnknownError(absl::StrCat("reading netlink replies: ", strerror(errno),
+                                             "; the batch's outcome is unknown"));
     }
-    int rem = static_cast<int>(len);
-    for (nlmsghdr* nlh = reinterpret_cast<nlmsghdr*>(buf.data()); mnl_nlmsg_ok(nlh, rem);
-         nlh = mnl_nlmsg_next(nlh, &rem)) {
+    int rem = static_cast<int>(std::min<size_t>(static_cast<size_t>(len), buf.size()));
+    if (static_cast<size_t>(len) > buf.size()) lost = "a reply was truncated";
+    nlmsghdr* nlh = reinterpret_cast<nlmsghdr*>(buf.data());
+    for (; mnl_nlmsg_ok(nlh, rem); nlh = mnl_nlmsg_next(nlh, &rem)) {
       if (nlh->nlmsg_type != NLMSG_ERROR) continue;
+      if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) {
+        lost = "a reply was truncated";
+        continue;
+      }
       auto* err = static_cast<nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
       if (err->error == 0) continue;
       if (errors++ == 0) {
@@ -163,6 +181,13 @@ absl::Status SendBatch(NetlinkSocket& socket, const std::vector<iovec>& iov,
         first_errno = -err->error;
       }
     }
+    if (rem > 0) lost = "a reply was truncated";  // a partial message at the end
+  }
+  if (errors == 0 && lost != nullptr) {
+    // Possibly committed, possibly not: the caller must not assume either
+    // (NftDataplane rewrites the whole table on its next commit).
+    return absl::UnknownError(absl::StrCat("sending the netlink batch (", total, " bytes): ", lost,
+                                           "; the batch's outcome is unknown"));
   }
   if (errors > 0) {
     std::string msg = absl::StrCat(first_error.text, ": kernel refused the change: ", strerror(first_errno));

@@ -77,7 +77,9 @@ absl::StatusOr<std::unique_ptr<NftDataplane>> NftDataplane::Create(const std::st
         "\"); nftproxy never changes a table it does not own. Choose another --table, or, if an older nftproxy "
         "made it, start once with --adopt-table"));
   }
-  return Create(table, std::move(*writer), std::make_unique<ConntrackFlusher>());
+  std::unique_ptr<NftDataplane> dp = Create(table, std::move(*writer), std::make_unique<ConntrackFlusher>());
+  dp->on_kernel_ = true;
+  return dp;
 }
 
 std::unique_ptr<NftDataplane> NftDataplane::Create(const std::string& table, std::unique_ptr<RulesetWriter> writer,
@@ -85,11 +87,47 @@ std::unique_ptr<NftDataplane> NftDataplane::Create(const std::string& table, std
   return std::unique_ptr<NftDataplane>(new NftDataplane(table, std::move(writer), std::move(flusher)));
 }
 
+absl::Status NftDataplane::WatchDrift(std::function<void(const std::string& what)> drift) {
+  if (!drift) {
+    monitor_.reset();
+    return absl::OkStatus();
+  }
+  if (!on_kernel_) return Dataplane::WatchDrift(std::move(drift));
+  absl::StatusOr<std::unique_ptr<DriftMonitor>> m = DriftMonitor::Start(table_, std::move(drift));
+  if (!m.ok()) return m.status();
+  monitor_ = std::move(*m);
+  return absl::OkStatus();
+}
+
+absl::Status NftDataplane::Commit(const std::function<absl::Status()>& commit, const CommitStats& stats) {
+  absl::Status s;
+  if (monitor_ == nullptr) {
+    s = commit();
+  } else {
+    monitor_->Bracket([&] {
+      s = commit();
+      // The generations this commit made: one batch taken, or none (nothing
+      // to send, or not sent); a refused or unknown batch none or one.
+      if (s.ok()) return stats.messages > 0 ? DriftMonitor::Moves{1, 1} : DriftMonitor::Moves{0, 0};
+      if (absl::IsUnavailable(s)) return DriftMonitor::Moves{0, 0};
+      return DriftMonitor::Moves{0, 1};
+    });
+  }
+  // Unknown: the batch was sent but its replies were lost (SendBatch), so
+  // it may have been applied. A refusal or a failed send applied nothing.
+  if (s.code() == absl::StatusCode::kUnknown) needs_full_ = true;
+  return s;
+}
+
+absl::Status NftDataplane::Reinstall(ApplyResult* result) {
+  if (!committed_) return absl::FailedPreconditionError("nothing was committed yet");
+  // The same services with the same tickets (committed_ keeps the indexes).
+  return CommitFull(InstalledModel(), result);
+}
+
 absl::Status NftDataplane::Apply(const Model& model, ApplyResult* result) {
-  NodeSettings node = model.node;
-  for (Cidr& c : node.cluster_cidrs) c = c.Network();
-  for (Cidr& c : node.nodeport_cidrs) c = c.Network();
-  if (committed_ && Ruleset::SameNode(node, node_)) {
+  const NodeSettings node = NormalizedNode(model.node);
+  if (committed_ && !needs_full_ && Ruleset::SameNode(node, node_)) {
     // Same skeleton: only the services that differ are compiled and sent.
     ModelChange change;
     std::set<std::string> keep;
@@ -127,8 +165,9 @@ absl::Status NftDataplane::CommitFull(const Model& model, ApplyResult* result) {
     }
   };
   CommitStats stats;
-  if (auto s = writer_->CommitFull(rs, &stats, record); !s.ok()) return s;
+  if (auto s = Commit([&] { return writer_->CommitFull(rs, &stats, record); }, stats); !s.ok()) return s;
   committed_ = true;
+  needs_full_ = false;
   node_ = rs.node;
   services_.swap(services);
   DiscardLater(std::move(services));  // the previous ones
@@ -173,6 +212,17 @@ uint32_t NftDataplane::NewIndex(std::vector<uint32_t>* taken) {
 
 absl::Status NftDataplane::Update(const ModelChange& change, ApplyResult* result) {
   if (!committed_) return absl::FailedPreconditionError("the dataplane has no full model yet (Apply first)");
+  if (needs_full_) {
+    // A failed commit may have reached the kernel: the whole table again,
+    // with the change (even an empty one).
+    std::map<std::string, Service> next = services_;
+    for (const std::string& key : change.removes) next.erase(key);
+    for (const Service& svc : change.upserts) next.insert_or_assign(svc.Key(), svc);
+    Model model;
+    model.node = node_;
+    for (auto& [key, svc] : next) model.services.push_back(std::move(svc));
+    return CommitFull(model, result);
+  }
   const absl::Time start = absl::Now();
   // One entry per service: its new value, or nullptr to remove it.
   std::map<std::string, const Service*> wanted;
@@ -235,7 +285,7 @@ absl::Status NftDataplane::Update(const ModelChange& change, ApplyResult* result
   const absl::Duration compile = absl::Now() - start;
 
   CommitStats stats;
-  absl::Status s = writer_->CommitDelta(table_, shards_, removed, added, &stats);
+  absl::Status s = Commit([&] { return writer_->CommitDelta(table_, shards_, removed, added, &stats); }, stats);
   if (!s.ok()) {
     give_back();
     // The kernel may have drifted from what we believe (someone deleted or

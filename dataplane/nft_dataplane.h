@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "dataplane/conntrack.h"
 #include "dataplane/dataplane.h"
+#include "dataplane/drift_monitor.h"
 #include "dataplane/ruleset.h"
 #include "dataplane/ruleset_writer.h"
 
@@ -35,6 +36,9 @@ class NftDataplane final : public Dataplane {
   std::string InstalledService(const std::string& key) const override;
   std::unique_ptr<InstalledRuleset> Snapshot() const override;
   std::string Table() const override { return "inet " + table_; }
+  absl::Status Reinstall(ApplyResult* result) override;
+  // Only on the kernel (the Create that opens a NftWriter).
+  absl::Status WatchDrift(std::function<void(const std::string& what)> drift) override;
 
   // What was last committed, as a model (services sorted by key) and the
   // service-port indexes it uses; for tests that recompile it from scratch.
@@ -56,9 +60,20 @@ class NftDataplane final : public Dataplane {
   std::string table_;
   std::unique_ptr<RulesetWriter> writer_;
   std::unique_ptr<FlowFlusher> flusher_;
+  bool on_kernel_ = false;
+  // Set by WatchDrift; brackets every commit.
+  std::unique_ptr<DriftMonitor> monitor_;
+  // Runs one writer commit, bracketed by the monitor when there is one.
+  // `stats` is what `commit` fills in.
+  absl::Status Commit(const std::function<absl::Status()>& commit, const CommitStats& stats);
   // False until the first commit: the table a previous run left keeps
   // serving until then.
   bool committed_ = false;
+  // Set when a commit's outcome is unknown (kUnknown: sent, but its replies
+  // were lost to ENOBUFS or truncated): it may have been applied, so the
+  // next Apply/Update rewrites the whole table instead of sending a delta
+  // against what we believe is installed. Cleared by a full commit.
+  bool needs_full_ = false;
   NodeSettings node_;  // normalised (network addresses)
   std::map<std::string, Service> services_;
   IndexMap indexes_;

@@ -236,10 +236,13 @@ absl::StatusOr<std::optional<std::string>> NftWriter::TableComment(const std::st
   for (;;) {
     const ssize_t len = socket_->Receive(in.data(), in.size());
     if (len < 0) {
-      if (errno == EAGAIN || errno == EINTR) return comment;
+      if (errno == EINTR) continue;  // the answer is still queued
+      if (errno == EAGAIN) return comment;
       return absl::UnavailableError(absl::StrCat("reading table inet ", table, ": ", strerror(errno)));
     }
-    int rem = static_cast<int>(len);
+    // The socket reports a datagram's real length (MSG_TRUNC): never read
+    // past the buffer (a table's reply is far smaller).
+    int rem = static_cast<int>(std::min<size_t>(static_cast<size_t>(len), in.size()));
     for (nlmsghdr* m = reinterpret_cast<nlmsghdr*>(in.data()); mnl_nlmsg_ok(m, rem); m = mnl_nlmsg_next(m, &rem)) {
       if (m->nlmsg_seq != seq) continue;
       if (m->nlmsg_type == NLMSG_ERROR) {

@@ -178,6 +178,12 @@ struct Ruleset {
 
 using IndexMap = std::map<std::string, uint32_t>;
 
+// The node settings as the table holds them: each CIDR as its network
+// address, sorted, each range of addresses once: a CIDR equal to or inside
+// another one is left out (its addresses are in the set already, and the
+// kernel refuses an interval that overlaps one in the set: EEXIST).
+NodeSettings NormalizedNode(const NodeSettings& node);
+
 // Model -> IR. Deterministic. Service ports listed in `indexes` keep those
 // indexes (so unchanged services compile to unchanged objects); new ones
 // take the lowest free index. At least `min_shards` shards exist (backends

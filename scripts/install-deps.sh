@@ -4,11 +4,15 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 packages=(
   build-essential cmake pkg-config ninja-build clang
+  # clang's ASan/UBSan/LSan and libFuzzer runtimes and <fuzzer/FuzzedDataProvider.h>
+  # (only recommended by clang-14), and llvm-symbolizer for their reports:
+  # scripts/sanitize.sh and scripts/fuzz.sh
+  libclang-rt-14-dev llvm-14
   libnftnl-dev libmnl-dev libnetfilter-conntrack-dev libjemalloc-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  nftables iproute2 iptables conntrack socat man-db
+  nftables iproute2 iptables conntrack socat man-db strace
   python3 python3-grpcio python3-protobuf python3-yaml
 )
 missing=()

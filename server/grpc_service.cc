@@ -1,6 +1,12 @@
 #include "server/grpc_service.h"
 
+#include <thread>
+
+#include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/log.h"
+#include "common/resource.h"
+#include "server/watch_stream.h"
 
 namespace nftproxy::server {
 
@@ -15,81 +21,211 @@ std::string Flatten(const grpc::ByteBuffer& b) {
   return out;
 }
 
+// The request, parsed; InvalidArgument naming its type when it is not one.
+template <typename M>
+absl::Status Parse(const grpc::ByteBuffer& b, M* m) {
+  if (!m->ParseFromString(Flatten(b))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(M::descriptor()->name(), ": the request is not a valid ", M::descriptor()->full_name(), " message"));
+  }
+  return absl::OkStatus();
+}
+
+template <typename M>
+absl::Status Serialize(const M& m, grpc::ByteBuffer* out) {
+  bool own_buffer = false;
+  return FromGrpcStatus(grpc::SerializationTraits<M>::Serialize(m, out, &own_buffer));
+}
+
+// A stream refused before it started.
+class RefusedStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  explicit RefusedStream(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
+  void OnDone() override { delete this; }
+};
+
+// StreamRuleset: the engine renders the ruleset piece by piece on a thread
+// of its own, which waits for each piece to be written (the client's flow
+// control paces it) and finishes the call last.
+class RulesetStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  RulesetStream(const WriteEngine* engine, v1::GetRulesetRequest req, std::atomic<int>* streams)
+      : streams_(streams) {
+    std::thread([this, engine, req = std::move(req)] {
+      absl::Status status;
+      if (!req.service().empty()) {  // one service's part is small: one piece
+        Send(engine->Ruleset(req), &status);
+      } else {
+        engine->StreamRuleset([&](const v1::GetRulesetResponse& piece) { return Send(piece, &status); });
+      }
+      Finish(ToGrpcStatus(status));  // the last use of `this` on this thread
+    }).detach();
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    failed_ = failed_ || !ok;
+  }
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    failed_ = true;
+  }
+  void OnDone() override {
+    streams_->fetch_sub(1);
+    delete this;
+  }
+
+ private:
+  bool Send(const v1::GetRulesetResponse& piece, absl::Status* status) {
+    if (absl::Status s = Serialize(piece, &buffer_); !s.ok()) {
+      *status = s;
+      return false;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      if (failed_) {
+        *status = absl::CancelledError("the client went away");
+        return false;
+      }
+      writing_ = true;
+    }
+    StartWrite(&buffer_);
+    absl::MutexLock lock(&mu_);
+    auto written = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !writing_; };
+    mu_.Await(absl::Condition(&written));
+    if (failed_) *status = absl::CancelledError("the client went away");
+    return !failed_;
+  }
+
+  std::atomic<int>* const streams_;
+  grpc::ByteBuffer buffer_;
+  absl::Mutex mu_;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool failed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 }  // namespace
 
-// The request and reply buffers live until Finish.
-template <typename Response>
-grpc::ServerUnaryReactor* ProxyService::RunBytes(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
-                                                 grpc::ByteBuffer* resp,
-                                                 absl::Status (WriteEngine::*method)(absl::string_view, Response*)) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  calls_.Post([this, reactor, req, resp, method] {
-    Response out;
-    absl::Status s = (engine_->*method)(Flatten(*req), &out);
-    if (s.ok()) {
-      bool own_buffer = false;
-      reactor->Finish(grpc::SerializationTraits<Response>::Serialize(out, resp, &own_buffer));
-      return;
-    }
-    reactor->Finish(ToGrpcStatus(s));
+absl::StatusOr<Scope> ProxyService::Authorize(Ctx* ctx, const char* method, Access access) const {
+  const Caller caller = CallerOf(*ctx, insecure_tcp_);
+  absl::StatusOr<Scope> scope = policy_->Get()->Authorize(caller, access);
+  if (!scope.ok()) {
+    log::Warning("call denied", {{"method", method}, {"caller", caller.Describe()},
+                                 {"error", std::string(scope.status().message())}});
+  }
+  return scope;
+}
+
+ProxyService::Unary* ProxyService::RunUnary(Ctx* ctx, const char* method, Access access, TaskThread* thread,
+                                            std::function<absl::Status(const Scope&)> work) {
+  Unary* reactor = ctx->DefaultReactor();
+  absl::StatusOr<Scope> scope = Authorize(ctx, method, access);
+  if (!scope.ok()) {
+    reactor->Finish(ToGrpcStatus(scope.status()));
+    return reactor;
+  }
+  if (waiting_.fetch_add(1) >= kMaxWaitingCalls) {
+    waiting_.fetch_sub(1);
+    reactor->Finish(ToGrpcStatus(absl::ResourceExhaustedError(
+        absl::StrCat("the server has ", kMaxWaitingCalls, " calls waiting; retry later"))));
+    return reactor;
+  }
+  thread->Post([this, reactor, work = std::move(work), scope = std::move(*scope)] {
+    waiting_.fetch_sub(1);
+    reactor->Finish(ToGrpcStatus(work(scope)));
   });
   return reactor;
 }
 
-grpc::ServerUnaryReactor* ProxyService::Apply(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
-                                              grpc::ByteBuffer* resp) {
-  return RunBytes<v1::ApplyResponse>(ctx, req, resp, &WriteEngine::Apply);
+// The request and reply buffers live until Finish.
+ProxyService::Unary* ProxyService::Apply(Ctx* ctx, const Bytes* req, Bytes* resp) {
+  return RunUnary(ctx, "Apply", Access::kWrite, &writes_, [this, req, resp](const Scope& scope) {
+    v1::ApplyResponse out;
+    absl::Status s = engine_->Apply(Flatten(*req), &out, &scope);
+    return s.ok() ? Serialize(out, resp) : s;
+  });
 }
 
-grpc::ServerUnaryReactor* ProxyService::Sync(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
-                                             grpc::ByteBuffer* resp) {
-  return RunBytes<v1::SyncResponse>(ctx, req, resp, &WriteEngine::Sync);
+ProxyService::Unary* ProxyService::Sync(Ctx* ctx, const Bytes* req, Bytes* resp) {
+  return RunUnary(ctx, "Sync", Access::kWrite, &writes_, [this, req, resp](const Scope& scope) {
+    v1::SyncResponse out;
+    absl::Status s = engine_->Sync(Flatten(*req), &out, &scope);
+    return s.ok() ? Serialize(out, resp) : s;
+  });
 }
 
-grpc::Status ProxyService::Get(grpc::ServerContext*, const v1::GetRequest* req, v1::Resource* resp) {
-  absl::StatusOr<v1::Resource> r = engine_->Get(req->ref());
-  if (!r.ok()) return ToGrpcStatus(r.status());
-  *resp = std::move(*r);
-  return grpc::Status::OK;
+ProxyService::Unary* ProxyService::Delete(Ctx* ctx, const Bytes* req, Bytes* resp) {
+  return RunUnary(ctx, "Delete", Access::kWrite, &writes_, [this, req, resp](const Scope& scope) {
+    v1::DeleteRequest in;
+    v1::DeleteResponse out;
+    absl::Status s = Parse(*req, &in);
+    if (s.ok()) s = engine_->Delete(in, &out, &scope);
+    return s.ok() ? Serialize(out, resp) : s;
+  });
 }
 
-grpc::Status ProxyService::List(grpc::ServerContext*, const v1::ListRequest* req, v1::ListResponse* resp) {
-  absl::StatusOr<v1::ListResponse> page = engine_->List(*req);
-  if (!page.ok()) return ToGrpcStatus(page.status());
-  *resp = std::move(*page);
-  return grpc::Status::OK;
+ProxyService::Unary* ProxyService::Get(Ctx* ctx, const Bytes* req, Bytes* resp) {
+  return RunUnary(ctx, "Get", Access::kRead, &reads_, [this, req, resp](const Scope& scope) {
+    v1::GetRequest in;
+    if (absl::Status s = Parse(*req, &in); !s.ok()) return s;
+    if (absl::Status s = scope.CheckRead(KeyOf(in.ref()).ns); !s.ok()) return s;
+    absl::StatusOr<v1::Resource> r = engine_->Get(in.ref());
+    return r.ok() ? Serialize(*r, resp) : r.status();
+  });
 }
 
-grpc::Status ProxyService::Delete(grpc::ServerContext*, const v1::DeleteRequest* req, v1::DeleteResponse* resp) {
-  return ToGrpcStatus(engine_->Delete(*req, resp));
+ProxyService::Unary* ProxyService::List(Ctx* ctx, const Bytes* req, Bytes* resp) {
+  return RunUnary(ctx, "List", Access::kRead, &reads_, [this, req, resp](const Scope& scope) {
+    v1::ListRequest in;
+    if (absl::Status s = Parse(*req, &in); !s.ok()) return s;
+    if (absl::Status s = scope.CheckRead(in.namespace_()); !s.ok()) return s;
+    absl::StatusOr<v1::ListResponse> page = engine_->List(in);
+    return page.ok() ? Serialize(*page, resp) : page.status();
+  });
 }
 
-grpc::Status ProxyService::GetRuleset(grpc::ServerContext*, const v1::GetRulesetRequest* req,
-                                      v1::GetRulesetResponse* resp) {
-  *resp = engine_->Ruleset(*req);
-  return grpc::Status::OK;
+ProxyService::Unary* ProxyService::GetRuleset(Ctx* ctx, const Bytes* req, Bytes* resp) {
+  return RunUnary(ctx, "GetRuleset", Access::kRead, &reads_, [this, req, resp](const Scope& scope) {
+    v1::GetRulesetRequest in;
+    if (absl::Status s = Parse(*req, &in); !s.ok()) return s;
+    // The whole ruleset shows every namespace's services.
+    const std::string ns = in.service().empty() ? "" : in.namespace_().empty() ? kDefaultNamespace : in.namespace_();
+    if (absl::Status s = scope.CheckRead(ns); !s.ok()) return s;
+    return Serialize(engine_->Ruleset(in), resp);
+  });
 }
 
-grpc::Status ProxyService::StreamRuleset(grpc::ServerContext* ctx, const v1::GetRulesetRequest* req,
-                                         grpc::ServerWriter<v1::GetRulesetResponse>* writer) {
-  if (!req->service().empty()) {  // one service's part is small: one piece
-    writer->Write(engine_->Ruleset(*req));
-    return grpc::Status::OK;
+ProxyService::Unary* ProxyService::Status(Ctx* ctx, const Bytes* req, Bytes* resp) {
+  return RunUnary(ctx, "Status", Access::kRead, &reads_, [this, req, resp](const Scope&) {
+    v1::StatusRequest in;
+    if (absl::Status s = Parse(*req, &in); !s.ok()) return s;
+    return Serialize(engine_->Status(), resp);
+  });
+}
+
+ProxyService::Stream* ProxyService::StreamRuleset(Ctx* ctx, const Bytes* req) {
+  absl::StatusOr<Scope> scope = Authorize(ctx, "StreamRuleset", Access::kRead);
+  if (!scope.ok()) return new RefusedStream(scope.status());
+  v1::GetRulesetRequest in;
+  if (absl::Status s = Parse(*req, &in); !s.ok()) return new RefusedStream(s);
+  const std::string ns = in.service().empty() ? "" : in.namespace_().empty() ? kDefaultNamespace : in.namespace_();
+  if (absl::Status s = scope->CheckRead(ns); !s.ok()) return new RefusedStream(s);
+  if (ruleset_streams_.fetch_add(1) >= kMaxRulesetStreams) {
+    ruleset_streams_.fetch_sub(1);
+    return new RefusedStream(absl::ResourceExhaustedError(
+        absl::StrCat("the server is already streaming the ruleset to ", kMaxRulesetStreams, " callers; retry later")));
   }
-  engine_->StreamRuleset(
-      [ctx, writer](const v1::GetRulesetResponse& piece) { return !ctx->IsCancelled() && writer->Write(piece); });
-  return ctx->IsCancelled() ? grpc::Status(grpc::StatusCode::CANCELLED, "the client went away") : grpc::Status::OK;
+  return new RulesetStream(engine_, std::move(in), &ruleset_streams_);
 }
 
-grpc::Status ProxyService::Watch(grpc::ServerContext* ctx, const v1::WatchRequest* req,
-                                 grpc::ServerWriter<v1::WatchEvent>* writer) {
-  return ToGrpcStatus(engine_->Watch(*req, [ctx] { return ctx->IsCancelled(); },
-                                     [writer](const v1::WatchEvent& e) { return writer->Write(e); }));
-}
-
-grpc::Status ProxyService::Status(grpc::ServerContext*, const v1::StatusRequest*, v1::StatusResponse* resp) {
-  *resp = engine_->Status();
-  return grpc::Status::OK;
+ProxyService::Stream* ProxyService::Watch(Ctx* ctx, const Bytes* req) {
+  absl::StatusOr<Scope> scope = Authorize(ctx, "Watch", Access::kRead);
+  if (!scope.ok()) return new RefusedStream(scope.status());
+  v1::WatchRequest in;
+  if (absl::Status s = Parse(*req, &in); !s.ok()) return new RefusedStream(s);
+  if (absl::Status s = scope->CheckRead(in.namespace_()); !s.ok()) return new RefusedStream(s);
+  return NewWatchReactor(ctx, engine_, std::move(in));
 }
 
 }  // namespace nftproxy::server

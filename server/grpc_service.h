@@ -1,46 +1,73 @@
 // The gRPC adapter: nftproxy.v1.Proxy on top of the WriteEngine. It only
-// moves requests and replies between gRPC and the engine and turns
-// absl::Status into grpc::Status (with the ErrorDetail in the status
-// details); it makes no decisions.
+// moves requests and replies between gRPC and the engine, asks the
+// authorization policy first (server/authz.h) and turns absl::Status into
+// grpc::Status (with the ErrorDetail in the status details); it makes no
+// other decisions.
+//
+// Every method is a raw callback method: no thread is held per call or per
+// stream, and the adapter parses each request itself, so that a malformed one
+// is INVALID_ARGUMENT (gRPC's own parsing would answer INTERNAL). Writes run
+// one at a time on one thread (a commit can take seconds, too long for
+// gRPC's callback threads), reads on another; at most kMaxWaitingCalls wait
+// for either, more are RESOURCE_EXHAUSTED.
 #pragma once
+
+#include <atomic>
 
 #include "common/parallel.h"
 #include "nftproxy/v1/nftproxy.grpc.pb.h"
+#include "server/authz.h"
 #include "server/write_engine.h"
 
 namespace nftproxy::server {
 
-// Apply and Sync are served from their request bytes (see server/wire.h);
-// the other methods through the generated types.
-using ProxyServiceBase =
-    v1::Proxy::WithRawCallbackMethod_Apply<v1::Proxy::WithRawCallbackMethod_Sync<v1::Proxy::Service>>;
+using ProxyServiceBase = v1::Proxy::WithRawCallbackMethod_Apply<v1::Proxy::WithRawCallbackMethod_Sync<
+    v1::Proxy::WithRawCallbackMethod_Get<v1::Proxy::WithRawCallbackMethod_List<
+        v1::Proxy::WithRawCallbackMethod_Delete<v1::Proxy::WithRawCallbackMethod_GetRuleset<
+            v1::Proxy::WithRawCallbackMethod_StreamRuleset<v1::Proxy::WithRawCallbackMethod_Watch<
+                v1::Proxy::WithRawCallbackMethod_Status<v1::Proxy::Service>>>>>>>>>;
 
 class ProxyService final : public ProxyServiceBase {
  public:
-  explicit ProxyService(WriteEngine* engine) : engine_(engine) {}
+  // Calls waiting for the write or the read thread, beyond which new ones
+  // are refused; concurrent StreamRuleset calls (each renders on a thread).
+  static constexpr int kMaxWaitingCalls = 1024;
+  static constexpr int kMaxRulesetStreams = 4;
 
-  grpc::ServerUnaryReactor* Apply(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::ServerUnaryReactor* Sync(grpc::CallbackServerContext*, const grpc::ByteBuffer*, grpc::ByteBuffer*) override;
-  grpc::Status Get(grpc::ServerContext*, const v1::GetRequest*, v1::Resource*) override;
-  grpc::Status List(grpc::ServerContext*, const v1::ListRequest*, v1::ListResponse*) override;
-  grpc::Status Delete(grpc::ServerContext*, const v1::DeleteRequest*, v1::DeleteResponse*) override;
-  grpc::Status GetRuleset(grpc::ServerContext*, const v1::GetRulesetRequest*, v1::GetRulesetResponse*) override;
-  grpc::Status StreamRuleset(grpc::ServerContext*, const v1::GetRulesetRequest*,
-                             grpc::ServerWriter<v1::GetRulesetResponse>*) override;
-  grpc::Status Watch(grpc::ServerContext*, const v1::WatchRequest*, grpc::ServerWriter<v1::WatchEvent>*) override;
-  grpc::Status Status(grpc::ServerContext*, const v1::StatusRequest*, v1::StatusResponse*) override;
+  // `insecure_tcp`: the server serves plaintext TCP (--insecure-listen).
+  ProxyService(WriteEngine* engine, const PolicyHolder* policy, bool insecure_tcp)
+      : engine_(engine), policy_(policy), insecure_tcp_(insecure_tcp) {}
+
+  using Unary = grpc::ServerUnaryReactor;
+  using Stream = grpc::ServerWriteReactor<grpc::ByteBuffer>;
+  using Ctx = grpc::CallbackServerContext;
+  using Bytes = grpc::ByteBuffer;
+  Unary* Apply(Ctx*, const Bytes*, Bytes*) override;
+  Unary* Sync(Ctx*, const Bytes*, Bytes*) override;
+  Unary* Delete(Ctx*, const Bytes*, Bytes*) override;
+  Unary* Get(Ctx*, const Bytes*, Bytes*) override;
+  Unary* List(Ctx*, const Bytes*, Bytes*) override;
+  Unary* GetRuleset(Ctx*, const Bytes*, Bytes*) override;
+  Unary* Status(Ctx*, const Bytes*, Bytes*) override;
+  Stream* StreamRuleset(Ctx*, const Bytes*) override;
+  Stream* Watch(Ctx*, const Bytes*) override;
 
  private:
-  template <typename Response>
-  grpc::ServerUnaryReactor* RunBytes(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
-                                     grpc::ByteBuffer* resp,
-                                     absl::Status (WriteEngine::*method)(absl::string_view, Response*));
+  // Authorizes the caller of `ctx` for `access`, then runs `work` on
+  // `thread`; `work` fills the reply and returns the call's status.
+  Unary* RunUnary(Ctx* ctx, const char* method, Access access, TaskThread* thread,
+                  std::function<absl::Status(const Scope&)> work);
+  // The caller's scope for `access`; PERMISSION_DENIED (logged) otherwise.
+  absl::StatusOr<Scope> Authorize(Ctx* ctx, const char* method, Access access) const;
 
   WriteEngine* const engine_;
-  // Runs Apply and Sync calls (a commit can take seconds, too long for
-  // gRPC's callback threads); last, so that it finishes them before the
-  // rest of the service goes away.
-  TaskThread calls_;
+  const PolicyHolder* const policy_;
+  const bool insecure_tcp_;
+  std::atomic<int> waiting_{0};
+  std::atomic<int> ruleset_streams_{0};
+  // Last, so that they finish their calls before the rest goes away.
+  TaskThread reads_;
+  TaskThread writes_;
 };
 
 }  // namespace nftproxy::server

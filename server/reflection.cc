@@ -91,18 +91,45 @@ void Answer(const ReflectionIndex& index, const Request& req, Response* resp) {
   for (std::string& f : *files) resp->mutable_file_descriptor_response()->add_file_descriptor_proto(std::move(f));
 }
 
+// Reads a request, writes its answer, reads the next: one operation in
+// flight at a time, so the reactions never run concurrently.
+template <typename Request, typename Response>
+class ReflectionReactor final : public grpc::ServerBidiReactor<Request, Response> {
+ public:
+  explicit ReflectionReactor(const ReflectionIndex* index) : index_(index) { this->StartRead(&req_); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client closed its side (or went away)
+      this->Finish(grpc::Status::OK);
+      return;
+    }
+    resp_.Clear();
+    Answer(*index_, req_, &resp_);
+    this->StartWrite(&resp_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      this->Finish(grpc::Status::OK);
+      return;
+    }
+    this->StartRead(&req_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  const ReflectionIndex* const index_;
+  Request req_;
+  Response resp_;
+};
+
 }  // namespace
 
 template <typename Service, typename Request, typename Response>
-grpc::Status ReflectionService<Service, Request, Response>::ServerReflectionInfo(
-    grpc::ServerContext*, grpc::ServerReaderWriter<Response, Request>* stream) {
-  Request req;
-  while (stream->Read(&req)) {
-    Response resp;
-    Answer(*index_, req, &resp);
-    if (!stream->Write(resp)) break;
-  }
-  return grpc::Status::OK;
+grpc::ServerBidiReactor<Request, Response>* ReflectionService<Service, Request, Response>::ServerReflectionInfo(
+    grpc::CallbackServerContext*) {
+  return new ReflectionReactor<Request, Response>(index_);
 }
 
 template class ReflectionService<::grpc::reflection::v1alpha::ServerReflection,

@@ -44,12 +44,14 @@ class ReflectionIndex {
 };
 
 // One protocol version; the versions share message shapes but not types.
+// Served on gRPC's callback API: an open stream is a reactor, not a thread;
+// each request is answered in turn, and the stream ends (OK) when the client
+// closes its side or goes away.
 template <typename Service, typename Request, typename Response>
-class ReflectionService final : public Service::Service {
+class ReflectionService final : public Service::CallbackService {
  public:
   explicit ReflectionService(const ReflectionIndex* index) : index_(index) {}
-  grpc::Status ServerReflectionInfo(grpc::ServerContext* ctx,
-                                    grpc::ServerReaderWriter<Response, Request>* stream) override;
+  grpc::ServerBidiReactor<Request, Response>* ServerReflectionInfo(grpc::CallbackServerContext* ctx) override;
 
  private:
   const ReflectionIndex* index_;

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "dataplane/nft_dataplane.h"
 #include "common/address.h"
 #include "common/flags.h"
@@ -27,6 +28,9 @@
 #include "server/file_store.h"
 #include "server/grpc_service.h"
 #include "server/instance_lock.h"
+#include "server/state_check.h"
+#include "server/tls.h"
+#include "server/unix_listener.h"
 #include "server/reflection.h"
 #include "server/write_engine.h"
 
@@ -51,6 +55,12 @@ struct ServeFlags {
   std::string max_ports_per_service, max_addresses_per_service, max_endpoints_per_slice, max_ports_per_slice,
       max_labels;
   std::string log_level = "info";
+  // TLS and who may do what.
+  std::string tls_cert, tls_key, tls_client_ca, tls_reload_interval = "5s";
+  bool insecure_listen = false;
+  std::string authz;
+  std::string max_watch_streams, watch_buffer_events;
+  bool recover = false;
 };
 
 const char kUsage[] = R"(Usage: nftproxy serve [flags]
@@ -60,7 +70,30 @@ the nftables table `inet <table>`.
 
 Flags:
   --listen ADDR     unix:///path or tcp://host:port; may repeat
-                    (default unix:///run/nftproxy/nftproxy.sock)
+                    (default unix:///run/nftproxy/nftproxy.sock). TCP is
+                    served with TLS (--tls-cert/--tls-key); plaintext TCP is
+                    refused unless the address is loopback and
+                    --insecure-listen is given
+  --tls-cert FILE, --tls-key FILE
+                    the server's PEM certificate (chain) and key for TCP
+                    listeners; re-read when they change (see
+                    --tls-reload-interval), without dropping connections
+  --tls-client-ca FILE
+                    mutual TLS: clients must present a certificate signed by
+                    one of these PEM CAs; its subject and SANs identify the
+                    caller to --authz
+  --tls-reload-interval DURATION
+                    how often the TLS files are checked for changes
+                    (default 5s)
+  --insecure-listen allow plaintext gRPC on a loopback TCP address (any
+                    local user who can reach the port may call the API)
+  --authz FILE      authorization policy (YAML): which unix uids/gids and
+                    certificate identities may read or write, optionally only
+                    for named sources and namespaces; re-read on SIGHUP.
+                    Without it: unix-socket callers (whoever may open the
+                    socket) and --insecure-listen callers may write, TLS
+                    callers need a client certificate to write and may read
+                    without one. See `nftproxy serve --help-authz`
   --socket-mode MODE
                     the unix sockets' mode, octal (default 0660); sockets
                     have it from the moment they exist
@@ -73,7 +106,11 @@ Flags:
   --adopt-table     take over an existing table without the mark (one made
                     by an nftproxy before 0.2); its contents are replaced
   --state-dir DIR   where the desired state is kept across restarts
-                    (default /var/lib/nftproxy; "" disables)
+                    (default /var/lib/nftproxy; "" disables). Damaged state
+                    files stop the start (exit 2) naming the file and offset
+  --recover         start from the newest consistent point of damaged state
+                    files (moved aside into DIR/damaged-<time>/), saying
+                    what was lost; see `nftproxy state --help`
   --node-name NAME  this node's name (default: the host name); endpoints
                     with this nodeName are local for LOCAL traffic policies
   --cluster-cidr CIDR
@@ -101,6 +138,13 @@ Flags:
   --max-labels N                   labels or selector terms (default 64)
                     a resource over a limit is refused with INVALID_ARGUMENT
                     naming the limit, before any other work
+  --max-watch-streams N
+                    concurrent Watch streams (default 8192); more are
+                    refused with RESOURCE_EXHAUSTED
+  --watch-buffer-events N
+                    how far (in change events) a Watch stream may fall behind
+                    before it is ended with ABORTED, to resume from its last
+                    revision (default 1000)
   --log-level LEVEL, --v N
                     debug, info, warning or error (default info); --v 1 is
                     debug. Refused writes are warnings with their code and
@@ -110,7 +154,46 @@ Example:
   nftproxy serve --listen unix:///run/nftproxy/nftproxy.sock --listen tcp://127.0.0.1:7070
 )";
 
-absl::Status ParseServeFlags(const std::vector<std::string>& args, ServeFlags* f, bool* help) {
+const char kAuthzHelp[] = R"(nftproxy serve --authz FILE: who may call the API
+
+The file is YAML: a list of rules; a caller may do what any rule that
+matches one of its identities allows. Reads are Get, List, Watch, Status,
+GetRuleset and StreamRuleset; writes (which include reads) are Apply, Sync
+and Delete, dry runs too. A denied call is PERMISSION_DENIED naming the
+caller, and changes nothing.
+
+  rules:
+  - match: ["uid:0", "group:nftproxy-admin"]
+    allow: write
+  - match: ["dns:adapter.example.com"]      # a client certificate's SAN
+    allow: write
+    sources: ["cluster-adapter"]            # it must write as this source
+    namespaces: ["shop"]                    # and change only this namespace
+  - match: ["cert:*", "unix:*"]
+    allow: read
+
+Identities:
+  unix-socket callers (SO_PEERCRED)   uid:N  gid:N (primary or supplementary)
+                                      user:NAME  group:NAME (from /etc/passwd
+                                      and /etc/group, when the file is read)
+                                      unix:* (any)
+  TLS callers with a verified client  cn:NAME  subject:DN  dns:NAME  uri:URI
+  certificate (--tls-client-ca)       email:ADDR  ip:ADDR  cert:* (any)
+  TLS callers without one             tls:anonymous
+  plaintext loopback callers          tcp:insecure (--insecure-listen)
+  anyone                              *
+
+A rule with `namespaces` lets its reads see only those namespaces (List and
+Watch must name one; the whole ruleset is not shown) and its writes change
+only them. The file is read at start (a mistake stops the start) and again
+on SIGHUP (a mistake keeps the policy in force and is logged).
+
+Without --authz: unix-socket callers and --insecure-listen callers may
+write; TLS callers may write with a verified client certificate and read
+without one.
+)";
+
+absl::Status ParseServeFlags(const std::vector<std::string>& args, ServeFlags* f, bool* help, bool* help_authz) {
   std::vector<std::string> positional;
   absl::Status s = ParseFlags(args,
                               {{{"-h", "--help"}, nullptr, nullptr, help},
@@ -132,7 +215,17 @@ absl::Status ParseServeFlags(const std::vector<std::string>& args, ServeFlags* f
                                {{"--max-addresses-per-service"}, &f->max_addresses_per_service},
                                {{"--max-endpoints-per-slice"}, &f->max_endpoints_per_slice},
                                {{"--max-ports-per-slice"}, &f->max_ports_per_slice},
-                               {{"--max-labels"}, &f->max_labels}},
+                               {{"--max-labels"}, &f->max_labels},
+                               {{"--tls-cert"}, &f->tls_cert},
+                               {{"--tls-key"}, &f->tls_key},
+                               {{"--tls-client-ca"}, &f->tls_client_ca},
+                               {{"--tls-reload-interval"}, &f->tls_reload_interval},
+                               {{"--insecure-listen"}, nullptr, nullptr, &f->insecure_listen},
+                               {{"--authz"}, &f->authz},
+                               {{"--help-authz"}, nullptr, nullptr, help_authz},
+                               {{"--max-watch-streams"}, &f->max_watch_streams},
+                               {{"--watch-buffer-events"}, &f->watch_buffer_events},
+                               {{"--recover"}, nullptr, nullptr, &f->recover}},
                               &positional);
   if (!s.ok()) return s;
   if (!positional.empty()) return absl::InvalidArgumentError(absl::StrCat("unexpected argument ", positional[0]));
@@ -211,25 +304,81 @@ bool ParseCidrs(const char* flag, const std::vector<std::string>& values, std::v
   return true;
 }
 
+// The credentials of every TCP listener: TLS when --tls-cert is given;
+// plaintext only on loopback with --insecure-listen. Checked before anything
+// is touched.
+absl::Status TcpCredentials(const ServeFlags& f, const std::vector<Address>& listen,
+                            std::shared_ptr<grpc::ServerCredentials>* out) {
+  const bool tls = !f.tls_cert.empty() || !f.tls_key.empty();
+  if (!tls && !f.tls_client_ca.empty()) {
+    return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key (the server's own certificate)");
+  }
+  bool any_tcp = false;
+  for (const Address& a : listen) {
+    if (a.kind != Address::Kind::kTcp) continue;
+    any_tcp = true;
+    if (tls) continue;
+    if (!a.IsLoopback()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--listen ", a.ToString(),
+          ": refusing plaintext gRPC on a non-loopback address (anyone who reaches it could change this node's NAT). "
+          "Give --tls-cert and --tls-key (and --tls-client-ca for mutual TLS), or listen on a unix socket"));
+    }
+    if (!f.insecure_listen) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--listen ", a.ToString(),
+          ": plaintext gRPC needs --insecure-listen (every local user who can reach the port may call the API), "
+          "or give --tls-cert and --tls-key"));
+    }
+  }
+  if (tls && !any_tcp) {
+    return absl::InvalidArgumentError("--tls-cert/--tls-key: no TCP --listen address to serve TLS on");
+  }
+  if (!tls) {
+    *out = grpc::InsecureServerCredentials();
+    return absl::OkStatus();
+  }
+  TlsFiles files{f.tls_cert, f.tls_key, f.tls_client_ca};
+  if (!absl::ParseDuration(f.tls_reload_interval, &files.reload_interval) ||
+      files.reload_interval < absl::Seconds(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tls-reload-interval ", f.tls_reload_interval, ": want a duration of 1s or more, e.g. 5s"));
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds = TlsCredentials(files);
+  if (!creds.ok()) return creds.status();
+  *out = std::move(*creds);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 int RunServe(const std::vector<std::string>& args) {
+  // abseil's lock-order checking (on in Debian's build) costs about 10% of
+  // the CPU while Watch streams fan out, and aborts the process on a
+  // suspected cycle; the unit tests and the thread-safety analysis in CI
+  // check lock order instead.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   // Signals are taken by a thread with sigwait, so shutdown runs in normal
   // context. Blocked before anything starts threads, which inherit the mask.
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
   ServeFlags flags;
-  bool help = false;
-  if (absl::Status s = ParseServeFlags(args, &flags, &help); !s.ok()) {
+  bool help = false, help_authz = false;
+  if (absl::Status s = ParseServeFlags(args, &flags, &help, &help_authz); !s.ok()) {
     std::cerr << "nftproxy serve: " << s.message() << "\n\n" << kUsage;
     return 2;
   }
   if (help) {
     std::cout << kUsage;
+    return 0;
+  }
+  if (help_authz) {
+    std::cout << kAuthzHelp;
     return 0;
   }
   // Every --listen address is checked before anything is touched.
@@ -242,6 +391,21 @@ int RunServe(const std::vector<std::string>& args) {
     }
     listen.push_back(*a);
   }
+  std::shared_ptr<grpc::ServerCredentials> tcp_credentials;
+  if (absl::Status s = TcpCredentials(flags, listen, &tcp_credentials); !s.ok()) {
+    std::cerr << "nftproxy serve: " << s.message() << "\n";
+    return 2;
+  }
+  auto policy = std::make_shared<const Policy>();
+  if (!flags.authz.empty()) {
+    absl::StatusOr<Policy> loaded = Policy::Load(flags.authz);
+    if (!loaded.ok()) {
+      std::cerr << "nftproxy serve: " << loaded.status().message() << "\n";
+      return 2;
+    }
+    policy = std::make_shared<const Policy>(std::move(*loaded));
+  }
+  PolicyHolder policy_holder(policy);
   // Nothing is touched while another server holds the table, the state
   // directory or a socket.
   InstanceLocks locks;
@@ -327,6 +491,15 @@ int RunServe(const std::vector<std::string>& args) {
       return 2;
     }
   }
+  for (auto [flag, text, out] : {std::tuple{"--max-watch-streams", &flags.max_watch_streams, &options.max_watch_streams},
+                                 {"--watch-buffer-events", &flags.watch_buffer_events, &options.watch_buffer_events}}) {
+    uint32_t v = static_cast<uint32_t>(*out);
+    if (absl::Status s = NumberFlag(flag, *text, &v); !s.ok()) {
+      std::cerr << "nftproxy serve: " << s.message() << "\n";
+      return 2;
+    }
+    *out = v;
+  }
   if (!absl::ParseDuration(flags.log_writes_over, &options.log_writes_over) ||
       options.log_writes_over < absl::ZeroDuration()) {
     std::cerr << "nftproxy serve: --log-writes-over " << flags.log_writes_over
@@ -336,7 +509,20 @@ int RunServe(const std::vector<std::string>& args) {
   std::unique_ptr<FileStateStore> store;
   State saved;
   if (!flags.state_dir.empty()) {
+    if (flags.recover) {
+      absl::StatusOr<RecoveryReport> recovered = RecoverStateDir(flags.state_dir);
+      if (!recovered.ok()) {
+        std::cerr << "nftproxy serve: --recover: " << recovered.status().message() << "\n";
+        return 2;
+      }
+      if (recovered->recovered) log::Warning(recovered->Summary(), {{"dir", flags.state_dir}});
+    }
     auto opened = FileStateStore::Open(flags.state_dir, &saved);
+    if (absl::IsDataLoss(opened.status())) {
+      // Damaged state files: nothing is touched (see nftproxy state --help).
+      std::cerr << "nftproxy serve: " << opened.status().message() << "\n";
+      return 2;
+    }
     if (!opened.ok()) {
       log::Error("cannot open the state", {{"dir", flags.state_dir}, {"error", std::string(opened.status().message())}});
       return 1;
@@ -354,8 +540,12 @@ int RunServe(const std::vector<std::string>& args) {
     }
     log::Info("restored the saved state", {{"dir", flags.state_dir}, {"resources", absl::StrCat(n)}});
   }
+  // From here on, a change to the table by anyone else is repaired.
+  if (absl::Status s = engine.RepairDrift(); !s.ok()) {
+    log::Warning("not watching the table for changes made outside nftproxy", {{"error", std::string(s.message())}});
+  }
 
-  ProxyService service(&engine);
+  ProxyService service(&engine, &policy_holder, flags.insecure_listen && flags.tls_cert.empty());
   grpc::EnableDefaultHealthCheckService(true);
   absl::StatusOr<std::unique_ptr<ReflectionIndex>> reflection = ReflectionIndex::Create(
       {v1::Proxy::service_full_name(), "grpc.health.v1.Health", ::grpc::reflection::v1alpha::ServerReflection::service_full_name(),
@@ -367,39 +557,36 @@ int RunServe(const std::vector<std::string>& args) {
   ReflectionV1Alpha reflection_v1alpha(reflection->get());
   ReflectionV1 reflection_v1(reflection->get());
   grpc::ServerBuilder builder;
-  std::vector<std::string> sockets;
+  // Unix sockets are accepted by nftproxy (server/unix_listener.h), TCP by
+  // gRPC, with TLS unless --insecure-listen allowed plaintext on loopback.
+  std::vector<std::unique_ptr<UnixListener>> unix_listeners;
   for (const Address& addr : listen) {
     if (addr.kind == Address::Kind::kUnix) {
       if (!PrepareUnixSocket(addr.path, &err)) {
         log::Error("cannot prepare the socket", {{"listen", addr.ToString()}, {"error", err}});
         return 1;
       }
-      sockets.push_back(addr.path);
+      absl::StatusOr<std::unique_ptr<UnixListener>> l = UnixListener::Listen(addr.path, socket_mode, socket_gid);
+      if (!l.ok()) {
+        log::Error("cannot listen", {{"listen", addr.ToString()}, {"error", std::string(l.status().message())}});
+        return 1;
+      }
+      unix_listeners.push_back(std::move(*l));
+      continue;
     }
-    builder.AddListeningPort(addr.GrpcTarget(), grpc::InsecureServerCredentials());
+    builder.AddListeningPort(addr.GrpcTarget(), tcp_credentials);
   }
   builder.RegisterService(&service);
   builder.RegisterService(&reflection_v1alpha);
   builder.RegisterService(&reflection_v1);
   builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<uint32_t>(max_request_bytes, INT32_MAX)));
   builder.SetMaxSendMessageSize(512 << 20);
-
-  // The sockets are created inside BuildAndStart; the umask gives them their
-  // final mode at once (a chmod afterwards would leave a moment with the
-  // umask's).
-  const mode_t old_umask = umask(0777 & ~socket_mode);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  umask(old_umask);
   if (!server) {
     log::Error("could not listen on the requested addresses", {{"listen", absl::StrJoin(flags.listen, " ")}});
     return 1;
   }
-  for (const std::string& path : sockets) {
-    if (socket_gid != static_cast<gid_t>(-1) && chown(path.c_str(), static_cast<uid_t>(-1), socket_gid) != 0) {
-      log::Error("cannot give the socket its group", {{"socket", path}, {"error", strerror(errno)}});
-      return 1;
-    }
-  }
+  for (auto& l : unix_listeners) l->Start(server.get());
   // Per-service health: grpc.health.v1.Health/Check {"service": "nftproxy.v1.Proxy"}.
   server->GetHealthCheckService()->SetServingStatus(v1::Proxy::service_full_name(), true);
   std::vector<std::string> shown;
@@ -407,18 +594,37 @@ int RunServe(const std::vector<std::string>& args) {
   log::Info("serving", {{"version", NFTPROXY_VERSION},
                         {"table", absl::StrCat("inet ", flags.table)},
                         {"listen", absl::StrJoin(shown, " ")},
+                        {"tls", flags.tls_cert.empty() ? "off" : flags.tls_client_ca.empty() ? "on" : "mutual"},
+                        {"authz", flags.authz.empty() ? "default" : flags.authz},
                         {"node", flags.node_name}});
 
-  std::thread waiter([&server, &engine, set] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    log::Info("shutting down; the rules stay installed", {{"signal", strsignal(sig)}});
-    engine.Shutdown();  // ends Watch streams first, so shutdown does not wait for them
-    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  std::thread waiter([&] {
+    for (;;) {
+      int sig = 0;
+      sigwait(&set, &sig);
+      if (sig == SIGHUP) {
+        // The policy is replaced whole, or kept when the new one is wrong.
+        if (flags.authz.empty()) continue;
+        absl::StatusOr<Policy> loaded = Policy::Load(flags.authz);
+        if (!loaded.ok()) {
+          log::Error("kept the authorization policy in force: the new one is refused",
+                     {{"authz", flags.authz}, {"error", std::string(loaded.status().message())}});
+          continue;
+        }
+        const size_t rules = loaded->rules();
+        policy_holder.Set(std::make_shared<const Policy>(std::move(*loaded)));
+        log::Info("reloaded the authorization policy", {{"authz", flags.authz}, {"rules", absl::StrCat(rules)}});
+        continue;
+      }
+      log::Info("shutting down; the rules stay installed", {{"signal", strsignal(sig)}});
+      for (auto& l : unix_listeners) l->Stop();  // no new connections; the socket files go
+      engine.Shutdown();  // ends Watch streams first, so shutdown does not wait for them
+      server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      return;
+    }
   });
   server->Wait();
   waiter.join();
-  for (const std::string& path : sockets) unlink(path.c_str());
   return 0;
 }
 

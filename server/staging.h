@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/authz.h"
 #include "server/desired.h"
 #include "server/validate.h"
 #include "server/write_phases.h"
@@ -52,6 +53,8 @@ struct Write {
   Write(Txn t, absl::Time start) : txn(std::move(t)), now(start) {}
   Txn txn;
   absl::Time now;
+  const Scope* scope = nullptr;  // what the caller may change; null: anything
+  std::string source;            // the request's
   bool any_change = false;
   size_t changed = 0;  // keys changed, known once staged
   Phases phases;

@@ -70,6 +70,48 @@ absl::Status WriteEngine::Restore(State state) {
   return absl::OkStatus();
 }
 
+WriteEngine::~WriteEngine() {
+  if (watching_drift_) dp_->WatchDrift(nullptr).IgnoreError();  // stopping cannot fail
+}
+
+absl::Status WriteEngine::RepairDrift() {
+  absl::Status s = dp_->WatchDrift([this](const std::string& what) { OnDrift(what); });
+  watching_drift_ = s.ok();
+  return s;
+}
+
+void WriteEngine::OnDrift(const std::string& what) {
+  log::Warning("the table changed outside nftproxy", {{"table", dp_->Table()}, {"what", what}});
+  {
+    absl::MutexLock lock(&drift_mu_);
+    ++drift_repairs_;
+    last_drift_ = what;
+    last_drift_time_ = absl::Now();
+  }
+  QueueRepair();
+}
+
+void WriteEngine::QueueRepair() {
+  // One repair at a time; drift seen while one waits is repaired by it.
+  if (repair_queued_.exchange(true)) return;
+  repairs_.Post([this] {
+    absl::MutexLock lock(&mu_);
+    repair_queued_ = false;
+    if (!dp_full_) return;  // nothing installed yet: the first commit writes everything
+    const absl::Time start = absl::Now();
+    dp::ApplyResult result;
+    absl::Status s = FromDataplane(dp_->Reinstall(&result));
+    if (!s.ok()) {
+      NoteError("repairing drift", s);
+      log::Error("could not repair the table", {{"table", dp_->Table()}, {"error", std::string(s.message())}});
+      return;
+    }
+    log::Info("repaired the table: the desired ruleset is installed again",
+              {{"table", dp_->Table()}, {"took", absl::FormatDuration(absl::Trunc(absl::Now() - start,
+                                                                                  absl::Microseconds(100)))}});
+  });
+}
+
 StateRules WriteEngine::Rules() const { return StateRules{options_.node_port_min, options_.node_port_max}; }
 
 absl::Status WriteEngine::ApplyAllLocked(const Desired& d, Phases* phases) {
@@ -107,6 +149,11 @@ absl::Status WriteEngine::CommitLocked(Write* w, bool dry_run, const std::functi
   Txn& txn = w->txn;
   const std::vector<Key> changed = txn.Keys();
   w->changed = changed.size();
+  if (w->scope != nullptr && !w->scope->Unrestricted()) {
+    std::set<std::string> namespaces;
+    for (const Key& k : changed) namespaces.insert(k.ns);
+    if (auto s = w->scope->CheckWrite(w->source, namespaces); !s.ok()) return s;
+  }
   if (auto s = ValidateChange(desired_, changed, Rules()); !s.ok()) return s;
   w->phases.Mark("validate");
   // Only the services this write can have changed are rebuilt and sent
@@ -162,6 +209,13 @@ absl::Status WriteEngine::CommitLocked(Write* w, bool dry_run, const std::functi
     commit();
     if (s.ok()) prepare();
   }
+  if (absl::IsUnknown(s)) {
+    // The kernel may or may not hold the change (its replies were lost); the
+    // change is rolled back here, so the table is written again whole from
+    // what the dataplane knows it held.
+    log::Warning("a commit's outcome is unknown; re-installing the table", {{"error", std::string(s.message())}});
+    QueueRepair();
+  }
   if (!s.ok()) return s;
   w->phases.Mark("record");
   if (options_.store != nullptr) {
@@ -203,23 +257,28 @@ void WriteEngine::LogWrite(const char* method, const std::string& source, size_t
 }
 
 absl::Status WriteEngine::RunWrite(const char* method, const std::string& source, size_t resources, bool dry_run,
-                                   const std::function<absl::Status(Write*)>& body) {
+                                   const Scope* scope, const std::function<absl::Status(Write*)>& body) {
   absl::MutexLock lock(&mu_);
   Write w(Txn(&desired_), absl::Now());
-  absl::Status s = body(&w);
+  w.scope = scope;
+  w.source = source;
+  // A caller limited to some sources is refused before any work.
+  absl::Status s = scope != nullptr ? scope->CheckWrite(source, {}) : absl::OkStatus();
+  if (s.ok()) s = body(&w);
   LogWrite(method, source, resources, dry_run, w, s);
   // The request's parsed resources and the undo log: freed off the reply's path.
   DiscardLater(std::move(w));
   return s;
 }
 
-absl::Status WriteEngine::ApplyAs(const char* method, absl::string_view bytes, v1::ApplyResponse* resp) {
+absl::Status WriteEngine::ApplyAs(const char* method, absl::string_view bytes, v1::ApplyResponse* resp,
+                                  const Scope* scope) {
   std::vector<absl::string_view> upserts;
   v1::ApplyRequest req;  // everything but the upserts
   if (auto s = SplitRequest(bytes, v1::ApplyRequest::kUpsertsFieldNumber, "ApplyRequest", &upserts, &req); !s.ok()) {
     return s;
   }
-  return RunWrite(method, req.source(), upserts.size() + req.deletes_size(), req.dry_run(),
+  return RunWrite(method, req.source(), upserts.size() + req.deletes_size(), req.dry_run(), scope,
                   [&](Write* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return ApplyLocked(req, upserts, w, resp); });
 }
 
@@ -267,7 +326,7 @@ absl::Status WriteEngine::ApplyLocked(const v1::ApplyRequest& req, const std::ve
   return s;
 }
 
-absl::Status WriteEngine::Sync(absl::string_view bytes, v1::SyncResponse* resp) {
+absl::Status WriteEngine::Sync(absl::string_view bytes, v1::SyncResponse* resp, const Scope* scope) {
   std::vector<absl::string_view> resources;
   v1::SyncRequest req;  // everything but the resources
   if (auto s = SplitRequest(bytes, v1::SyncRequest::kResourcesFieldNumber, "SyncRequest", &resources, &req);
@@ -277,7 +336,7 @@ absl::Status WriteEngine::Sync(absl::string_view bytes, v1::SyncResponse* resp) 
   if (req.source().empty()) {
     return absl::InvalidArgumentError("source: required (the name of the owner whose resources are replaced)");
   }
-  return RunWrite("Sync", req.source(), resources.size(), req.dry_run(),
+  return RunWrite("Sync", req.source(), resources.size(), req.dry_run(), scope,
                   [&](Write* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return SyncLocked(req, resources, w, resp); });
 }
 
@@ -332,13 +391,13 @@ absl::Status WriteEngine::SyncLocked(const v1::SyncRequest& req, const std::vect
   return s;
 }
 
-absl::Status WriteEngine::Delete(const v1::DeleteRequest& req, v1::DeleteResponse* resp) {
+absl::Status WriteEngine::Delete(const v1::DeleteRequest& req, v1::DeleteResponse* resp, const Scope* scope) {
   v1::ApplyRequest apply;
   *apply.mutable_deletes() = req.refs();
   apply.set_source(req.source());
   apply.set_dry_run(req.dry_run());
   v1::ApplyResponse out;
-  if (absl::Status s = ApplyAs("Delete", apply.SerializeAsString(), &out); !s.ok()) return s;
+  if (absl::Status s = ApplyAs("Delete", apply.SerializeAsString(), &out, scope); !s.ok()) return s;
   *resp->mutable_deleted() = out.deleted();
   resp->set_revision(out.revision());
   return absl::OkStatus();
@@ -419,27 +478,82 @@ v1::StatusResponse WriteEngine::Status() const {
     resp.mutable_last_sync_duration()->set_nanos(static_cast<int32_t>(ns % 1000000000));
   }
   resp.set_last_error(last_error_);
+  absl::MutexLock drift_lock(&drift_mu_);
+  resp.set_drift_repairs(drift_repairs_);
+  resp.set_last_drift(last_drift_);
+  if (last_drift_time_ != absl::InfinitePast()) SetTime(resp.mutable_last_drift_time(), last_drift_time_);
   if (last_error_time_ != absl::InfinitePast()) SetTime(resp.mutable_last_error_time(), last_error_time_);
   return resp;
 }
 
-absl::Status WriteEngine::Watch(const v1::WatchRequest& req, const std::function<bool()>& cancelled,
-                                const std::function<bool(const v1::WatchEvent&)>& send) {
-  v1::ListRequest filter;
-  filter.set_namespace_(req.namespace_());
-  if (req.kinds_size() == 1) filter.set_kind(static_cast<v1::Kind>(req.kinds(0)));
-  auto page = [this, &filter](std::optional<Key>* after, std::vector<v1::WatchEvent>* events) {
+absl::StatusOr<std::shared_ptr<WatchCursor>> WriteEngine::OpenWatch(const v1::WatchRequest& req,
+                                                                     std::function<void()> wake) {
+  // The initial state in pages smaller than List's: each open stream holds
+  // one page until it is sent.
+  constexpr size_t kWatchPageItems = 100;
+  constexpr size_t kWatchPageBytes = 1 << 20;
+  const v1::Kind kind = req.kinds_size() == 1 ? static_cast<v1::Kind>(req.kinds(0)) : v1::KIND_UNSPECIFIED;
+  auto page = [this, kind, ns = req.namespace_()](std::optional<Key>* after, std::vector<v1::WatchEvent>* events) {
     absl::MutexLock lock(&mu_);
     const uint64_t revision = desired_.revision();
-    *after = ListPage(desired_.state(), filter.kind(), filter.namespace_(), after->has_value() ? &**after : nullptr,
-                      kDefaultPageSize, kMaxPageBytes, [&](const Key&, const v1::Resource& r) {
+    *after = ListPage(desired_.state(), kind, ns, after->has_value() ? &**after : nullptr, kWatchPageItems,
+                      kWatchPageBytes, [&](const Key&, const v1::Resource& r) {
                         v1::WatchEvent& e = events->emplace_back();
                         e.set_type(v1::WatchEvent::UPSERT);
                         *e.mutable_resource() = r;
                         e.set_revision(revision);
                       });
   };
-  return watch_.Watch(req, page, cancelled, send);
+  return watch_.Open(req, std::move(page), std::move(wake));
+}
+
+absl::Status WriteEngine::Watch(const v1::WatchRequest& req, const std::function<bool()>& cancelled,
+                                const std::function<bool(const v1::WatchEvent&)>& send) {
+  absl::Mutex mu;
+  bool woken = false;
+  absl::StatusOr<std::shared_ptr<WatchCursor>> cursor = OpenWatch(req, [&mu, &woken] {
+    absl::MutexLock lock(&mu);
+    woken = true;
+  });
+  if (!cursor.ok()) return cursor.status();
+  const absl::Status gone = absl::CancelledError("the client went away");
+  absl::Status result;
+  std::vector<WatchItem> items;
+  for (;;) {
+    items.clear();
+    if (absl::Status s = (*cursor)->Next(&items); !s.ok()) {
+      result = s;
+      break;
+    }
+    if (items.empty()) {
+      absl::MutexLock lock(&mu);
+      while (!woken) {
+        // (Cancelled, it still takes what was published before it stops.)
+        if (cancelled() && (*cursor)->CaughtUp()) break;
+        mu.AwaitWithTimeout(absl::Condition(&woken), absl::Milliseconds(200));
+      }
+      if (!woken) {
+        result = gone;
+        break;
+      }
+      woken = false;
+      continue;
+    }
+    bool stop = false;
+    for (const WatchItem& item : items) {
+      v1::WatchEvent e;
+      if (!e.ParseFromString(*item.bytes) || !send(e)) {
+        stop = true;
+        break;
+      }
+    }
+    if (stop || cancelled()) {
+      result = gone;
+      break;
+    }
+  }
+  (*cursor)->Close();
+  return result;
 }
 
 }  // namespace nftproxy::server

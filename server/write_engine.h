@@ -10,6 +10,7 @@
 // Writes run one at a time under mu_; reads take the same lock briefly.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <string>
 #include <vector>
@@ -18,8 +19,10 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/parallel.h"
 #include "dataplane/dataplane.h"
 #include "nftproxy/v1/nftproxy.pb.h"
+#include "server/authz.h"
 #include "server/desired.h"
 #include "server/staging.h"
 #include "server/state_store.h"
@@ -39,6 +42,13 @@ struct EngineOptions {
   StateStore* store = nullptr;
   // How many change events Watch can resume from.
   size_t watch_log_capacity = ChangeLog::kDefaultCapacity;
+  // Watch streams open at once (--max-watch-streams); more are refused with
+  // RESOURCE_EXHAUSTED.
+  size_t max_watch_streams = 8192;
+  // A Watch stream more than this many events behind the newest for over a
+  // second is ended with ABORTED and the revision to resume from
+  // (--watch-buffer-events).
+  size_t watch_buffer_events = 1000;
   // How much one resource may hold.
   ResourceLimits limits;
   // Writes taking at least this long are logged to stderr with the time of
@@ -49,25 +59,31 @@ struct EngineOptions {
 class WriteEngine {
  public:
   WriteEngine(dp::Dataplane* dataplane, EngineOptions options)
-      : dp_(dataplane), options_(std::move(options)), watch_(options_.watch_log_capacity) {}
+      : dp_(dataplane),
+        options_(std::move(options)),
+        watch_(WatchOptions{options_.watch_log_capacity, options_.max_watch_streams, options_.watch_buffer_events}) {}
 
   // Installs a state loaded at start-up (the first commit of this run).
   absl::Status Restore(State state) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Writes. Apply and Sync take the serialized request (see server/wire.h:
   // resources sent as the bytes they were stored from are not parsed); the
-  // typed overloads serialize it first.
-  absl::Status Apply(absl::string_view request, v1::ApplyResponse* resp) ABSL_LOCKS_EXCLUDED(mu_) {
-    return ApplyAs("Apply", request, resp);
+  // typed overloads serialize it first. `scope` (null: anything) is what the
+  // caller may change (server/authz.h): a write that would change anything
+  // outside it is refused with PERMISSION_DENIED and changes nothing.
+  absl::Status Apply(absl::string_view request, v1::ApplyResponse* resp, const Scope* scope = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    return ApplyAs("Apply", request, resp, scope);
   }
-  absl::Status Sync(absl::string_view request, v1::SyncResponse* resp) ABSL_LOCKS_EXCLUDED(mu_);
-  absl::Status Apply(const v1::ApplyRequest& req, v1::ApplyResponse* resp) {
-    return Apply(req.SerializeAsString(), resp);
+  absl::Status Sync(absl::string_view request, v1::SyncResponse* resp, const Scope* scope = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Apply(const v1::ApplyRequest& req, v1::ApplyResponse* resp, const Scope* scope = nullptr) {
+    return Apply(req.SerializeAsString(), resp, scope);
   }
-  absl::Status Sync(const v1::SyncRequest& req, v1::SyncResponse* resp) {
-    return Sync(req.SerializeAsString(), resp);
+  absl::Status Sync(const v1::SyncRequest& req, v1::SyncResponse* resp, const Scope* scope = nullptr) {
+    return Sync(req.SerializeAsString(), resp, scope);
   }
-  absl::Status Delete(const v1::DeleteRequest& req, v1::DeleteResponse* resp);
+  absl::Status Delete(const v1::DeleteRequest& req, v1::DeleteResponse* resp, const Scope* scope = nullptr);
 
   // Reads.
   absl::StatusOr<v1::Resource> Get(const v1::ResourceRef& ref) const ABSL_LOCKS_EXCLUDED(mu_);
@@ -81,19 +97,39 @@ class WriteEngine {
   void StreamRuleset(const std::function<bool(const v1::GetRulesetResponse&)>& send) const ABSL_LOCKS_EXCLUDED(mu_);
   v1::StatusResponse Status() const ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Streams changes; see WatchHub::Watch.
+  // Opens a Watch stream (see WatchHub::Open): the events `req` asks for,
+  // serialized, pulled with WatchCursor::Next without blocking; `wake` is
+  // called (on the hub's threads) when a Next that found nothing may find
+  // more. The initial state (since_revision 0) is read a page at a time on
+  // the hub's thread, under the lock only for each page. The caller must
+  // Close the cursor before the engine goes away.
+  absl::StatusOr<std::shared_ptr<WatchCursor>> OpenWatch(const v1::WatchRequest& req, std::function<void()> wake)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // The same, blocking (tests and simple callers): calls `send` with each
+  // event until it returns false (CANCELLED), `cancelled` returns true
+  // (polled while idle; CANCELLED) or the stream ends (see WatchCursor::Next).
   absl::Status Watch(const v1::WatchRequest& req, const std::function<bool()>& cancelled,
                      const std::function<bool(const v1::WatchEvent&)>& send) ABSL_LOCKS_EXCLUDED(mu_);
+  // Watch streams open now.
+  size_t WatchStreams() const { return watch_.streams(); }
   // Ends every Watch stream (UNAVAILABLE) and refuses new ones.
   void Shutdown() { watch_.Shutdown(); }
+
+  // From now on a change to the table that this engine did not make (see
+  // dataplane/drift_monitor.h) is logged, counted in Status and undone with
+  // a full commit of the desired state, on a thread of the engine's.
+  // Unimplemented when the dataplane cannot watch its table.
+  absl::Status RepairDrift() ABSL_LOCKS_EXCLUDED(mu_);
+  ~WriteEngine();
 
  private:
   // Runs `body` as one write under the lock: a fresh Write, the slow-write
   // log, and its leftovers freed after.
   absl::Status RunWrite(const char* method, const std::string& source, size_t resources, bool dry_run,
-                        const std::function<absl::Status(Write*)>& body) ABSL_LOCKS_EXCLUDED(mu_);
+                        const Scope* scope, const std::function<absl::Status(Write*)>& body)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Apply, logged as `method` (Delete is an Apply of deletes only).
-  absl::Status ApplyAs(const char* method, absl::string_view request, v1::ApplyResponse* resp)
+  absl::Status ApplyAs(const char* method, absl::string_view request, v1::ApplyResponse* resp, const Scope* scope)
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status ApplyLocked(const v1::ApplyRequest& req, const std::vector<absl::string_view>& upserts, Write* w,
                            v1::ApplyResponse* resp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -135,6 +171,20 @@ class WriteEngine {
   std::string last_error_ ABSL_GUARDED_BY(mu_);
   absl::Time last_error_time_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   WatchHub watch_;
+  // Drift (RepairDrift).
+  // Called on the monitor's thread, or on a writer's while it holds mu_.
+  void OnDrift(const std::string& what) ABSL_LOCKS_EXCLUDED(drift_mu_);
+  // Reinstalls the table from what the dataplane holds, on repairs_.
+  void QueueRepair();
+  bool watching_drift_ = false;
+  std::atomic<bool> repair_queued_{false};
+  // Its own lock: drift is reported while a commit holds mu_.
+  mutable absl::Mutex drift_mu_;
+  uint64_t drift_repairs_ ABSL_GUARDED_BY(drift_mu_) = 0;
+  std::string last_drift_ ABSL_GUARDED_BY(drift_mu_);
+  absl::Time last_drift_time_ ABSL_GUARDED_BY(drift_mu_) = absl::InfinitePast();
+  // Last: its queued repairs run (or are dropped) before the rest goes.
+  TaskThread repairs_;
 };
 
 }  // namespace nftproxy::server

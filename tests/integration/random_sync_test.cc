@@ -68,14 +68,14 @@
 #include "server/desired.h"
 #include "server/write_engine.h"
 #include "server/state_store.h"
+#include "tests/integration/kernel_lab.h"
 
 namespace nftproxy {
 namespace {
 
 namespace v1 = ::nftproxy::v1;
 
-// Set by main: why the private network namespace could not be made.
-std::string g_netns_error;
+using kernel_lab::Normalize;
 
 constexpr char kTable[] = "nftproxy_rand";
 constexpr char kFreshTable[] = "nftproxy_rand_fresh";
@@ -160,61 +160,6 @@ uint32_t KernelGenId() {
   return 0;
 }
 
-// ---------------------------------------------------------------------------
-// Normalising listings. nft prints a table's sets, maps and chains in the
-// kernel's creation order: a chain that an incremental commit added comes
-// after those of the first full commit, while Render() sorts them. That
-// order means nothing (chains are referenced by name, base chains ordered by
-// priority), so the top-level blocks are compared as a sorted collection.
-// Inside a block everything is compared line by line, except that each
-// `elements = { ... }` (wrapped over several lines by nft, in the kernel's
-// hash order for hash sets) becomes its elements, one per line, sorted.
-// Each line is prefixed with its block, so that diffs read on their own.
-
-std::vector<std::string> Normalize(const std::string& text, bool sort_blocks = true) {
-  std::vector<std::vector<std::string>> blocks;  // [0]: lines outside any block
-  blocks.emplace_back();
-  std::vector<std::string> lines = absl::StrSplit(text, '\n');
-  std::string block;  // "chain svc4/..." / "map backends4-0"; "" between blocks
-  for (size_t i = 0; i < lines.size(); ++i) {
-    const std::string& line = lines[i];
-    absl::string_view t = absl::StripAsciiWhitespace(line);
-    if (t.empty()) continue;
-    if (absl::StartsWith(t, "elements = {")) {
-      std::string all(t);
-      while (!absl::EndsWith(absl::StripAsciiWhitespace(all), "}") && i + 1 < lines.size()) {
-        absl::StrAppend(&all, " ", absl::StripAsciiWhitespace(lines[++i]));
-      }
-      absl::string_view body = absl::StripAsciiWhitespace(all);
-      body.remove_prefix(strlen("elements = {"));
-      if (absl::EndsWith(body, "}")) body.remove_suffix(1);
-      std::vector<std::string> elems;
-      for (absl::string_view e : absl::StrSplit(body, ',')) {
-        e = absl::StripAsciiWhitespace(e);
-        if (!e.empty()) elems.push_back(absl::StrCat(block, " | element ", e));
-      }
-      std::sort(elems.begin(), elems.end());
-      blocks.back().insert(blocks.back().end(), elems.begin(), elems.end());
-      continue;
-    }
-    if (line.size() > 1 && line[0] == '\t' && line[1] != '\t' && absl::EndsWith(t, "{")) {
-      block = std::string(absl::StripSuffix(t, " {"));
-      blocks.push_back({std::string(t)});
-      continue;
-    }
-    if (block.empty()) {
-      blocks[0].push_back(std::string(t));
-      continue;
-    }
-    blocks.back().push_back(absl::StrCat(block, " | ", t));
-    if (line == "\t}") block.clear();
-  }
-  auto by_header = [](const std::vector<std::string>& a, const std::vector<std::string>& b) { return a[0] < b[0]; };
-  if (sort_blocks) std::stable_sort(blocks.begin() + 1, blocks.end(), by_header);
-  std::vector<std::string> out;
-  for (auto& b : blocks) out.insert(out.end(), b.begin(), b.end());
-  return out;
-}
 
 // Empty when equal; else the first difference and what each side has that
 // the other lacks (as multisets, at most `max_lines` lines).
@@ -2035,13 +1980,8 @@ void RandomSync::Run() {
 }
 
 TEST(RandomSync, KernelMatchesFreshCompileAfterRandomWrites) {
-  if (!g_netns_error.empty()) {
-    const char* ci = getenv("CI");
-    if (ci != nullptr && std::string(ci) == "true") {
-      FAIL() << "cannot run under CI=true: " << g_netns_error;
-    }
-    GTEST_SKIP() << g_netns_error;
-  }
+  kernel_lab::RequireNetns();
+  if (::testing::Test::IsSkipped() || ::testing::Test::HasFailure()) return;
   const uint32_t seed = static_cast<uint32_t>(EnvInt("NFTPROXY_SEED", 20261121));
   SCOPED_TRACE(absl::StrCat("NFTPROXY_SEED=", seed, " (re-run with this seed to reproduce)"));
   RandomSync run(seed);
@@ -2051,14 +1991,4 @@ TEST(RandomSync, KernelMatchesFreshCompileAfterRandomWrites) {
 }  // namespace
 }  // namespace nftproxy
 
-int main(int argc, char** argv) {
-  // Before anything else (and before any thread exists): a private network
-  // namespace for this process and the nft children it runs.
-  if (geteuid() != 0) {
-    nftproxy::g_netns_error = "needs root: it runs in a private network namespace and writes nftables tables";
-  } else if (unshare(CLONE_NEWNET) != 0) {
-    nftproxy::g_netns_error = std::string("unshare(CLONE_NEWNET) failed: ") + strerror(errno);
-  }
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
-}
+int main(int argc, char** argv) { return nftproxy::kernel_lab::Main(argc, argv); }

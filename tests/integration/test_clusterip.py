@@ -22,6 +22,7 @@ import difflib
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -575,6 +576,53 @@ class RestartTest(ProxyLabCase):
         res = self.traffic("tcp", vip4, 80, 45)
         self.assert_all_answered(res, 45, backends=("b1", "b2"), port=8080,
                                  what="update after restart (b3 not ready)")
+
+
+
+class DriftTest(ProxyLabCase):
+    """Changes to the table that nftproxy did not make are noticed (nf_tables
+    notifications), logged, shown in `status`, and undone with a full commit:
+    traffic works again and the table is what it was."""
+
+    def drifted(self, vip, damage, what):
+        text = self.table_text()
+        before = self.cli("status", "-o", "json")
+        self.assertEqual(before.returncode, 0, before.stderr)
+        repairs = int(json.loads(before.stdout).get("driftRepairs", "0"))
+        cp = self.nft(*damage)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        t0 = time.monotonic()
+        while _norm_counters(self.table_text()) != _norm_counters(text):
+            if time.monotonic() - t0 > 10:
+                self.fail("the table was not repaired after %s:%s" % (" ".join(damage), self.diag()))
+            time.sleep(0.01)
+        took = time.monotonic() - t0
+        print("\n  %s: table back in %.0f ms" % (" ".join(damage[:2]), took * 1000), file=sys.stderr)
+        res = self.traffic("tcp", vip, 80, 30)
+        self.assert_all_answered(res, 30, port=8080, what="after %s was repaired" % " ".join(damage))
+        status = json.loads(self.cli("status", "-o", "json").stdout)
+        self.assertGreater(int(status.get("driftRepairs", "0")), repairs)
+        self.assertIn(what, status.get("lastDrift", ""))
+        self.assertIn("the table changed outside nftproxy", _tail(self.server_log_path, 50))
+
+    def test_drift_is_repaired(self):
+        vip = "198.19.0.90"
+        self.cleanup_service("drift")
+        self.apply_ok([
+            service("drift", [vip], [sport("http", "TCP", 80, 8080)]),
+            endpoint_slice("drift-1", "drift", [("http", "TCP", 8080)],
+                           [endpoint([self.v4(b)], ready=True) for b in BACKENDS]),
+        ], wait_vips=[vip])
+        self.assert_all_answered(self.traffic("tcp", vip, 80, 30), 30, port=8080, what="before any drift")
+        chain = "svc4/default/drift/tcp/80"
+        self.assertIn("chain %s {" % chain, self.table_text())
+        self.drifted(vip, ["flush", "chain", "inet", TABLE, chain], "deleted a rule")
+        element = re.search(r"map backends4-\d+ \{[^}]*?elements = \{ (\S+) :", self.table_text(), re.S)
+        self.assertIsNotNone(element, self.table_text())
+        backends_map = re.search(r"map (backends4-\d+) \{[^}]*?elements", self.table_text(), re.S).group(1)
+        self.drifted(vip, ["delete", "element", "inet", TABLE, backends_map, "{", element.group(1), "}"],
+                     "deleted elements")
+        self.drifted(vip, ["delete", "table", "inet", TABLE], "deleted the table")
 
 
 if __name__ == "__main__":

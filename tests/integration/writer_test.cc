@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "tests/integration/kernel_lab.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/nft_writer.h"
 #include "dataplane/ruleset.h"
@@ -20,25 +21,8 @@
 namespace nftproxy::dp {
 namespace {
 
-std::string g_netns_error;
-
-void RequireNetns() {
-  if (g_netns_error.empty()) return;
-  const char* ci = getenv("CI");
-  if (ci != nullptr && std::string(ci) == "true") FAIL() << "cannot run under CI=true: " << g_netns_error;
-  GTEST_SKIP() << g_netns_error;
-}
-
-std::string Shell(const std::string& cmd) {
-  std::string out;
-  FILE* f = popen((cmd + " 2>&1").c_str(), "r");
-  if (f == nullptr) return "popen failed";
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  pclose(f);
-  return out;
-}
+using kernel_lab::RequireNetns;
+using kernel_lab::Shell;
 
 IpAddr V4(uint32_t a) {
   IpAddr ip;
@@ -107,13 +91,4 @@ TEST(Writer, KernelErrorsInEitherPartNameTheirServiceAndChangeNothing) {
 }  // namespace
 }  // namespace nftproxy::dp
 
-int main(int argc, char** argv) {
-  // Before any thread exists: a private network namespace for this process.
-  if (geteuid() != 0) {
-    nftproxy::dp::g_netns_error = "needs root: it runs in a private network namespace and writes nftables tables";
-  } else if (unshare(CLONE_NEWNET) != 0) {
-    nftproxy::dp::g_netns_error = std::string("unshare(CLONE_NEWNET) failed: ") + strerror(errno);
-  }
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
-}
+int main(int argc, char** argv) { return nftproxy::kernel_lab::Main(argc, argv); }

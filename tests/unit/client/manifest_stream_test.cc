@@ -81,6 +81,23 @@ TEST(FastYamlReader, ReadsLikeYamlCpp) {
       "a: http://x:80/p\nb: -1\nc: 'x' # c\nd: [a: b]\n",
       "- x\n-\n  - y\n- {a: 1}\n",
       "a:\r\n  b: c\r\n",
+      // Found by tests/fuzz/manifest_fuzz: where the fast reader read
+      // otherwise than yaml-cpp, or took what yaml-cpp refuses.
+      std::string("\x0b\x00\xff\xff", 4),     // controls, NUL, not UTF-8
+      "a: [1, \r.nan]\n",                      // a CR alone
+      "a: b\nc: ",                              // empty values at the end: their marks
+      "a: b\nc:\n",
+      "- a\n-\n- b\n",
+      "- a\n- ",
+      "-\r\n",
+      "[a?, b]\n",                               // '?' in a flow scalar
+      "{a: b?}\n",
+      "note: |\n    line 1",                    // a block scalar's last line without its break
+      "x: {a\n: b}\n",                          // an implicit key over two lines
+      "{:}\n",                                  // no key before ':'
+      "{s:[]}\n",
+      "a: 1\n\t\nb: 2\n",                       // a tab starting a blank line
+      "folded: >-\n    \n  next: x\n",          // spaces-only line longer than the indentation
   };
   for (const std::string& in : inputs) {
     bool fast = false;

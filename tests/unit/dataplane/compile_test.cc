@@ -2,8 +2,13 @@
 // becomes, ticket shares, stable indexes, shards.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <numeric>
+#include <set>
+#include <string>
+#include <vector>
 
+#include "dataplane/nft_elements.h"
 #include "dataplane/ruleset.h"
 #include "tests/unit/dataplane/test_services.h"
 
@@ -174,6 +179,42 @@ TEST(Compile, InternalTrafficPolicyLocalUsesLocalTickets) {
   EXPECT_EQ(rs.chains.count("svc4/default/web/tcp/80"), 0u);
   // No backend is local: the local range is empty, so the pick chain drops.
   EXPECT_TRUE(Shares(rs, Family::kV4, kTicketBit | kLocalBit).empty());
+}
+
+TEST(Compile, NodeCidrsAreDisjoint) {
+  // The kernel refuses an interval that overlaps one already in the set
+  // (EEXIST), so `--cluster-cidr 10.0.0.0/8 --cluster-cidr 10.0.5.0/24`, or
+  // one CIDR given twice, made every commit fail (found by compiler_fuzz):
+  // a CIDR inside another one is left out.
+  auto cidrs = [](std::initializer_list<const char*> texts) {
+    std::vector<Cidr> out;
+    for (const char* t : texts) out.push_back(*Cidr::Parse(t));
+    return out;
+  };
+  Model m;
+  m.services.push_back(Web());
+  m.node.cluster_cidrs = cidrs({"10.0.5.0/24", "10.1.2.3/16", "10.0.0.0/8", "fd00::/8", "10.0.0.0/8",
+                                "fd00:10::/64", "192.0.2.0/24"});
+  m.node.nodeport_cidrs = cidrs({"192.0.2.7/24", "192.0.2.0/24", "0.0.0.0/0"});
+  const Ruleset rs = Compile(m, "t");
+  EXPECT_EQ(rs.node.cluster_cidrs, cidrs({"10.0.0.0/8", "192.0.2.0/24", "fd00::/8"}));
+  EXPECT_EQ(rs.node.nodeport_cidrs, cidrs({"0.0.0.0/0"}));
+  // Each range is one start element (and one end element) on the wire.
+  ElemChanges c;
+  CollectCidrs(SetId::kClusterCidrs, rs.node.cluster_cidrs, &c);
+  std::set<std::pair<std::string, bool>> keys;
+  size_t n = 0;
+  for (const char* set : {"cluster-cidrs4", "cluster-cidrs6"}) {
+    for (const Elem& e : c.Set(set).elems) {
+      keys.insert({std::string(e.key.begin(), e.key.begin() + e.key_len), e.interval_end});
+      ++n;
+    }
+  }
+  EXPECT_EQ(n, 6u);
+  EXPECT_EQ(keys.size(), n);
+  // Whatever the order the flags came in, it is the same table.
+  std::reverse(m.node.cluster_cidrs.begin(), m.node.cluster_cidrs.end());
+  EXPECT_TRUE(Ruleset::SameNode(Compile(m, "t").node, rs.node));
 }
 
 }  // namespace

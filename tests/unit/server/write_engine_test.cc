@@ -473,6 +473,42 @@ TEST(Sync, DryRunAndKernelFailureChangeNothing) {
 
 // Apply and Sync read their requests as bytes: a resource re-sent as the
 // bytes it was stored from is not parsed, but every check still applies.
+TEST(Scope, WritesOutsideTheCallersScopeChangeNothing) {
+  FakeDataplane fake;
+  WriteEngine svc(&fake, {});
+  Scope shop{"certificate CN=ci", {Grant{std::set<std::string>{"ci"}, std::set<std::string>{"shop"}}}};
+  v1::ApplyResponse resp;
+  auto in = [](const std::string& ns, const std::string& name, const std::string& vip) {
+    return "upserts { service { metadata { name: \"" + name + "\" namespace: \"" + ns +
+           "\" } spec { cluster_ips: \"" + vip + "\" ports { port: 80 } } } }";
+  };
+  ASSERT_TRUE(svc.Apply(Req("source: 'ci' " + in("shop", "a", "198.19.1.1")), &resp, &shop).ok());
+  const int applies = fake.applies;
+  // Another namespace, alone or next to an allowed one; another source;
+  // a Sync that would delete; a Delete: refused, nothing changed.
+  for (const std::string& req : {"source: 'ci' " + in("default", "b", "198.19.1.2"),
+                                 "source: 'ci' " + in("shop", "c", "198.19.1.3") + in("web", "d", "198.19.1.4"),
+                                 "source: 'other' " + in("shop", "e", "198.19.1.5")}) {
+    absl::Status s = svc.Apply(Req(req), &resp, &shop);
+    EXPECT_TRUE(absl::IsPermissionDenied(s)) << req << ": " << s;
+    EXPECT_NE(s.message().find("certificate CN=ci may not write"), std::string::npos) << s;
+  }
+  ASSERT_TRUE(svc.Apply(Req("source: 'ci' " + in("web", "w", "198.19.1.6")), &resp).ok());  // unrestricted
+  v1::SyncResponse sync;
+  EXPECT_TRUE(absl::IsPermissionDenied(svc.Sync(SyncReq("source: 'ci'"), &sync, &shop)));  // would delete web/w
+  v1::DeleteRequest del;
+  del.set_source("ci");
+  del.add_refs()->set_name("w");
+  del.mutable_refs(0)->set_namespace_("web");
+  del.mutable_refs(0)->set_kind(v1::SERVICE);
+  v1::DeleteResponse deleted;
+  EXPECT_TRUE(absl::IsPermissionDenied(svc.Delete(del, &deleted, &shop)));
+  EXPECT_EQ(fake.applies, applies + 1);  // only the unrestricted write
+  EXPECT_EQ(Names(svc), (std::vector<std::string>{"ci:a", "ci:w"}));
+  // Re-sending, unchanged, what it may not change changes nothing: allowed.
+  EXPECT_TRUE(svc.Apply(Req("source: 'ci' " + in("web", "w", "198.19.1.6")), &resp, &shop).ok());
+}
+
 TEST(RequestBytes, ResentBytesAreStillCheckedForOwnerAndVersion) {
   FakeDataplane fake;
   WriteEngine svc(&fake, {});
