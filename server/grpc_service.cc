@@ -78,10 +78,14 @@ class RulesetStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 
  private:
   bool Send(const v1::GetRulesetResponse& piece, absl::Status* status) {
-    if (absl::Status s = Serialize(piece, &buffer_); !s.ok()) {
+    // Into a new buffer: gRPC serializes only into an empty one, and
+    // buffer_ still holds the previous piece (written by now).
+    grpc::ByteBuffer next;
+    if (absl::Status s = Serialize(piece, &next); !s.ok()) {
       *status = s;
       return false;
     }
+    buffer_.Swap(&next);
     {
       absl::MutexLock lock(&mu_);
       if (failed_) {
