@@ -202,7 +202,9 @@ TEST_F(StateCheckTest, EveryDamageIsReportedAndRecovered) {
       EXPECT_EQ(bytes, damaged.at(name)) << name << " must be moved aside unchanged";
     }
     for (const auto& [name, bytes] : damaged) {
-      if (name == "state.pb" || name == "state.journal") EXPECT_TRUE(fs::exists(aside + "/" + name)) << name;
+      if (name == "state.pb" || name == "state.journal") {
+        EXPECT_TRUE(fs::exists(aside + "/" + name)) << name;
+      }
     }
     auto after = CheckStateDir(dir_);
     ASSERT_TRUE(after.ok());

@@ -138,9 +138,11 @@ v1::WatchRequest Since(uint64_t rev) {
 }
 
 TEST(WatchHubTest, ShutdownEndsStreamsAndRefusesNewOnes) {
+  // Declared before the hub: the hub (its threads) goes first, so no wake
+  // runs into a Wakes that is gone.
+  Wakes wakes;
   WatchHub hub;
   hub.Reset(3);
-  Wakes wakes;
   auto c = hub.Open(Since(3), nullptr, wakes.Fn());
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(Take(c->get()), "BOOKMARK@3 ");
@@ -158,10 +160,13 @@ TEST(WatchHubTest, ShutdownEndsStreamsAndRefusesNewOnes) {
 }
 
 TEST(WatchHubTest, BacklogThenBookmarkThenLiveChangesWithAWakeEach) {
+  // Declared before the hub: the hub (its threads) goes first, so no wake
+  // runs into a Wakes that is gone.
+  Wakes wakes;
+  Wakes other;
   WatchHub hub;
   hub.Publish({Upsert("a", 1)}, 1);
   hub.Publish({Upsert("b", 2), Upsert("c", 2)}, 2);
-  Wakes wakes;
   auto c = hub.Open(Since(1), nullptr, wakes.Fn());
   ASSERT_TRUE(c.ok()) << c.status();
   // The commits may still be on their way into the log: the stream waits
@@ -177,7 +182,6 @@ TEST(WatchHubTest, BacklogThenBookmarkThenLiveChangesWithAWakeEach) {
   EXPECT_EQ(Take(c->get()), "");
   (*c)->Close();
   EXPECT_EQ(hub.streams(), 0u);
-  Wakes other;
   auto d = hub.Open(Since(3), nullptr, other.Fn());
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(Await(d->get(), &other), "BOOKMARK@3 ");
@@ -190,11 +194,13 @@ TEST(WatchHubTest, BacklogThenBookmarkThenLiveChangesWithAWakeEach) {
 }
 
 TEST(WatchHubTest, FiltersAndSkipsWhatItDoesNotWant) {
+  // Declared before the hub: the hub (its threads) goes first, so no wake
+  // runs into a Wakes that is gone.
+  Wakes wakes;
   WatchHub hub;
   v1::WatchRequest req = Since(0);
   req.set_namespace_("shop");
   req.add_kinds(v1::ENDPOINT_SLICE);
-  Wakes wakes;
   auto c = hub.Open(req, [](std::optional<Key>* after, std::vector<v1::WatchEvent>*) { after->reset(); },
                     wakes.Fn());
   ASSERT_TRUE(c.ok());
@@ -211,6 +217,9 @@ TEST(WatchHubTest, FiltersAndSkipsWhatItDoesNotWant) {
 }
 
 TEST(WatchHubTest, InitialStatePageByPageThenChangesMadeMeanwhile) {
+  // Declared before the hub: the hub (its threads) goes first, so no wake
+  // runs into a Wakes that is gone.
+  Wakes wakes;
   WatchHub hub;
   // Two pages; a change is committed while the first is sent.
   auto pager = [](std::optional<Key>* after, std::vector<v1::WatchEvent>* events) {
@@ -223,7 +232,6 @@ TEST(WatchHubTest, InitialStatePageByPageThenChangesMadeMeanwhile) {
       after->reset();
     }
   };
-  Wakes wakes;
   auto c = hub.Open(Since(0), pager, wakes.Fn());
   ASSERT_TRUE(c.ok());
   EXPECT_EQ((*c)->ResumeRevision(), std::nullopt);
@@ -253,9 +261,12 @@ TEST(WatchHubTest, ASlowStreamEndsWithTheRevisionToResumeFrom) {
   WatchOptions options;
   options.buffer_events = 45;
   options.slow_grace = absl::ZeroDuration();
+  // Declared before the hub: the hub (its threads) goes first, so no wake
+  // runs into a Wakes that is gone.
+  Wakes wakes;
+  Wakes again;
   WatchHub hub(options);
   hub.Reset(10);
-  Wakes wakes;
   auto c = hub.Open(Since(10), nullptr, wakes.Fn());
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(Await(c->get(), &wakes), "BOOKMARK@10 ");
@@ -282,7 +293,6 @@ TEST(WatchHubTest, ASlowStreamEndsWithTheRevisionToResumeFrom) {
   // It stays ended.
   EXPECT_EQ((*c)->Next(&items).code(), absl::StatusCode::kAborted);
   // Resuming from there gives the rest.
-  Wakes again;
   auto d = hub.Open(Since(10), nullptr, again.Fn());
   ASSERT_TRUE(d.ok());
   size_t n = 0;
@@ -300,8 +310,10 @@ TEST(WatchHubTest, ABehindStreamGetsAGraceToCatchUp) {
   WatchOptions options;
   options.buffer_events = 2;
   options.slow_grace = absl::Hours(1);
-  WatchHub hub(options);
+  // Declared before the hub: the hub (its threads) goes first, so no wake
+  // runs into a Wakes that is gone.
   Wakes wakes;
+  WatchHub hub(options);
   auto c = hub.Open(Since(0), nullptr, wakes.Fn());
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(Await(c->get(), &wakes), "BOOKMARK@0 ");
@@ -319,8 +331,10 @@ TEST(WatchHubTest, ABehindStreamGetsAGraceToCatchUp) {
 TEST(WatchHubTest, AStreamBehindTheLogIsOutOfRange) {
   WatchOptions options;
   options.log_capacity = 5;
-  WatchHub hub(options);
+  // Declared before the hub: the hub (its threads) goes first, so no wake
+  // runs into a Wakes that is gone.
   Wakes wakes;
+  WatchHub hub(options);
   auto c = hub.Open(Since(0), nullptr, wakes.Fn());
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(Await(c->get(), &wakes), "BOOKMARK@0 ");
@@ -342,8 +356,10 @@ TEST(WatchHubTest, AStreamBehindTheLogIsOutOfRange) {
 TEST(WatchHubTest, PublishCostsTheWriterNothingPerStream) {
   WatchOptions options;
   options.max_streams = 10000;
-  WatchHub hub(options);
+  // Declared before the hub: the hub (its threads) goes first, so no wake
+  // runs into a Wakes that is gone.
   Wakes wakes;
+  WatchHub hub(options);
   std::atomic<bool> woken_by_writer{false};
   const std::thread::id writer = std::this_thread::get_id();
   auto wake = [&woken_by_writer, writer, count = wakes.Fn()] {

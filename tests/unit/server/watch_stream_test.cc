@@ -149,7 +149,7 @@ class Reader final : public grpc::ClientReadReactor<v1::WatchEvent> {
   // The call must be over before its context goes.
   ~Reader() {
     Cancel();
-    Finish();
+    Finish().IgnoreError();  // cancelled: how it ended does not matter here
   }
 
   void OnReadDone(bool ok) override {
