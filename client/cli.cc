@@ -54,6 +54,9 @@ const std::vector<Flag>& Flags() {
        nullptr},
       {"no-headers", {"--no-headers"}, "--no-headers", "tables without their header line", nullptr,
        &Options::no_headers},
+      {"kernel", {"--kernel"}, "--kernel",
+       "also read the table back from the kernel and list where it differs from what the server installed",
+       nullptr, &Options::kernel},
       {"ignore", {"--ignore-not-found"}, "--ignore-not-found", "a NAME that does not exist is no error", nullptr,
        &Options::ignore_not_found},
       {"since", {"--since"}, "--since REVISION",
@@ -164,12 +167,17 @@ const std::vector<Command>& Commands() {
        "Example:\n"
        "  nftproxy sync -f /etc/nftproxy/services.d --source alice",
        {"file", "ns", "source", "dry-run"}, {}, &Client::Sync},
-      {"explain", "explain", "print the installed nftables ruleset as nft text",
+      {"explain", "explain [--kernel]", "print the installed nftables ruleset as nft text",
        "The table nftproxy owns, as the server last committed it: the rules and elements `nft list table`\n"
-       "prints (nft lists chains, maps and elements in the kernel's order, which may differ).\n\n"
-       "Example:\n"
-       "  nftproxy explain",
-       {}, {}, &Client::Explain},
+       "prints (nft lists chains, maps and elements in the kernel's order, which may differ). With --kernel\n"
+       "the server also reads the table back from the kernel and first lists, as # comments, every chain,\n"
+       "set and element where the kernel differs (someone changed the table; the server repairs such drift\n"
+       "within a second). A write committed between the two reads shows as a difference: run it again.\n"
+       "Exit code 0 when they are the same, 1 when they differ.\n\n"
+       "Examples:\n"
+       "  nftproxy explain\n"
+       "  nftproxy explain --kernel",
+       {"kernel"}, {}, &Client::Explain},
       {"watch", "watch [KIND] [-n NS] [--since REVISION] [-o table|yaml|json]",
        "stream changes as they are committed",
        "Prints the current resources, then every change as the server commits it, each with its revision,\n"

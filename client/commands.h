@@ -12,9 +12,9 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "client/manifest.h"
 #include "client/rpc.h"
 #include "common/resource.h"
+#include "manifest/manifest.h"
 #include "nftproxy/v1/nftproxy.grpc.pb.h"
 
 namespace nftproxy::client {
@@ -28,6 +28,7 @@ struct Options {
   std::string source;
   std::string since;
   bool dry_run = false;
+  bool kernel = false;  // explain --kernel
   bool client_only = false;
   bool help = false;
   bool version = false;

@@ -250,19 +250,31 @@ int Client::Explain(const Options& o) {
   // table's size.
   grpc::ClientContext ctx;
   SetDeadline(&ctx, call_timeout_);
-  std::unique_ptr<grpc::ClientReader<v1::GetRulesetResponse>> reader =
-      stub_->StreamRuleset(&ctx, v1::GetRulesetRequest());
+  v1::GetRulesetRequest req;
+  req.set_kernel(o.kernel);
+  std::unique_ptr<grpc::ClientReader<v1::GetRulesetResponse>> reader = stub_->StreamRuleset(&ctx, req);
   v1::GetRulesetResponse piece;
   std::string table;
   bool printed = false;
+  int differences = 0;
   while (reader->Read(&piece)) {
     if (!piece.table().empty()) table = piece.table();
+    if (piece.kernel_compared()) {
+      differences = piece.kernel_differences_size();
+      if (differences == 0) {
+        std::cout << "# the kernel's table " << piece.table() << " is the ruleset below\n";
+      } else {
+        std::cout << "# the kernel's table " << piece.table() << " differs from the ruleset below in " << differences
+                  << (differences == 1 ? " place" : " places") << ":\n";
+        for (const std::string& line : piece.kernel_differences()) std::cout << "#   " << line << "\n";
+      }
+    }
     printed |= !piece.text().empty();
     std::cout << piece.text();
   }
   if (absl::Status s = FromGrpcStatus(reader->Finish()); !s.ok()) return Report(s);
   if (!printed) std::cout << "# nothing committed by this server run yet (table " << table << ")\n";
-  return kExitOk;
+  return differences > 0 ? kExitRefused : kExitOk;
 }
 
 int Client::Watch(const Options& o) {
@@ -421,6 +433,25 @@ int Client::Status(const Options& o) {
                                         ? "0"
                                         : absl::StrCat(resp.drift_repairs(), " (last ", When(resp.last_drift_time()),
                                                        ": ", resp.last_drift(), ")")});
+  // Appliance mode (serve --manifests DIR): each directory, and why it is not
+  // applied (file, document, field) while its last good state serves.
+  for (const v1::ManifestDirStatus& d : resp.manifest_dirs()) {
+    rows.push_back({"Manifest dir:", absl::StrCat(d.path(), " (source ", d.source(), ")")});
+    rows.push_back({"  Applied:", d.has_last_good_time()
+                                      ? absl::StrCat(d.files(), " files, ", d.resources(), " resources, revision ",
+                                                     d.last_sync_revision(), ", ", When(d.last_good_time()))
+                                      : "<nothing yet>"});
+    if (d.last_error().empty()) {
+      rows.push_back({"  Error:", "<none>"});
+      continue;
+    }
+    bool first = true;
+    for (absl::string_view line : absl::StrSplit(d.last_error(), '\n')) {
+      rows.push_back({first ? "  Error:" : "", std::string(line)});
+      first = false;
+    }
+    rows.push_back({"  Error since:", absl::StrCat(When(d.last_error_time()), " (the last good state keeps serving)")});
+  }
   std::cout << FormatTable(rows);
   return kExitOk;
 }

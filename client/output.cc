@@ -20,9 +20,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "client/resource_message.h"
+#include "manifest/resource_message.h"
 
 namespace nftproxy::client {
+using manifest::BodyOf;
 namespace {
 
 // Plain YAML scalars that a YAML reader would not take as a string.

@@ -17,12 +17,21 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "client/manifest.h"
 #include "common/address.h"
 #include "common/grpc_status.h"
+#include "manifest/manifest.h"
 #include "nftproxy/v1/nftproxy.grpc.pb.h"
 
 namespace nftproxy::client {
+
+// The manifest readers (manifest/, shared with the server) as the CLI names them.
+using manifest::DescribeResource;
+using manifest::DocumentPlace;
+using manifest::ForEachManifest;
+using manifest::LoadManifests;
+using manifest::ManifestDoc;
+using manifest::ManifestOptions;
+using manifest::ParseManifests;
 
 // Without --request-timeout: a write of tens of thousands of resources takes
 // seconds, anything that takes minutes is a server that is stuck; a

@@ -36,7 +36,7 @@ class FlowFlusher {
   virtual absl::StatusOr<int> DeleteUdpFlowsTo(const std::vector<FlowTarget>& targets) = 0;
 };
 
-// The real one (libnetfilter_conntrack).
+// The real one (ctnetlink, conntrack.cc).
 class ConntrackFlusher final : public FlowFlusher {
  public:
   absl::StatusOr<int> DeleteUdpFlowsTo(const std::vector<FlowTarget>& targets) override {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "dataplane/model.h"
@@ -20,6 +21,7 @@ namespace nftproxy::dp {
 struct ApplyResult {
   bool changed = false;   // false: the kernel already matched, nothing was sent
   bool full = false;      // the whole table was replaced
+  bool adopted = false;   // the table a previous run left was adopted (changed: only the difference)
   uint32_t messages = 0;  // netlink messages in the batch
   int flows_deleted = 0;  // UDP conntrack entries of removed endpoints
   // Where the time went: compiling the services, building the netlink
@@ -52,6 +54,12 @@ class InstalledRuleset {
   // Calls `sink` with consecutive pieces of the text (about 1 MiB each, whole
   // lines) until the text ends or `sink` returns false.
   virtual void Render(const std::function<bool(absl::string_view)>& sink) const = 0;
+  // Where the kernel's table differs from it, one line per object (see
+  // KernelDifferences in adopt.h); empty when they are the same.
+  // Unimplemented where there is no kernel.
+  virtual absl::StatusOr<std::vector<std::string>> KernelDifferences() const {
+    return absl::UnimplementedError("this dataplane has no kernel to compare with");
+  }
 };
 
 class Dataplane {

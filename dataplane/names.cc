@@ -39,9 +39,28 @@ std::string BackendsMapName(Family f, uint32_t shard) {
   return absl::StrCat("backends", FamilyDigit(f), "-", shard);
 }
 
+namespace {
+constexpr const char* kChainPrefixes[] = {"svc", "local", "ext", "fw"};
+}  // namespace
+
 std::string ServiceChainName(ChainKind kind, Family f, const std::string& port_key) {
-  static const char* const kPrefixes[] = {"svc", "local", "ext", "fw"};
-  return absl::StrCat(kPrefixes[static_cast<int>(kind)], FamilyDigit(f), "/", port_key);
+  return absl::StrCat(kChainPrefixes[static_cast<int>(kind)], FamilyDigit(f), "/", port_key);
+}
+
+bool ParseServiceChainName(const std::string& name, ChainKind* kind, Family* f, std::string* port_key) {
+  const size_t slash = name.find('/');
+  if (slash == std::string::npos || slash < 2) return false;
+  const char digit = name[slash - 1];
+  if (digit != '4' && digit != '6') return false;
+  const absl::string_view prefix(name.data(), slash - 1);
+  for (int k = 0; k < 4; ++k) {
+    if (prefix != kChainPrefixes[k]) continue;
+    *kind = static_cast<ChainKind>(k);
+    *f = digit == '4' ? Family::kV4 : Family::kV6;
+    *port_key = name.substr(slash + 1);
+    return !port_key->empty();
+  }
+  return false;
 }
 
 absl::Status BlameService(absl::Status s, const std::string& owner) {

@@ -56,6 +56,8 @@ std::string BackendsMapName(Family f, uint32_t shard);
 //   or local; kFw: LB source ranges, goes to ext.
 enum class ChainKind : uint8_t { kSvc, kLocal, kExt, kFw };
 std::string ServiceChainName(ChainKind kind, Family f, const std::string& port_key);
+// The reverse: false when `name` is not a per-service chain's.
+bool ParseServiceChainName(const std::string& name, ChainKind* kind, Family* f, std::string* port_key);
 // The order in which a delta deletes chains: referrers before the chains
 // they go to (fw -> ext -> local/svc), so each is unreferenced when it goes.
 inline constexpr ChainKind kDeleteOrder[] = {ChainKind::kFw, ChainKind::kExt, ChainKind::kLocal, ChainKind::kSvc};

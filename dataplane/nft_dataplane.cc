@@ -5,7 +5,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
 #include "common/parallel.h"
+#include "dataplane/adopt.h"
 #include "dataplane/nft_writer.h"
 
 namespace nftproxy::dp {
@@ -121,8 +123,13 @@ absl::Status NftDataplane::Commit(const std::function<absl::Status()>& commit, c
 
 absl::Status NftDataplane::Reinstall(ApplyResult* result) {
   if (!committed_) return absl::FailedPreconditionError("nothing was committed yet");
-  // The same services with the same tickets (committed_ keeps the indexes).
-  return CommitFull(InstalledModel(), result);
+  // The same services with the same tickets: only what differs when the
+  // table can still be read and its fixed part is intact (a flushed chain,
+  // a deleted element), else the whole table.
+  const Model model = InstalledModel();
+  const IndexMap known = indexes_;
+  if (Adopt(model, result, &known).ok()) return absl::OkStatus();
+  return CommitFull(model, result);
 }
 
 absl::Status NftDataplane::Apply(const Model& model, ApplyResult* result) {
@@ -141,7 +148,59 @@ absl::Status NftDataplane::Apply(const Model& model, ApplyResult* result) {
     }
     return Update(change, result);
   }
+  if (!committed_) {
+    // A table a previous run left keeps serving: change only what differs.
+    const absl::Status adopted = Adopt(model, result);
+    if (adopted.ok()) return adopted;
+    if (!absl::IsUnimplemented(adopted) && !absl::IsNotFound(adopted)) {
+      log::Info("replacing the table instead of adopting it",
+                {{"table", Table()}, {"why", std::string(adopted.message())}});
+    }
+  }
   return CommitFull(model, result);
+}
+
+absl::Status NftDataplane::Adopt(const Model& model, ApplyResult* result, const IndexMap* known) {
+  const absl::Time start = absl::Now();
+  absl::StatusOr<KernelTable> kernel = writer_->ReadTable(table_);
+  if (!kernel.ok()) return kernel.status();
+  if (!kernel->exists) return absl::NotFoundError("there is no table yet");
+  const absl::Duration read = absl::Now() - start;
+  absl::StatusOr<AdoptPlan> plan = PlanAdoption(*kernel, model, table_, known);
+  DiscardLater(std::move(*kernel));
+  if (!plan.ok()) return plan.status();
+  const absl::Duration compile = absl::Now() - start;
+  CommitStats stats;
+  if (absl::Status s = Commit(
+          [&] { return writer_->CommitDelta(table_, plan->base_shards, plan->removed, plan->added, &stats); }, stats);
+      !s.ok()) {
+    // Unknown: needs_full_ is set and CommitFull follows; a refusal changed
+    // nothing.
+    return absl::FailedPreconditionError(absl::StrCat("the kernel refused the difference: ", s.message()));
+  }
+  std::map<std::string, Service> services;
+  std::map<FlowTarget, int64_t> udp;
+  for (const Service& svc : model.services) {
+    CountUdp(&svc, 1, &udp);
+    services.emplace_hint(services.end(), svc.Key(), svc);
+  }
+  ApplyResult r;
+  Installed(&plan->desired, std::move(services), udp, &r);
+  NoteCommit(stats, compile, &r);
+  r.changed = stats.messages > 0;
+  r.adopted = true;
+  log::Info(known != nullptr ? "wrote what differs from the desired ruleset" : "adopted the table the previous run left",
+            {{"table", Table()},
+             {"kept_chains", absl::StrCat(plan->kept_chains)},
+             {"rewritten_chains", absl::StrCat(plan->rewritten_chains)},
+             {"kept_tickets", absl::StrCat(plan->kept_indexes)},
+             {"messages", absl::StrCat(stats.messages)},
+             {"read", absl::FormatDuration(absl::Trunc(read, absl::Microseconds(100)))},
+             {"compare", absl::FormatDuration(absl::Trunc(compile - read, absl::Microseconds(100)))},
+             {"commit", absl::FormatDuration(absl::Trunc(stats.kernel, absl::Microseconds(100)))}});
+  DiscardLater(std::move(*plan));
+  if (result) *result = r;
+  return absl::OkStatus();
 }
 
 absl::Status NftDataplane::CommitFull(const Model& model, ApplyResult* result) {
@@ -166,12 +225,25 @@ absl::Status NftDataplane::CommitFull(const Model& model, ApplyResult* result) {
   };
   CommitStats stats;
   if (auto s = Commit([&] { return writer_->CommitFull(rs, &stats, record); }, stats); !s.ok()) return s;
+  ApplyResult r;
+  Installed(&rs, std::move(services), udp, &r);
+  DiscardLater(std::move(rs));
+  NoteCommit(stats, compile, &r);
+  r.full = true;
+  if (result) *result = r;
+  return absl::OkStatus();
+}
+
+void NftDataplane::Installed(Ruleset* rs, std::map<std::string, Service> services,
+                             const std::map<FlowTarget, int64_t>& udp, ApplyResult* r) {
+  uint32_t top = 0;
+  for (const auto& [key, index] : rs->indexes) top = std::max(top, index + 1);
   committed_ = true;
   needs_full_ = false;
-  node_ = rs.node;
+  node_ = rs->node;
   services_.swap(services);
   DiscardLater(std::move(services));  // the previous ones
-  indexes_ = std::move(rs.indexes);
+  indexes_ = std::move(rs->indexes);
   next_index_ = top;
   free_indexes_.clear();
   std::vector<bool> used(top, false);
@@ -179,23 +251,17 @@ absl::Status NftDataplane::CommitFull(const Model& model, ApplyResult* result) {
   for (uint32_t i = 0; i < top; ++i) {
     if (!used[i]) free_indexes_.insert(i);
   }
-  shards_ = rs.shards;
-  cluster_ip_refs_ = std::move(rs.cluster_ips);
-  hairpin_refs_ = std::move(rs.hairpin);
+  shards_ = rs->shards;
+  cluster_ip_refs_ = std::move(rs->cluster_ips);
+  hairpin_refs_ = std::move(rs->hairpin);
   // UDP endpoints that no longer exist anywhere.
-  ApplyResult r;
   std::vector<FlowTarget> gone;
   for (const auto& [target, n] : udp_refs_) {
     if (!udp.count(target)) gone.push_back(target);
   }
   udp_refs_.clear();
   for (const auto& [target, n] : udp) udp_refs_.emplace_hint(udp_refs_.end(), target, static_cast<uint32_t>(n));
-  ForgetUdpTargets(gone, &r);
-  DiscardLater(std::move(rs));
-  NoteCommit(stats, compile, &r);
-  r.full = true;
-  if (result) *result = r;
-  return absl::OkStatus();
+  ForgetUdpTargets(gone, r);
 }
 
 uint32_t NftDataplane::NewIndex(std::vector<uint32_t>* taken) {
@@ -352,10 +418,24 @@ namespace {
 // The installed model and its indexes, compiled and rendered on demand.
 class CopiedRuleset final : public InstalledRuleset {
  public:
-  CopiedRuleset(Model model, std::string table, IndexMap indexes, uint32_t shards)
-      : model_(std::move(model)), table_(std::move(table)), indexes_(std::move(indexes)), shards_(shards) {}
+  CopiedRuleset(Model model, std::string table, IndexMap indexes, uint32_t shards, bool on_kernel)
+      : model_(std::move(model)),
+        table_(std::move(table)),
+        indexes_(std::move(indexes)),
+        shards_(shards),
+        on_kernel_(on_kernel) {}
   void Render(const std::function<bool(absl::string_view)>& sink) const override {
     RenderTo(Compile(model_, table_, &indexes_, shards_), kRenderPiece, sink);
+  }
+  absl::StatusOr<std::vector<std::string>> KernelDifferences() const override {
+    if (!on_kernel_) return InstalledRuleset::KernelDifferences();
+    // A socket of its own: the writer's stays the writer's.
+    absl::StatusOr<std::unique_ptr<NetlinkSocket>> socket = OpenNetfilterSocket();
+    if (!socket.ok()) return socket.status();
+    uint32_t seq = 1;
+    absl::StatusOr<KernelTable> kernel = ReadTable(**socket, &seq, table_);
+    if (!kernel.ok()) return kernel.status();
+    return dp::KernelDifferences(*kernel, Compile(model_, table_, &indexes_, shards_));
   }
 
  private:
@@ -364,13 +444,14 @@ class CopiedRuleset final : public InstalledRuleset {
   const std::string table_;
   const IndexMap indexes_;
   const uint32_t shards_;
+  const bool on_kernel_;
 };
 
 }  // namespace
 
 std::unique_ptr<InstalledRuleset> NftDataplane::Snapshot() const {
   if (!committed_) return nullptr;
-  return std::make_unique<CopiedRuleset>(InstalledModel(), table_, indexes_, shards_);
+  return std::make_unique<CopiedRuleset>(InstalledModel(), table_, indexes_, shards_, on_kernel_);
 }
 
 std::string NftDataplane::InstalledService(const std::string& key) const {

@@ -52,6 +52,14 @@ class NftDataplane final : public Dataplane {
 
   // Replaces the whole table with `services` under `node`.
   absl::Status CommitFull(const Model& model, ApplyResult* result);
+  // The first commit of a run, when the kernel holds a table a previous run
+  // left: only the difference (adopt.h). FailedPrecondition (or another
+  // error) when it cannot be adopted; then nothing was changed.
+  // `known`: the indexes to keep (see PlanAdoption).
+  absl::Status Adopt(const Model& model, ApplyResult* result, const IndexMap* known = nullptr);
+  // Records what a commit of the whole of `rs` (for `services`) installed.
+  void Installed(Ruleset* rs, std::map<std::string, Service> services, const std::map<FlowTarget, int64_t>& udp,
+                 ApplyResult* r);
   // Deletes the UDP conntrack entries of endpoints whose last reference went.
   void ForgetUdpTargets(const std::vector<FlowTarget>& gone, ApplyResult* result);
   // An unused index (the lowest free one), recorded in *taken.

@@ -204,6 +204,10 @@ absl::Status NftWriter::CommitDelta(const std::string& table, uint32_t base_shar
   return SendParts(*socket_, {&b}, false, added, removed, start, stats);
 }
 
+absl::StatusOr<KernelTable> NftWriter::ReadTable(const std::string& table) {
+  return dp::ReadTable(*socket_, &seq_, table);
+}
+
 namespace {
 
 // The comment in a table's userdata, or "".

@@ -36,6 +36,8 @@ class NftWriter final : public RulesetWriter {
   // "" when it has none.
   absl::StatusOr<std::optional<std::string>> TableComment(const std::string& table);
 
+  absl::StatusOr<KernelTable> ReadTable(const std::string& table) override;
+
   // One batch proportional to the change, whatever the table's size.
   absl::Status CommitDelta(const std::string& table, uint32_t base_shards, const Ruleset& removed,
                            const Ruleset& added, CommitStats* stats) override;

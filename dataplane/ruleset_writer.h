@@ -8,7 +8,9 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "dataplane/nft_reader.h"
 #include "dataplane/ruleset.h"
 
 namespace nftproxy::dp {
@@ -38,6 +40,13 @@ class RulesetWriter {
   // and added as they are (the caller counts references).
   virtual absl::Status CommitDelta(const std::string& table, uint32_t base_shards, const Ruleset& removed,
                                    const Ruleset& added, CommitStats* stats) = 0;
+
+  // What the kernel holds in table inet `table` (nft_reader.h); writers
+  // that cannot read back say Unimplemented, and the dataplane then always
+  // replaces the table on its first commit.
+  virtual absl::StatusOr<KernelTable> ReadTable(const std::string& table) {
+    return absl::UnimplementedError("this writer cannot read the table back");
+  }
 };
 
 }  // namespace nftproxy::dp

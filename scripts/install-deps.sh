@@ -8,12 +8,17 @@ packages=(
   # (only recommended by clang-14), and llvm-symbolizer for their reports:
   # scripts/sanitize.sh and scripts/fuzz.sh
   libclang-rt-14-dev llvm-14
-  libnftnl-dev libmnl-dev libnetfilter-conntrack-dev libjemalloc-dev
+  libnftnl-dev libmnl-dev libjemalloc-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nftables iproute2 iptables conntrack socat man-db strace
   python3 python3-grpcio python3-protobuf python3-yaml
+  # the Debian package's test: systemd-analyze verify (not run as init)
+  systemd
+  # the static build (NFTPROXY_STATIC=ON) links these archives directly
+  # (libgrpc++-dev pulls them in already)
+  libssl-dev libc-ares-dev libre2-dev zlib1g-dev
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The unit tests (tests/unit/*: common, dataplane, server, client) built with
+# The unit tests (tests/unit/*: common, manifest, dataplane, server, client) built with
 # clang's AddressSanitizer + UndefinedBehaviorSanitizer and run once through
 # ctest. Any sanitizer report fails the test that triggers it (UBSan is built
 # with -fno-sanitize-recover, ASan aborts on its first error, LeakSanitizer
@@ -18,14 +18,14 @@ jobs=${NFTPROXY_JOBS:-2}
 excluded=()
 
 CXX=clang++ CC=clang cmake -S . -B "$build" -G Ninja -DNFTPROXY_SANITIZE=ON
-cmake --build "$build" -j"$jobs" --target common_tests dataplane_tests server_tests client_tests
+cmake --build "$build" -j"$jobs" --target common_tests manifest_tests dataplane_tests server_tests serve_tests client_tests
 
 symbolizer=/usr/lib/llvm-14/bin/llvm-symbolizer
 if [ -x "$symbolizer" ]; then export ASAN_SYMBOLIZER_PATH="$symbolizer"; fi
 export ASAN_OPTIONS=detect_leaks=1:check_initialization_order=1:strict_init_order=1:detect_stack_use_after_return=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-# Only the tests discovered from the four unit-test binaries: every ctest
+# Only the tests discovered from the unit-test binaries: every ctest
 # test of tests/integration is named integration_*.
 exclude='^integration_'
 for e in "${excluded[@]}"; do exclude="$exclude|$e"; done

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/id_files.h"
 #include "server/unix_listener.h"
 
 namespace nftproxy::server {
@@ -20,16 +21,10 @@ namespace {
 
 std::string Quoted(absl::string_view s) { return absl::StrCat("\"", s, "\""); }
 
-// NAME -> id from an /etc/passwd- or /etc/group-shaped file (name:x:id:...).
+// NAME -> id from an /etc/passwd- or /etc/group-shaped file (name:x:id:...):
+// common/id_files.h, no NSS (also in the static binary).
 std::optional<uint32_t> LookupId(const std::string& file, absl::string_view name) {
-  std::ifstream in(file);
-  std::string line;
-  while (std::getline(in, line)) {
-    std::vector<absl::string_view> f = absl::StrSplit(line, ':');
-    uint32_t id = 0;
-    if (f.size() >= 3 && f[0] == name && absl::SimpleAtoi(f[2], &id)) return id;
-  }
-  return std::nullopt;
+  return LookupIdInFile(file, name);
 }
 
 constexpr const char* kIdentityKinds[] = {"uid:", "gid:", "user:", "group:", "cn:",  "subject:",

@@ -54,9 +54,16 @@ class RulesetStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     std::thread([this, engine, req = std::move(req)] {
       absl::Status status;
       if (!req.service().empty()) {  // one service's part is small: one piece
-        Send(engine->Ruleset(req), &status);
+        absl::StatusOr<v1::GetRulesetResponse> one = engine->Ruleset(req);
+        if (one.ok()) {
+          Send(*one, &status);
+        } else {
+          status = one.status();
+        }
       } else {
-        engine->StreamRuleset([&](const v1::GetRulesetResponse& piece) { return Send(piece, &status); });
+        absl::Status s = engine->StreamRuleset(
+            req.kernel(), [&](const v1::GetRulesetResponse& piece) { return Send(piece, &status); });
+        if (status.ok()) status = s;
       }
       Finish(ToGrpcStatus(status));  // the last use of `this` on this thread
     }).detach();
@@ -196,7 +203,8 @@ ProxyService::Unary* ProxyService::GetRuleset(Ctx* ctx, const Bytes* req, Bytes*
     // The whole ruleset shows every namespace's services.
     const std::string ns = in.service().empty() ? "" : in.namespace_().empty() ? kDefaultNamespace : in.namespace_();
     if (absl::Status s = scope.CheckRead(ns); !s.ok()) return s;
-    return Serialize(engine_->Ruleset(in), resp);
+    absl::StatusOr<v1::GetRulesetResponse> out = engine_->Ruleset(in);
+    return out.ok() ? Serialize(*out, resp) : out.status();
   });
 }
 
@@ -204,7 +212,9 @@ ProxyService::Unary* ProxyService::Status(Ctx* ctx, const Bytes* req, Bytes* res
   return RunUnary(ctx, "Status", Access::kRead, &reads_, [this, req, resp](const Scope&) {
     v1::StatusRequest in;
     if (absl::Status s = Parse(*req, &in); !s.ok()) return s;
-    return Serialize(engine_->Status(), resp);
+    v1::StatusResponse status = engine_->Status();
+    if (status_hook_) status_hook_(&status);
+    return Serialize(status, resp);
   });
 }
 

@@ -37,6 +37,9 @@ class ProxyService final : public ProxyServiceBase {
   // `insecure_tcp`: the server serves plaintext TCP (--insecure-listen).
   ProxyService(WriteEngine* engine, const PolicyHolder* policy, bool insecure_tcp)
       : engine_(engine), policy_(policy), insecure_tcp_(insecure_tcp) {}
+  // Adds to every Status reply what the engine does not know (serve's
+  // manifest directories). Set before the server starts.
+  void SetStatusHook(std::function<void(v1::StatusResponse*)> hook) { status_hook_ = std::move(hook); }
 
   using Unary = grpc::ServerUnaryReactor;
   using Stream = grpc::ServerWriteReactor<grpc::ByteBuffer>;
@@ -63,6 +66,7 @@ class ProxyService final : public ProxyServiceBase {
   WriteEngine* const engine_;
   const PolicyHolder* const policy_;
   const bool insecure_tcp_;
+  std::function<void(v1::StatusResponse*)> status_hook_;
   std::atomic<int> waiting_{0};
   std::atomic<int> ruleset_streams_{0};
   // Last, so that they finish their calls before the rest goes away.

@@ -11,6 +11,8 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <map>
+#include <set>
 #include <thread>
 #include <tuple>
 
@@ -23,11 +25,13 @@
 #include "dataplane/nft_dataplane.h"
 #include "common/address.h"
 #include "common/flags.h"
+#include "common/id_files.h"
 #include "common/log.h"
 #include "common/resource.h"
 #include "server/file_store.h"
 #include "server/grpc_service.h"
 #include "server/instance_lock.h"
+#include "server/manifest_dir.h"
 #include "server/state_check.h"
 #include "server/tls.h"
 #include "server/unix_listener.h"
@@ -61,7 +65,28 @@ struct ServeFlags {
   std::string authz;
   std::string max_watch_streams, watch_buffer_events;
   bool recover = false;
+  // Appliance mode: directories of manifests, each kept synced as a source.
+  std::vector<std::string> manifests;
+  // --config FILE, and where it set each key (for error messages).
+  std::string config;
+  std::map<std::string, FlagOrigin> config_origins;
 };
+
+// The --config file and where it set each key, for Located().
+const ServeFlags* g_located_flags = nullptr;
+
+// `message` about a flag ("--nodeport-range 1-x: ..."), prefixed with the
+// place in the --config file that set it, when the file did:
+// "/etc/nftproxy/config.yaml:7:17: key nodeport-range: --nodeport-range ...".
+std::string Located(absl::string_view message) {
+  if (g_located_flags == nullptr || !absl::StartsWith(message, "--")) return std::string(message);
+  const size_t end = message.find_first_of(" :=/", 2);
+  const std::string key(message.substr(2, end == absl::string_view::npos ? absl::string_view::npos : end - 2));
+  auto it = g_located_flags->config_origins.find(key);
+  if (it == g_located_flags->config_origins.end()) return std::string(message);
+  return absl::StrCat(g_located_flags->config, ":", it->second.line, ":", it->second.column, ": key ", key, ": ",
+                      message);
+}
 
 const char kUsage[] = R"(Usage: nftproxy serve [flags]
 
@@ -69,6 +94,31 @@ Runs the nftproxy server: accepts services over gRPC and programs them into
 the nftables table `inet <table>`.
 
 Flags:
+  --config FILE     read settings from a YAML file: every flag below, keyed
+                    by its name without the dashes (listen:, state-dir:,
+                    max-watch-streams:, ...); repeatable flags take a list
+                    (or one value), on/off flags true or false. Flags on the
+                    command line win over the file (a repeatable flag given
+                    there replaces the file's list). An unknown key, a wrong
+                    type or a bad value stops the start (exit 2) naming the
+                    file, line, column and key. Packaged default:
+                    /etc/nftproxy/config.yaml (every key, commented)
+  --manifests DIR   appliance mode: keep the manifests in DIR (*.yaml, *.yml,
+                    *.json, the formats of `nftproxy apply -f`, subdirectories
+                    too) synced as the source "dir:<DIR as an absolute path>";
+                    may repeat. Changes apply within a second (inotify; a
+                    rescan every 10s as a fallback); hidden and editor files
+                    (.x, #x#, x~, *.swp, *.tmp, *.dpkg-*, ...) are ignored,
+                    and files still open for writing are not read. A
+                    directory that does not parse or validate changes
+                    nothing: the last good state keeps serving and the error
+                    (file, document, field) is logged and in `status`.
+                    Synced once before the server listens. Limits: 10000
+                    files, 1000 directories, 16 levels of subdirectories,
+                    each file and all of them together at most
+                    --max-request-bytes. Directories may not nest. Its files are
+                    trusted like the API's writers: let no one else write
+                    them (a world-writable file or directory is warned about)
   --listen ADDR     unix:///path or tcp://host:port; may repeat
                     (default unix:///run/nftproxy/nftproxy.sock). TCP is
                     served with TLS (--tls-cert/--tls-key); plaintext TCP is
@@ -193,10 +243,12 @@ write; TLS callers may write with a verified client certificate and read
 without one.
 )";
 
-absl::Status ParseServeFlags(const std::vector<std::string>& args, ServeFlags* f, bool* help, bool* help_authz) {
-  std::vector<std::string> positional;
-  absl::Status s = ParseFlags(args,
-                              {{{"-h", "--help"}, nullptr, nullptr, help},
+// Every flag of `serve`: the command line's and, by the same names without
+// the dashes, the --config file's (FlagSpec::in_file).
+std::vector<FlagSpec> ServeFlagSpecs(ServeFlags* f, bool* help, bool* help_authz) {
+  return {{{"-h", "--help"}, nullptr, nullptr, help, false},
+                              {{"--config"}, &f->config, nullptr, nullptr, false},
+                              {{"--manifests"}, nullptr, &f->manifests},
                                {{"--listen"}, nullptr, &f->listen},
                                {{"--table"}, &f->table},
                                {{"--state-dir"}, &f->state_dir},
@@ -222,18 +274,33 @@ absl::Status ParseServeFlags(const std::vector<std::string>& args, ServeFlags* f
                                {{"--tls-reload-interval"}, &f->tls_reload_interval},
                                {{"--insecure-listen"}, nullptr, nullptr, &f->insecure_listen},
                                {{"--authz"}, &f->authz},
-                               {{"--help-authz"}, nullptr, nullptr, help_authz},
+                               {{"--help-authz"}, nullptr, nullptr, help_authz, false},
                                {{"--max-watch-streams"}, &f->max_watch_streams},
                                {{"--watch-buffer-events"}, &f->watch_buffer_events},
-                               {{"--recover"}, nullptr, nullptr, &f->recover}},
-                              &positional);
+                               {{"--recover"}, nullptr, nullptr, &f->recover}};
+}
+
+absl::Status ParseServeFlags(const std::vector<std::string>& args, ServeFlags* f, bool* help, bool* help_authz) {
+  std::vector<std::string> positional;
+  std::set<std::string> given;
+  g_located_flags = f;
+  const std::vector<FlagSpec> specs = ServeFlagSpecs(f, help, help_authz);
+  absl::Status s = ParseFlags(args, specs, &positional, &given);
   if (!s.ok()) return s;
   if (!positional.empty()) return absl::InvalidArgumentError(absl::StrCat("unexpected argument ", positional[0]));
+  if (!f->config.empty() && !*help && !*help_authz) {
+    // The command line wins: the keys it gave are checked in the file, not applied.
+    if (absl::Status c = LoadFlagFile(f->config, specs, given, &f->config_origins); !c.ok()) return c;
+  }
   if (f->listen.empty()) f->listen.push_back(kDefaultServer);
   absl::StatusOr<log::Level> level = log::ParseLevel(f->log_level);
-  if (!level.ok()) return absl::InvalidArgumentError(absl::StrCat("--log-level ", level.status().message()));
+  if (!level.ok()) {
+    return absl::InvalidArgumentError(Located(absl::StrCat("--log-level ", level.status().message())));
+  }
   absl::StatusOr<log::Format> format = log::ParseFormat(f->log_format);
-  if (!format.ok()) return absl::InvalidArgumentError(absl::StrCat("--log-format ", format.status().message()));
+  if (!format.ok()) {
+    return absl::InvalidArgumentError(Located(absl::StrCat("--log-format ", format.status().message())));
+  }
   log::Configure(*level, *format);
   if (f->node_name.empty()) {
     char host[256] = {};
@@ -242,6 +309,39 @@ absl::Status ParseServeFlags(const std::vector<std::string>& args, ServeFlags* f
   }
   return absl::OkStatus();
 }
+
+}  // namespace
+
+absl::StatusOr<std::map<std::string, std::vector<std::string>>> ResolveServeSettings(
+    const std::vector<std::string>& args) {
+  ServeFlags f;
+  bool help = false, help_authz = false;
+  absl::Status s = ParseServeFlags(args, &f, &help, &help_authz);
+  if (!s.ok()) s = absl::InvalidArgumentError(Located(s.message()));
+  g_located_flags = nullptr;  // f goes
+  if (!s.ok()) return s;
+  std::map<std::string, std::vector<std::string>> out;
+  for (const FlagSpec& spec : ServeFlagSpecs(&f, &help, &help_authz)) {
+    if (!spec.in_file) continue;
+    std::vector<std::string>& v = out[FlagKey(spec)];
+    if (spec.value != nullptr) v = {*spec.value};
+    if (spec.values != nullptr) v = *spec.values;
+    if (spec.set != nullptr) v = {*spec.set ? "true" : "false"};
+  }
+  return out;
+}
+
+std::vector<std::string> ServeConfigKeys() {
+  ServeFlags f;
+  bool help = false, help_authz = false;
+  std::vector<std::string> keys;
+  for (const FlagSpec& spec : ServeFlagSpecs(&f, &help, &help_authz)) {
+    if (spec.in_file) keys.push_back(FlagKey(spec));
+  }
+  return keys;
+}
+
+namespace {
 
 // A positive number flag into *out; unset leaves the default.
 absl::Status NumberFlag(const char* flag, const std::string& text, uint32_t* out) {
@@ -296,7 +396,7 @@ bool ParseCidrs(const char* flag, const std::vector<std::string>& values, std::v
   for (const std::string& v : values) {
     auto cidr = dp::Cidr::Parse(v);
     if (!cidr.ok()) {
-      std::cerr << "nftproxy serve: " << flag << " " << v << ": " << cidr.status().message() << "\n";
+      std::cerr << "nftproxy serve: " << Located(absl::StrCat(flag, " ", v, ": ", cidr.status().message())) << "\n";
       return false;
     }
     out->push_back(*cidr);
@@ -370,7 +470,7 @@ int RunServe(const std::vector<std::string>& args) {
   ServeFlags flags;
   bool help = false, help_authz = false;
   if (absl::Status s = ParseServeFlags(args, &flags, &help, &help_authz); !s.ok()) {
-    std::cerr << "nftproxy serve: " << s.message() << "\n\n" << kUsage;
+    std::cerr << "nftproxy serve: " << Located(s.message()) << "\n\n" << kUsage;
     return 2;
   }
   if (help) {
@@ -386,14 +486,14 @@ int RunServe(const std::vector<std::string>& args) {
   for (const std::string& text : flags.listen) {
     absl::StatusOr<Address> a = ParseAddress(text);
     if (!a.ok()) {
-      std::cerr << "nftproxy serve: --listen " << a.status().message() << "\n";
+      std::cerr << "nftproxy serve: " << Located(absl::StrCat("--listen ", a.status().message())) << "\n";
       return 2;
     }
     listen.push_back(*a);
   }
   std::shared_ptr<grpc::ServerCredentials> tcp_credentials;
   if (absl::Status s = TcpCredentials(flags, listen, &tcp_credentials); !s.ok()) {
-    std::cerr << "nftproxy serve: " << s.message() << "\n";
+    std::cerr << "nftproxy serve: " << Located(s.message()) << "\n";
     return 2;
   }
   auto policy = std::make_shared<const Policy>();
@@ -406,6 +506,112 @@ int RunServe(const std::vector<std::string>& args) {
     policy = std::make_shared<const Policy>(std::move(*loaded));
   }
   PolicyHolder policy_holder(policy);
+  // Every value is checked before anything is touched.
+  EngineOptions options;
+  options.node_name = flags.node_name;
+  if (!ParseCidrs("--cluster-cidr", flags.cluster_cidrs, &options.node.cluster_cidrs) ||
+      !ParseCidrs("--nodeport-addresses", flags.nodeport_addresses, &options.node.nodeport_cidrs)) {
+    return 2;
+  }
+  {
+    unsigned lo = 0, hi = 0;
+    char dash = 0;
+    if (sscanf(flags.nodeport_range.c_str(), "%u%c%u", &lo, &dash, &hi) != 3 || dash != '-' || lo < 1 ||
+        hi > 65535 || lo > hi) {
+      std::cerr << "nftproxy serve: "
+                << Located(absl::StrCat("--nodeport-range ", flags.nodeport_range,
+                                        ": want MIN-MAX within 1-65535, e.g. 30000-32767"))
+                << "\n";
+      return 2;
+    }
+    options.node_port_min = static_cast<uint16_t>(lo);
+    options.node_port_max = static_cast<uint16_t>(hi);
+  }
+  mode_t socket_mode = 0;
+  {
+    char* end = nullptr;
+    const unsigned long m = strtoul(flags.socket_mode.c_str(), &end, 8);
+    if (flags.socket_mode.empty() || *end != '\0' || m > 0777 || (m & 0600) != 0600) {
+      std::cerr << "nftproxy serve: "
+                << Located(absl::StrCat("--socket-mode ", flags.socket_mode,
+                                        ": want an octal mode from 0600 to 0777 that lets the owner read and write, "
+                                        "e.g. 0660"))
+                << "\n";
+      return 2;
+    }
+    socket_mode = static_cast<mode_t>(m);
+  }
+  gid_t socket_gid = static_cast<gid_t>(-1);
+  if (!flags.socket_group.empty()) {
+    if (uint32_t gid = 0; absl::SimpleAtoi(flags.socket_group, &gid)) {
+      socket_gid = gid;
+    } else if (std::optional<uint32_t> found = LookupGroupId(flags.socket_group); found) {
+      socket_gid = *found;  // /etc/group (and NSS in the dynamic build): common/id_files.h
+    } else {
+      std::cerr << "nftproxy serve: "
+                << Located(absl::StrCat("--socket-group ", flags.socket_group,
+                                        ": no such group in /etc/group (give its number if it is known elsewhere)"))
+                << "\n";
+      return 2;
+    }
+  }
+  uint32_t max_request_bytes = 0;
+  for (auto [flag, text, out] : {std::tuple{"--max-request-bytes", &flags.max_request_bytes, &max_request_bytes},
+                                 {"--max-ports-per-service", &flags.max_ports_per_service,
+                                  &options.limits.ports_per_service},
+                                 {"--max-addresses-per-service", &flags.max_addresses_per_service,
+                                  &options.limits.addresses_per_service},
+                                 {"--max-endpoints-per-slice", &flags.max_endpoints_per_slice,
+                                  &options.limits.endpoints_per_slice},
+                                 {"--max-ports-per-slice", &flags.max_ports_per_slice, &options.limits.ports_per_slice},
+                                 {"--max-labels", &flags.max_labels, &options.limits.labels_per_object}}) {
+    if (absl::Status s = NumberFlag(flag, *text, out); !s.ok()) {
+      std::cerr << "nftproxy serve: " << Located(s.message()) << "\n";
+      return 2;
+    }
+  }
+  for (auto [flag, text, out] : {std::tuple{"--max-watch-streams", &flags.max_watch_streams, &options.max_watch_streams},
+                                 {"--watch-buffer-events", &flags.watch_buffer_events, &options.watch_buffer_events}}) {
+    uint32_t v = static_cast<uint32_t>(*out);
+    if (absl::Status s = NumberFlag(flag, *text, &v); !s.ok()) {
+      std::cerr << "nftproxy serve: " << Located(s.message()) << "\n";
+      return 2;
+    }
+    *out = v;
+  }
+  if (!absl::ParseDuration(flags.log_writes_over, &options.log_writes_over) ||
+      options.log_writes_over < absl::ZeroDuration()) {
+    std::cerr << "nftproxy serve: "
+              << Located(absl::StrCat("--log-writes-over ", flags.log_writes_over,
+                                      ": want a duration such as 250ms, 1s or 0"))
+              << "\n";
+    return 2;
+  }
+  std::vector<std::unique_ptr<ManifestDir>> manifest_dirs;
+  for (const std::string& dir : flags.manifests) {
+    absl::StatusOr<std::string> abs = ManifestDir::CheckRoot(dir);
+    if (!abs.ok()) {
+      std::cerr << "nftproxy serve: " << Located(absl::StrCat("--manifests ", abs.status().message())) << "\n";
+      return 2;
+    }
+    bool dup = false;
+    for (const auto& m : manifest_dirs) {
+      dup = dup || m->root() == *abs;
+      const std::string& a = m->root().size() < abs->size() ? m->root() : *abs;
+      const std::string& b = m->root().size() < abs->size() ? *abs : m->root();
+      if (a != b && absl::StartsWith(b, a == "/" ? a : a + "/")) {
+        std::cerr << "nftproxy serve: "
+                  << Located(absl::StrCat("--manifests ", dir, ": inside or around --manifests ", m->root(),
+                                          " (each file may belong to one directory's source)"))
+                  << "\n";
+        return 2;
+      }
+    }
+    if (dup) continue;
+    ManifestDirLimits limits;
+    limits.max_file_bytes = limits.max_total_bytes = max_request_bytes;
+    manifest_dirs.push_back(std::make_unique<ManifestDir>(*abs, limits));
+  }
   // Nothing is touched while another server holds the table, the state
   // directory or a socket.
   InstanceLocks locks;
@@ -416,7 +622,7 @@ int RunServe(const std::vector<std::string>& args) {
     }
     if (held.ok() && !flags.state_dir.empty()) {
       if (absl::Status s = PrepareStateDir(flags.state_dir); !s.ok()) {
-        std::cerr << "nftproxy serve: " << s.message() << "\n";
+        std::cerr << "nftproxy serve: " << Located(s.message()) << "\n";
         return 2;
       }
       held = locks.LockStateDir(flags.state_dir);
@@ -435,76 +641,6 @@ int RunServe(const std::vector<std::string>& args) {
   if (!dataplane.ok()) {
     log::Error("cannot open the dataplane", {{"error", std::string(dataplane.status().message())}});
     return 1;
-  }
-  EngineOptions options;
-  options.node_name = flags.node_name;
-  if (!ParseCidrs("--cluster-cidr", flags.cluster_cidrs, &options.node.cluster_cidrs) ||
-      !ParseCidrs("--nodeport-addresses", flags.nodeport_addresses, &options.node.nodeport_cidrs)) {
-    return 2;
-  }
-  {
-    unsigned lo = 0, hi = 0;
-    char dash = 0;
-    if (sscanf(flags.nodeport_range.c_str(), "%u%c%u", &lo, &dash, &hi) != 3 || dash != '-' || lo < 1 ||
-        hi > 65535 || lo > hi) {
-      std::cerr << "nftproxy serve: --nodeport-range " << flags.nodeport_range
-                << ": want MIN-MAX within 1-65535, e.g. 30000-32767\n";
-      return 2;
-    }
-    options.node_port_min = static_cast<uint16_t>(lo);
-    options.node_port_max = static_cast<uint16_t>(hi);
-  }
-  mode_t socket_mode = 0;
-  {
-    char* end = nullptr;
-    const unsigned long m = strtoul(flags.socket_mode.c_str(), &end, 8);
-    if (flags.socket_mode.empty() || *end != '\0' || m > 0777 || (m & 0600) != 0600) {
-      std::cerr << "nftproxy serve: --socket-mode " << flags.socket_mode
-                << ": want an octal mode from 0600 to 0777 that lets the owner read and write, e.g. 0660\n";
-      return 2;
-    }
-    socket_mode = static_cast<mode_t>(m);
-  }
-  gid_t socket_gid = static_cast<gid_t>(-1);
-  if (!flags.socket_group.empty()) {
-    if (uint32_t gid = 0; absl::SimpleAtoi(flags.socket_group, &gid)) {
-      socket_gid = gid;
-    } else if (const group* g = getgrnam(flags.socket_group.c_str()); g != nullptr) {
-      socket_gid = g->gr_gid;
-    } else {
-      std::cerr << "nftproxy serve: --socket-group " << flags.socket_group << ": no such group\n";
-      return 2;
-    }
-  }
-  uint32_t max_request_bytes = 0;
-  for (auto [flag, text, out] : {std::tuple{"--max-request-bytes", &flags.max_request_bytes, &max_request_bytes},
-                                 {"--max-ports-per-service", &flags.max_ports_per_service,
-                                  &options.limits.ports_per_service},
-                                 {"--max-addresses-per-service", &flags.max_addresses_per_service,
-                                  &options.limits.addresses_per_service},
-                                 {"--max-endpoints-per-slice", &flags.max_endpoints_per_slice,
-                                  &options.limits.endpoints_per_slice},
-                                 {"--max-ports-per-slice", &flags.max_ports_per_slice, &options.limits.ports_per_slice},
-                                 {"--max-labels", &flags.max_labels, &options.limits.labels_per_object}}) {
-    if (absl::Status s = NumberFlag(flag, *text, out); !s.ok()) {
-      std::cerr << "nftproxy serve: " << s.message() << "\n";
-      return 2;
-    }
-  }
-  for (auto [flag, text, out] : {std::tuple{"--max-watch-streams", &flags.max_watch_streams, &options.max_watch_streams},
-                                 {"--watch-buffer-events", &flags.watch_buffer_events, &options.watch_buffer_events}}) {
-    uint32_t v = static_cast<uint32_t>(*out);
-    if (absl::Status s = NumberFlag(flag, *text, &v); !s.ok()) {
-      std::cerr << "nftproxy serve: " << s.message() << "\n";
-      return 2;
-    }
-    *out = v;
-  }
-  if (!absl::ParseDuration(flags.log_writes_over, &options.log_writes_over) ||
-      options.log_writes_over < absl::ZeroDuration()) {
-    std::cerr << "nftproxy serve: --log-writes-over " << flags.log_writes_over
-              << ": want a duration such as 250ms, 1s or 0\n";
-    return 2;
   }
   std::unique_ptr<FileStateStore> store;
   State saved;
@@ -544,8 +680,25 @@ int RunServe(const std::vector<std::string>& args) {
   if (absl::Status s = engine.RepairDrift(); !s.ok()) {
     log::Warning("not watching the table for changes made outside nftproxy", {{"error", std::string(s.message())}});
   }
+  // Appliance mode: each directory is synced once (after the restore, before
+  // the server listens), then watched. A directory that does not parse or
+  // validate is logged and in `status`; whatever was installed keeps serving.
+  struct StopDirs {
+    std::vector<std::unique_ptr<ManifestDir>>* dirs;
+    ~StopDirs() {
+      for (auto& m : *dirs) m->Stop();  // before the engine goes
+    }
+  } stop_dirs{&manifest_dirs};
+  for (auto& m : manifest_dirs) {
+    m->Start([&engine](const v1::SyncRequest& req, v1::SyncResponse* resp) { return engine.Sync(req, resp); });
+  }
 
   ProxyService service(&engine, &policy_holder, flags.insecure_listen && flags.tls_cert.empty());
+  if (!manifest_dirs.empty()) {
+    service.SetStatusHook([&manifest_dirs](v1::StatusResponse* r) {
+      for (const auto& m : manifest_dirs) *r->add_manifest_dirs() = m->Status();
+    });
+  }
   grpc::EnableDefaultHealthCheckService(true);
   absl::StatusOr<std::unique_ptr<ReflectionIndex>> reflection = ReflectionIndex::Create(
       {v1::Proxy::service_full_name(), "grpc.health.v1.Health", ::grpc::reflection::v1alpha::ServerReflection::service_full_name(),
@@ -618,6 +771,7 @@ int RunServe(const std::vector<std::string>& args) {
       }
       log::Info("shutting down; the rules stay installed", {{"signal", strsignal(sig)}});
       for (auto& l : unix_listeners) l->Stop();  // no new connections; the socket files go
+      for (auto& m : manifest_dirs) m->Stop();
       engine.Shutdown();  // ends Watch streams first, so shutdown does not wait for them
       server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
       return;

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "server/authz.h"
 #include "server/desired.h"
@@ -57,6 +58,9 @@ struct Write {
   std::string source;            // the request's
   bool any_change = false;
   size_t changed = 0;  // keys changed, known once staged
+  // The kernel took the change but the state store could not save it: the
+  // caller is told (DATA_LOSS), and the change is not rolled back.
+  absl::Status unsaved;
   Phases phases;
   std::vector<Incoming> incoming;  // the request's upserts
 };

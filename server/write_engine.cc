@@ -137,12 +137,30 @@ absl::Status WriteEngine::FinishLocked(Write* w, bool dry_run, uint64_t* revisio
   if (!w->any_change) {
     if (report) report();
     *revision = desired_.revision();
+    // A retry of a write whose save failed finds nothing to change: saving
+    // the whole state is what it still needs.
+    if (unsaved_ && !dry_run && options_.store != nullptr) {
+      if (absl::Status saved = options_.store->Snapshot(desired_.state()); !saved.ok()) {
+        NoteError("saving the state", saved);
+        return UnsavedError(saved);
+      }
+      unsaved_ = false;
+      log::Info("the state is saved again", {{"revision", absl::StrCat(desired_.revision())}});
+    }
     return absl::OkStatus();
   }
   absl::Status s = CommitLocked(w, dry_run, report);
   if (!s.ok() || dry_run) w->txn.Rollback();
   *revision = desired_.revision();
+  if (s.ok() && !w->unsaved.ok()) return w->unsaved;
   return s;
+}
+
+absl::Status WriteEngine::UnsavedError(const absl::Status& saved) {
+  return absl::DataLossError(absl::StrCat(
+      "the change is applied and serving, but saving it failed (", saved.message(),
+      "): a restart would lose it. Fix the state dir (see the log and `nftproxy status`), then repeat the write; "
+      "the repeat saves the whole state"));
 }
 
 absl::Status WriteEngine::CommitLocked(Write* w, bool dry_run, const std::function<void()>& report) {
@@ -219,9 +237,16 @@ absl::Status WriteEngine::CommitLocked(Write* w, bool dry_run, const std::functi
   if (!s.ok()) return s;
   w->phases.Mark("record");
   if (options_.store != nullptr) {
-    // The kernel already holds the change; a failed save only affects the
-    // next restart, so it is reported in Status rather than failing the call.
-    if (auto saved = options_.store->Publish(std::move(pending)); !saved.ok()) NoteError("saving the state", saved);
+    // The kernel already holds the change, so it stays; but the caller
+    // must know that a restart would lose it (FinishLocked returns this).
+    if (auto saved = options_.store->Publish(std::move(pending)); !saved.ok()) {
+      NoteError("saving the state", saved);
+      log::Error("a committed change could not be saved", {{"error", std::string(saved.message())}});
+      unsaved_ = true;
+      w->unsaved = UnsavedError(saved);
+    } else {
+      unsaved_ = false;
+    }
   }
   watch_.Publish(std::move(events), desired_.revision());
   w->phases.Mark("record");
@@ -425,20 +450,45 @@ absl::StatusOr<v1::ListResponse> WriteEngine::List(const v1::ListRequest& req) c
   return resp;
 }
 
-v1::GetRulesetResponse WriteEngine::Ruleset(const v1::GetRulesetRequest& req) const {
-  v1::GetRulesetResponse resp;
-  absl::MutexLock lock(&mu_);
-  if (req.service().empty()) {
-    resp.set_text(dp_->Installed());
-  } else {
-    resp.set_text(dp_->InstalledService(
-        absl::StrCat(req.namespace_().empty() ? kDefaultNamespace : req.namespace_(), "/", req.service())));
+namespace {
+
+// Fills in where the kernel's table differs from `installed`.
+absl::Status CompareWithKernel(const dp::InstalledRuleset* installed, v1::GetRulesetResponse* resp) {
+  if (installed == nullptr) return absl::FailedPreconditionError("nothing was committed by this server run yet");
+  absl::StatusOr<std::vector<std::string>> diffs = installed->KernelDifferences();
+  if (!diffs.ok()) return diffs.status();
+  resp->set_kernel_compared(true);
+  for (std::string& line : *diffs) resp->add_kernel_differences(std::move(line));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<v1::GetRulesetResponse> WriteEngine::Ruleset(const v1::GetRulesetRequest& req) const {
+  if (req.kernel() && !req.service().empty()) {
+    return absl::InvalidArgumentError("kernel: compares the whole table only; leave service empty");
   }
-  resp.set_table(dp_->Table());
+  v1::GetRulesetResponse resp;
+  std::unique_ptr<dp::InstalledRuleset> snapshot;
+  {
+    absl::MutexLock lock(&mu_);
+    if (req.service().empty()) {
+      resp.set_text(dp_->Installed());
+      if (req.kernel()) snapshot = dp_->Snapshot();
+    } else {
+      resp.set_text(dp_->InstalledService(
+          absl::StrCat(req.namespace_().empty() ? kDefaultNamespace : req.namespace_(), "/", req.service())));
+    }
+    resp.set_table(dp_->Table());
+  }
+  if (req.kernel()) {
+    if (absl::Status s = CompareWithKernel(snapshot.get(), &resp); !s.ok()) return s;
+  }
   return resp;
 }
 
-void WriteEngine::StreamRuleset(const std::function<bool(const v1::GetRulesetResponse&)>& send) const {
+absl::Status WriteEngine::StreamRuleset(bool kernel,
+                                        const std::function<bool(const v1::GetRulesetResponse&)>& send) const {
   std::unique_ptr<dp::InstalledRuleset> snapshot;
   v1::GetRulesetResponse first;
   {
@@ -446,18 +496,22 @@ void WriteEngine::StreamRuleset(const std::function<bool(const v1::GetRulesetRes
     snapshot = dp_->Snapshot();
     first.set_table(dp_->Table());
   }
+  if (kernel) {
+    if (absl::Status s = CompareWithKernel(snapshot.get(), &first); !s.ok()) return s;
+  }
   if (snapshot == nullptr) {  // nothing committed yet: one empty piece
     send(first);
-    return;
+    return absl::OkStatus();
   }
   bool sent = false;
   snapshot->Render([&](absl::string_view piece) {
     v1::GetRulesetResponse r;
-    if (!sent) r.set_table(first.table());
+    if (!sent) r = first;
     sent = true;
     r.set_text(std::string(piece));
     return send(r);
   });
+  return absl::OkStatus();
 }
 
 v1::StatusResponse WriteEngine::Status() const {

@@ -90,11 +90,14 @@ class WriteEngine {
   // One page; see ListRequest.
   absl::StatusOr<v1::ListResponse> List(const v1::ListRequest& req) const ABSL_LOCKS_EXCLUDED(mu_);
   // The installed ruleset, whole or of one service (see GetRulesetRequest).
-  v1::GetRulesetResponse Ruleset(const v1::GetRulesetRequest& req) const ABSL_LOCKS_EXCLUDED(mu_);
+  // With req.kernel, compared with the kernel's table (kernel_differences).
+  absl::StatusOr<v1::GetRulesetResponse> Ruleset(const v1::GetRulesetRequest& req) const ABSL_LOCKS_EXCLUDED(mu_);
   // The whole ruleset to `send` in pieces, rendered from a copy taken under
   // the lock, so that a slow reader holds up no write. Stops when `send`
-  // returns false.
-  void StreamRuleset(const std::function<bool(const v1::GetRulesetResponse&)>& send) const ABSL_LOCKS_EXCLUDED(mu_);
+  // returns false. With `kernel`, the first piece says where the kernel's
+  // table differs from that copy (read outside the lock too).
+  absl::Status StreamRuleset(bool kernel, const std::function<bool(const v1::GetRulesetResponse&)>& send) const
+      ABSL_LOCKS_EXCLUDED(mu_);
   v1::StatusResponse Status() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Opens a Watch stream (see WatchHub::Open): the events `req` asks for,
@@ -156,6 +159,8 @@ class WriteEngine {
                 const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NoteSyncLocked(absl::Time start, const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Remembers `s` as the last error (Status shows it until the next one).
+  // DATA_LOSS for a change the kernel took and the store did not.
+  static absl::Status UnsavedError(const absl::Status& saved);
   void NoteError(absl::string_view what, const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   StateRules Rules() const;
 
@@ -169,6 +174,9 @@ class WriteEngine {
   absl::Time last_sync_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Duration last_sync_duration_ ABSL_GUARDED_BY(mu_);
   std::string last_error_ ABSL_GUARDED_BY(mu_);
+  // A committed change could not be saved: the store is behind the state
+  // until a save succeeds (each later write, even an unchanged one, tries).
+  bool unsaved_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time last_error_time_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   WatchHub watch_;
   // Drift (RepairDrift).

@@ -1,5 +1,5 @@
-// libFuzzer target: the CLI's manifest readers (client/manifest*.h,
-// client/k8s_manifest.h, client/yaml_text.h) on arbitrary text. They must
+// libFuzzer target: the manifest readers (manifest/manifest*.h,
+// manifest/k8s_manifest.h, manifest/yaml_text.h) on arbitrary text. They must
 // never crash, leak or trip UBSan; refusing the input is fine. Besides, the
 // two pairs of readers that are documented to agree are held to it, as the
 // unit tests do on fixed inputs (an abort is a finding):
@@ -34,13 +34,13 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
-#include "client/k8s_manifest.h"
-#include "client/manifest.h"
-#include "client/manifest_json.h"
-#include "client/resource_message.h"
-#include "client/yaml_text.h"
+#include "manifest/k8s_manifest.h"
+#include "manifest/manifest.h"
+#include "manifest/manifest_json.h"
+#include "manifest/resource_message.h"
+#include "manifest/yaml_text.h"
 
-namespace nftproxy::client {
+namespace nftproxy::manifest {
 namespace {
 
 [[noreturn]] void Fail(const std::string& what, const std::string& input) {
@@ -185,17 +185,17 @@ void OwnSchemaBothWays(const std::string& text, uint8_t selector) {
 }
 
 }  // namespace
-}  // namespace nftproxy::client
+}  // namespace nftproxy::manifest
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const uint8_t selector = data[0];
   const std::string text(reinterpret_cast<const char*>(data + 1), size - 1);
   switch (selector & 3) {
-    case 0: nftproxy::client::ReadAll(text); break;
-    case 1: nftproxy::client::Stream(text, selector); break;
-    case 2: nftproxy::client::FastReaderAgainstYamlCpp(text); break;
-    case 3: nftproxy::client::OwnSchemaBothWays(text, selector); break;
+    case 0: nftproxy::manifest::ReadAll(text); break;
+    case 1: nftproxy::manifest::Stream(text, selector); break;
+    case 2: nftproxy::manifest::FastReaderAgainstYamlCpp(text); break;
+    case 3: nftproxy::manifest::OwnSchemaBothWays(text, selector); break;
   }
   return 0;
 }

@@ -19,7 +19,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "dataplane/model.h"
 
 namespace nftproxy::kernel_lab {
 
@@ -115,6 +117,30 @@ inline std::vector<std::string> Normalize(const std::string& text, bool sort_blo
   std::vector<std::string> out;
   for (auto& b : blocks) out.insert(out.end(), b.begin(), b.end());
   return out;
+}
+
+// Test services: an IPv4 address from a number, and service "default/svc-NNNN"
+// with cluster IP 198.19.0.1 + i and `endpoints` endpoints on port 8080,
+// the j-th at address `first` + (i * 4 + j) % wrap.
+inline dp::IpAddr V4(uint32_t a) {
+  dp::IpAddr ip;
+  ip.family = dp::Family::kV4;
+  for (int i = 0; i < 4; ++i) ip.bytes[i] = static_cast<uint8_t>(a >> (24 - 8 * i));
+  return ip;
+}
+
+inline dp::Service TestService(int i, int endpoints, uint32_t first, uint32_t wrap = 1u << 24) {
+  dp::Service s;
+  s.ns = "default";
+  s.name = absl::StrFormat("svc-%04d", i);
+  s.cluster_ips.push_back(V4(0xc6130000u + 1 + i));  // 198.19.0.1 + i
+  dp::ServicePort p;
+  p.port = 80;
+  for (int j = 0; j < endpoints; ++j) {
+    p.backends.push_back(dp::Backend{V4(first + static_cast<uint32_t>(i * 4 + j) % wrap), 8080});
+  }
+  s.ports.push_back(p);
+  return s;
 }
 
 }  // namespace nftproxy::kernel_lab

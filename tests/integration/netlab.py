@@ -404,6 +404,34 @@ def to_yaml(docs):
     return "---\n".join("\n".join(_emit(d, 0)) + "\n" for d in docs)
 
 
+def tail(path, n=40):
+    """The last n lines of a log file (or why there are none)."""
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError as e:
+        return "(no log: %s)" % e
+
+
+def wait_server(proc, sock, probe, log_path, timeout=20, what="nftproxy serve"):
+    """Waits until the unix socket `sock` exists and probe() (returning a
+    CompletedProcess) succeeds; returns that CompletedProcess. Raises
+    AssertionError, with the log's tail, if `proc` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError("%s exited with %s during start-up; log:\n%s"
+                                 % (what, proc.returncode, tail(log_path)))
+        if os.path.exists(sock):
+            last = probe()
+            if last.returncode == 0:
+                return last
+        time.sleep(0.05)
+    raise AssertionError("%s not ready after %ss (last probe: %r); log:\n%s"
+                         % (what, timeout, last and (last.returncode, last.stderr), tail(log_path)))
+
+
 def require_root_and_binary(binary):
     """setUpModule for namespace tests: skip without root or the binary, but fail
     under CI=true, where a skipped kernel test would hide a broken set-up."""

@@ -185,23 +185,8 @@ std::string Diff(const std::string& expected, const std::string& kernel) {
   return out.empty() ? "  (same lines, another order)\n" : out;
 }
 
-IpAddr V4(uint32_t a) {
-  IpAddr ip;
-  ip.family = Family::kV4;
-  for (int i = 0; i < 4; ++i) ip.bytes[i] = static_cast<uint8_t>(a >> (24 - 8 * i));
-  return ip;
-}
-
 Service Svc(int i, int backend_base = 0) {
-  Service s;
-  s.ns = "default";
-  s.name = absl::StrFormat("svc-%04d", i);
-  s.cluster_ips.push_back(V4(0xc6130000u + 1 + i));  // 198.19.0.1 + i
-  ServicePort p;
-  p.port = 80;
-  for (int j = 0; j < 3; ++j) p.backends.push_back(Backend{V4(0x0a000000u + 2 + backend_base + i * 4 + j), 8080});
-  s.ports.push_back(p);
-  return s;
+  return kernel_lab::TestService(i, 3, 0x0a000000u + 2 + static_cast<uint32_t>(backend_base));
 }
 
 constexpr int kServices = 20;

@@ -83,12 +83,7 @@ def endpoint_slice(name, service_name, ports, endpoints, namespace="default"):
             "endpoints": list(endpoints)}
 
 
-def _tail(path, n=40):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError as e:
-        return "(no log: %s)" % e
+_tail = netlab.tail
 
 
 _norm_counters = netlab.norm_ruleset
@@ -136,20 +131,8 @@ class ProxyLabCase(unittest.TestCase):
                       "--state-dir", cls.state_dir],
             stdout=log, stderr=log)
         log.close()
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            if cls.server.poll() is not None:
-                raise AssertionError("nftproxy serve exited with %s during start-up; log:\n%s"
-                                     % (cls.server.returncode, _tail(cls.server_log_path)))
-            if os.path.exists(cls.sock):
-                last = cls.cli_run("get", "services", timeout=5)
-                if last.returncode == 0:
-                    return
-            time.sleep(0.05)
-        raise AssertionError("nftproxy serve not ready after %ss (last `get services`: %r); log:\n%s"
-                             % (timeout, last and (last.returncode, last.stderr),
-                                _tail(cls.server_log_path)))
+        netlab.wait_server(cls.server, cls.sock, lambda: cls.cli_run("get", "services", timeout=5),
+                           cls.server_log_path, timeout)
 
     @classmethod
     def stop_server(cls, timeout=10):
@@ -604,6 +587,11 @@ class DriftTest(ProxyLabCase):
         self.assertGreater(int(status.get("driftRepairs", "0")), repairs)
         self.assertIn(what, status.get("lastDrift", ""))
         self.assertIn("the table changed outside nftproxy", _tail(self.server_log_path, 50))
+        # Repaired: the kernel's table, read back, is what the server installed.
+        cp = self.cli("explain", "--kernel")
+        self.assertEqual(cp.returncode, 0, cp.stdout[:3000] + cp.stderr)
+        self.assertTrue(cp.stdout.startswith("# the kernel's table inet %s is the ruleset below" % TABLE),
+                        cp.stdout[:500])
 
     def test_drift_is_repaired(self):
         vip = "198.19.0.90"

@@ -24,27 +24,12 @@ namespace {
 using kernel_lab::RequireNetns;
 using kernel_lab::Shell;
 
-IpAddr V4(uint32_t a) {
-  IpAddr ip;
-  ip.family = Family::kV4;
-  for (int i = 0; i < 4; ++i) ip.bytes[i] = static_cast<uint8_t>(a >> (24 - 8 * i));
-  return ip;
-}
+using kernel_lab::V4;
 
 // n services with 4 endpoints each: n / 256 + 1 backends shards.
 Model Services(int n) {
   Model m;
-  for (int i = 0; i < n; ++i) {
-    Service s;
-    s.ns = "default";
-    s.name = absl::StrFormat("svc-%04d", i);
-    s.cluster_ips.push_back(V4(0xc6130000u + 1 + i));  // 198.19.0.1 + i
-    ServicePort p;
-    p.port = 80;
-    for (int j = 0; j < 4; ++j) p.backends.push_back(Backend{V4(0xc6120000u + 2 + (i * 4 + j) % 4000), 8080});
-    s.ports.push_back(p);
-    m.services.push_back(s);
-  }
+  for (int i = 0; i < n; ++i) m.services.push_back(kernel_lab::TestService(i, 4, 0xc6120000u + 2, 4000));
   return m;
 }
 

@@ -5,11 +5,14 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
-#include "client/manifest.h"
 #include "client/output.h"
+#include "manifest/manifest.h"
 
 namespace nftproxy::client {
 namespace {
+
+using manifest::ManifestDoc;
+using manifest::ParseManifests;
 
 v1::Resource FromText(const std::string& text) {
   v1::Resource r;

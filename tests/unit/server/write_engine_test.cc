@@ -157,6 +157,59 @@ TEST(WriteEngine, UnchangedReapplyDoesNoKernelWork) {
   EXPECT_EQ(again.revision(), resp.revision());
 }
 
+// A state store whose saves fail while `fail` is set (a full disk, EIO
+// from fdatasync).
+class FlakyStore : public StateStore {
+ public:
+  Pending Prepare(const State& state, const std::vector<Key>&) const override {
+    Pending p;
+    p.revision = state.revision;
+    return p;
+  }
+  absl::Status Publish(Pending) override { return Result(); }
+  void Abandon(const Pending&) override {}
+  absl::Status Snapshot(const State&) override {
+    ++snapshots;
+    return Result();
+  }
+  absl::Status Result() const { return fail ? absl::UnavailableError("fdatasync state.journal: EIO") : absl::OkStatus(); }
+
+  bool fail = false;
+  int snapshots = 0;
+};
+
+TEST(WriteEngine, AFailedSaveIsTheCallersErrorAndARepeatSaves) {
+  FakeDataplane fake;
+  FlakyStore store;
+  EngineOptions options;
+  options.store = &store;
+  WriteEngine svc(&fake, options);
+  store.fail = true;
+  v1::ApplyResponse resp;
+  absl::Status s = svc.Apply(Req(kWeb), &resp);
+  // The caller learns that a restart would lose it ...
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  EXPECT_NE(s.message().find("applied and serving, but saving it failed (fdatasync state.journal: EIO)"),
+            absl::string_view::npos)
+      << s;
+  // ... but the kernel holds it, so it is not rolled back.
+  v1::GetRequest get;
+  get.mutable_ref()->set_kind(v1::SERVICE);
+  get.mutable_ref()->set_name("web");
+  EXPECT_TRUE(svc.Get(get.ref()).ok());
+  EXPECT_EQ(fake.last.services.size(), 1u);
+  EXPECT_NE(svc.Status().last_error().find("saving it failed"), std::string::npos);
+  // A repeat while the disk still fails: still DATA_LOSS.
+  EXPECT_EQ(svc.Apply(Req(kWeb), &resp).code(), absl::StatusCode::kDataLoss);
+  // Fixed: the repeat (nothing to change) saves the whole state once.
+  store.fail = false;
+  const int snapshots = store.snapshots;
+  ASSERT_TRUE(svc.Apply(Req(kWeb), &resp).ok());
+  EXPECT_EQ(store.snapshots, snapshots + 1);
+  ASSERT_TRUE(svc.Apply(Req(kWeb), &resp).ok());
+  EXPECT_EQ(store.snapshots, snapshots + 1) << "saved again although nothing was unsaved";
+}
+
 TEST(WriteEngine, StaleResourceVersionConflicts) {
   FakeDataplane fake;
   WriteEngine svc(&fake, {});
@@ -247,21 +300,21 @@ TEST(WriteEngine, StreamedRulesetIsTheRulesetInPieces) {
     pieces.push_back(r);
     return true;
   };
-  svc.StreamRuleset(collect);  // nothing committed: one empty piece naming the table
+  svc.StreamRuleset(false, collect);  // nothing committed: one empty piece naming the table
   ASSERT_EQ(pieces.size(), 1u);
   EXPECT_EQ(pieces[0].table(), "inet t");
   EXPECT_EQ(pieces[0].text(), "");
   v1::ApplyResponse resp;
   ASSERT_TRUE(svc.Apply(Req(kWeb), &resp).ok());
   pieces.clear();
-  svc.StreamRuleset(collect);
+  svc.StreamRuleset(false, collect);
   ASSERT_EQ(pieces.size(), 2u);
   EXPECT_EQ(pieces[0].table(), "inet t");
   EXPECT_EQ(pieces[1].table(), "");
-  EXPECT_EQ(pieces[0].text() + pieces[1].text(), svc.Ruleset(v1::GetRulesetRequest()).text());
+  EXPECT_EQ(pieces[0].text() + pieces[1].text(), svc.Ruleset(v1::GetRulesetRequest())->text());
   // A reader that goes away stops the stream.
   int calls = 0;
-  svc.StreamRuleset([&calls](const v1::GetRulesetResponse&) { return ++calls < 1; });
+  svc.StreamRuleset(false, [&calls](const v1::GetRulesetResponse&) { return ++calls < 1; });
   EXPECT_EQ(calls, 1);
 }
 

@@ -1,0 +1,250 @@
+#include "dataplane/nft_reader.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <libmnl/libmnl.h>
+#include <libnftnl/chain.h>
+#include <libnftnl/common.h>
+#include <libnftnl/expr.h>
+#include <libnftnl/rule.h>
+#include <libnftnl/set.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "dataplane/names.h"
+#include "dataplane/nft_expr.h"
+
+namespace nftproxy::dp {
+namespace {
+
+struct RuleFree {
+  void operator()(nftnl_rule* r) const { nftnl_rule_free(r); }
+};
+using RulePtr = std::unique_ptr<nftnl_rule, RuleFree>;
+
+// The expressions of a parsed rule as text; *ticket_base gets the offset of
+// its first numgen or hash expression.
+std::string ExprText(nftnl_rule* r, std::optional<uint32_t>* ticket_base) {
+  std::string text;
+  nftnl_expr_iter* it = nftnl_expr_iter_create(r);
+  if (it == nullptr) return text;
+  char buf[512];
+  for (nftnl_expr* e = nftnl_expr_iter_next(it); e != nullptr; e = nftnl_expr_iter_next(it)) {
+    // Attributes the kernel always reports, also when we left them unset.
+    const char* kind = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
+    if (kind != nullptr && strcmp(kind, "lookup") == 0 && !nftnl_expr_is_set(e, NFTNL_EXPR_LOOKUP_FLAGS)) {
+      nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, 0);
+    }
+    const int n = nftnl_expr_snprintf(buf, sizeof(buf), e, NFTNL_OUTPUT_DEFAULT, 0);
+    absl::StrAppend(&text, "[ ", absl::string_view(buf, n < 0 ? 0 : std::min<size_t>(n, sizeof(buf) - 1)), " ]");
+    if (ticket_base != nullptr && !ticket_base->has_value()) {
+      const char* name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
+      if (name != nullptr && strcmp(name, "numgen") == 0) *ticket_base = nftnl_expr_get_u32(e, NFTNL_EXPR_NG_OFFSET);
+      if (name != nullptr && strcmp(name, "hash") == 0) *ticket_base = nftnl_expr_get_u32(e, NFTNL_EXPR_HASH_OFFSET);
+    }
+  }
+  nftnl_expr_iter_destroy(it);
+  return text;
+}
+
+// One dump request: the messages of the answer go to `each` until DONE.
+// *gen gets the ruleset generation of the answer (its low 16 bits, as the
+// kernel puts it in every message); a dump that saw the ruleset change
+// (NLM_F_DUMP_INTR) or a different generation than *gen is Aborted.
+absl::Status Dump(NetlinkSocket& socket, uint32_t* seq, uint16_t type, const std::string& what,
+                  const std::function<void(nlmsghdr*)>& payload, const std::function<void(const nlmsghdr*)>& each,
+                  std::optional<uint16_t>* gen) {
+  std::vector<char> out(MNL_SOCKET_BUFFER_SIZE);
+  const uint32_t my_seq = (*seq)++;
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(out.data(), type, NFPROTO_INET, NLM_F_DUMP, my_seq);
+  payload(nlh);
+  const iovec iov{nlh, nlh->nlmsg_len};
+  if (socket.Send(&iov, 1) < 0) return absl::UnavailableError(absl::StrCat("asking for ", what, ": ", strerror(errno)));
+  std::vector<char> in(1 << 17);
+  int idle = 0;
+  for (;;) {
+    const ssize_t len = socket.Receive(in.data(), in.size());
+    if (len < 0) {
+      if (errno == EINTR) continue;
+      // The kernel fills the next part of a dump as the previous one is
+      // read, so the queue is not empty for long.
+      if (errno == EAGAIN && ++idle < 5000) {
+        usleep(1000);
+        continue;
+      }
+      return absl::UnavailableError(absl::StrCat("reading ", what, ": ", strerror(errno)));
+    }
+    idle = 0;
+    if (static_cast<size_t>(len) > in.size()) {
+      return absl::UnavailableError(absl::StrCat("reading ", what, ": a reply of ", len, " bytes was cut"));
+    }
+    int rem = static_cast<int>(len);
+    for (const nlmsghdr* m = reinterpret_cast<const nlmsghdr*>(in.data()); mnl_nlmsg_ok(m, rem);
+         m = mnl_nlmsg_next(m, &rem)) {
+      if (m->nlmsg_seq != my_seq) continue;  // a late answer to something else
+      if (m->nlmsg_type == NLMSG_DONE) return absl::OkStatus();
+      if (m->nlmsg_type == NLMSG_ERROR) {
+        const int err = -static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(m))->error;
+        if (err == 0) continue;
+        if (err == ENOENT) return absl::NotFoundError(absl::StrCat(what, ": ", strerror(err)));
+        return absl::UnavailableError(absl::StrCat("reading ", what, ": ", strerror(err)));
+      }
+      if (m->nlmsg_flags & NLM_F_DUMP_INTR) return absl::AbortedError(absl::StrCat(what, " changed while read"));
+      const uint16_t g = ntohs(static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(m))->res_id);
+      if (!gen->has_value()) *gen = g;
+      if (**gen != g) return absl::AbortedError(absl::StrCat("the ruleset changed while ", what, " was read"));
+      each(m);
+    }
+  }
+}
+
+absl::Status ReadOnce(NetlinkSocket& socket, uint32_t* seq, const std::string& table, KernelTable* out) {
+  *out = KernelTable{};
+  std::optional<uint16_t> gen;
+  const std::string tname = absl::StrCat("table inet ", table);
+  // Chains.
+  absl::Status s = Dump(
+      socket, seq, NFT_MSG_GETCHAIN, "the chains of " + tname,
+      [&](nlmsghdr* nlh) {
+        nftnl_chain* c = nftnl_chain_alloc();
+        nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, table.c_str());
+        nftnl_chain_nlmsg_build_payload(nlh, c);
+        nftnl_chain_free(c);
+      },
+      [&](const nlmsghdr* m) {
+        nftnl_chain* c = nftnl_chain_alloc();
+        if (nftnl_chain_nlmsg_parse(m, c) == 0) {
+          const char* t = nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE);
+          const char* n = nftnl_chain_get_str(c, NFTNL_CHAIN_NAME);
+          if (t != nullptr && n != nullptr && table == t) out->chains[n];
+        }
+        nftnl_chain_free(c);
+      },
+      &gen);
+  if (!s.ok()) return s;
+  out->exists = true;
+  // Rules, in each chain's order.
+  s = Dump(
+      socket, seq, NFT_MSG_GETRULE, "the rules of " + tname,
+      [&](nlmsghdr* nlh) {
+        nftnl_rule* r = nftnl_rule_alloc();
+        nftnl_rule_set_str(r, NFTNL_RULE_TABLE, table.c_str());
+        nftnl_rule_nlmsg_build_payload(nlh, r);
+        nftnl_rule_free(r);
+      },
+      [&](const nlmsghdr* m) {
+        RulePtr r(nftnl_rule_alloc());
+        if (nftnl_rule_nlmsg_parse(m, r.get()) != 0) return;
+        const char* t = nftnl_rule_get_str(r.get(), NFTNL_RULE_TABLE);
+        const char* c = nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN);
+        if (t == nullptr || c == nullptr || table != t) return;
+        std::optional<uint32_t> base;
+        out->chains[c].push_back(ExprText(r.get(), &base));
+        if (base.has_value() && !out->ticket_bases.count(c)) out->ticket_bases[c] = *base;
+      },
+      &gen);
+  if (!s.ok()) return s;
+  // Sets.
+  s = Dump(
+      socket, seq, NFT_MSG_GETSET, "the sets of " + tname,
+      [&](nlmsghdr* nlh) {
+        nftnl_set* set = nftnl_set_alloc();
+        nftnl_set_set_str(set, NFTNL_SET_TABLE, table.c_str());
+        nftnl_set_nlmsg_build_payload(nlh, set);
+        nftnl_set_free(set);
+      },
+      [&](const nlmsghdr* m) {
+        nftnl_set* set = nftnl_set_alloc();
+        if (nftnl_set_nlmsg_parse(m, set) == 0) {
+          const char* t = nftnl_set_get_str(set, NFTNL_SET_TABLE);
+          const char* n = nftnl_set_get_str(set, NFTNL_SET_NAME);
+          if (t != nullptr && n != nullptr && table == t) out->sets.insert(n);
+        }
+        nftnl_set_free(set);
+      },
+      &gen);
+  if (!s.ok()) return s;
+  // Elements of each set.
+  for (const std::string& name : out->sets) {
+    if (absl::StartsWith(name, "affinity")) continue;
+    std::vector<KernelElem>& elems = out->elements[name];
+    s = Dump(
+        socket, seq, NFT_MSG_GETSETELEM, absl::StrCat("the elements of set ", name, " of ", tname),
+        [&](nlmsghdr* nlh) {
+          nftnl_set* set = nftnl_set_alloc();
+          nftnl_set_set_str(set, NFTNL_SET_TABLE, table.c_str());
+          nftnl_set_set_str(set, NFTNL_SET_NAME, name.c_str());
+          nftnl_set_elems_nlmsg_build_payload(nlh, set);
+          nftnl_set_free(set);
+        },
+        [&](const nlmsghdr* m) {
+          nftnl_set* set = nftnl_set_alloc();
+          if (nftnl_set_elems_nlmsg_parse(m, set) == 0) {
+            nftnl_set_elems_iter* it = nftnl_set_elems_iter_create(set);
+            for (nftnl_set_elem* e = it ? nftnl_set_elems_iter_next(it) : nullptr; e != nullptr;
+                 e = nftnl_set_elems_iter_next(it)) {
+              KernelElem k;
+              uint32_t len = 0;
+              if (const void* p = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &len)) {
+                k.key.assign(static_cast<const char*>(p), len);
+              }
+              if (const void* p = nftnl_set_elem_get(e, NFTNL_SET_ELEM_DATA, &len)) {
+                k.data.assign(static_cast<const char*>(p), len);
+              }
+              if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_VERDICT)) {
+                k.verdict = nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_VERDICT);
+              }
+              if (const char* c = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN)) k.chain = c;
+              if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_FLAGS)) {
+                k.interval_end = nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_FLAGS) & NFT_SET_ELEM_INTERVAL_END;
+              }
+              elems.push_back(std::move(k));
+            }
+            if (it) nftnl_set_elems_iter_destroy(it);
+          }
+          nftnl_set_free(set);
+        },
+        &gen);
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<KernelTable> ReadTable(NetlinkSocket& socket, uint32_t* seq, const std::string& table) {
+  KernelTable out;
+  absl::Status s;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    s = ReadOnce(socket, seq, table, &out);
+    if (!absl::IsAborted(s)) break;
+  }
+  if (absl::IsNotFound(s)) return KernelTable{};  // no such table
+  if (!s.ok()) return s;
+  return out;
+}
+
+std::string RuleText(const RuleStmts& rule) {
+  RulePtr r(nftnl_rule_alloc());
+  nftnl_rule_set_u32(r.get(), NFTNL_RULE_FAMILY, NFPROTO_INET);
+  EncodeRule(r.get(), rule);
+  // Through the wire form, as the kernel's answer comes.
+  std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_NEWRULE, NFPROTO_INET, 0, 0);
+  nftnl_rule_nlmsg_build_payload(nlh, r.get());
+  RulePtr back(nftnl_rule_alloc());
+  if (nftnl_rule_nlmsg_parse(nlh, back.get()) != 0) return "(unparsable)";
+  return ExprText(back.get(), nullptr);
+}
+
+}  // namespace nftproxy::dp

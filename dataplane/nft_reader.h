@@ -1,0 +1,48 @@
+// Reads nftproxy's table back from the kernel over netlink (chains with
+// their rules, sets, and the elements of every set but the affinity maps),
+// so that a new run can adopt the table a previous run left (adopt.h) and
+// `explain --kernel` can show what the kernel holds.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "dataplane/ir.h"
+#include "dataplane/netlink_socket.h"
+
+namespace nftproxy::dp {
+
+// One set element as the kernel holds it (wire form).
+struct KernelElem {
+  std::string key;
+  std::string data;   // maps with data
+  std::string chain;  // verdict maps: the goto target
+  uint32_t verdict = 0;
+  bool interval_end = false;
+};
+
+struct KernelTable {
+  bool exists = false;
+  // Every chain with its rules, each rule as RuleText gives it.
+  std::map<std::string, std::vector<std::string>> chains;
+  // Per chain: the offset of its first `numgen` or `jhash` (a ticket base).
+  std::map<std::string, uint32_t> ticket_bases;
+  std::set<std::string> sets;
+  // Elements per set (affinity maps left out: they are the packet path's).
+  std::map<std::string, std::vector<KernelElem>> elements;
+};
+
+// The table `inet <table>` as four dumps (chains, rules, sets, elements) of
+// one ruleset generation: if the table changes between them, it is read
+// again (at most a few times, then Aborted).
+absl::StatusOr<KernelTable> ReadTable(NetlinkSocket& socket, uint32_t* seq, const std::string& table);
+
+// A rule as comparable text: its expressions in libnftnl's notation, after
+// a round trip through the netlink encoding (the form ReadTable gives).
+std::string RuleText(const RuleStmts& rule);
+
+}  // namespace nftproxy::dp
