@@ -14,7 +14,7 @@ seconds=${1:-60}
 build=${NFTPROXY_FUZZ_BUILD:-build-fuzz}
 work=${NFTPROXY_FUZZ_WORK:-$build/fuzz-runs}
 jobs=${NFTPROXY_JOBS:-2}
-targets=(manifest_fuzz engine_fuzz compiler_fuzz)
+targets=(manifest_fuzz engine_fuzz compiler_fuzz http_fuzz)
 
 CXX=clang++ CC=clang cmake -S . -B "$build" -G Ninja -DNFTPROXY_FUZZ=ON
 cmake --build "$build" -j"$jobs" --target "${targets[@]}"
@@ -35,6 +35,7 @@ for t in "${targets[@]}"; do
     manifest_fuzz) max_len=8192 ;;
     engine_fuzz) max_len=8192 ;;
     compiler_fuzz) max_len=2048 ;;
+    http_fuzz) max_len=1024 ;;
   esac
   echo "== $t: ${seconds}s over $(ls "$run/corpus" | wc -l) seeds"
   if ! "$build/tests/fuzz/$t" "$run/corpus" -max_total_time="$seconds" -max_len="$max_len" \

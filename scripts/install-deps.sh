@@ -19,6 +19,8 @@ packages=(
   # the static build (NFTPROXY_STATIC=ON) links these archives directly
   # (libgrpc++-dev pulls them in already)
   libssl-dev libc-ares-dev libre2-dev zlib1g-dev
+  # a real Prometheus server and promtool for tests/integration/test_metrics.py
+  prometheus
 )
 missing=()
 for p in "${packages[@]}"; do

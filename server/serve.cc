@@ -12,6 +12,7 @@
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 #include <tuple>
@@ -30,6 +31,8 @@
 #include "common/resource.h"
 #include "server/file_store.h"
 #include "server/grpc_service.h"
+#include "server/http_server.h"
+#include "server/metrics.h"
 #include "server/instance_lock.h"
 #include "server/manifest_dir.h"
 #include "server/state_check.h"
@@ -70,6 +73,8 @@ struct ServeFlags {
   // --config FILE, and where it set each key (for error messages).
   std::string config;
   std::map<std::string, FlagOrigin> config_origins;
+  std::string metrics_address = "127.0.0.1:10249";
+  std::string health_timeout = "60s";
 };
 
 // The --config file and where it set each key, for Located().
@@ -195,6 +200,17 @@ Flags:
                     how far (in change events) a Watch stream may fall behind
                     before it is ended with ABORTED, to resume from its last
                     revision (default 1000)
+  --metrics-address HOST:PORT
+                    serve HTTP here (default 127.0.0.1:10249; "" disables):
+                    /metrics (Prometheus text format), /healthz and /livez
+                    (503 while a change has waited longer than
+                    --health-timeout), /readyz (200 once the first commit of
+                    this run is in the kernel). Nothing is authenticated: an
+                    address other than loopback shows the metrics to anyone
+                    who reaches it
+  --health-timeout DURATION
+                    how long a write or a drift repair may wait before
+                    /healthz says 503 (default 60s)
   --log-level LEVEL, --v N
                     debug, info, warning or error (default info); --v 1 is
                     debug. Refused writes are warnings with their code and
@@ -277,7 +293,9 @@ std::vector<FlagSpec> ServeFlagSpecs(ServeFlags* f, bool* help, bool* help_authz
                                {{"--help-authz"}, nullptr, nullptr, help_authz, false},
                                {{"--max-watch-streams"}, &f->max_watch_streams},
                                {{"--watch-buffer-events"}, &f->watch_buffer_events},
-                               {{"--recover"}, nullptr, nullptr, &f->recover}};
+                               {{"--recover"}, nullptr, nullptr, &f->recover},
+                               {{"--metrics-address"}, &f->metrics_address},
+                               {{"--health-timeout"}, &f->health_timeout}};
 }
 
 absl::Status ParseServeFlags(const std::vector<std::string>& args, ServeFlags* f, bool* help, bool* help_authz) {
@@ -491,6 +509,22 @@ int RunServe(const std::vector<std::string>& args) {
     }
     listen.push_back(*a);
   }
+  std::optional<Address> metrics_address;
+  if (!flags.metrics_address.empty()) {
+    absl::StatusOr<Address> a = ParseAddress(flags.metrics_address);
+    if (!a.ok() || a->kind != Address::Kind::kTcp) {
+      std::cerr << "nftproxy serve: --metrics-address " << flags.metrics_address
+                << ": want HOST:PORT, e.g. 127.0.0.1:10249 or [::1]:10249 (\"\" disables)\n";
+      return 2;
+    }
+    metrics_address = *a;
+  }
+  absl::Duration health_timeout;
+  if (!absl::ParseDuration(flags.health_timeout, &health_timeout) || health_timeout <= absl::ZeroDuration()) {
+    std::cerr << "nftproxy serve: --health-timeout " << flags.health_timeout
+              << ": want a positive duration such as 60s\n";
+    return 2;
+  }
   std::shared_ptr<grpc::ServerCredentials> tcp_credentials;
   if (absl::Status s = TcpCredentials(flags, listen, &tcp_credentials); !s.ok()) {
     std::cerr << "nftproxy serve: " << Located(s.message()) << "\n";
@@ -666,7 +700,34 @@ int RunServe(const std::vector<std::string>& args) {
     store = std::move(*opened);
     options.store = store.get();
   }
+  Registry registry;
+  EngineMetrics engine_metrics(&registry);
+  options.metrics = &engine_metrics;
   WriteEngine engine(dataplane->get(), options);
+  registry.GaugeFunction("nftproxy_watch_streams", "Watch streams open now.",
+                         [&engine] { return static_cast<double>(engine.WatchStreams()); });
+  // Metrics and health over HTTP, from before the saved state is restored
+  // (/readyz says 503 until the first commit). A port that cannot be bound is
+  // an error in the log, not a reason to stop proxying.
+  std::unique_ptr<HttpServer> http;
+  if (metrics_address) {
+    const std::string shown = metrics_address->GrpcTarget();
+    if (!metrics_address->IsLoopback()) {
+      log::Warning("metrics and health are served unauthenticated on a non-loopback address",
+                   {{"metrics_address", shown}});
+    }
+    absl::StatusOr<std::unique_ptr<HttpServer>> started = HttpServer::Listen(
+        metrics_address->host, metrics_address->port, [&registry, &engine, health_timeout](const HttpRequest& req) {
+          return ServeObservability(req, registry, engine.Health(), health_timeout, absl::Now());
+        });
+    if (started.ok()) {
+      http = std::move(*started);
+      log::Info("serving metrics and health", {{"metrics_address", shown}});
+    } else {
+      log::Error("cannot serve metrics and health", {{"metrics_address", shown},
+                                                     {"error", std::string(started.status().message())}});
+    }
+  }
   if (!saved.objects.empty() || saved.revision != 0) {
     // One atomic replacement with what the previous run had installed.
     const size_t n = saved.objects.size();

@@ -54,6 +54,7 @@ struct Write {
   Write(Txn t, absl::Time start) : txn(std::move(t)), now(start) {}
   Txn txn;
   absl::Time now;
+  absl::Time arrived;  // when the write reached the engine, before waiting for the lock
   const Scope* scope = nullptr;  // what the caller may change; null: anything
   std::string source;            // the request's
   bool any_change = false;

@@ -1,5 +1,6 @@
 #include "server/write_engine.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/container/flat_hash_set.h"
@@ -61,6 +62,7 @@ absl::Status WriteEngine::Restore(State state) {
   if (auto s = ValidateChange(restored, all, Rules()); !s.ok()) return s;
   if (auto s = ApplyAllLocked(restored); !s.ok()) return s;
   desired_ = std::move(restored);
+  for (const auto& [k, r] : desired_.state().objects) CountResource(r, +1);
   if (options_.store != nullptr) {
     // Start this run's journal from a snapshot of what was restored.
     if (auto saved = options_.store->Snapshot(desired_.state()); !saved.ok()) NoteError("saving the state", saved);
@@ -82,6 +84,7 @@ absl::Status WriteEngine::RepairDrift() {
 
 void WriteEngine::OnDrift(const std::string& what) {
   log::Warning("the table changed outside nftproxy", {{"table", dp_->Table()}, {"what", what}});
+  if (options_.metrics != nullptr) options_.metrics->drift_detected->Add({});
   {
     absl::MutexLock lock(&drift_mu_);
     ++drift_repairs_;
@@ -94,13 +97,31 @@ void WriteEngine::OnDrift(const std::string& what) {
 void WriteEngine::QueueRepair() {
   // One repair at a time; drift seen while one waits is repaired by it.
   if (repair_queued_.exchange(true)) return;
+  {
+    // Pending (for /healthz) until a repair succeeds.
+    absl::MutexLock lock(&health_mu_);
+    if (repair_pending_since_ == absl::InfiniteFuture()) repair_pending_since_ = absl::Now();
+  }
   repairs_.Post([this] {
     absl::MutexLock lock(&mu_);
     repair_queued_ = false;
-    if (!dp_full_) return;  // nothing installed yet: the first commit writes everything
+    auto repaired = [this] {
+      absl::MutexLock health_lock(&health_mu_);
+      repair_pending_since_ = absl::InfiniteFuture();
+      last_updated_ = absl::Now();
+    };
+    if (!dp_full_) {  // nothing installed yet: the first commit writes everything
+      repaired();
+      return;
+    }
     const absl::Time start = absl::Now();
     dp::ApplyResult result;
     absl::Status s = FromDataplane(dp_->Reinstall(&result));
+    NoteCommit("full", result, s);
+    if (s.ok()) {
+      repaired();
+      if (options_.metrics != nullptr) options_.metrics->drift_repairs->Add({});
+    }
     if (!s.ok()) {
       NoteError("repairing drift", s);
       log::Error("could not repair the table", {{"table", dp_->Table()}, {"error", std::string(s.message())}});
@@ -114,17 +135,66 @@ void WriteEngine::QueueRepair() {
 
 StateRules WriteEngine::Rules() const { return StateRules{options_.node_port_min, options_.node_port_max}; }
 
-absl::Status WriteEngine::ApplyAllLocked(const Desired& d, Phases* phases) {
+absl::Status WriteEngine::ApplyAllLocked(const Desired& d, Phases* phases, dp::ApplyResult* out) {
   const absl::Time start = absl::Now();
-  dp::ApplyResult result;
+  dp::ApplyResult local;
+  dp::ApplyResult& result = out != nullptr ? *out : local;
   dp::Model model = BuildModel(d, options_.node_name, options_.node);
   if (phases != nullptr) phases->Mark("model");
   absl::Status s = FromDataplane(dp_->Apply(model, &result));
   if (phases != nullptr) phases->MarkDataplane(result);
   DiscardLater(std::move(model));
   NoteSyncLocked(start, s);
-  if (s.ok()) dp_full_ = true;
+  NoteCommit(dp_full_ ? "full" : "adopt", result, s);
+  if (s.ok()) {
+    dp_full_ = true;
+    ready_ = true;
+    absl::MutexLock lock(&health_mu_);
+    repair_pending_since_ = absl::InfiniteFuture();  // the whole table was just written
+  }
   return s;
+}
+
+void WriteEngine::NoteCommit(const char* kind, const dp::ApplyResult& result, const absl::Status& s) {
+  EngineMetrics* m = options_.metrics;
+  if (m == nullptr) return;
+  if (!s.ok()) {
+    m->commit_failures->Add({});
+    return;
+  }
+  if (result.flows_deleted > 0) m->flows_deleted->Add({}, result.flows_deleted);
+  if (!result.changed) return;  // the kernel already matched: no batch
+  m->commits->Add({kind});
+  m->commit_messages->Observe({}, result.messages);
+  m->last_commit->Set({}, absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
+}
+
+void WriteEngine::CountResource(const v1::Resource& r, int sign) {
+  EngineMetrics* m = options_.metrics;
+  if (m == nullptr) return;
+  m->resources->Add({KindName(KindOf(r))}, sign);
+  if (!r.has_endpoint_slice()) return;
+  int ready = 0, serving = 0, terminating = 0;
+  for (const v1::Endpoint& e : r.endpoint_slice().endpoints()) {
+    const v1::EndpointConditions& c = e.conditions();
+    const bool is_ready = EndpointReady(c);
+    ready += is_ready;
+    serving += c.has_serving() ? c.serving() : is_ready;
+    terminating += c.has_terminating() && c.terminating();
+  }
+  if (ready != 0) m->endpoints->Add({"ready"}, sign * ready);
+  if (serving != 0) m->endpoints->Add({"serving"}, sign * serving);
+  if (terminating != 0) m->endpoints->Add({"terminating"}, sign * terminating);
+}
+
+HealthState WriteEngine::Health() const {
+  HealthState h;
+  h.ready = ready_.load();
+  absl::MutexLock lock(&health_mu_);
+  h.last_updated = last_updated_;
+  h.oldest_pending = repair_pending_since_;
+  if (!pending_writes_.empty()) h.oldest_pending = std::min(h.oldest_pending, *pending_writes_.begin());
+  return h;
 }
 
 void WriteEngine::NoteSyncLocked(absl::Time start, const absl::Status& s) {
@@ -196,16 +266,20 @@ absl::Status WriteEngine::CommitLocked(Write* w, bool dry_run, const std::functi
   // Both run while this thread holds mu_; `prepare` may run on another
   // thread meanwhile (RunAlongside waits for it), reading desired_ only.
   auto commit = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    dp::ApplyResult result;
     if (!dp_full_) {
       // Nothing committed yet in this run: the first commit is the whole state.
-      s = ApplyAllLocked(desired_, &w->phases);
-      return;
+      s = ApplyAllLocked(desired_, &w->phases, &result);
+    } else {
+      const absl::Time start = absl::Now();
+      s = FromDataplane(dp_->Update(change, &result));
+      w->phases.MarkDataplane(result);
+      NoteSyncLocked(start, s);
+      NoteCommit(result.full ? "full" : "delta", result, s);
     }
-    const absl::Time start = absl::Now();
-    dp::ApplyResult result;
-    s = FromDataplane(dp_->Update(change, &result));
-    w->phases.MarkDataplane(result);
-    NoteSyncLocked(start, s);
+    if (s.ok() && result.changed && options_.metrics != nullptr) {
+      options_.metrics->programming_latency->Observe({}, absl::ToDoubleSeconds(absl::Now() - w->arrived));
+    }
   };
   // What follows a commit only reads the state: the record for the state
   // store, the Watch events and the caller's report. For a large change it
@@ -235,6 +309,10 @@ absl::Status WriteEngine::CommitLocked(Write* w, bool dry_run, const std::functi
     QueueRepair();
   }
   if (!s.ok()) return s;
+  for (const auto& [key, old] : txn.undo()) {
+    if (old.has_value()) CountResource(*old, -1);
+    if (const v1::Resource* now = desired_.Find(key)) CountResource(*now, +1);
+  }
   w->phases.Mark("record");
   if (options_.store != nullptr) {
     // The kernel already holds the change, so it stays; but the caller
@@ -283,16 +361,44 @@ void WriteEngine::LogWrite(const char* method, const std::string& source, size_t
 
 absl::Status WriteEngine::RunWrite(const char* method, const std::string& source, size_t resources, bool dry_run,
                                    const Scope* scope, const std::function<absl::Status(Write*)>& body) {
-  absl::MutexLock lock(&mu_);
-  Write w(Txn(&desired_), absl::Now());
-  w.scope = scope;
-  w.source = source;
-  // A caller limited to some sources is refused before any work.
-  absl::Status s = scope != nullptr ? scope->CheckWrite(source, {}) : absl::OkStatus();
-  if (s.ok()) s = body(&w);
-  LogWrite(method, source, resources, dry_run, w, s);
-  // The request's parsed resources and the undo log: freed off the reply's path.
-  DiscardLater(std::move(w));
+  // Waiting from here on: /healthz looks at the oldest write not yet done.
+  const absl::Time arrived = absl::Now();
+  std::multiset<absl::Time>::iterator pending;
+  {
+    absl::MutexLock lock(&health_mu_);
+    pending = pending_writes_.insert(arrived);
+  }
+  absl::Status s;
+  std::vector<std::pair<const char*, absl::Duration>> phases;
+  {
+    absl::MutexLock lock(&mu_);
+    Write w(Txn(&desired_), absl::Now());
+    w.arrived = arrived;
+    w.scope = scope;
+    w.source = source;
+    // A caller limited to some sources is refused before any work.
+    s = scope != nullptr ? scope->CheckWrite(source, {}) : absl::OkStatus();
+    if (s.ok()) s = body(&w);
+    LogWrite(method, source, resources, dry_run, w, s);
+    if (options_.metrics != nullptr) phases = w.phases.all();
+    // The request's parsed resources and the undo log: freed off the reply's path.
+    DiscardLater(std::move(w));
+  }
+  const absl::Time done = absl::Now();
+  {
+    absl::MutexLock lock(&health_mu_);
+    pending_writes_.erase(pending);
+    last_updated_ = done;
+  }
+  if (EngineMetrics* m = options_.metrics; m != nullptr) {
+    m->writes->Add({method, absl::StatusCodeToString(s.code())});
+    m->write_duration->Observe({method}, absl::ToDoubleSeconds(done - arrived));
+    for (const auto& [phase, d] : phases) {
+      std::string name = phase;
+      std::replace(name.begin(), name.end(), ' ', '_');
+      m->phase_duration->Observe({name}, absl::ToDoubleSeconds(std::max(d, absl::ZeroDuration())));
+    }
+  }
   return s;
 }
 

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,7 @@
 #include "nftproxy/v1/nftproxy.pb.h"
 #include "server/authz.h"
 #include "server/desired.h"
+#include "server/metrics.h"
 #include "server/staging.h"
 #include "server/state_store.h"
 #include "server/validate.h"
@@ -54,6 +56,8 @@ struct EngineOptions {
   // Writes taking at least this long are logged to stderr with the time of
   // each phase; infinite: none.
   absl::Duration log_writes_over = absl::InfiniteDuration();
+  // Where the engine reports what it does (not owned); null: nowhere.
+  EngineMetrics* metrics = nullptr;
 };
 
 class WriteEngine {
@@ -115,6 +119,9 @@ class WriteEngine {
                      const std::function<bool(const v1::WatchEvent&)>& send) ABSL_LOCKS_EXCLUDED(mu_);
   // Watch streams open now.
   size_t WatchStreams() const { return watch_.streams(); }
+  // What the health endpoints report (server/metrics.h); takes only a
+  // small lock of its own, never the engine's.
+  HealthState Health() const ABSL_LOCKS_EXCLUDED(health_mu_);
   // Ends every Watch stream (UNAVAILABLE) and refuses new ones.
   void Shutdown() { watch_.Shutdown(); }
 
@@ -150,7 +157,13 @@ class WriteEngine {
   absl::Status CommitLocked(Write* w, bool dry_run, const std::function<void()>& report)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends the whole of `d` to the dataplane (the first commit of a run).
-  absl::Status ApplyAllLocked(const Desired& d, Phases* phases = nullptr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ApplyAllLocked(const Desired& d, Phases* phases = nullptr, dp::ApplyResult* out = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reports a dataplane commit of `kind` (adopt, full, delta) to the metrics.
+  void NoteCommit(const char* kind, const dp::ApplyResult& result, const absl::Status& s);
+  // Adds `sign` times the resources and endpoints of `r` to the metrics'
+  // gauges.
+  void CountResource(const v1::Resource& r, int sign);
   // Logs a write: refused ones as warnings with their code and message,
   // those that took at least options_.log_writes_over with the time of each
   // phase, the others at debug level; a refused one also becomes the last
@@ -191,6 +204,13 @@ class WriteEngine {
   uint64_t drift_repairs_ ABSL_GUARDED_BY(drift_mu_) = 0;
   std::string last_drift_ ABSL_GUARDED_BY(drift_mu_);
   absl::Time last_drift_time_ ABSL_GUARDED_BY(drift_mu_) = absl::InfinitePast();
+  // Health (server/metrics.h HealthState): writes waiting or under way, by
+  // arrival; when a drift repair was queued (InfiniteFuture: none pending).
+  mutable absl::Mutex health_mu_;
+  std::multiset<absl::Time> pending_writes_ ABSL_GUARDED_BY(health_mu_);
+  absl::Time repair_pending_since_ ABSL_GUARDED_BY(health_mu_) = absl::InfiniteFuture();
+  absl::Time last_updated_ ABSL_GUARDED_BY(health_mu_) = absl::Now();
+  std::atomic<bool> ready_{false};
   // Last: its queued repairs run (or are dropped) before the rest goes.
   TaskThread repairs_;
 };

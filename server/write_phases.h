@@ -32,6 +32,8 @@ class Phases {
     last_ = now;
   }
   absl::Duration Total() const { return absl::Now() - start_; }
+  // Each phase reached, with its time, in the order first reached.
+  const std::vector<std::pair<const char*, absl::Duration>>& all() const { return phases_; }
   // "examine 12.1ms, stage 30ms, ..."
   std::string Describe() const {
     std::string out;

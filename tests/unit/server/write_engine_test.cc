@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/errors.h"
 #include "dataplane/ruleset.h"
@@ -810,6 +811,132 @@ TEST(Watch, RestoredStateResumesOnlyFromItsRevision) {
   req.set_since_revision(7);
   Watcher w(&svc, req);
   EXPECT_EQ(Summary(w.WaitFor(1)), "BOOKMARK@7 ");
+}
+
+}  // namespace
+}  // namespace nftproxy::server
+
+namespace nftproxy::server {
+namespace {
+
+// A fake that says every commit changed the kernel, and can hold an Update
+// until released.
+class CommittingDataplane : public FakeDataplane {
+ public:
+  absl::Status Apply(const dp::Model& model, dp::ApplyResult* r) override {
+    r->changed = true;
+    r->full = true;
+    r->messages = 40;
+    return FakeDataplane::Apply(model, r);
+  }
+  absl::Status Update(const dp::ModelChange& change, dp::ApplyResult* r) override {
+    if (hold) {
+      entered.Notify();
+      release.WaitForNotification();
+    }
+    r->changed = true;
+    r->messages = 3;
+    r->flows_deleted = 2;
+    return FakeDataplane::Update(change, r);
+  }
+  bool hold = false;
+  absl::Notification entered, release;
+};
+
+TEST(Metrics, TheEngineCountsWritesCommitsAndResources) {
+  CommittingDataplane fake;
+  Registry registry;
+  EngineMetrics m(&registry);
+  EngineOptions options;
+  options.metrics = &m;
+  WriteEngine engine(&fake, options);
+  EXPECT_FALSE(engine.Health().ready);
+  v1::ApplyResponse resp;
+  ASSERT_TRUE(engine.Apply(Req(kWeb), &resp).ok());
+  EXPECT_TRUE(engine.Health().ready);
+  EXPECT_EQ(m.writes->Value({"Apply", "OK"}), 1);
+  EXPECT_EQ(m.write_duration->Count({"Apply"}), 1u);
+  for (const char* phase : {"examine", "stage", "validate", "model", "compile", "kernel", "record"}) {
+    EXPECT_EQ(m.phase_duration->Count({phase}), 1u) << phase;
+  }
+  EXPECT_EQ(m.programming_latency->Count({}), 1u);
+  EXPECT_EQ(m.commits->Value({"adopt"}), 1);
+  EXPECT_EQ(m.commit_messages->Count({}), 1u);
+  EXPECT_GT(m.last_commit->Value({}), 1.7e9);
+  EXPECT_EQ(m.resources->Value({"service"}), 1);
+  EXPECT_EQ(m.resources->Value({"endpointslice"}), 1);
+  EXPECT_EQ(m.endpoints->Value({"ready"}), 2);  // one of three is not ready
+  EXPECT_EQ(m.endpoints->Value({"serving"}), 2);
+  EXPECT_EQ(m.endpoints->Value({"terminating"}), 0);
+
+  // A refused write is counted with its code and changes no gauge.
+  EXPECT_FALSE(engine.Apply(Req(R"(upserts { service { metadata { name: "bad" } spec { cluster_ips: "198.19.0.12"
+      ports { port: 70000 } } } })"), &resp).ok());
+  EXPECT_EQ(m.writes->Value({"Apply", "INVALID_ARGUMENT"}), 1);
+  EXPECT_EQ(m.write_duration->Count({"Apply"}), 2u);
+  EXPECT_EQ(m.resources->Value({"service"}), 1);
+
+  // An endpoint turns terminating, then the slice goes.
+  ASSERT_TRUE(engine.Apply(Req(R"(upserts { endpoint_slice { metadata { name: "web-1" } service_name: "web"
+      ports { name: "http" port: 8080 }
+      endpoints { addresses: "198.18.10.2" conditions { ready: false serving: true terminating: true } } } })"),
+                           &resp).ok());
+  EXPECT_EQ(m.endpoints->Value({"ready"}), 0);
+  EXPECT_EQ(m.endpoints->Value({"serving"}), 1);
+  EXPECT_EQ(m.endpoints->Value({"terminating"}), 1);
+  EXPECT_EQ(m.commits->Value({"delta"}), 1);
+  EXPECT_EQ(m.flows_deleted->Value({}), 2);
+  v1::DeleteRequest del;
+  del.add_refs()->CopyFrom(RefOf(Key{v1::ENDPOINT_SLICE, "default", "web-1"}));
+  v1::DeleteResponse dresp;
+  ASSERT_TRUE(engine.Delete(del, &dresp).ok());
+  EXPECT_EQ(m.writes->Value({"Delete", "OK"}), 1);
+  EXPECT_EQ(m.resources->Value({"endpointslice"}), 0);
+  EXPECT_EQ(m.endpoints->Value({"serving"}), 0);
+  EXPECT_EQ(m.endpoints->Value({"terminating"}), 0);
+  EXPECT_EQ(m.programming_latency->Count({}), 3u);
+
+  // A dry run is a write, but commits nothing.
+  v1::ApplyRequest dry = Req(kWeb);
+  dry.set_dry_run(true);
+  ASSERT_TRUE(engine.Apply(dry, &resp).ok());
+  EXPECT_EQ(m.writes->Value({"Apply", "OK"}), 3);
+  EXPECT_EQ(m.commits->Value({"delta"}), 2);
+  EXPECT_EQ(m.resources->Value({"endpointslice"}), 0);
+}
+
+TEST(Metrics, AWriteUnderWayIsAPendingChange) {
+  CommittingDataplane fake;
+  WriteEngine engine(&fake, {});
+  v1::ApplyResponse resp;
+  ASSERT_TRUE(engine.Apply(Req(kWeb), &resp).ok());
+  EXPECT_EQ(engine.Health().oldest_pending, absl::InfiniteFuture());
+  const absl::Time updated = engine.Health().last_updated;
+  fake.hold = true;
+  const absl::Time before = absl::Now();
+  std::thread writer([&] {
+    v1::ApplyResponse r;
+    EXPECT_TRUE(engine.Apply(Req(R"(upserts { service { metadata { name: "two" } spec { cluster_ips: "198.19.0.13"
+        ports { port: 80 } } } })"), &r).ok());
+  });
+  fake.entered.WaitForNotification();
+  const HealthState stuck = engine.Health();
+  EXPECT_GE(stuck.oldest_pending, before);
+  EXPECT_LE(stuck.oldest_pending, absl::Now());
+  // /healthz turns 503 once that change is older than the timeout.
+  Registry registry;
+  HttpRequest req;
+  req.method = "GET";
+  req.path = req.target = "/healthz";
+  EXPECT_EQ(ServeObservability(req, registry, stuck, absl::Seconds(60), absl::Now()).status, 200);
+  EXPECT_EQ(ServeObservability(req, registry, stuck, absl::Seconds(60), stuck.oldest_pending + absl::Seconds(61))
+                .status,
+            503);
+  fake.release.Notify();
+  writer.join();
+  const HealthState after = engine.Health();
+  EXPECT_EQ(after.oldest_pending, absl::InfiniteFuture());
+  EXPECT_GT(after.last_updated, updated);
 }
 
 }  // namespace
