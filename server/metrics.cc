@@ -167,9 +167,9 @@ EngineMetrics::EngineMetrics(Registry* r)
                          "(ready, serving, terminating).",
                          {"condition"})),
       commits(r->Counter("nftproxy_kernel_commits_total",
-                         "nf_tables batches the kernel committed, by kind: adopt (the first commit of this run, "
-                         "replacing the table a previous run left), full (the whole table again: drift repair, "
-                         "recovery), delta (only a write's difference).",
+                         "nf_tables batches the kernel committed, by kind: adopt (the table a previous run left, or "
+                         "one someone changed, read back and only its differences written: the first commit of "
+                         "a run, a drift repair), full (the whole table replaced), delta (a write's difference).",
                          {"kind"})),
       commit_messages(r->Histogram("nftproxy_kernel_commit_messages",
                                    "Netlink messages (objects) per committed batch.", {}, MessageBuckets())),

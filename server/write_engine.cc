@@ -17,6 +17,11 @@ namespace nftproxy::server {
 
 namespace {
 
+// The metrics' name for what a commit wrote: the table a previous run (or
+// drift) left, adopted with only its differences; the whole table; or a
+// write's difference.
+const char* CommitKind(const dp::ApplyResult& r) { return r.adopted ? "adopt" : r.full ? "full" : "delta"; }
+
 // Commits changing at least this many keys record themselves on another
 // thread while the kernel commits.
 constexpr size_t kParallelKeys = 256;
@@ -117,7 +122,7 @@ void WriteEngine::QueueRepair() {
     const absl::Time start = absl::Now();
     dp::ApplyResult result;
     absl::Status s = FromDataplane(dp_->Reinstall(&result));
-    NoteCommit("full", result, s);
+    NoteCommit(CommitKind(result), result, s);
     if (s.ok()) {
       repaired();
       if (options_.metrics != nullptr) options_.metrics->drift_repairs->Add({});
@@ -145,7 +150,7 @@ absl::Status WriteEngine::ApplyAllLocked(const Desired& d, Phases* phases, dp::A
   if (phases != nullptr) phases->MarkDataplane(result);
   DiscardLater(std::move(model));
   NoteSyncLocked(start, s);
-  NoteCommit(dp_full_ ? "full" : "adopt", result, s);
+  NoteCommit(CommitKind(result), result, s);
   if (s.ok()) {
     dp_full_ = true;
     ready_ = true;
@@ -275,7 +280,7 @@ absl::Status WriteEngine::CommitLocked(Write* w, bool dry_run, const std::functi
       s = FromDataplane(dp_->Update(change, &result));
       w->phases.MarkDataplane(result);
       NoteSyncLocked(start, s);
-      NoteCommit(result.full ? "full" : "delta", result, s);
+      NoteCommit(CommitKind(result), result, s);
     }
     if (s.ok() && result.changed && options_.metrics != nullptr) {
       options_.metrics->programming_latency->Observe({}, absl::ToDoubleSeconds(absl::Now() - w->arrived));

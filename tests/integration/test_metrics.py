@@ -230,7 +230,7 @@ class MetricsTest(unittest.TestCase):
         for line in ('nftproxy_writes_total{method="Apply",code="OK"} 4',
                      'nftproxy_writes_total{method="Delete",code="OK"} 1',
                      'nftproxy_write_duration_seconds_count{method="Apply"} 4',
-                     'nftproxy_kernel_commits_total{kind="adopt"} 1',
+                     'nftproxy_kernel_commits_total{kind="full"} 1',   # a fresh table: no previous run's to adopt
                      'nftproxy_kernel_commits_total{kind="delta"} 4',
                      'nftproxy_network_programming_duration_seconds_count 5',
                      'nftproxy_resources{kind="service"} 2',
