@@ -32,6 +32,14 @@ std::vector<Slot> SlotsOf(const v1::Service& s) {
     if (p.node_port() == 0) continue;
     out.push_back(Slot{absl::StrCat("node port ", p.node_port(), "/", proto_name(p.protocol())), "spec.ports", i});
   }
+  // A health check node port takes its number for every protocol, like
+  // Kubernetes' node port allocator (its listener is TCP; a node port of
+  // another protocol with that number would still be confusing).
+  if (const uint32_t hc = s.spec().health_check_node_port(); hc != 0) {
+    for (v1::Protocol p : {v1::TCP, v1::UDP, v1::SCTP}) {
+      out.push_back(Slot{absl::StrCat("node port ", hc, "/", proto_name(p)), "spec.healthCheckNodePort", -1});
+    }
+  }
   struct List {
     const char* field;
     const google::protobuf::RepeatedPtrField<std::string>* ips;
@@ -77,6 +85,7 @@ std::string UserBytes(v1::Resource* r) {
 }
 
 std::string Slot::Field() const {
+  if (index < 0) return list;
   const bool node_port = std::string_view(list) == "spec.ports";
   return absl::StrCat(list, "[", index, "]", node_port ? ".nodePort" : "");
 }

@@ -20,11 +20,12 @@
 namespace nftproxy::server {
 
 // One frontend a service claims ("198.19.0.10 port 80/TCP", "node port
-// 30080/TCP"), with the field that claims it for error messages.
+// 30080/TCP"; a health check node port claims its number for every
+// protocol), with the field that claims it for error messages.
 struct Slot {
   std::string name;
   const char* list;  // "spec.clusterIps", "spec.ports" (with ".nodePort" after the index)
-  int index;
+  int index;         // -1: the field is `list` itself (spec.healthCheckNodePort)
   // "spec.clusterIps[0]", "spec.ports[1].nodePort"; built only for errors.
   std::string Field() const;
 };

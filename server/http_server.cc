@@ -150,8 +150,7 @@ HttpRequestParser::State HttpRequestParser::Line(absl::string_view line) {
 
 // ---- the server -------------------------------------------------------------
 
-absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Listen(const std::string& host, int port, Handler handler,
-                                                               HttpServerOptions options) {
+absl::StatusOr<int> ListenSocket(const std::string& host, int port) {
   addrinfo hints = {};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -178,31 +177,98 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Listen(const std::string
   }
   freeaddrinfo(res);
   if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot listen on ", host, ":", port, ": ", err));
+  return fd;
+}
+
+absl::StatusOr<int> ListenAnySocket(int port) {
+  int fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd >= 0) {
+    const int one = 1, zero = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    sockaddr_in6 a = {};
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_any;
+    a.sin6_port = htons(static_cast<uint16_t>(port));
+    if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 && listen(fd, 128) == 0) return fd;
+    const int err = errno;
+    close(fd);
+    // Only a missing IPv6 falls back to IPv4; a port in use is an error.
+    if (err != EADDRNOTAVAIL && err != EAFNOSUPPORT) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on [::]:", port, ": ", strerror(err)));
+    }
+  }
+  return ListenSocket("0.0.0.0", port);
+}
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options) {
+  const int wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake < 0) return absl::InternalError(absl::StrCat("eventfd: ", strerror(errno)));
+  return std::unique_ptr<HttpServer>(new HttpServer(wake, 0, options));
+}
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Listen(const std::string& host, int port, Handler handler,
+                                                               HttpServerOptions options) {
+  absl::StatusOr<int> fd = ListenSocket(host, port);
+  if (!fd.ok()) return fd.status();
   sockaddr_storage bound = {};
   socklen_t len = sizeof(bound);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+  getsockname(*fd, reinterpret_cast<sockaddr*>(&bound), &len);
   const int bound_port = bound.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
                                                      : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   const int wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake < 0) {
-    close(fd);
+    close(*fd);
     return absl::InternalError(absl::StrCat("eventfd: ", strerror(errno)));
   }
-  return std::unique_ptr<HttpServer>(new HttpServer(fd, wake, bound_port, std::move(handler), options));
+  std::unique_ptr<HttpServer> server(new HttpServer(wake, bound_port, options));
+  server->AddListener(*fd, std::move(handler));
+  return server;
 }
 
-HttpServer::HttpServer(int fd, int wake_fd, int port, Handler handler, HttpServerOptions options)
-    : listen_fd_(fd), wake_fd_(wake_fd), port_(port), handler_(std::move(handler)), options_(options) {
+HttpServer::HttpServer(int wake_fd, int port, HttpServerOptions options)
+    : wake_fd_(wake_fd), port_(port), options_(options) {
   thread_ = std::thread([this] { Loop(); });
 }
 
-HttpServer::~HttpServer() {
+void HttpServer::Wake() {
   const uint64_t one = 1;
   if (write(wake_fd_, &one, sizeof(one)) < 0) {
-    // The loop still ends: it also polls wake_fd_ for errors.
+    // The counter is saturated: the loop wakes anyway.
   }
+}
+
+void HttpServer::AddListener(int fd, Handler handler) {
+  absl::MutexLock lock(&mu_);
+  listeners_.push_back(Listener{fd, std::make_shared<const Handler>(std::move(handler))});
+  ++generation_;
+  Wake();
+}
+
+void HttpServer::RemoveListener(int fd) {
+  absl::MutexLock lock(&mu_);
+  const auto it = std::find_if(listeners_.begin(), listeners_.end(), [fd](const Listener& l) { return l.fd == fd; });
+  if (it == listeners_.end()) return;
+  listeners_.erase(it);
+  to_close_.push_back(fd);
+  const uint64_t want = ++generation_;
+  Wake();
+  // The loop closes it when it next takes the list (it never polls a
+  // socket after that), so the port is free when this returns.
+  auto done = [this, want]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return seen_generation_ >= want || stop_; };
+  mu_.Await(absl::Condition(&done));
+}
+
+HttpServer::~HttpServer() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  Wake();
   thread_.join();
-  close(listen_fd_);
+  absl::MutexLock lock(&mu_);
+  for (const Listener& l : listeners_) close(l.fd);
+  for (int fd : to_close_) close(fd);
   close(wake_fd_);
 }
 
@@ -211,6 +277,7 @@ void HttpServer::Loop() {
     int fd;
     absl::Time deadline;
     HttpRequestParser parser;
+    std::shared_ptr<const Handler> handler;  // its listener's
     std::string out;  // the answer, once the request is read
     size_t sent = 0;
   };
@@ -226,11 +293,23 @@ void HttpServer::Loop() {
     c.deadline = absl::Now() + options_.timeout;
     shutdown(c.fd, SHUT_RD);
   };
+  std::vector<Listener> listeners;
   for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stop_) break;
+      if (seen_generation_ != generation_) {
+        listeners = listeners_;
+        for (int fd : to_close_) close(fd);
+        to_close_.clear();
+        seen_generation_ = generation_;
+      }
+    }
     fds.clear();
     fds.push_back({wake_fd_, POLLIN, 0});
     const bool accepting = absl::Now() >= accept_paused_until;
-    fds.push_back({listen_fd_, static_cast<short>(accepting ? POLLIN : 0), 0});
+    for (const Listener& l : listeners) fds.push_back({l.fd, static_cast<short>(accepting ? POLLIN : 0), 0});
+    const size_t first_conn = 1 + listeners.size();
     absl::Time next = accepting ? absl::InfiniteFuture() : accept_paused_until;
     for (const auto& c : conns) {
       fds.push_back({c->fd, static_cast<short>(c->out.empty() ? POLLIN : POLLOUT), 0});
@@ -242,16 +321,22 @@ void HttpServer::Loop() {
     }
     const int n = poll(fds.data(), fds.size(), wait_ms);
     if (n < 0 && errno != EINTR) {
-      log::Error("the metrics server stopped", {{"error", strerror(errno)}});
+      log::Error("the HTTP server stopped", {{"error", strerror(errno)}});
       break;
     }
-    if (fds[0].revents != 0) break;
+    if (fds[0].revents != 0) {
+      uint64_t count;
+      if (read(wake_fd_, &count, sizeof(count)) < 0) {
+        // Nothing to read: another wake took it.
+      }
+      continue;  // the list or stop_ changed
+    }
     const absl::Time now = absl::Now();
-    // Connections first (fds[2..] match conns as they were when polled).
+    // Connections first (fds[first_conn..] match conns as they were when polled).
     std::vector<std::unique_ptr<Conn>> keep;
     for (size_t i = 0; i < conns.size(); ++i) {
       Conn& c = *conns[i];
-      const short rev = n > 0 ? fds[i + 2].revents : 0;
+      const short rev = n > 0 ? fds[first_conn + i].revents : 0;
       bool done = false;
       if (c.out.empty() && (rev & (POLLIN | POLLHUP | POLLERR))) {
         const ssize_t got = recv(c.fd, buf, sizeof(buf), 0);
@@ -278,7 +363,7 @@ void HttpServer::Loop() {
                 r.body = "only GET and HEAD are served\n";
                 answer(c, r, false);
               } else {
-                answer(c, handler_(req), head);
+                answer(c, (*c.handler)(req), head);
               }
               break;
             }
@@ -306,10 +391,11 @@ void HttpServer::Loop() {
       }
     }
     conns = std::move(keep);
-    if (fds[1].revents & POLLIN) {
+    for (size_t li = 0; li < listeners.size(); ++li) {
+      if (!(fds[1 + li].revents & POLLIN)) continue;
       // Take every waiting connection; beyond the limit they are closed at once.
       for (;;) {
-        const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        const int fd = accept4(listeners[li].fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
           if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
             accept_paused_until = absl::Now() + absl::Milliseconds(100);
@@ -322,7 +408,8 @@ void HttpServer::Loop() {
           continue;
         }
         conns.push_back(std::unique_ptr<Conn>(
-            new Conn{fd, absl::Now() + options_.timeout, HttpRequestParser(options_.max_head_bytes), {}, 0}));
+            new Conn{fd, absl::Now() + options_.timeout, HttpRequestParser(options_.max_head_bytes),
+                     listeners[li].handler, {}, 0}));
       }
     }
   }

@@ -1,5 +1,7 @@
 // A small HTTP/1.1 server for the metrics and health endpoints (serve
-// --metrics-address): GET and HEAD only, one request per connection
+// --metrics-address) and the health-check node ports (server/health_ports):
+// any number of listening sockets, each with its own handler, added and
+// removed while it runs; GET and HEAD only, one request per connection
 // (Connection: close), bounded everywhere a client could grow something:
 // connections at once, the size of a request's head, the time to send it
 // and to read the answer. One thread polls every connection; the handler
@@ -15,7 +17,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 namespace nftproxy::server {
@@ -80,6 +84,14 @@ struct HttpServerOptions {
   absl::Duration timeout = absl::Seconds(5);
 };
 
+// A listening TCP socket (non-blocking, close-on-exec, SO_REUSEADDR) on
+// host:port (a name or an address; port 0 picks one). UNAVAILABLE naming the
+// address and errno's text when it cannot be bound (EADDRINUSE and the like).
+absl::StatusOr<int> ListenSocket(const std::string& host, int port);
+// The same on the wildcard address of every family: [::] accepting IPv4 too,
+// or 0.0.0.0 where IPv6 is off. `host` empty; otherwise as ListenSocket.
+absl::StatusOr<int> ListenAnySocket(int port);
+
 class HttpServer {
  public:
   using Handler = std::function<HttpResponse(const HttpRequest&)>;
@@ -88,10 +100,20 @@ class HttpServer {
   // methods get 405, malformed requests 400 (and the like), with no call.
   static absl::StatusOr<std::unique_ptr<HttpServer>> Listen(const std::string& host, int port, Handler handler,
                                                             HttpServerOptions options = {});
+  // A server with no listening socket yet (see AddListener).
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(HttpServerOptions options = {});
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
+  // Serves the listening socket `fd` (taken over; closed by the server) with
+  // `handler`, from the next poll on. max_connections counts over all sockets.
+  void AddListener(int fd, Handler handler) ABSL_LOCKS_EXCLUDED(mu_);
+  // Stops accepting on `fd` and closes it before returning (its port is free
+  // again); connections already accepted from it are answered by its handler.
+  void RemoveListener(int fd) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The first listening socket's port (Listen's).
   int port() const { return port_; }
   // Connections closed at once because max_connections were open.
   uint64_t refused() const { return refused_.load(); }
@@ -99,15 +121,27 @@ class HttpServer {
   uint64_t timed_out() const { return timed_out_.load(); }
 
  private:
-  HttpServer(int fd, int wake_fd, int port, Handler handler, HttpServerOptions options);
+  struct Listener {
+    int fd;
+    std::shared_ptr<const Handler> handler;
+  };
+  HttpServer(int wake_fd, int port, HttpServerOptions options);
+  void Wake();
   void Loop();
 
-  const int listen_fd_;
   const int wake_fd_;
-  const int port_;
-  const Handler handler_;
+  int port_ = 0;
   const HttpServerOptions options_;
   std::atomic<uint64_t> refused_{0}, timed_out_{0};
+  absl::Mutex mu_;
+  std::vector<Listener> listeners_ ABSL_GUARDED_BY(mu_);
+  // Removed sockets the loop has yet to close.
+  std::vector<int> to_close_ ABSL_GUARDED_BY(mu_);
+  // Bumped by each change of listeners_; the loop copies it when it takes
+  // the list (and closes to_close_).
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t seen_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

@@ -207,7 +207,7 @@ HttpResponse ServeObservability(const HttpRequest& req, const Registry& registry
   }
   if (req.path == "/healthz" || req.path == "/livez") {
     // kube-proxy: unhealthy while a change has waited longer than the timeout.
-    const bool healthy = health.oldest_pending == absl::InfiniteFuture() || now - health.oldest_pending < health_timeout;
+    const bool healthy = Healthy(health, health_timeout, now);
     r.status = healthy ? 200 : 503;
     r.content_type = "application/json";
     r.headers.emplace_back("X-Content-Type-Options", "nosniff");

@@ -142,6 +142,11 @@ struct HealthState {
   bool ready = false;
 };
 
+// kube-proxy's healthz: no pending change older than `health_timeout`.
+inline bool Healthy(const HealthState& health, absl::Duration health_timeout, absl::Time now) {
+  return health.oldest_pending == absl::InfiniteFuture() || now - health.oldest_pending < health_timeout;
+}
+
 // The answer to a GET or HEAD of /metrics, /healthz, /livez or /readyz (404
 // for any other path). kube-proxy's semantics: /healthz and /livez are 503
 // while a pending change is older than `health_timeout`, with a JSON body

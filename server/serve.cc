@@ -31,6 +31,7 @@
 #include "common/resource.h"
 #include "server/file_store.h"
 #include "server/grpc_service.h"
+#include "server/health_ports.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
 #include "server/instance_lock.h"
@@ -703,7 +704,28 @@ int RunServe(const std::vector<std::string>& args) {
   Registry registry;
   EngineMetrics engine_metrics(&registry);
   options.metrics = &engine_metrics;
+  // Health-check node ports (server/health_ports.h): served on the wildcard
+  // addresses, or on the node's addresses inside --nodeport-addresses;
+  // healthy as /healthz is.
+  std::atomic<const WriteEngine*> engine_for_health{nullptr};
+  absl::StatusOr<std::unique_ptr<HealthPorts>> health_ports = HealthPorts::Start(
+      [&engine_for_health, health_timeout] {
+        const WriteEngine* e = engine_for_health.load();
+        return e != nullptr && Healthy(e->Health(), health_timeout, absl::Now());
+      },
+      options.node.nodeport_cidrs.empty() ? nullptr : BindOnNodeAddresses(options.node.nodeport_cidrs));
+  if (!health_ports.ok()) {
+    log::Error("cannot serve health check node ports", {{"error", std::string(health_ports.status().message())}});
+    return 1;
+  }
+  options.health_ports = health_ports->get();
   WriteEngine engine(dataplane->get(), options);
+  engine_for_health.store(&engine);
+  // The ports' thread asks the engine; it ends before the engine goes.
+  struct StopHealthPorts {
+    std::unique_ptr<HealthPorts>* ports;
+    ~StopHealthPorts() { ports->reset(); }
+  } stop_health_ports{&*health_ports};
   registry.GaugeFunction("nftproxy_watch_streams", "Watch streams open now.",
                          [&engine] { return static_cast<double>(engine.WatchStreams()); });
   // Metrics and health over HTTP, from before the saved state is restored

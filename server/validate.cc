@@ -250,6 +250,12 @@ void CheckService(const v1::Service& s, const ResourceLimits& limits, Checker& c
       c.Fail(f + ".nodePort", "required for type NODE_PORT (nftproxy does not allocate node ports)");
     }
   }
+  if (spec.health_check_node_port() != 0) {
+    c.Port("spec.healthCheckNodePort", spec.health_check_node_port(), false);
+    if (spec.external_traffic_policy() != v1::ServiceSpec::LOCAL) {
+      c.Fail("spec.healthCheckNodePort", "only allowed with externalTrafficPolicy LOCAL");
+    }
+  }
 }
 
 // `i`: the endpoint's position, named only in errors.
@@ -341,6 +347,14 @@ absl::Status CheckChanged(const Desired& d, const Key& key, const StateRules& ru
                                        rules.node_port_max, " (server flag --nodeport-range)"));
     }
   }
+  const uint32_t hc = s.spec().health_check_node_port();
+  if (hc != 0 && (hc < rules.node_port_min || hc > rules.node_port_max)) {
+    return InvalidField(key, "spec.healthCheckNodePort",
+                        absl::StrCat(hc, " is outside the node port range ", rules.node_port_min, "-",
+                                     rules.node_port_max, " (server flag --nodeport-range)"));
+  }
+  // A health check node port claims its number for every protocol (see
+  // SlotsOf), so it clashes with any node port and any other one.
   const std::vector<Slot> slots = SlotsOf(s);
   std::map<std::string_view, const Slot*> mine;  // slot -> the first that claims it
   for (const Slot& slot : slots) {

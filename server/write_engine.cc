@@ -65,7 +65,13 @@ absl::Status WriteEngine::Restore(State state) {
   }
   Desired restored(std::move(state));
   if (auto s = ValidateChange(restored, all, Rules()); !s.ok()) return s;
-  if (auto s = ApplyAllLocked(restored); !s.ok()) return s;
+  // A saved port that cannot be bound now is logged, not fatal.
+  if (options_.health_ports != nullptr) (void)PrepareHealthPortsLocked(restored, nullptr, true);
+  if (auto s = ApplyAllLocked(restored); !s.ok()) {
+    if (options_.health_ports != nullptr) options_.health_ports->Abort();
+    return s;
+  }
+  if (options_.health_ports != nullptr) options_.health_ports->Commit();
   desired_ = std::move(restored);
   for (const auto& [k, r] : desired_.state().objects) CountResource(r, +1);
   if (options_.store != nullptr) {
@@ -266,6 +272,11 @@ absl::Status WriteEngine::CommitLocked(Write* w, bool dry_run, const std::functi
     if (report) report();
     return absl::OkStatus();
   }
+  // Health-check node ports are opened before the commit: one that cannot
+  // be bound fails the write with nothing changed.
+  if (options_.health_ports != nullptr) {
+    if (auto hs = PrepareHealthPortsLocked(desired_, dp_full_ ? &txn : nullptr, false); !hs.ok()) return hs;
+  }
   desired_.set_revision(desired_.revision() + 1);
   absl::Status s;
   // Both run while this thread holds mu_; `prepare` may run on another
@@ -306,6 +317,13 @@ absl::Status WriteEngine::CommitLocked(Write* w, bool dry_run, const std::functi
     commit();
     if (s.ok()) prepare();
   }
+  if (options_.health_ports != nullptr) {
+    if (s.ok()) {
+      options_.health_ports->Commit();  // serve the new counts, close removed ports
+    } else {
+      options_.health_ports->Abort();
+    }
+  }
   if (absl::IsUnknown(s)) {
     // The kernel may or may not hold the change (its replies were lost); the
     // change is rolled back here, so the table is written again whole from
@@ -334,6 +352,24 @@ absl::Status WriteEngine::CommitLocked(Write* w, bool dry_run, const std::functi
   watch_.Publish(std::move(events), desired_.revision());
   w->phases.Mark("record");
   return absl::OkStatus();
+}
+
+absl::Status WriteEngine::PrepareHealthPortsLocked(const Desired& d, const Txn* txn, bool best_effort) {
+  HealthPortChanges changes;
+  if (txn != nullptr) {
+    for (const auto& [ns, name] : AffectedServices(*txn)) {
+      changes[{ns, name}] = HealthPortOf(d, ns, name, options_.node_name);
+    }
+  } else {
+    const auto& objects = d.state().objects;
+    for (auto it = objects.lower_bound(Key{v1::SERVICE, "", ""}); it != objects.end() && it->first.kind == v1::SERVICE;
+         ++it) {
+      if (auto p = HealthPortOf(d, it->first.ns, it->first.name, options_.node_name)) {
+        changes[{it->first.ns, it->first.name}] = std::move(p);
+      }
+    }
+  }
+  return options_.health_ports->Prepare(changes, txn == nullptr, best_effort);
 }
 
 void WriteEngine::NoteError(absl::string_view what, const absl::Status& s) {

@@ -25,6 +25,7 @@
 #include "nftproxy/v1/nftproxy.pb.h"
 #include "server/authz.h"
 #include "server/desired.h"
+#include "server/health_ports.h"
 #include "server/metrics.h"
 #include "server/staging.h"
 #include "server/state_store.h"
@@ -58,6 +59,10 @@ struct EngineOptions {
   absl::Duration log_writes_over = absl::InfiniteDuration();
   // Where the engine reports what it does (not owned); null: nowhere.
   EngineMetrics* metrics = nullptr;
+  // The health-check node ports (not owned; server/health_ports.h), changed
+  // within each write: opened before the kernel commit, closed after it;
+  // null: none.
+  HealthPortSink* health_ports = nullptr;
 };
 
 class WriteEngine {
@@ -155,6 +160,10 @@ class WriteEngine {
   absl::Status FinishLocked(Write* w, bool dry_run, uint64_t* revision, const std::function<void()>& report)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CommitLocked(Write* w, bool dry_run, const std::function<void()>& report)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Hands options_.health_ports the health-check node ports of the services
+  // `txn` may have changed (null: of every service in `d`, the whole set).
+  absl::Status PrepareHealthPortsLocked(const Desired& d, const Txn* txn, bool best_effort)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends the whole of `d` to the dataplane (the first commit of a run).
   absl::Status ApplyAllLocked(const Desired& d, Phases* phases = nullptr, dp::ApplyResult* out = nullptr)

@@ -4,6 +4,7 @@
 #include <google/protobuf/text_format.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "common/errors.h"
 
 namespace nftproxy::server {
@@ -97,6 +98,62 @@ TEST(ValidateState, ServiceClaimsOneFrontendOnce) {
   s = ValidateState(st, {Key{v1::SERVICE, "default", "x"}});
   EXPECT_NE(std::string(s.message()).find("service default/x: spec.externalIps[0]: 198.19.0.11 port 80/TCP is already used by spec.clusterIps[0] of the same service"),
             std::string::npos) << s.message();
+}
+
+// healthCheckNodePort, like kube-proxy's: only with externalTrafficPolicy
+// LOCAL, in the node port range, and clashing with no node port and no other
+// service's health check node port; the error names the object and field.
+TEST(Validate, HealthCheckNodePort) {
+  const std::string lb = R"(service { metadata { name: "lb" } spec { type: LOAD_BALANCER cluster_ips: "198.19.0.10"
+      external_traffic_policy: LOCAL health_check_node_port: 32000 ports { port: 80 node_port: 30080 } } })";
+  EXPECT_TRUE(ValidateResource(Parse(lb)).ok());
+  ExpectInvalid(Replace(lb, "external_traffic_policy: LOCAL ", ""),
+                "service default/lb: spec.healthCheckNodePort: only allowed with externalTrafficPolicy LOCAL");
+  ExpectInvalid(Replace(lb, "32000", "70000"), "service default/lb: spec.healthCheckNodePort: 70000 is out of range");
+}
+
+TEST(ValidateState, HealthCheckNodePortClashes) {
+  const Key a{v1::SERVICE, "default", "a"}, b{v1::SERVICE, "default", "b"};
+  auto svc = [](const std::string& name, const std::string& extra) {
+    return absl::StrCat(R"(service { metadata { name: ")", name,
+                        R"(" } spec { type: LOAD_BALANCER external_traffic_policy: LOCAL )", extra, " } }");
+  };
+  // Outside the node port range.
+  State st = StateOf({svc("a", "health_check_node_port: 8080 ports { port: 80 node_port: 30080 }")});
+  absl::Status s = ValidateState(st, {a});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(s.message()).find("service default/a: spec.healthCheckNodePort: 8080 is outside the node port range 30000-32767"),
+            std::string::npos) << s.message();
+  // The same service's node port.
+  st = StateOf({svc("a", "health_check_node_port: 30080 ports { port: 80 node_port: 30080 }")});
+  s = ValidateState(st, {a});
+  EXPECT_NE(std::string(s.message()).find("service default/a: spec.healthCheckNodePort: node port 30080/TCP is already used by spec.ports[0].nodePort of the same service"),
+            std::string::npos) << s.message();
+  // Another service's node port (of any protocol), either way round.
+  st = StateOf({svc("a", "health_check_node_port: 31000 ports { port: 80 node_port: 30080 }"),
+                svc("b", "ports { port: 53 protocol: UDP node_port: 31000 }")});
+  s = ValidateState(st, {a});
+  EXPECT_NE(std::string(s.message()).find("service default/a: spec.healthCheckNodePort: node port 31000/UDP is already used by service default/b"),
+            std::string::npos) << s.message();
+  s = ValidateState(st, {b});
+  EXPECT_NE(std::string(s.message()).find("service default/b: spec.ports[0].nodePort: node port 31000/UDP is already used by service default/a"),
+            std::string::npos) << s.message();
+  auto detail = ErrorDetailOf(s);
+  ASSERT_TRUE(detail.has_value());
+  EXPECT_EQ(detail->field(), "spec.ports[0].nodePort");
+  // Another service's health check node port.
+  st = StateOf({svc("a", "health_check_node_port: 31000 ports { port: 80 node_port: 30080 }"),
+                svc("b", "health_check_node_port: 31000 ports { port: 80 node_port: 30081 }")});
+  s = ValidateState(st, {b});
+  EXPECT_NE(std::string(s.message()).find("service default/b: spec.healthCheckNodePort: node port 31000/TCP is already used by service default/a"),
+            std::string::npos) << s.message();
+  detail = ErrorDetailOf(s);
+  ASSERT_TRUE(detail.has_value());
+  EXPECT_EQ(detail->field(), "spec.healthCheckNodePort");
+  // Distinct ports: fine.
+  st = StateOf({svc("a", "health_check_node_port: 31000 ports { port: 80 node_port: 30080 }"),
+                svc("b", "health_check_node_port: 31001 ports { port: 80 node_port: 30081 }")});
+  EXPECT_TRUE(ValidateState(st, {a, b}).ok());
 }
 
 TEST(ValidateState, SelectorAndSliceConflict) {

@@ -941,3 +941,98 @@ TEST(Metrics, AWriteUnderWayIsAPendingChange) {
 
 }  // namespace
 }  // namespace nftproxy::server
+
+namespace nftproxy::server {
+namespace {
+
+// ---- health-check node ports, through a fake sink ---------------------------
+
+class FakeHealthPorts : public HealthPortSink {
+ public:
+  absl::Status Prepare(const HealthPortChanges& changes, bool full, bool best_effort) override {
+    prepared.push_back({changes, full});
+    if (!fail.ok()) return fail;
+    pending = PlanHealthPorts(serving, changes, full);
+    return absl::OkStatus();
+  }
+  void Commit() override {
+    ++commits;
+    if (pending) serving = pending->next;
+    pending.reset();
+  }
+  void Abort() override {
+    ++aborts;
+    pending.reset();
+  }
+  std::vector<std::pair<HealthPortChanges, bool>> prepared;
+  std::optional<HealthPortPlan> pending;
+  std::map<uint16_t, HealthPort> serving;
+  int commits = 0, aborts = 0;
+  absl::Status fail;
+};
+
+const char kLocalLb[] = R"(
+upserts { service { metadata { name: "lb" } spec { type: LOAD_BALANCER cluster_ips: "198.19.0.20"
+  external_traffic_policy: LOCAL health_check_node_port: 32000 ports { port: 80 node_port: 30080 } } } }
+upserts { endpoint_slice { metadata { name: "lb-1" } service_name: "lb"
+  endpoints { addresses: "198.18.10.2" node_name: "n1" }
+  endpoints { addresses: "198.18.10.3" node_name: "n2" } } }
+)";
+
+TEST(WriteEngine, HealthPortsChangeWithinTheWrite) {
+  FakeDataplane fake;
+  FakeHealthPorts ports;
+  EngineOptions options;
+  options.node_name = "n1";
+  options.health_ports = &ports;
+  WriteEngine engine(&fake, options);
+  v1::ApplyResponse resp;
+  ASSERT_TRUE(engine.Apply(Req(kLocalLb), &resp).ok());
+  // The first commit hands over the whole set.
+  ASSERT_EQ(ports.prepared.size(), 1u);
+  EXPECT_TRUE(ports.prepared[0].second);
+  ASSERT_EQ(ports.serving.size(), 1u);
+  EXPECT_EQ(ports.serving[32000], (HealthPort{"default", "lb", 32000, 1}));
+  // The endpoint moves to n2: only the changed service, counted again.
+  ASSERT_TRUE(engine.Apply(Req(R"(upserts { endpoint_slice { metadata { name: "lb-1" } service_name: "lb"
+      endpoints { addresses: "198.18.10.2" node_name: "n2" } } })"), &resp).ok());
+  ASSERT_EQ(ports.prepared.size(), 2u);
+  EXPECT_FALSE(ports.prepared[1].second);
+  EXPECT_EQ(ports.prepared[1].first.size(), 1u);
+  EXPECT_EQ(ports.serving[32000].local_endpoints, 0);
+  // A write the sink refuses (a port in use) changes nothing, kernel included.
+  const int applies = fake.applies;
+  ports.fail = ResourceError(absl::StatusCode::kFailedPrecondition, Key{v1::SERVICE, "default", "lb"},
+                             "spec.healthCheckNodePort", "cannot listen on health check node port 32001: in use");
+  std::string moved = kLocalLb;
+  moved.replace(moved.find("32000"), 5, "32001");
+  absl::Status s = engine.Apply(Req(moved), &resp);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(std::string(s.message()).find("spec.healthCheckNodePort"), std::string::npos) << s.message();
+  EXPECT_EQ(fake.applies, applies);
+  v1::ResourceRef ref;
+  ref.set_kind(v1::SERVICE);
+  ref.set_name("lb");
+  EXPECT_EQ(engine.Get(ref)->service().spec().health_check_node_port(), 32000u);
+  EXPECT_EQ(ports.serving.count(32000), 1u);
+  // The kernel refuses: the prepared ports are dropped.
+  ports.fail = absl::OkStatus();
+  fake.fail = absl::InternalError("kernel says no");
+  const int aborts = ports.aborts;
+  EXPECT_FALSE(engine.Apply(Req(moved), &resp).ok());
+  EXPECT_EQ(ports.aborts, aborts + 1);
+  EXPECT_EQ(ports.serving.count(32000), 1u);
+  fake.fail = absl::OkStatus();
+  ASSERT_TRUE(engine.Apply(Req(moved), &resp).ok());
+  EXPECT_EQ(ports.serving.count(32000), 0u);
+  EXPECT_EQ(ports.serving.count(32001), 1u);
+  // Deleting the service closes its port.
+  v1::DeleteRequest del;
+  *del.add_refs() = ref;
+  v1::DeleteResponse dresp;
+  ASSERT_TRUE(engine.Delete(del, &dresp).ok());
+  EXPECT_TRUE(ports.serving.empty());
+}
+
+}  // namespace
+}  // namespace nftproxy::server
