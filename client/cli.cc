@@ -62,6 +62,16 @@ const std::vector<Flag>& Flags() {
       {"since", {"--since"}, "--since REVISION",
        "resume after this revision instead of starting with the current state", &Options::since, nullptr},
       {"client", {"--client"}, "--client", "print the client version only", nullptr, &Options::client_only},
+      {"from", {"--from"}, "--from SRC", "trace packets from this address", &Options::trace_from, nullptr},
+      {"to", {"--to"}, "--to VIP|NODEIP", "trace packets to this address (a service address, or a node address)",
+       &Options::trace_to, nullptr},
+      {"proto", {"--proto"}, "--proto tcp|udp|sctp", "the packets' protocol (default tcp)", &Options::trace_proto,
+       nullptr},
+      {"port", {"--port"}, "--port PORT", "the packets' destination port (the service port or node port)",
+       &Options::trace_port, nullptr},
+      {"duration", {"--duration"}, "--duration DURATION", "how long to trace (default 10s, at most 60s)",
+       &Options::trace_duration, nullptr},
+      {"count", {"--count"}, "--count N", "stop after N events (default 100)", &Options::trace_count, nullptr},
   };
   return flags;
 }
@@ -187,6 +197,19 @@ const std::vector<Command>& Commands() {
        "  nftproxy watch services -n shop\n"
        "  nftproxy watch --since 42 -o json",
        {"ns", "all", "since", "output"}, {"table", "yaml", "json"}, &Client::Watch, {}, "kind"},
+      {"trace", "trace --from SRC --to VIP|NODEIP --port PORT [--proto tcp|udp|sctp] [--duration 10s] [--count N]",
+       "show how the packets of one flow go through nftproxy's chains",
+       "The server sets nftables' trace flag on the packets from SRC to VIP|NODEIP:PORT (a table of its own,\n"
+       "inet <table>-trace, removed when the trace ends, also when this command is interrupted) and prints\n"
+       "each packet's way through one hook of nftproxy's table, one line per event: the frontend that\n"
+       "matched and its service, the ticket and the endpoint it DNATed to, masquerade, and the verdict\n"
+       "(accepted, dropped or rejected, and by which rule). Only new connections pass the nat chains, so\n"
+       "start the connection after the trace. Needs write access; one trace at a time. json prints one\n"
+       "TraceEvent per line.\n\n"
+       "Examples:\n"
+       "  nftproxy trace --from 198.18.1.2 --to 198.19.0.10 --port 80\n"
+       "  nftproxy trace --from 10.0.0.7 --to 192.168.1.10 --proto udp --port 30053 --duration 30s",
+       {"from", "to", "proto", "port", "duration", "count", "output"}, {"text", "json"}, &Client::Trace},
       {"status", "status [-o yaml|json]", "server version, object counts, last sync time and duration, last error",
        "Example:\n"
        "  nftproxy status",

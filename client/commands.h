@@ -27,6 +27,8 @@ struct Options {
   std::string output;
   std::string source;
   std::string since;
+  // trace
+  std::string trace_from, trace_to, trace_proto, trace_port, trace_duration, trace_count;
   bool dry_run = false;
   bool kernel = false;  // explain --kernel
   bool client_only = false;
@@ -66,6 +68,9 @@ class Client {
   int Describe(const Options& o);
   int Explain(const Options& o);
   int Watch(const Options& o);
+
+  // commands_trace.cc
+  int Trace(const Options& o);
   int Status(const Options& o);
   int Version(const Options& o);
 

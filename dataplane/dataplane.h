@@ -15,6 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "dataplane/model.h"
+#include "dataplane/trace.h"
 
 namespace nftproxy::dp {
 
@@ -103,6 +104,14 @@ class Dataplane {
   // watching (it returns once no call of the old one is under way).
   virtual absl::Status WatchDrift(std::function<void(const std::string& what)> drift) {
     return absl::UnimplementedError("this dataplane cannot watch its table");
+  }
+
+  // What `nftproxy trace` needs to name tickets and endpoints (trace.h):
+  // the installed backends maps and service-port indexes, copied.
+  // Unimplemented where there is no kernel to trace; FailedPrecondition
+  // before the first commit.
+  virtual absl::StatusOr<TraceNames> NamesForTrace() const {
+    return absl::UnimplementedError("this dataplane has no kernel to trace");
   }
 };
 

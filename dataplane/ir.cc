@@ -49,6 +49,13 @@ void PrintStmt(const Stmt& s, std::string* out) {
       return absl::StrAppend(out, absl::StrFormat("meta mark & 0x%08x == 0x%08x", s.a, s.a));
     case StmtKind::kL4ProtoIs:
       return absl::StrAppend(out, "meta l4proto ", L4ProtoName(static_cast<L4Proto>(s.small)));
+    case StmtKind::kDaddrPrefix: {
+      const Cidr& c = *s.cidr;
+      const bool host = c.prefix_len == static_cast<int>(c.addr.size() * 8);
+      return absl::StrAppend(out, Ip(f), " daddr ", host ? c.addr.ToString() : c.ToString());
+    }
+    case StmtKind::kDportIs: return absl::StrAppend(out, "th dport ", s.a);
+    case StmtKind::kNftraceSet: return absl::StrAppend(out, "meta nftrace set 1");
     case StmtKind::kFrontendVmap:
       return absl::StrAppend(out, Ip(f), " daddr . meta l4proto . th dport vmap @", s.name);
     case StmtKind::kNodePortVmap: return absl::StrAppend(out, "meta l4proto . th dport vmap @", s.name);

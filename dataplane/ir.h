@@ -37,6 +37,8 @@ enum class StmtKind : uint8_t {
   kCtOriginalDaddrInSet,  // ct original ip daddr @name
   kMarkBitTest,           // meta mark & <a> == <a>
   kL4ProtoIs,             // meta l4proto <proto>
+  kDaddrPrefix,           // ip daddr <cidr> (the trace table's filter)
+  kDportIs,               // th dport <a> (the trace table's filter)
   // Lookups whose result is the verdict.
   kFrontendVmap,  // ip daddr . meta l4proto . th dport vmap @name
   kNodePortVmap,  // meta l4proto . th dport vmap @name
@@ -52,6 +54,7 @@ enum class StmtKind : uint8_t {
   kDnatMarkMap,     // dnat ip to meta mark map @name
   kMasquerade,
   kReject,  // ICMPX port unreachable
+  kNftraceSet,  // meta nftrace set 1 (the trace table)
   // Verdicts.
   kGoto,  // goto <name>
   kJump,  // jump <name>
@@ -67,7 +70,7 @@ struct Stmt {
   uint32_t a = 0, b = 0, c = 0;
   // The set, map or chain the statement names; outlives the statement.
   const char* name = nullptr;
-  const Cidr* cidr = nullptr;  // kSaddrPrefix
+  const Cidr* cidr = nullptr;  // kSaddrPrefix, kDaddrPrefix
 };
 
 // One rule; inline storage: a full sync lowers ~30,000 service rules.

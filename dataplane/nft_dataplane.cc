@@ -101,6 +101,18 @@ absl::Status NftDataplane::WatchDrift(std::function<void(const std::string& what
   return absl::OkStatus();
 }
 
+absl::StatusOr<TraceNames> NftDataplane::NamesForTrace() const {
+  if (!on_kernel_) return Dataplane::NamesForTrace();
+  if (!committed_) return absl::FailedPreconditionError("nothing is installed yet: there is no ruleset to trace");
+  TraceNames n;
+  n.table = table_;
+  Ruleset rs = Compile(InstalledModel(), table_, &indexes_, shards_);
+  n.backends[0] = std::move(rs.backends[0]);
+  n.backends[1] = std::move(rs.backends[1]);
+  for (const auto& [key, index] : indexes_) n.port_keys[index] = key;
+  return n;
+}
+
 absl::Status NftDataplane::Commit(const std::function<absl::Status()>& commit, const CommitStats& stats) {
   absl::Status s;
   if (monitor_ == nullptr) {

@@ -39,6 +39,7 @@ class NftDataplane final : public Dataplane {
   absl::Status Reinstall(ApplyResult* result) override;
   // Only on the kernel (the Create that opens a NftWriter).
   absl::Status WatchDrift(std::function<void(const std::string& what)> drift) override;
+  absl::StatusOr<TraceNames> NamesForTrace() const override;
 
   // What was last committed, as a model (services sorted by key) and the
   // service-port indexes it uses; for tests that recompile it from scratch.

@@ -134,11 +134,12 @@ void LoadFrontendKey(nftnl_rule* r, Family f) {
   Payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, v4 ? NFT_REG32_02 : NFT_REG32_05);
 }
 
-// "ip saddr <prefix>": full load, mask when it is a real prefix, compare.
-void MatchSourcePrefix(nftnl_rule* r, const Cidr& c) {
+// "ip saddr <prefix>" (or daddr): full load, mask when it is a real prefix,
+// compare.
+void MatchSourcePrefix(nftnl_rule* r, const Cidr& c, bool source = true) {
   const Family f = c.addr.family;
   MatchNfproto(r, f);
-  LoadAddr(r, f, true, NFT_REG_1);
+  LoadAddr(r, f, source, NFT_REG_1);
   const uint32_t len = AddrLen(f);
   if (c.prefix_len < static_cast<int>(len * 8)) {
     uint8_t mask[16] = {};
@@ -207,6 +208,17 @@ void EncodeStmt(nftnl_rule* r, const Stmt& s) {
     case StmtKind::kL4ProtoIs:
       Meta(r, NFT_META_L4PROTO, NFT_REG_1);
       return Cmp(r, NFT_REG_1, NFT_CMP_EQ, &s.small, 1);
+    case StmtKind::kDaddrPrefix: return MatchSourcePrefix(r, *s.cidr, false);
+    case StmtKind::kDportIs: {
+      Payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, NFT_REG_1);
+      const uint16_t port = htons(static_cast<uint16_t>(s.a));
+      return Cmp(r, NFT_REG_1, NFT_CMP_EQ, &port, 2);
+    }
+    case StmtKind::kNftraceSet: {
+      const uint8_t on = 1;
+      Immediate(r, NFT_REG_1, &on, 1);
+      return MetaSet(r, NFT_META_NFTRACE, NFT_REG_1);
+    }
     case StmtKind::kFrontendVmap:
       MatchNfproto(r, f);
       LoadFrontendKey(r, f);

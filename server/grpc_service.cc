@@ -6,6 +6,7 @@
 #include "common/grpc_status.h"
 #include "common/log.h"
 #include "common/resource.h"
+#include "server/trace_stream.h"
 #include "server/watch_stream.h"
 
 namespace nftproxy::server {
@@ -240,6 +241,29 @@ ProxyService::Stream* ProxyService::Watch(Ctx* ctx, const Bytes* req) {
   if (absl::Status s = Parse(*req, &in); !s.ok()) return new RefusedStream(s);
   if (absl::Status s = scope->CheckRead(in.namespace_()); !s.ok()) return new RefusedStream(s);
   return NewWatchReactor(ctx, engine_, std::move(in));
+}
+
+// Trace changes the kernel's tables (a rule of its own): write access.
+ProxyService::Stream* ProxyService::Trace(Ctx* ctx, const Bytes* req) {
+  absl::StatusOr<Scope> scope = Authorize(ctx, "Trace", Access::kWrite);
+  if (!scope.ok()) return new RefusedStream(scope.status());
+  // A trace shows every namespace's names and sets a rule outside any
+  // namespace: a write grant limited to some sources or namespaces is not
+  // enough.
+  if (!scope->Unrestricted()) {
+    return new RefusedStream(absl::PermissionDeniedError(
+        absl::StrCat(scope->who, " may write only some sources or namespaces; a trace needs unrestricted write")));
+  }
+  v1::TraceRequest in;
+  if (absl::Status s = Parse(*req, &in); !s.ok()) return new RefusedStream(s);
+  absl::StatusOr<TraceSpec> spec = CheckTraceRequest(in);
+  if (!spec.ok()) return new RefusedStream(spec.status());
+  if (traces_.fetch_add(1) >= kMaxTraces) {
+    traces_.fetch_sub(1);
+    return new RefusedStream(absl::ResourceExhaustedError(
+        absl::StrCat("a trace is already running (at most ", kMaxTraces, " at a time); retry later")));
+  }
+  return NewTraceReactor(ctx, engine_, std::move(*spec), &traces_);
 }
 
 }  // namespace nftproxy::server

@@ -21,11 +21,11 @@
 
 namespace nftproxy::server {
 
-using ProxyServiceBase = v1::Proxy::WithRawCallbackMethod_Apply<v1::Proxy::WithRawCallbackMethod_Sync<
+using ProxyServiceBase = v1::Proxy::WithRawCallbackMethod_Trace<v1::Proxy::WithRawCallbackMethod_Apply<v1::Proxy::WithRawCallbackMethod_Sync<
     v1::Proxy::WithRawCallbackMethod_Get<v1::Proxy::WithRawCallbackMethod_List<
         v1::Proxy::WithRawCallbackMethod_Delete<v1::Proxy::WithRawCallbackMethod_GetRuleset<
             v1::Proxy::WithRawCallbackMethod_StreamRuleset<v1::Proxy::WithRawCallbackMethod_Watch<
-                v1::Proxy::WithRawCallbackMethod_Status<v1::Proxy::Service>>>>>>>>>;
+                v1::Proxy::WithRawCallbackMethod_Status<v1::Proxy::Service>>>>>>>>>>;
 
 class ProxyService final : public ProxyServiceBase {
  public:
@@ -33,6 +33,8 @@ class ProxyService final : public ProxyServiceBase {
   // are refused; concurrent StreamRuleset calls (each renders on a thread).
   static constexpr int kMaxWaitingCalls = 1024;
   static constexpr int kMaxRulesetStreams = 4;
+  // Concurrent traces (each holds a thread and the one trace table).
+  static constexpr int kMaxTraces = 1;
 
   // `insecure_tcp`: the server serves plaintext TCP (--insecure-listen).
   ProxyService(WriteEngine* engine, const PolicyHolder* policy, bool insecure_tcp)
@@ -54,6 +56,7 @@ class ProxyService final : public ProxyServiceBase {
   Unary* Status(Ctx*, const Bytes*, Bytes*) override;
   Stream* StreamRuleset(Ctx*, const Bytes*) override;
   Stream* Watch(Ctx*, const Bytes*) override;
+  Stream* Trace(Ctx*, const Bytes*) override;
 
  private:
   // Authorizes the caller of `ctx` for `access`, then runs `work` on
@@ -69,6 +72,7 @@ class ProxyService final : public ProxyServiceBase {
   std::function<void(v1::StatusResponse*)> status_hook_;
   std::atomic<int> waiting_{0};
   std::atomic<int> ruleset_streams_{0};
+  std::atomic<int> traces_{0};
   // Last, so that they finish their calls before the rest goes away.
   TaskThread reads_;
   TaskThread writes_;

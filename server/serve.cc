@@ -677,6 +677,11 @@ int RunServe(const std::vector<std::string>& args) {
     log::Error("cannot open the dataplane", {{"error", std::string(dataplane.status().message())}});
     return 1;
   }
+  // A trace table a previous run left (it ended before its trace did).
+  if (absl::Status s = dp::RemoveTraceTable(flags.table); !s.ok()) {
+    log::Warning("cannot remove a leftover trace table",
+                 {{"table", dp::TraceTableName(flags.table)}, {"error", std::string(s.message())}});
+  }
   std::unique_ptr<FileStateStore> store;
   State saved;
   if (!flags.state_dir.empty()) {

@@ -5,6 +5,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_format.h"
 #include "common/errors.h"
 #include "common/log.h"
@@ -610,6 +611,36 @@ absl::Status CompareWithKernel(const dp::InstalledRuleset* installed, v1::GetRul
 }
 
 }  // namespace
+
+absl::Status WriteEngine::RunBetweenCommits(const std::function<absl::Status()>& fn) const {
+  absl::MutexLock lock(&mu_);
+  return fn();
+}
+
+absl::StatusOr<dp::TraceNames> WriteEngine::NamesForTrace() const {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<dp::TraceNames> names = dp_->NamesForTrace();
+  if (!names.ok()) return names;
+  // Endpoint names: "<slice>/<hostname or address>" (and the node), by
+  // service and address.
+  std::set<std::string> seen;
+  for (const auto& [index, port_key] : names->port_keys) {
+    const std::vector<std::string> parts = absl::StrSplit(port_key, '/');
+    if (parts.size() < 2 || !seen.insert(parts[0] + "/" + parts[1]).second) continue;
+    for (const std::string& slice : desired_.SlicesOf(parts[0], parts[1])) {
+      const v1::Resource* r = desired_.Find(Key{v1::ENDPOINT_SLICE, parts[0], slice});
+      if (r == nullptr) continue;
+      for (const v1::Endpoint& e : r->endpoint_slice().endpoints()) {
+        for (const std::string& addr : e.addresses()) {
+          std::string name = absl::StrCat(slice, "/", e.hostname().empty() ? addr : e.hostname());
+          if (!e.node_name().empty()) absl::StrAppend(&name, " on node ", e.node_name());
+          names->endpoint_names[absl::StrCat(parts[0], "/", parts[1], " ", addr)] = std::move(name);
+        }
+      }
+    }
+  }
+  return names;
+}
 
 absl::StatusOr<v1::GetRulesetResponse> WriteEngine::Ruleset(const v1::GetRulesetRequest& req) const {
   if (req.kernel() && !req.service().empty()) {

@@ -108,6 +108,15 @@ class WriteEngine {
   absl::Status StreamRuleset(bool kernel, const std::function<bool(const v1::GetRulesetResponse&)>& send) const
       ABSL_LOCKS_EXCLUDED(mu_);
   v1::StatusResponse Status() const ABSL_LOCKS_EXCLUDED(mu_);
+  // What `nftproxy trace` needs to name tickets and endpoints
+  // (dp::Dataplane::NamesForTrace), with endpoint names from the stored
+  // EndpointSlices.
+  absl::StatusOr<dp::TraceNames> NamesForTrace() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs `fn` (a kernel change outside nftproxy's table: the trace table)
+  // under the write lock, so that it never falls inside one of the
+  // dataplane's bracketed commits, where the drift monitor would count it as
+  // another program's batch (drift_monitor.h).
+  absl::Status RunBetweenCommits(const std::function<absl::Status()>& fn) const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Opens a Watch stream (see WatchHub::Open): the events `req` asks for,
   // serialized, pulled with WatchCursor::Next without blocking; `wake` is

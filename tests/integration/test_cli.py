@@ -44,7 +44,7 @@ import netlab  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(HERE))
 BIN = os.environ.get("NFTPROXY_BIN") or os.path.join(REPO, "build", "nftproxy")
 BACKENDS = ("b1", "b2", "b3")
-COMMANDS = ("apply", "delete", "get", "describe", "diff", "sync", "explain", "watch", "status", "version",
+COMMANDS = ("apply", "delete", "get", "describe", "diff", "sync", "explain", "watch", "trace", "status", "version",
             "completion")
 
 

@@ -159,7 +159,7 @@ TEST(Cli, Completion) {
   EXPECT_EQ(r.rc, kExitOk);
   EXPECT_NE(r.out.find("complete -F _nftproxy nftproxy"), std::string::npos);
   // Generated from the tables: every command, the kinds, get's formats.
-  for (const char* word : {"apply delete get describe diff sync explain watch status version completion",
+  for (const char* word : {"apply delete get describe diff sync explain watch trace status version completion",
                            "services svc endpointslices eps endpoints workloads wl", "get) flags=",
                            "formats=\"table wide yaml json name jsonpath=\"", "--ignore-not-found", "--request-timeout"}) {
     EXPECT_NE(r.out.find(word), std::string::npos) << word;
