@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The unit tests (tests/unit/*: common, manifest, dataplane, server, client) built with
+# The unit tests (tests/unit/*: common, manifest, dataplane and its libmnl shim, server, client) built with
 # clang's AddressSanitizer + UndefinedBehaviorSanitizer and run once through
 # ctest. Any sanitizer report fails the test that triggers it (UBSan is built
 # with -fno-sanitize-recover, ASan aborts on its first error, LeakSanitizer
@@ -18,7 +18,7 @@ jobs=${NFTPROXY_JOBS:-2}
 excluded=()
 
 CXX=clang++ CC=clang cmake -S . -B "$build" -G Ninja -DNFTPROXY_SANITIZE=ON
-cmake --build "$build" -j"$jobs" --target common_tests manifest_tests dataplane_tests server_tests serve_tests client_tests
+cmake --build "$build" -j"$jobs" --target common_tests manifest_tests dataplane_tests mnl_shim_tests server_tests serve_tests client_tests
 
 symbolizer=/usr/lib/llvm-14/bin/llvm-symbolizer
 if [ -x "$symbolizer" ]; then export ASAN_SYMBOLIZER_PATH="$symbolizer"; fi
