@@ -176,7 +176,7 @@ class Run {
         if (!req.ParseFromString(payload)) return;
         (void)engine_.Ruleset(req);
         size_t pieces = 0;
-        engine_.StreamRuleset([&pieces](const v1::GetRulesetResponse&) { return ++pieces < 4; });
+        (void)engine_.StreamRuleset(req.kernel(), [&pieces](const v1::GetRulesetResponse&) { return ++pieces < 4; });
         const v1::StatusResponse status = engine_.Status();
         const Listing now = ListAll(engine_);
         if (status.revision() != now.revision) Finding("Status and List disagree on the revision");
