@@ -20,6 +20,8 @@
 //
 // Any disagreement or refused batch aborts with the difference.
 #include <fuzzer/FuzzedDataProvider.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netlink.h>
 #include <sys/uio.h>
 
 #include <algorithm>
@@ -27,6 +29,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <set>
@@ -242,20 +245,45 @@ class KernelSocket final : public dp::NetlinkSocket {
   ssize_t Send(const iovec* iov, size_t n) override {
     std::string batch;
     for (size_t i = 0; i < n; ++i) batch.append(static_cast<const char*>(iov[i].iov_base), iov[i].iov_len);
+    // A dump request (the dataplane reading its table back to adopt it):
+    // the model cannot list itself in netlink form, so it answers as a
+    // kernel without the table does (ENOENT), and the dataplane replaces
+    // the table whole, which the model checks.
+    const auto* first = reinterpret_cast<const nlmsghdr*>(batch.data());
+    if (batch.size() >= sizeof(nlmsghdr) && first->nlmsg_type != NFNL_MSG_BATCH_BEGIN &&
+        (first->nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP) {
+      reply_.assign(NLMSG_SPACE(sizeof(nlmsgerr)), '\0');
+      auto* h = reinterpret_cast<nlmsghdr*>(reply_.data());
+      h->nlmsg_len = static_cast<uint32_t>(reply_.size());
+      h->nlmsg_type = NLMSG_ERROR;
+      h->nlmsg_seq = first->nlmsg_seq;
+      auto* err = static_cast<nlmsgerr*>(NLMSG_DATA(h));
+      err->error = -ENOENT;
+      err->msg = *first;
+      return static_cast<ssize_t>(batch.size());
+    }
     if (absl::Status s = kernel_->Apply(batch); !s.ok()) {
       Finding("the kernel would refuse the batch of a valid model: " + std::string(s.message()) + "\nwhile " + *what);
     }
     return static_cast<ssize_t>(batch.size());
   }
-  ssize_t Receive(void*, size_t) override {
-    errno = EAGAIN;
-    return -1;
+  ssize_t Receive(void* buf, size_t len) override {
+    if (reply_.empty()) {
+      errno = EAGAIN;
+      return -1;
+    }
+    const size_t n = std::min(len, reply_.size());
+    memcpy(buf, reply_.data(), n);
+    const ssize_t got = static_cast<ssize_t>(reply_.size());
+    reply_.clear();
+    return got;
   }
   const std::string* what = &kNothing;
 
  private:
   static inline const std::string kNothing = "(no step)";
   NftKernel* kernel_;
+  std::string reply_;  // the answer to a dump request, until received
 };
 
 class NoFlows final : public dp::FlowFlusher {
