@@ -1,11 +1,11 @@
 #include "server/grpc_service.h"
 
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
 #include "common/resource.h"
+#include "server/thread_fed_stream.h"
 #include "server/trace_stream.h"
 #include "server/watch_stream.h"
 
@@ -48,73 +48,24 @@ class RefusedStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 // StreamRuleset: the engine renders the ruleset piece by piece on a thread
 // of its own, which waits for each piece to be written (the client's flow
 // control paces it) and finishes the call last.
-class RulesetStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+class RulesetStream final : public ThreadFedStream {
  public:
-  RulesetStream(const WriteEngine* engine, v1::GetRulesetRequest req, std::atomic<int>* streams)
-      : streams_(streams) {
-    std::thread([this, engine, req = std::move(req)] {
+  RulesetStream(grpc::CallbackServerContext* ctx, const WriteEngine* engine, v1::GetRulesetRequest req,
+                std::atomic<int>* streams)
+      : ThreadFedStream(ctx, streams) {
+    Start([this, engine, req = std::move(req)] {
       absl::Status status;
       if (!req.service().empty()) {  // one service's part is small: one piece
         absl::StatusOr<v1::GetRulesetResponse> one = engine->Ruleset(req);
-        if (one.ok()) {
-          Send(*one, &status);
-        } else {
-          status = one.status();
-        }
-      } else {
-        absl::Status s = engine->StreamRuleset(
-            req.kernel(), [&](const v1::GetRulesetResponse& piece) { return Send(piece, &status); });
-        if (status.ok()) status = s;
+        if (!one.ok()) return one.status();
+        Write(*one, &status);
+        return status;
       }
-      Finish(ToGrpcStatus(status));  // the last use of `this` on this thread
-    }).detach();
+      absl::Status s = engine->StreamRuleset(
+          req.kernel(), [&](const v1::GetRulesetResponse& piece) { return Write(piece, &status); });
+      return status.ok() ? s : status;
+    });
   }
-
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    failed_ = failed_ || !ok;
-  }
-  void OnCancel() override {
-    absl::MutexLock lock(&mu_);
-    failed_ = true;
-  }
-  void OnDone() override {
-    streams_->fetch_sub(1);
-    delete this;
-  }
-
- private:
-  bool Send(const v1::GetRulesetResponse& piece, absl::Status* status) {
-    // Into a new buffer: gRPC serializes only into an empty one, and
-    // buffer_ still holds the previous piece (written by now).
-    grpc::ByteBuffer next;
-    if (absl::Status s = Serialize(piece, &next); !s.ok()) {
-      *status = s;
-      return false;
-    }
-    buffer_.Swap(&next);
-    {
-      absl::MutexLock lock(&mu_);
-      if (failed_) {
-        *status = absl::CancelledError("the client went away");
-        return false;
-      }
-      writing_ = true;
-    }
-    StartWrite(&buffer_);
-    absl::MutexLock lock(&mu_);
-    auto written = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !writing_; };
-    mu_.Await(absl::Condition(&written));
-    if (failed_) *status = absl::CancelledError("the client went away");
-    return !failed_;
-  }
-
-  std::atomic<int>* const streams_;
-  grpc::ByteBuffer buffer_;
-  absl::Mutex mu_;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool failed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace
@@ -231,7 +182,7 @@ ProxyService::Stream* ProxyService::StreamRuleset(Ctx* ctx, const Bytes* req) {
     return new RefusedStream(absl::ResourceExhaustedError(
         absl::StrCat("the server is already streaming the ruleset to ", kMaxRulesetStreams, " callers; retry later")));
   }
-  return new RulesetStream(engine_, std::move(in), &ruleset_streams_);
+  return new RulesetStream(ctx, engine_, std::move(in), &ruleset_streams_);
 }
 
 ProxyService::Stream* ProxyService::Watch(Ctx* ctx, const Bytes* req) {

@@ -1,13 +1,12 @@
 #include "server/trace_stream.h"
 
 #include <algorithm>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
 #include "nftproxy/v1/nftproxy.grpc.pb.h"
+#include "server/thread_fed_stream.h"
 
 namespace nftproxy::server {
 
@@ -73,28 +72,11 @@ v1::TraceEvent TraceEventOf(const dp::TraceStep& step) {
 
 namespace {
 
-class TraceStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+class TraceStream final : public ThreadFedStream {
  public:
   TraceStream(grpc::CallbackServerContext* ctx, WriteEngine* engine, TraceSpec spec, std::atomic<int>* traces)
-      : ctx_(ctx), traces_(traces) {
-    std::thread([this, engine, spec] {
-      const absl::Status status = Run(engine, spec);
-      Finish(ToGrpcStatus(status));  // the last use of `this` on this thread
-    }).detach();
-  }
-
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    failed_ = failed_ || !ok;
-  }
-  void OnCancel() override {
-    absl::MutexLock lock(&mu_);
-    failed_ = true;
-  }
-  void OnDone() override {
-    traces_->fetch_sub(1);
-    delete this;
+      : ThreadFedStream(ctx, traces) {
+    Start([this, engine, spec] { return Run(engine, spec); });
   }
 
  private:
@@ -125,7 +107,7 @@ class TraceStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       for (const dp::TraceAttrs& a : (*listener)->Read(std::max(wait, absl::ZeroDuration()), &lost)) {
         std::optional<dp::TraceStep> step = decoder.Add(a);
         if (!step) continue;
-        if (!Send(TraceEventOf(*step), deadline, &status)) break;
+        if (!Write(TraceEventOf(*step), &status, deadline)) break;
         if (++sent >= spec.count) break;
       }
       if (lost && !told_lost) {
@@ -143,49 +125,6 @@ class TraceStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     if (absl::IsCancelled(status)) return absl::OkStatus();  // nobody to tell
     return status;
   }
-
-  bool Failed() {
-    absl::MutexLock lock(&mu_);
-    return failed_;
-  }
-
-  // Waits for the write until `deadline`; a client that reads nothing
-  // meanwhile has its call cancelled (the trace must end on time).
-  bool Send(const v1::TraceEvent& event, absl::Time deadline, absl::Status* status) {
-    grpc::ByteBuffer next;
-    bool own = false;
-    if (absl::Status s = FromGrpcStatus(grpc::SerializationTraits<v1::TraceEvent>::Serialize(event, &next, &own));
-        !s.ok()) {
-      *status = s;
-      return false;
-    }
-    buffer_.Swap(&next);
-    {
-      absl::MutexLock lock(&mu_);
-      if (failed_) {
-        *status = absl::CancelledError("the client went away");
-        return false;
-      }
-      writing_ = true;
-    }
-    StartWrite(&buffer_);
-    absl::MutexLock lock(&mu_);
-    auto written = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !writing_; };
-    if (!mu_.AwaitWithDeadline(absl::Condition(&written), deadline)) {
-      ctx_->TryCancel();
-      failed_ = true;
-      mu_.Await(absl::Condition(&written));
-    }
-    if (failed_) *status = absl::CancelledError("the client went away");
-    return !failed_;
-  }
-
-  grpc::CallbackServerContext* const ctx_;
-  std::atomic<int>* const traces_;
-  grpc::ByteBuffer buffer_;
-  absl::Mutex mu_;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool failed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace
