@@ -404,6 +404,19 @@ def to_yaml(docs):
     return "---\n".join("\n".join(_emit(d, 0)) + "\n" for d in docs)
 
 
+def class_tmpdir(cls, prefix):
+    """A temporary directory for a test class, removed when the class is done
+    (or at exit, if interrupted) unless NPX_KEEP_TMP is set."""
+    import atexit
+    import shutil
+    import tempfile
+    path = tempfile.mkdtemp(prefix=prefix)
+    if not os.environ.get("NPX_KEEP_TMP"):
+        cls.addClassCleanup(shutil.rmtree, path, True)
+        atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def tail(path, n=40):
     """The last n lines of a log file (or why there are none)."""
     try:

@@ -17,17 +17,14 @@ Environment: NFTPROXY_BIN (default <repo>/build/nftproxy), CI=true turns
 dir (server log, manifests).
 """
 
-import atexit
 import difflib
 import ipaddress
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -98,10 +95,7 @@ class ProxyLabCase(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="npx-it-")
-        if not os.environ.get("NPX_KEEP_TMP"):
-            cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
-            atexit.register(shutil.rmtree, cls.tmp, True)   # if interrupted
+        cls.tmp = netlab.class_tmpdir(cls, "npx-it-")
         cls.lab = netlab.Lab()
         cls.addClassCleanup(cls.lab.cleanup)
         cls.star = netlab.Star(cls.lab, BACKENDS)

@@ -14,13 +14,10 @@ Environment: NFTPROXY_BIN (default <repo>/build/nftproxy), CI=true turns
 dirs.
 """
 
-import atexit
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -66,10 +63,7 @@ class HealthCheckNodePortTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="npx-hc-")
-        if not os.environ.get("NPX_KEEP_TMP"):
-            cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
-            atexit.register(shutil.rmtree, cls.tmp, True)
+        cls.tmp = netlab.class_tmpdir(cls, "npx-hc-")
         cls.c = mn.Cluster(cls.tmp, binary=BIN, node_flags=cls.NODE_FLAGS)
         cls.addClassCleanup(cls.c.cleanup)
 

@@ -19,7 +19,6 @@ Environment: NFTPROXY_BIN (default <repo>/build/nftproxy); CI=true turns
 dir (server log, manifests).
 """
 
-import atexit
 import json
 import os
 import queue
@@ -27,7 +26,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -67,10 +65,7 @@ class ManifestDirTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="npx-dir-")
-        if not os.environ.get("NPX_KEEP_TMP"):
-            cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
-            atexit.register(shutil.rmtree, cls.tmp, True)
+        cls.tmp = netlab.class_tmpdir(cls, "npx-dir-")
         os.chmod(cls.tmp, 0o755)
         cls.lab = netlab.Lab()
         cls.addClassCleanup(cls.lab.cleanup)

@@ -21,13 +21,10 @@ Environment: NFTPROXY_BIN (default <repo>/build/nftproxy); CI=true turns
 keeps the temp dir (server and Prometheus logs, manifests).
 """
 
-import atexit
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 import urllib.parse
@@ -102,10 +99,7 @@ class MetricsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.t0 = time.monotonic()
-        cls.tmp = tempfile.mkdtemp(prefix="npx-metrics-")
-        if not os.environ.get("NPX_KEEP_TMP"):
-            cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
-            atexit.register(shutil.rmtree, cls.tmp, True)
+        cls.tmp = netlab.class_tmpdir(cls, "npx-metrics-")
         cls.lab = netlab.Lab()
         cls.addClassCleanup(cls.lab.cleanup)
         cls.star = netlab.Star(cls.lab, ("b1", "b2"))

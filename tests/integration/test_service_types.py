@@ -19,13 +19,10 @@ Environment: NFTPROXY_BIN (default <repo>/build/nftproxy), CI=true turns
 dirs (server logs, manifests).
 """
 
-import atexit
 import difflib
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 import unittest
 
@@ -57,10 +54,7 @@ class ClusterCase(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="npx-st-")
-        if not os.environ.get("NPX_KEEP_TMP"):
-            cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
-            atexit.register(shutil.rmtree, cls.tmp, True)
+        cls.tmp = netlab.class_tmpdir(cls, "npx-st-")
         cls.c = mn.Cluster(cls.tmp, binary=BIN, node_flags=cls.NODE_FLAGS)
         cls.addClassCleanup(cls.c.cleanup)
 

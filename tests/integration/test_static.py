@@ -18,14 +18,12 @@ ctest runs it as integration_static when tests/integration was configured
 with -DNFTPROXY_STATIC_BIN=... (.ci/run).
 """
 
-import atexit
 import json
 import os
 import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -93,10 +91,7 @@ class StaticBinaryTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="npx-static-")
-        if not os.environ.get("NPX_KEEP_TMP"):
-            cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
-            atexit.register(shutil.rmtree, cls.tmp, True)
+        cls.tmp = netlab.class_tmpdir(cls, "npx-static-")
         # The chroot: an empty directory and the one file.
         cls.root = os.path.join(cls.tmp, "root")
         os.mkdir(cls.root)

@@ -17,13 +17,10 @@ Environment: NFTPROXY_BIN (default <repo>/build/nftproxy), CI=true turns
 "not root" / "no binary" skips into failures, NPX_KEEP_TMP=1 keeps the temp dir.
 """
 
-import atexit
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -66,10 +63,7 @@ class TraceTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="npx-trace-")
-        if not os.environ.get("NPX_KEEP_TMP"):
-            cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
-            atexit.register(shutil.rmtree, cls.tmp, True)
+        cls.tmp = netlab.class_tmpdir(cls, "npx-trace-")
         cls.lab = netlab.Lab()
         cls.addClassCleanup(cls.lab.cleanup)
         cls.star = netlab.Star(cls.lab, BACKENDS)
