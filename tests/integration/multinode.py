@@ -132,12 +132,7 @@ _KIND_WORD = {"Service": "service", "EndpointSlice": "endpointslice", "Workload"
 norm_ruleset = netlab.norm_ruleset
 
 
-def tail(path, n=40):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError as e:
-        return "(no log: %s)" % e
+tail = netlab.tail
 
 
 # ---- a held (long-lived) TCP connection -------------------------------------------
