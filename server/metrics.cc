@@ -74,9 +74,9 @@ void HistogramFamily::Write(prom::TextWriter* w) const {
   for (const auto& [values, s] : copy) w->Histogram(name_, LabelsOf(values), bounds_, s.counts, s.sum);
 }
 
-void GaugeFunc::Write(prom::TextWriter* w) const {
+void FuncFamily::Write(prom::TextWriter* w) const {
   WriteHeader(w);
-  w->Sample(name_, {}, read_());
+  for (const auto& [values, v] : read_()) w->Sample(name_, LabelsOf(values), v);
 }
 
 template <typename F>
@@ -124,7 +124,14 @@ HistogramFamily* Registry::Histogram(const std::string& name, const std::string&
 }
 
 void Registry::GaugeFunction(const std::string& name, const std::string& help, std::function<double()> read) {
-  Add(std::make_unique<GaugeFunc>(name, help, std::move(read)));
+  Function(name, help, prom::Type::kGauge, {},
+           [read = std::move(read)]() -> FuncFamily::Series { return {{{}, read()}}; });
+}
+
+void Registry::Function(const std::string& name, const std::string& help, prom::Type type,
+                        std::vector<std::string> labels, std::function<FuncFamily::Series()> read) {
+  CheckLabels(name, labels);
+  Add(std::make_unique<FuncFamily>(name, help, type, std::move(labels), std::move(read)));
 }
 
 std::string Registry::Render() const {

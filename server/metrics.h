@@ -77,15 +77,18 @@ class HistogramFamily final : public MetricFamily {
   std::map<std::vector<std::string>, Series> series_ ABSL_GUARDED_BY(mu_);
 };
 
-// A gauge read when /metrics is rendered (one series, no labels).
-class GaugeFunc final : public MetricFamily {
+// Series read when /metrics is rendered: a counter or a gauge whose values
+// live elsewhere (the Watch hub, the kernel).
+class FuncFamily final : public MetricFamily {
  public:
-  GaugeFunc(std::string name, std::string help, std::function<double()> read)
-      : MetricFamily(std::move(name), std::move(help), prom::Type::kGauge, {}), read_(std::move(read)) {}
+  using Series = std::vector<std::pair<std::vector<std::string>, double>>;
+  FuncFamily(std::string name, std::string help, prom::Type type, std::vector<std::string> label_names,
+             std::function<Series()> read)
+      : MetricFamily(std::move(name), std::move(help), type, std::move(label_names)), read_(std::move(read)) {}
   void Write(prom::TextWriter* w) const override;
 
  private:
-  std::function<double()> read_;
+  std::function<Series()> read_;
 };
 
 class Registry {
@@ -96,7 +99,10 @@ class Registry {
   ValueFamily* Gauge(const std::string& name, const std::string& help, std::vector<std::string> labels = {});
   HistogramFamily* Histogram(const std::string& name, const std::string& help, std::vector<std::string> labels,
                              std::vector<double> bounds);
+  // A gauge of one series, or a counter or gauge family, read at rendering.
   void GaugeFunction(const std::string& name, const std::string& help, std::function<double()> read);
+  void Function(const std::string& name, const std::string& help, prom::Type type, std::vector<std::string> labels,
+                std::function<FuncFamily::Series()> read);
   // Every family, sorted by name, in the text format.
   std::string Render() const;
 

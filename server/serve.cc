@@ -731,8 +731,19 @@ int RunServe(const std::vector<std::string>& args) {
     std::unique_ptr<HealthPorts>* ports;
     ~StopHealthPorts() { ports->reset(); }
   } stop_health_ports{&*health_ports};
+  const WatchHub& hub = engine.watch_hub();
   registry.GaugeFunction("nftproxy_watch_streams", "Watch streams open now.",
-                         [&engine] { return static_cast<double>(engine.WatchStreams()); });
+                         [&hub] { return static_cast<double>(hub.streams()); });
+  registry.GaugeFunction("nftproxy_watch_lag_events",
+                         "Changes the furthest-behind Watch stream (past its BOOKMARK) has still to send.",
+                         [&hub] { return static_cast<double>(hub.max_lag_events()); });
+  registry.Function("nftproxy_watch_streams_ended_total",
+                    "Watch streams the server ended because they fell behind: reason slow (ABORTED, "
+                    "--watch-buffer-events) or compacted (OUT_OF_RANGE, changes dropped from the log).",
+                    prom::Type::kCounter, {"reason"}, [&hub]() -> FuncFamily::Series {
+                      return {{{"compacted"}, static_cast<double>(hub.streams_ended_out_of_range())},
+                              {{"slow"}, static_cast<double>(hub.streams_ended_slow())}};
+                    });
   // Metrics and health over HTTP, from before the saved state is restored
   // (/readyz says 503 until the first commit). A port that cannot be bound is
   // an error in the log, not a reason to stop proxying.

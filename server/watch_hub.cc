@@ -228,6 +228,7 @@ absl::Status WatchCursor::NextFromLog(std::vector<WatchItem>* out) {
     }
     uint64_t next = next_seq_.load(std::memory_order_relaxed);
     if (next < hub_->log_.begin()) {
+      hub_->ended_out_of_range_.fetch_add(1, std::memory_order_relaxed);
       return End(absl::OutOfRangeError(absl::StrCat(
                      "this watch fell behind and missed changes: the server keeps the changes after revision ",
                      hub_->log_.compacted(),
@@ -246,6 +247,7 @@ absl::Status WatchCursor::NextFromLog(std::vector<WatchItem>* out) {
         }
         if (absl::Nanoseconds(now - since) >= hub_->options_.slow_grace) {
           const std::optional<uint64_t> resume = ResumeHubLocked();
+          hub_->ended_slow_.fetch_add(1, std::memory_order_relaxed);
           return End(absl::AbortedError(absl::StrCat(
                          "this watch fell ", behind, " events behind the newest change (more than ",
                          hub_->options_.buffer_events, ", --watch-buffer-events, for ",
@@ -406,6 +408,21 @@ uint64_t WatchHub::log_revision() const {
 size_t WatchHub::streams() const {
   absl::MutexLock lock(&streams_mu_);
   return streams_.size();
+}
+
+uint64_t WatchHub::max_lag_events() const {
+  uint64_t ready = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    ready = ready_;
+  }
+  uint64_t lag = 0;
+  absl::MutexLock lock(&streams_mu_);
+  for (const WatchCursor* c : streams_) {
+    if (!c->live_.load(std::memory_order_relaxed)) continue;
+    lag = std::max(lag, ready - std::min(ready, c->next_seq_.load(std::memory_order_relaxed)));
+  }
+  return lag;
 }
 
 absl::StatusOr<std::shared_ptr<WatchCursor>> WatchHub::Open(const v1::WatchRequest& req, Pager page,

@@ -150,6 +150,13 @@ class WatchHub {
 
   // Streams open now.
   size_t streams() const ABSL_LOCKS_EXCLUDED(streams_mu_);
+  // How far behind the newest change the furthest-behind live stream (past
+  // its BOOKMARK) is: events in the log it has not taken yet. O(streams).
+  uint64_t max_lag_events() const ABSL_LOCKS_EXCLUDED(mu_, streams_mu_);
+  // Streams ended because they fell behind: too slow (ABORTED), or events
+  // they had not sent were dropped from the log (OUT_OF_RANGE).
+  uint64_t streams_ended_slow() const { return ended_slow_.load(std::memory_order_relaxed); }
+  uint64_t streams_ended_out_of_range() const { return ended_out_of_range_.load(std::memory_order_relaxed); }
   // The newest revision in the log (idle streams are woken once a commit
   // is in it).
   uint64_t log_revision() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -190,6 +197,8 @@ class WatchHub {
   // them (Absorb) never holds up Publish.
   mutable absl::Mutex streams_mu_ ABSL_ACQUIRED_AFTER(mu_);
   absl::flat_hash_set<WatchCursor*> streams_ ABSL_GUARDED_BY(streams_mu_);
+  std::atomic<uint64_t> ended_slow_{0};
+  std::atomic<uint64_t> ended_out_of_range_{0};
   // Last, so that they finish their tasks while the rest is still there.
   // pager_ reads initial-state pages (it may wait for the engine's lock);
   // waker_ runs Absorb.

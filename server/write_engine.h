@@ -132,7 +132,7 @@ class WriteEngine {
   absl::Status Watch(const v1::WatchRequest& req, const std::function<bool()>& cancelled,
                      const std::function<bool(const v1::WatchEvent&)>& send) ABSL_LOCKS_EXCLUDED(mu_);
   // Watch streams open now.
-  size_t WatchStreams() const { return watch_.streams(); }
+  const WatchHub& watch_hub() const { return watch_; }
   // What the health endpoints report (server/metrics.h); takes only a
   // small lock of its own, never the engine's.
   HealthState Health() const ABSL_LOCKS_EXCLUDED(health_mu_);

@@ -35,6 +35,25 @@ TEST(Registry, RendersFamiliesSortedByNameAndSeriesByLabels) {
   EXPECT_EQ(plain->Value({}), 3);
 }
 
+TEST(Registry, FunctionsAreReadAtEveryRendering) {
+  Registry r;
+  double open = 3;
+  r.GaugeFunction("b_open", "Open now.", [&open] { return open; });
+  r.Function("a_ended_total", "Ended.", prom::Type::kCounter, {"reason"}, [&open]() -> FuncFamily::Series {
+    return {{{"slow"}, open * 2}, {{"compacted"}, 1}};
+  });
+  EXPECT_EQ(r.Render(),
+            "# HELP a_ended_total Ended.\n"
+            "# TYPE a_ended_total counter\n"
+            "a_ended_total{reason=\"slow\"} 6\n"
+            "a_ended_total{reason=\"compacted\"} 1\n"
+            "# HELP b_open Open now.\n"
+            "# TYPE b_open gauge\n"
+            "b_open 3\n");
+  open = 0;
+  EXPECT_TRUE(absl::StrContains(r.Render(), "\nb_open 0\n"));
+}
+
 TEST(Registry, HistogramBucketsByUpperBoundInclusive) {
   Registry r;
   HistogramFamily* h = r.Histogram("d_seconds", "D.", {"phase"}, {0.5, 1});

@@ -281,9 +281,13 @@ TEST(WatchHubTest, ASlowStreamEndsWithTheRevisionToResumeFrom) {
   // delivered.
   for (uint64_t rev = 12; rev <= 51; ++rev) hub.Publish({Upsert("t", rev)}, rev);
   WaitForLog(hub, 51);
+  EXPECT_EQ(hub.max_lag_events(), 48u);
+  EXPECT_EQ(hub.streams_ended_slow(), 0u);
   std::vector<WatchItem> items;
   absl::Status s = (*c)->Next(&items);
   EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+  EXPECT_EQ(hub.streams_ended_slow(), 1u);
+  EXPECT_EQ(hub.max_lag_events(), 0u);  // (the only stream is gone)
   EXPECT_EQ(s.message(),
             "this watch fell 48 events behind the newest change (more than 45, --watch-buffer-events, for 0): its "
             "client reads too slowly; resume with since_revision=10");
@@ -317,8 +321,10 @@ TEST(WatchHubTest, ABehindStreamGetsAGraceToCatchUp) {
   auto c = hub.Open(Since(0), nullptr, wakes.Fn());
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(Await(c->get(), &wakes), "BOOKMARK@0 ");
+  EXPECT_EQ(hub.max_lag_events(), 0u);
   for (uint64_t rev = 1; rev <= 50; ++rev) hub.Publish({Upsert("t", rev)}, rev);
   WaitForLog(hub, 50);
+  EXPECT_EQ(hub.max_lag_events(), 50u);
   size_t got = 0;
   while (got < 50) {
     std::vector<WatchItem> items;
@@ -326,6 +332,11 @@ TEST(WatchHubTest, ABehindStreamGetsAGraceToCatchUp) {
     ASSERT_FALSE(items.empty());
     got += items.size();
   }
+  // Taken, and the next Next finds nothing: caught up.
+  std::vector<WatchItem> none;
+  ASSERT_TRUE((*c)->Next(&none).ok());
+  EXPECT_EQ(hub.max_lag_events(), 0u);
+  EXPECT_EQ(hub.streams_ended_slow(), 0u);
 }
 
 TEST(WatchHubTest, AStreamBehindTheLogIsOutOfRange) {
@@ -343,6 +354,7 @@ TEST(WatchHubTest, AStreamBehindTheLogIsOutOfRange) {
   std::vector<WatchItem> items;
   absl::Status s = (*c)->Next(&items);
   EXPECT_EQ(s.code(), absl::StatusCode::kOutOfRange) << s;
+  EXPECT_EQ(hub.streams_ended_out_of_range(), 1u);
   EXPECT_NE(s.message().find("fell behind and missed changes"), std::string::npos) << s;
   EXPECT_FALSE(ErrorDetailOf(s).has_value());
   // And a revision from before what the log keeps, or after the newest.

@@ -246,7 +246,7 @@ TEST(WatchStream, InitialStatePageByPageThenBookmarkThenChanges) {
   EXPECT_EQ(r.revisions()[251], 251);
   r.Cancel();
   EXPECT_EQ(r.Finish().code(), absl::StatusCode::kCancelled);
-  EXPECT_TRUE(WaitUntil([&] { return server.engine().WatchStreams() == 0; }));
+  EXPECT_TRUE(WaitUntil([&] { return server.engine().watch_hub().streams() == 0; }));
 }
 
 // Thousands of streams on a handful of threads; every write reaches every
@@ -272,7 +272,7 @@ TEST(WatchStream, ThousandsOfStreamsWithoutAThreadEach) {
   }
   for (auto& r : readers) ASSERT_TRUE(r->WaitFor(1)) << "no bookmark";
   const absl::Duration open_time = absl::Now() - opening;
-  EXPECT_EQ(server.engine().WatchStreams(), static_cast<size_t>(kStreams));
+  EXPECT_EQ(server.engine().watch_hub().streams(), static_cast<size_t>(kStreams));
   const int64_t threads_open = ProcStatus("Threads");
   const int64_t rss_open = ProcStatus("VmRSS");
 
@@ -306,7 +306,7 @@ TEST(WatchStream, ThousandsOfStreamsWithoutAThreadEach) {
 
   for (auto& r : readers) r->Cancel();
   for (auto& r : readers) EXPECT_EQ(r->Finish().code(), absl::StatusCode::kCancelled);
-  EXPECT_TRUE(WaitUntil([&] { return server.engine().WatchStreams() == 0; }));
+  EXPECT_TRUE(WaitUntil([&] { return server.engine().watch_hub().streams() == 0; }));
 }
 
 TEST(WatchStream, StreamsBeyondTheCapAreRefused) {
@@ -332,7 +332,7 @@ TEST(WatchStream, StreamsBeyondTheCapAreRefused) {
   // A cancelled stream frees its place at once.
   open[0]->Cancel();
   EXPECT_EQ(open[0]->Finish().code(), absl::StatusCode::kCancelled);
-  ASSERT_TRUE(WaitUntil([&] { return server.engine().WatchStreams() == 2; }, absl::Seconds(2)));
+  ASSERT_TRUE(WaitUntil([&] { return server.engine().watch_hub().streams() == 2; }, absl::Seconds(2)));
   Reader another(stub.get(), Since(0));
   EXPECT_TRUE(another.WaitFor(2));  // the current state (one slice) and the bookmark
   EXPECT_FALSE(another.done());
@@ -401,7 +401,7 @@ TEST(WatchStream, CancellingWhileWritesWakeStreams) {
   }
   writing = false;
   writer.join();
-  EXPECT_TRUE(WaitUntil([&] { return server.engine().WatchStreams() == 0; }));
+  EXPECT_TRUE(WaitUntil([&] { return server.engine().watch_hub().streams() == 0; }));
 }
 
 TEST(WatchStream, ShutdownEndsStreamsWithTheRevisionToResumeFrom) {
