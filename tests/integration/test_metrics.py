@@ -12,7 +12,9 @@ loopback port of the same namespace). The test applies services, sends
 traffic through them, and reads back through Prometheus' query API: the
 write duration histogram counts exactly the writes the test made, `up` is 1.
 /metrics passes `promtool check metrics`; /readyz is 503 before the first
-commit and 200 after; /healthz and /livez are 200 with kube-proxy's JSON body.
+commit and 200 after; /healthz and /livez are 200 with kube-proxy's JSON body,
+and 503 while a write hangs (on a state dir frozen with fsfreeze) for longer
+than --health-timeout.
 
 Run from the repository root, as root:
     /usr/bin/python3 -m unittest -v tests/integration/test_metrics.py
@@ -275,6 +277,78 @@ class MetricsTest(unittest.TestCase):
                 self.assertIn("served unauthenticated on a non-loopback address", f.read())
         finally:
             self.lab.stop(proc)
+
+    def test_healthz_is_503_while_a_write_waits_longer_than_the_health_timeout(self):
+        """kube-proxy's /healthz semantics with a write that really hangs: the
+        state dir is an ext4 image frozen with fsfreeze, so the write's journal
+        append blocks after its kernel commit. Once it has waited longer than
+        --health-timeout (1s), /healthz and /livez answer 503 (with the JSON
+        body) while /readyz stays 200; thawed, the write completes and both are
+        200 again."""
+        image = os.path.join(self.tmp, "state.img")
+        mnt = os.path.join(self.tmp, "frozen-state")
+        os.makedirs(mnt)
+        with open(image, "wb") as f:
+            f.truncate(64 << 20)
+        netlab.run(["mkfs.ext4", "-q", image])
+        netlab.run(["mount", "-o", "loop", image, mnt])
+        self.addCleanup(subprocess.run, ["umount", mnt], capture_output=True)
+        sock = os.path.join(self.tmp, "frozen.sock")
+        address = "127.0.0.1:10252"
+        log_path = os.path.join(self.tmp, "frozen.log")
+        with open(log_path, "a") as log:
+            proc = self.lab.spawn("proxy", [BIN, "serve", "--listen", "unix://" + sock, "--table", "npxmetricsfrozen",
+                                            "--state-dir", os.path.join(mnt, "state"), "--metrics-address", address,
+                                            "--health-timeout", "1s"],
+                                  stdout=log, stderr=log)
+        self.addCleanup(self.lab.stop, proc)
+        # Cleanups run last first: thawed before the server is stopped.
+        self.addCleanup(subprocess.run, ["fsfreeze", "-u", mnt], capture_output=True)
+
+        def get(path):
+            return self.http("http://%s%s" % (address, path))
+
+        def cli(*args, timeout=30):
+            return subprocess.run([BIN] + list(args) + ["--server", "unix://" + sock], capture_output=True,
+                                  text=True, timeout=timeout)
+        self.wait_for(lambda: os.path.exists(sock) and get("/metrics")["status"] == 200, "the server",
+                      proc=proc, log=log_path)
+        manifests = []
+        for name, vip in (("first", "198.19.7.20"), ("frozen", "198.19.7.21")):
+            manifests.append(os.path.join(self.tmp, name + ".yaml"))
+            with open(manifests[-1], "w") as f:
+                f.write(netlab.to_yaml([service(name, vip, 80, 8080)]))
+        first = cli("apply", "-f", manifests[0])
+        self.assertEqual(first.returncode, 0, first.stderr)
+        self.assertEqual(get("/readyz")["status"], 200)
+        self.assertEqual(get("/healthz")["status"], 200)
+        manifest = manifests[1]
+
+        netlab.run(["fsfreeze", "-f", mnt])
+        writer = subprocess.Popen([BIN, "apply", "-f", manifest, "--server", "unix://" + sock],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: writer.poll() is None and writer.kill())
+
+        def unhealthy():
+            return get("/healthz")["status"] == 503
+        self.wait_for(unhealthy, "/healthz to turn 503 while the write waits", proc=proc, log=log_path)
+        self.assertIsNone(writer.poll(), "the write finished on a frozen state dir")
+        for path in ("/healthz", "/livez"):
+            h = get(path)
+            self.assertEqual(h["status"], 503, h)
+            body = json.loads(h["body"])
+            self.assertEqual(sorted(body), ["currentTime", "lastUpdated"], body)
+        self.assertEqual(get("/readyz")["status"], 200)
+
+        netlab.run(["fsfreeze", "-u", mnt])
+        out, err = writer.communicate(timeout=30)
+        self.assertEqual(writer.returncode, 0, err)
+        self.wait_for(lambda: get("/healthz")["status"] == 200, "/healthz back to 200 after the write",
+                      proc=proc, log=log_path)
+        self.assertEqual(get("/livez")["status"], 200)
+        got = cli("get", "service", "frozen")
+        self.assertEqual(got.returncode, 0, got.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
