@@ -21,6 +21,9 @@ packages=(
   libssl-dev libc-ares-dev libre2-dev zlib1g-dev
   # a real Prometheus server and promtool for tests/integration/test_metrics.py
   prometheus
+  # etcd's v3 API definitions (the build generates its client from them) and
+  # a real etcd server and etcdctl for the tests
+  golang-etcd-server-dev etcd-server etcd-client
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,287 @@
+// server/etcd_client against a real etcd (Debian's etcd-server), started by
+// the test on loopback with a private data dir: ranges with limits, guarded
+// transactions, a watch's puts and deletes with their revisions, a watch
+// from a compacted revision (OUT_OF_RANGE), and an etcd that is not there
+// (UNAVAILABLE naming the endpoint). Without /usr/bin/etcd it skips, and
+// fails under CI=true. Endpoint parsing is checked without etcd.
+#include "server/etcd_client.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+
+namespace nftproxy::server {
+namespace {
+
+namespace pb = ::etcdserverpb;
+constexpr char kEtcd[] = "/usr/bin/etcd";
+
+// A loopback port nothing listens on now.
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// One etcd member on loopback, stopped (by its pid) and its data dir removed
+// at the end.
+class EtcdServer {
+ public:
+  bool Start() {
+    dir_ = std::filesystem::temp_directory_path() / absl::StrCat("npx-etcd-", getpid());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    client_url_ = absl::StrCat("http://127.0.0.1:", FreePort());
+    const std::string peer = absl::StrCat("http://127.0.0.1:", FreePort());
+    std::vector<std::string> argv = {kEtcd,
+                                     "--name", "t",
+                                     "--data-dir", (dir_ / "data").string(),
+                                     "--listen-client-urls", client_url_,
+                                     "--advertise-client-urls", client_url_,
+                                     "--listen-peer-urls", peer,
+                                     "--initial-advertise-peer-urls", peer,
+                                     "--initial-cluster", "t=" + peer,
+                                     "--logger", "zap"};
+    const std::string log = (dir_ / "etcd.log").string();
+    pid_ = fork();
+    if (pid_ == 0) {
+      const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+      if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+      }
+      std::vector<char*> args;
+      for (std::string& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      execv(kEtcd, args.data());
+      _exit(127);
+    }
+    return pid_ > 0;
+  }
+  ~EtcdServer() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+  const std::string& url() const { return client_url_; }
+  // Whether it is still running.
+  bool Running() { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
+
+ private:
+  std::filesystem::path dir_;
+  std::string client_url_;
+  pid_t pid_ = -1;
+};
+
+class EtcdClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (access(kEtcd, X_OK) != 0) {
+      const char* ci = getenv("CI");
+      if (ci != nullptr && std::string(ci) == "true") FAIL() << kEtcd << " missing (scripts/install-deps.sh)";
+      GTEST_SKIP() << kEtcd << " missing";
+    }
+    ASSERT_TRUE(etcd_.Start());
+    EtcdOptions options;
+    options.endpoints = {etcd_.url()};
+    options.timeout = absl::Seconds(2);
+    auto c = EtcdClient::Connect(options);
+    ASSERT_TRUE(c.ok()) << c.status();
+    client_ = std::move(*c);
+    ASSERT_TRUE(client_->WaitConnected(absl::Seconds(30)).ok()) << "etcd at " << etcd_.url() << " not reachable";
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    absl::Status last;
+    while (absl::Now() < deadline) {
+      last = client_->Range("x", "").status();
+      if (last.ok()) return;
+      ASSERT_TRUE(etcd_.Running()) << "etcd exited; see its log in the test's data dir";
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    FAIL() << "etcd did not answer: " << last;
+  }
+
+  // Puts `key` = `value`; the revision it made.
+  int64_t Put(const std::string& key, const std::string& value) {
+    pb::TxnRequest txn;
+    pb::PutRequest* put = txn.add_success()->mutable_request_put();
+    put->set_key(key);
+    put->set_value(value);
+    auto r = client_->Txn(txn);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->header().revision() : 0;
+  }
+
+  EtcdServer etcd_;
+  std::unique_ptr<EtcdClient> client_;
+};
+
+TEST(EtcdEndpoints, ParsedOrRefusedWithTheReason) {
+  auto a = ParseEtcdEndpoint("http://127.0.0.1:2379");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->address, "127.0.0.1:2379");
+  EXPECT_FALSE(a->tls);
+  auto b = ParseEtcdEndpoint("https://[::1]:2379/");
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->address, "[::1]:2379");
+  EXPECT_TRUE(b->tls);
+  for (const char* bad : {"127.0.0.1:2379", "http://127.0.0.1", "http://127.0.0.1:0", "http://h:99999",
+                          "http://h:2379/v3", "unix:///x"}) {
+    auto r = ParseEtcdEndpoint(bad);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(r.status().message().find(bad), std::string::npos) << r.status();
+  }
+  EXPECT_EQ(EtcdPrefixEnd("/npx/"), "/npx0");
+  EXPECT_EQ(EtcdPrefixEnd(std::string("a\xff", 2)), "b");
+  EXPECT_EQ(EtcdPrefixEnd(""), std::string(1, '\0'));
+  EtcdOptions mixed;
+  mixed.endpoints = {"http://127.0.0.1:1", "https://127.0.0.1:2"};
+  EXPECT_EQ(EtcdClient::Connect(mixed).status().code(), absl::StatusCode::kInvalidArgument);
+  EtcdOptions ca_without_tls;
+  ca_without_tls.endpoints = {"http://127.0.0.1:1"};
+  ca_without_tls.ca_file = "/etc/hostname";
+  EXPECT_EQ(EtcdClient::Connect(ca_without_tls).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(EtcdClientTest, RangesInPagesAndTransactionsGuardedByRevision) {
+  const int64_t r1 = Put("/p/a", "1");
+  Put("/p/b", "2");
+  Put("/p/c", "3");
+  Put("/q", "outside");
+  auto page = client_->Range("/p/", EtcdPrefixEnd("/p/"), 0, 2);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->kvs.size(), 2u);
+  EXPECT_EQ(page->kvs[0].key, "/p/a");
+  EXPECT_EQ(page->kvs[0].mod_revision, r1);
+  EXPECT_TRUE(page->more);
+  auto rest = client_->Range("/p/b\x01", EtcdPrefixEnd("/p/"), page->revision, 2);
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  ASSERT_EQ(rest->kvs.size(), 1u);
+  EXPECT_EQ(rest->kvs[0].value, "3");
+  EXPECT_FALSE(rest->more);
+
+  // A write guarded by /p/a's revision: the first wins, the second (same
+  // guard, now stale) does not.
+  auto guarded = [&](const std::string& value) {
+    pb::TxnRequest txn;
+    pb::Compare* cmp = txn.add_compare();
+    cmp->set_key("/p/a");
+    cmp->set_target(pb::Compare::MOD);
+    cmp->set_result(pb::Compare::EQUAL);
+    cmp->set_mod_revision(r1);
+    pb::PutRequest* put = txn.add_success()->mutable_request_put();
+    put->set_key("/p/a");
+    put->set_value(value);
+    auto r = client_->Txn(txn);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() && r->succeeded();
+  };
+  EXPECT_TRUE(guarded("first"));
+  EXPECT_FALSE(guarded("second"));
+  auto a = client_->Range("/p/a", "");
+  ASSERT_TRUE(a.ok());
+  ASSERT_EQ(a->kvs.size(), 1u);
+  EXPECT_EQ(a->kvs[0].value, "first");
+}
+
+TEST_F(EtcdClientTest, WatchGetsPutsAndDeletesUnderThePrefixInOrder) {
+  const int64_t start = Put("/w/before", "x");
+  absl::Mutex mu;
+  std::vector<std::string> seen;
+  int64_t complete_to = 0;
+  absl::Notification ended;
+  absl::Status end_status;
+  std::unique_ptr<EtcdWatch> w = client_->Watch(
+      "/w/", start + 1,
+      [&](const std::vector<EtcdClient::WatchEvent>& events, int64_t revision) {
+        absl::MutexLock lock(&mu);
+        for (const auto& e : events) {
+          seen.push_back(absl::StrCat(e.put ? "put " : "delete ", e.kv.key, "=", e.kv.value, "@", e.kv.mod_revision));
+        }
+        complete_to = std::max(complete_to, revision);
+      },
+      [&](absl::Status s) {
+        end_status = s;
+        ended.Notify();
+      });
+  const int64_t r2 = Put("/w/a", "1");
+  Put("/other", "not watched");
+  pb::TxnRequest del;
+  del.add_success()->mutable_request_delete_range()->set_key("/w/before");
+  auto d = client_->Txn(del);
+  ASSERT_TRUE(d.ok()) << d.status();
+  const int64_t r4 = d->header().revision();
+  {
+    absl::MutexLock lock(&mu);
+    auto caught_up = [&] { return complete_to >= r4; };
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&caught_up), absl::Seconds(20))) << "the watch did not reach " << r4;
+    EXPECT_EQ(seen, (std::vector<std::string>{absl::StrCat("put /w/a=1@", r2), absl::StrCat("delete /w/before=@", r4)}));
+  }
+  w->Cancel();
+  ASSERT_TRUE(ended.HasBeenNotified());
+  EXPECT_EQ(end_status.code(), absl::StatusCode::kCancelled) << end_status;
+}
+
+TEST_F(EtcdClientTest, AWatchFromACompactedRevisionIsOutOfRange) {
+  const int64_t r1 = Put("/c/a", "1");
+  Put("/c/a", "2");
+  const int64_t r3 = Put("/c/a", "3");
+  ASSERT_TRUE(client_->Compact(r3).ok());
+  absl::Notification ended;
+  absl::Status end_status;
+  int events = 0;
+  std::unique_ptr<EtcdWatch> w = client_->Watch(
+      "/c/", r1, [&](const std::vector<EtcdClient::WatchEvent>& e, int64_t) { events += e.size(); },
+      [&](absl::Status s) {
+        end_status = s;
+        ended.Notify();
+      });
+  ASSERT_TRUE(ended.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_EQ(end_status.code(), absl::StatusCode::kOutOfRange) << end_status;
+  EXPECT_NE(end_status.message().find(absl::StrCat("after ", r3)), std::string::npos) << end_status;
+  EXPECT_EQ(events, 0);
+}
+
+TEST(EtcdClientDown, UnreachableIsUnavailableNamingTheEndpoint) {
+  EtcdOptions options;
+  options.endpoints = {absl::StrCat("http://127.0.0.1:", FreePort())};
+  options.timeout = absl::Seconds(2);
+  auto c = EtcdClient::Connect(options);
+  ASSERT_TRUE(c.ok()) << c.status();
+  absl::Status s = (*c)->Range("x", "").status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_NE(s.message().find(options.endpoints[0]), std::string::npos) << s;
+  absl::Notification ended;
+  absl::Status end_status;
+  auto w = (*c)->Watch("/", 0, [](const std::vector<EtcdClient::WatchEvent>&, int64_t) {},
+                       [&](absl::Status st) {
+                         end_status = st;
+                         ended.Notify();
+                       });
+  ASSERT_TRUE(ended.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_EQ(end_status.code(), absl::StatusCode::kUnavailable) << end_status;
+}
+
+}  // namespace
+}  // namespace nftproxy::server
