@@ -2,9 +2,11 @@
 // the test on loopback with a private data dir: ranges with limits, guarded
 // transactions, a watch's puts and deletes with their revisions, a watch
 // from a compacted revision (OUT_OF_RANGE), and an etcd that is not there
-// (UNAVAILABLE naming the endpoint). Without /usr/bin/etcd it skips, and
+// (UNAVAILABLE naming the endpoint); and server/etcd_log on it: inline and
+// chunked changes, a lost race, a damaged entry. Without /usr/bin/etcd it skips, and
 // fails under CI=true. Endpoint parsing is checked without etcd.
 #include "server/etcd_client.h"
+#include "server/etcd_log.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -261,6 +263,98 @@ TEST_F(EtcdClientTest, AWatchFromACompactedRevisionIsOutOfRange) {
   EXPECT_EQ(end_status.code(), absl::StatusCode::kOutOfRange) << end_status;
   EXPECT_NE(end_status.message().find(absl::StrCat("after ", r3)), std::string::npos) << end_status;
   EXPECT_EQ(events, 0);
+}
+
+std::string Pattern(size_t n, char seed) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>(seed + i * 7 + i / 1000);
+  return s;
+}
+
+TEST_F(EtcdClientTest, LogAppendsChangesOfAnySizeInOrderGuardedByTheHead) {
+  EtcdLog log(client_.get(), "/npx/");
+  auto h0 = log.ReadHead();
+  ASSERT_TRUE(h0.ok()) << h0.status();
+  EXPECT_EQ(h0->seq, 0u);
+  // A watcher from the start sees each entry once, in order.
+  absl::Mutex mu;
+  std::vector<std::pair<int64_t, std::string>> watched;
+  std::unique_ptr<EtcdWatch> w = client_->Watch(
+      log.LogPrefix(), h0->revision + 1,
+      [&](const std::vector<EtcdClient::WatchEvent>& events, int64_t) {
+        for (const auto& e : events) {
+          auto change = log.Resolve(e.kv);
+          absl::MutexLock lock(&mu);
+          watched.emplace_back(e.kv.mod_revision, change.ok() ? *change : change.status().ToString());
+        }
+      },
+      [](absl::Status) {});
+  const std::string small = "a small change";
+  // Over etcd's 1.5 MiB request limit: chunks first, then the entry.
+  const std::string big = Pattern(3 * EtcdLog::kChunkSize + 5, 'b');
+  auto r1 = log.Append(*h0, small);
+  ASSERT_TRUE(r1.ok()) << r1.status();
+  auto h1 = log.ReadHead();
+  ASSERT_TRUE(h1.ok());
+  EXPECT_EQ(h1->seq, 1u);
+  EXPECT_EQ(h1->mod_revision, *r1);
+  auto r2 = log.Append(*h1, big);
+  ASSERT_TRUE(r2.ok()) << r2.status();
+  EXPECT_GT(*r2, *r1);
+  auto entries = client_->Range(log.LogPrefix(), EtcdPrefixEnd(log.LogPrefix()));
+  ASSERT_TRUE(entries.ok());
+  ASSERT_EQ(entries->kvs.size(), 2u);
+  EXPECT_EQ(entries->kvs[0].key, "/npx/log/00000000000000000001");
+  EXPECT_EQ(entries->kvs[1].mod_revision, *r2);
+  auto got = log.Resolve(entries->kvs[1]);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(*got == big);
+  {
+    absl::MutexLock lock(&mu);
+    auto both = [&] { return watched.size() >= 2; };
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&both), absl::Seconds(20)));
+    ASSERT_EQ(watched.size(), 2u);
+    EXPECT_EQ(watched[0], std::make_pair(*r1, small));
+    EXPECT_EQ(watched[1].first, *r2);
+    EXPECT_TRUE(watched[1].second == big) << watched[1].second.substr(0, 200);
+  }
+  w->Cancel();
+
+  // Two writers that read the same head: one wins, the other is ABORTED and
+  // leaves no chunks behind.
+  auto h2 = log.ReadHead();
+  ASSERT_TRUE(h2.ok());
+  ASSERT_TRUE(log.Append(*h2, "winner").ok());
+  auto lost = log.Append(*h2, Pattern(2 * EtcdLog::kChunkSize, 'l'));
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kAborted) << lost.status();
+  auto blobs = client_->Range(log.BlobPrefix(), EtcdPrefixEnd(log.BlobPrefix()));
+  ASSERT_TRUE(blobs.ok());
+  EXPECT_EQ(blobs->kvs.size(), 4u);  // the big change's chunks only
+  auto h3 = log.ReadHead();
+  ASSERT_TRUE(h3.ok());
+  EXPECT_EQ(h3->seq, 3u);
+}
+
+TEST_F(EtcdClientTest, ADamagedEntryOrAForeignHeadIsDataLossNamingTheKey) {
+  EtcdLog log(client_.get(), "/npx/");
+  auto h0 = log.ReadHead();
+  ASSERT_TRUE(h0.ok());
+  ASSERT_TRUE(log.Append(*h0, Pattern(EtcdLog::kChunkSize + 1, 'd')).ok());
+  auto blobs = client_->Range(log.BlobPrefix(), EtcdPrefixEnd(log.BlobPrefix()));
+  ASSERT_TRUE(blobs.ok());
+  ASSERT_EQ(blobs->kvs.size(), 2u);
+  pb::TxnRequest del;
+  del.add_success()->mutable_request_delete_range()->set_key(blobs->kvs[1].key);
+  ASSERT_TRUE(client_->Txn(del).ok());
+  auto entry = client_->Range(log.EntryKey(1), "");
+  ASSERT_TRUE(entry.ok());
+  ASSERT_EQ(entry->kvs.size(), 1u);
+  auto got = log.Resolve(entry->kvs[0]);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kDataLoss) << got.status();
+  EXPECT_NE(got.status().message().find("/npx/log/00000000000000000001"), std::string::npos) << got.status();
+  EXPECT_NE(got.status().message().find("1 of 2 chunks"), std::string::npos) << got.status();
+  Put("/npx/head", "not a number");
+  EXPECT_EQ(log.ReadHead().status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST(EtcdClientDown, UnreachableIsUnavailableNamingTheEndpoint) {

@@ -1,0 +1,117 @@
+#include "server/etcd_log.h"
+
+#include <random>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "common/crc32c.h"
+
+namespace nftproxy::server {
+
+namespace pb = ::etcdserverpb;
+
+std::string EtcdLog::EntryKey(uint64_t seq) const { return absl::StrFormat("%slog/%020u", prefix_, seq); }
+
+absl::StatusOr<EtcdLog::Head> EtcdLog::ReadHead() {
+  absl::StatusOr<EtcdRange> r = client_->Range(HeadKey(), "");
+  if (!r.ok()) return r.status();
+  Head h;
+  h.revision = r->revision;
+  if (r->kvs.empty()) return h;
+  if (!absl::SimpleAtoi(r->kvs[0].value, &h.seq)) {
+    return absl::DataLossError(absl::StrCat("etcd key ", HeadKey(), " holds \"", r->kvs[0].value.substr(0, 40),
+                                            "\", not a sequence number: the prefix is not nftproxy's log"));
+  }
+  h.mod_revision = r->kvs[0].mod_revision;
+  return h;
+}
+
+namespace {
+
+std::string NewBlobId() {
+  std::random_device rd;
+  return absl::StrFormat("%08x%08x%08x", rd(), rd(), rd());
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> EtcdLog::Append(const Head& after, const std::string& change) {
+  std::string entry;
+  std::string blob;
+  if (change.size() <= kInlineLimit) {
+    entry = "I" + change;
+  } else {
+    blob = NewBlobId();
+    size_t chunks = 0;
+    for (size_t off = 0; off < change.size(); off += kChunkSize, ++chunks) {
+      pb::TxnRequest txn;
+      pb::PutRequest* put = txn.add_success()->mutable_request_put();
+      put->set_key(absl::StrFormat("%s%s/%06u", BlobPrefix(), blob, chunks));
+      put->set_value(change.substr(off, kChunkSize));
+      absl::StatusOr<pb::TxnResponse> r = client_->Txn(txn);
+      if (!r.ok()) {
+        DeleteBlob(blob).IgnoreError();
+        return r.status();
+      }
+    }
+    entry = absl::StrCat("B ", blob, " ", chunks, " ", change.size(), " ", Crc32c(change));
+  }
+  pb::TxnRequest txn;
+  pb::Compare* cmp = txn.add_compare();
+  cmp->set_key(HeadKey());
+  cmp->set_target(pb::Compare::MOD);
+  cmp->set_result(pb::Compare::EQUAL);
+  cmp->set_mod_revision(after.mod_revision);  // 0: the head does not exist yet
+  pb::PutRequest* head = txn.add_success()->mutable_request_put();
+  head->set_key(HeadKey());
+  head->set_value(absl::StrCat(after.seq + 1));
+  pb::PutRequest* put = txn.add_success()->mutable_request_put();
+  put->set_key(EntryKey(after.seq + 1));
+  put->set_value(std::move(entry));
+  absl::StatusOr<pb::TxnResponse> r = client_->Txn(txn);
+  if (!r.ok()) return r.status();  // (the chunks stay: the entry may have been committed)
+  if (!r->succeeded()) {
+    if (!blob.empty()) DeleteBlob(blob).IgnoreError();
+    return absl::AbortedError(absl::StrCat("another writer changed the state first (the log's head moved past entry ",
+                                           after.seq, "); read it again and retry"));
+  }
+  return r->header().revision();
+}
+
+absl::Status EtcdLog::DeleteBlob(const std::string& blob) {
+  pb::TxnRequest txn;
+  pb::DeleteRangeRequest* del = txn.add_success()->mutable_request_delete_range();
+  const std::string prefix = absl::StrCat(BlobPrefix(), blob, "/");
+  del->set_key(prefix);
+  del->set_range_end(EtcdPrefixEnd(prefix));
+  return client_->Txn(txn).status();
+}
+
+absl::StatusOr<std::string> EtcdLog::Resolve(const EtcdKeyValue& entry) {
+  const std::string& v = entry.value;
+  if (!v.empty() && v[0] == 'I') return v.substr(1);
+  std::vector<absl::string_view> f = absl::StrSplit(v, ' ');
+  size_t chunks = 0, size = 0;
+  uint32_t crc = 0;
+  if (f.size() != 5 || f[0] != "B" || !absl::SimpleAtoi(f[2], &chunks) || !absl::SimpleAtoi(f[3], &size) ||
+      !absl::SimpleAtoi(f[4], &crc)) {
+    return absl::DataLossError(absl::StrCat("etcd key ", entry.key, ": not a log entry nftproxy wrote"));
+  }
+  const std::string prefix = absl::StrCat(BlobPrefix(), f[1], "/");
+  absl::StatusOr<EtcdRange> r = client_->Range(prefix, EtcdPrefixEnd(prefix));
+  if (!r.ok()) return r.status();
+  std::string out;
+  out.reserve(size);
+  for (const EtcdKeyValue& kv : r->kvs) out += kv.value;
+  if (r->kvs.size() != chunks || out.size() != size || Crc32c(out) != crc) {
+    return absl::DataLossError(absl::StrCat("etcd key ", entry.key, ": its change (", prefix, "*) has ",
+                                            r->kvs.size(), " of ", chunks, " chunks, ", out.size(), " of ", size,
+                                            " bytes", out.size() == size ? ", and a wrong checksum" : ""));
+  }
+  return out;
+}
+
+}  // namespace nftproxy::server

@@ -1,0 +1,73 @@
+// An append-only log of changes in etcd, each committed atomically whatever
+// its size, each guarded by the revision of the log's head the writer last
+// saw: the ordering half of keeping the desired state in etcd (the etcd
+// state store, still to be built on it, puts the write engine's changes
+// here and applies the log to every node).
+//
+// Key layout under the prefix P (for example /nftproxy/):
+//   P head                 the newest entry's sequence number (decimal)
+//   P log/<seq, 20 digits> one committed change: "I" + the change's bytes
+//                          (inline), or "B <blob> <chunks> <size> <crc32c>"
+//   P blob/<blob>/<chunk>  a change too large for one etcd request, in
+//                          chunks of at most 1 MiB, written before its entry
+//
+// Atomicity: etcd takes at most 128 operations and 1.5 MiB per request by
+// default. A change up to kInlineLimit is one transaction; a larger one is
+// first written as blob chunks (one transaction each, invisible: nothing
+// refers to them yet), then one small transaction compares the head's
+// mod_revision with the one the writer validated against and puts the head
+// and the entry together. So a reader either sees the entry, whose chunks
+// are all there already, or nothing; a writer that lost the race gets
+// ABORTED and its chunks are deleted (best effort; a writer that dies
+// between the two steps leaves chunks no entry refers to). The etcd
+// revision of that last transaction is the change's revision.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "server/etcd_client.h"
+
+namespace nftproxy::server {
+
+class EtcdLog {
+ public:
+  // Changes up to this many bytes go inline in their entry.
+  static constexpr size_t kInlineLimit = 512 << 10;
+  static constexpr size_t kChunkSize = 1 << 20;
+
+  EtcdLog(EtcdClient* client, std::string prefix) : client_(client), prefix_(std::move(prefix)) {}
+
+  struct Head {
+    uint64_t seq = 0;           // 0: the log is empty
+    int64_t mod_revision = 0;   // the head key's mod_revision (0: no head)
+    int64_t revision = 0;       // etcd's revision when it was read
+  };
+  absl::StatusOr<Head> ReadHead();
+
+  // Appends `change` after `after` (the head the caller validated against):
+  // the etcd revision it was committed at, or ABORTED when another writer
+  // appended first (read the head again, re-validate, retry), or the
+  // etcd error (UNAVAILABLE, DEADLINE_EXCEEDED: the outcome may be unknown
+  // for the final transaction; see Committed).
+  absl::StatusOr<int64_t> Append(const Head& after, const std::string& change);
+
+  // An entry as it is stored (an etcd key under log/ and its value): its
+  // change's bytes, read from its blob when it has one (at `revision`, the
+  // entry's own), checked against the size and checksum.
+  absl::StatusOr<std::string> Resolve(const EtcdKeyValue& entry);
+
+  std::string HeadKey() const { return prefix_ + "head"; }
+  std::string LogPrefix() const { return prefix_ + "log/"; }
+  std::string BlobPrefix() const { return prefix_ + "blob/"; }
+  std::string EntryKey(uint64_t seq) const;
+
+ private:
+  absl::Status DeleteBlob(const std::string& blob);
+
+  EtcdClient* const client_;
+  const std::string prefix_;
+};
+
+}  // namespace nftproxy::server
