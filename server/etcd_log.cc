@@ -81,6 +81,13 @@ absl::StatusOr<int64_t> EtcdLog::Append(const Head& after, const std::string& ch
   return r->header().revision();
 }
 
+absl::StatusOr<std::vector<EtcdKeyValue>> EtcdLog::ReadAfter(uint64_t seq, int64_t limit, int64_t* revision) {
+  absl::StatusOr<EtcdRange> r = client_->Range(EntryKey(seq + 1), EtcdPrefixEnd(LogPrefix()), *revision, limit);
+  if (!r.ok()) return r.status();
+  *revision = r->revision;
+  return std::move(r->kvs);
+}
+
 absl::Status EtcdLog::DeleteBlob(const std::string& blob) {
   pb::TxnRequest txn;
   pb::DeleteRangeRequest* del = txn.add_success()->mutable_request_delete_range();

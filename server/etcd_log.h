@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "server/etcd_client.h"
@@ -52,6 +53,12 @@ class EtcdLog {
   // etcd error (UNAVAILABLE, DEADLINE_EXCEEDED: the outcome may be unknown
   // for the final transaction; see Committed).
   absl::StatusOr<int64_t> Append(const Head& after, const std::string& change);
+
+  // Up to `limit` entries after entry `seq`, in order (catching up: entries
+  // are keys, so this works whatever etcd compacted, unlike a watch from an
+  // old revision), read at one revision (`*revision`, 0: the newest; set to
+  // the revision read at, for the next page and the watch that follows).
+  absl::StatusOr<std::vector<EtcdKeyValue>> ReadAfter(uint64_t seq, int64_t limit, int64_t* revision);
 
   // An entry as it is stored (an etcd key under log/ and its value): its
   // change's bytes, read from its blob when it has one (at `revision`, the

@@ -333,6 +333,23 @@ TEST_F(EtcdClientTest, LogAppendsChangesOfAnySizeInOrderGuardedByTheHead) {
   auto h3 = log.ReadHead();
   ASSERT_TRUE(h3.ok());
   EXPECT_EQ(h3->seq, 3u);
+
+  // Catching up after etcd compacted its history: the entries are still
+  // there to read, a page at a time, at one revision.
+  ASSERT_TRUE(client_->Compact(h3->mod_revision).ok());
+  int64_t at = 0;
+  auto page = log.ReadAfter(1, 1, &at);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0].key, log.EntryKey(2));
+  EXPECT_EQ(at, h3->revision);
+  auto last = log.ReadAfter(2, 10, &at);
+  ASSERT_TRUE(last.ok()) << last.status();
+  ASSERT_EQ(last->size(), 1u);
+  EXPECT_EQ((*last)[0].value, "Iwinner");
+  auto none = log.ReadAfter(3, 10, &at);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
 }
 
 TEST_F(EtcdClientTest, ADamagedEntryOrAForeignHeadIsDataLossNamingTheKey) {
