@@ -86,14 +86,31 @@ bool Proto(uint8_t b, L4Proto* out) {
 }
 
 // "service ns/name" from a per-service chain's name, or "".
+// "service ns/name" of a port key "ns/name/proto/port".
+std::string OwnerOfPortKey(const std::string& port_key) {
+  const size_t second = port_key.find('/', port_key.find('/') + 1);
+  return ServiceOwner(port_key.substr(0, second));
+}
+
 std::string OwnerOfChain(const std::string& chain, ChainKind* kind = nullptr) {
   ChainKind k;
   Family f;
   std::string port_key;
   if (!ParseServiceChainName(chain, &k, &f, &port_key)) return "";
   if (kind != nullptr) *kind = k;
-  const size_t second = port_key.find('/', port_key.find('/') + 1);
-  return ServiceOwner(port_key.substr(0, second));
+  return OwnerOfPortKey(port_key);
+}
+
+// The kernel's counter objects into rs->counters (their values are not
+// compared: a kept counter keeps counting). FailedPrecondition for an
+// object nftproxy does not make.
+absl::Status DecodeCounters(const KernelTable& k, Ruleset* rs) {
+  for (const auto& [name, value] : k.counters) {
+    const std::string port_key = PortKeyOfConnCounter(name);
+    if (port_key.empty()) return Refuse(absl::StrCat("counter ", name, " is not nftproxy's"));
+    rs->counters.emplace(name, OwnerOfPortKey(port_key));
+  }
+  return absl::OkStatus();
 }
 
 const std::vector<KernelElem>& ElemsOf(const KernelTable& k, const std::string& set) {
@@ -283,6 +300,7 @@ absl::StatusOr<AdoptPlan> PlanAdoption(const KernelTable& k, const Model& model,
   kernel.node = node;
   kernel.shards = shards;
   if (absl::Status s = DecodeElements(k, shards, &kernel); !s.ok()) return s;
+  if (absl::Status s = DecodeCounters(k, &kernel); !s.ok()) return s;
   // Comparing rules encodes each desired one: on all cores.
   std::vector<std::pair<const std::string*, const std::vector<std::string>*>> service_chains;
   for (const auto& [name, rules] : k.chains) {
@@ -427,6 +445,14 @@ std::vector<std::string> KernelDifferences(const KernelTable& k, const Ruleset& 
     CompareSet(SetName(SetId::kClusterIps, f), kc, wc, &out);
     CompareSet(SetName(SetId::kHairpin, f), kh, wh, &out);
     CompareMap(absl::StrCat("backends", FamilyDigit(f)), kernel.backends[fam], desired.backends[fam], &out);
+  }
+  for (const auto& [name, owner] : desired.counters) {
+    if (!k.counters.count(name)) out.push_back(absl::StrCat("counter ", name, ": missing in the kernel"));
+  }
+  for (const auto& [name, value] : k.counters) {
+    if (!desired.counters.count(name)) {
+      out.push_back(absl::StrCat("counter ", name, ": the kernel has it, nftproxy does not want it"));
+    }
   }
   return out;
 }

@@ -86,7 +86,7 @@ std::vector<Family> PortFamilies(const Service& svc, const ServicePort& port) {
 
 // Rules that write a ticket for `backends` and hand the packet to the pick
 // chain; the matching map elements go into `rs`.
-void AddPickRules(const Service& svc, Family fam, uint32_t base,
+void AddPickRules(const Service& svc, const std::string& port_key, Family fam, uint32_t base,
                   const std::vector<const Backend*>& backends, Ruleset* rs, std::vector<Rule>* rules) {
   std::vector<uint32_t> weights;
   for (const Backend* b : backends) weights.push_back(b->weight);
@@ -117,6 +117,7 @@ void AddPickRules(const Service& svc, Family fam, uint32_t base,
   Rule r;
   r.family = fam;
   r.save_mark = true;
+  if (rs->node.counters) r.counter = ConnCounterName(port_key);
   r.ticket = ticket;
   r.modulus = modulus;
   r.offset = base;
@@ -174,13 +175,13 @@ void CompileFamily(const Service& svc, const ServicePort& port, const std::strin
     Chain& c = rs->chains[svc_chain];
     c.kind = ChainKind::kSvc;
     c.owner = owner;
-    AddPickRules(svc, fam, base, all, rs, &c.rules);
+    AddPickRules(svc, key, fam, base, all, rs, &c.rules);
   }
   if (need_local) {
     Chain& c = rs->chains[local_chain];
     c.kind = ChainKind::kLocal;
     c.owner = owner;
-    AddPickRules(svc, fam, base | kLocalBit, local, rs, &c.rules);
+    AddPickRules(svc, key, fam, base | kLocalBit, local, rs, &c.rules);
   }
   if (has_ext) {
     Chain& c = rs->chains[ext_chain];
@@ -255,6 +256,7 @@ void CompileService(const Service& svc, const IndexMap& indexes, Ruleset* out) {
     const std::string key = PortKey(svc, port);
     const uint32_t index = indexes.at(key);
     out->indexes[key] = index;
+    if (out->node.counters) out->counters[ConnCounterName(key)] = ServiceOwner(svc.Key());
     for (Family fam : families) CompileFamily(svc, port, key, index, fam, out);
   }
 }
@@ -287,6 +289,7 @@ NodeSettings NormalizedNode(const NodeSettings& node) {
   NodeSettings out;
   out.cluster_cidrs = Disjoint(node.cluster_cidrs);
   out.nodeport_cidrs = Disjoint(node.nodeport_cidrs);
+  out.counters = node.counters;
   return out;
 }
 
@@ -330,6 +333,7 @@ Ruleset Compile(const Model& model, const std::string& table, const IndexMap* in
   // Ruleset of its own, merged afterwards (their objects are disjoint but
   // for the shared address-set elements, whose counts add up).
   std::vector<Ruleset> parts(ParallelParts(model.services.size(), 2048));
+  for (Ruleset& part : parts) part.node.counters = rs.node.counters;
   ParallelForParts(model.services.size(), 2048, [&](size_t part, size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) CompileService(model.services[i], assigned, &parts[part]);
   });
@@ -339,6 +343,7 @@ Ruleset Compile(const Model& model, const std::string& table, const IndexMap* in
     Splice(&part.nodeports, &rs.nodeports);
     for (int fam = 0; fam < 2; ++fam) Splice(&part.backends[fam], &rs.backends[fam]);
     Splice(&part.indexes, &rs.indexes);
+    Splice(&part.counters, &rs.counters);
     for (const auto& [addr, n] : part.cluster_ips) rs.cluster_ips[addr] += n;
     for (const auto& [addr, n] : part.hairpin) rs.hairpin[addr] += n;
     rs.shards = std::max(rs.shards, part.shards);
@@ -369,6 +374,7 @@ void Diff(const Ruleset& from, const Ruleset& to, Ruleset* removed, Ruleset* add
   DiffMap(from.chains, to.chains, &removed->chains, &added->chains);
   DiffMap(from.vmap, to.vmap, &removed->vmap, &added->vmap);
   DiffMap(from.nodeports, to.nodeports, &removed->nodeports, &added->nodeports);
+  DiffMap(from.counters, to.counters, &removed->counters, &added->counters);
   for (int fam = 0; fam < 2; ++fam) DiffMap(from.backends[fam], to.backends[fam], &removed->backends[fam], &added->backends[fam]);
   for (const auto& [key, index] : from.indexes) removed->indexes.emplace(key, index);
   for (const auto& [key, index] : to.indexes) added->indexes.emplace(key, index);

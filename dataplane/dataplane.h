@@ -47,6 +47,18 @@ absl::Status BlameService(absl::Status s, const std::string& owner);
 // The key "ns/name" of the service an error names; nullopt if none.
 std::optional<std::string> ServiceOfError(const absl::Status& s);
 
+// New connections of one service port, counted in the kernel by its named
+// counter object (NodeSettings::counters). The counter sits in a nat chain,
+// which sees only the first packet of a connection: its packets are the
+// port's new connections since the counter was created (when the service
+// port appeared, or at the last full replacement of the table).
+struct PortConnections {
+  std::string ns, service;
+  L4Proto proto = L4Proto::kTcp;
+  uint16_t port = 0;
+  uint64_t connections = 0;
+};
+
 // What was last committed, detached from the dataplane: it renders as nft
 // text on any thread, however the dataplane changes meanwhile.
 class InstalledRuleset {
@@ -112,6 +124,15 @@ class Dataplane {
   // before the first commit.
   virtual absl::StatusOr<TraceNames> NamesForTrace() const {
     return absl::UnimplementedError("this dataplane has no kernel to trace");
+  }
+
+  // The kernel's connection counters, one dump of the table's counter
+  // objects on a socket of its own, sorted by namespace, service, protocol
+  // and port. Safe on any thread without the caller's write lock (it reads
+  // only the kernel). Empty when counters are off; Unimplemented where there
+  // is no kernel.
+  virtual absl::StatusOr<std::vector<PortConnections>> ReadCounters() const {
+    return absl::UnimplementedError("this dataplane has no kernel counters");
   }
 };
 

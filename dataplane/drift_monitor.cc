@@ -57,6 +57,8 @@ const char* What(uint16_t type) {
     case NFT_MSG_DELSET: return "deleted a set or map";
     case NFT_MSG_NEWSETELEM: return "added elements";
     case NFT_MSG_DELSETELEM: return "deleted elements";
+    case NFT_MSG_NEWOBJ: return "added a counter or another object";
+    case NFT_MSG_DELOBJ: return "deleted a counter or another object";
     default: return "changed an object";
   }
 }

@@ -60,6 +60,7 @@ void PrintStmt(const Stmt& s, std::string* out) {
       return absl::StrAppend(out, Ip(f), " daddr . meta l4proto . th dport vmap @", s.name);
     case StmtKind::kNodePortVmap: return absl::StrAppend(out, "meta l4proto . th dport vmap @", s.name);
     case StmtKind::kSaveMark: return absl::StrAppend(out, "ct mark set meta mark");
+    case StmtKind::kCounterRef: return absl::StrAppend(out, "counter name \"", s.name, "\"");
     case StmtKind::kCtLabelSet: return absl::StrAppend(out, "ct label set ", s.a);
     case StmtKind::kTicketNumgen:
       return absl::StrAppend(out, "meta mark set numgen ", s.small ? "inc" : "random", " mod ", s.a, " offset ", s.b);
@@ -123,6 +124,7 @@ void LowerRule(const Rule& r, RuleStmts* out) {
     }
   }
   if (r.save_mark) out->push_back(S(StmtKind::kSaveMark, f));
+  if (!r.counter.empty()) out->push_back(S(StmtKind::kCounterRef, f, r.counter.c_str()));
   if (r.masquerade) out->push_back(WithA(S(StmtKind::kCtLabelSet, f), kMasqueradeLabel));
   Stmt t = S(StmtKind::kTicketNumgen, f);
   t.a = r.modulus;

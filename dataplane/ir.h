@@ -44,6 +44,7 @@ enum class StmtKind : uint8_t {
   kNodePortVmap,  // meta l4proto . th dport vmap @name
   // Actions.
   kSaveMark,        // ct mark set meta mark
+  kCounterRef,      // counter name "<name>" (a named counter object)
   kCtLabelSet,      // ct label set <a>
   kTicketNumgen,    // meta mark set numgen random|inc mod <a> offset <b>
   kTicketJhash,     // meta mark set jhash ip saddr mod <a> seed <c> offset <b>

@@ -86,6 +86,9 @@ struct NodeSettings {
   // Destinations that accept NodePort traffic; empty: every local address
   // except loopback.
   std::vector<Cidr> nodeport_cidrs;
+  // A named counter object per service port counts its new connections
+  // (serve --kernel-counters).
+  bool counters = false;
 };
 
 // The whole desired dataplane state. Services are sorted by Key().

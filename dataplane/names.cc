@@ -63,6 +63,16 @@ bool ParseServiceChainName(const std::string& name, ChainKind* kind, Family* f, 
   return false;
 }
 
+namespace {
+constexpr char kConnCounterPrefix[] = "conns/";
+}  // namespace
+
+std::string ConnCounterName(const std::string& port_key) { return absl::StrCat(kConnCounterPrefix, port_key); }
+
+std::string PortKeyOfConnCounter(const std::string& name) {
+  return absl::StartsWith(name, kConnCounterPrefix) ? name.substr(sizeof(kConnCounterPrefix) - 1) : "";
+}
+
 absl::Status BlameService(absl::Status s, const std::string& owner) {
   if (const std::string key = ServiceKeyOfOwner(owner); !key.empty() && !s.ok()) {
     s.SetPayload(kServiceErrorPayload, absl::Cord(key));

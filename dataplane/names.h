@@ -64,4 +64,11 @@ inline constexpr ChainKind kDeleteOrder[] = {ChainKind::kFw, ChainKind::kExt, Ch
 
 const char* FamilyDigit(Family f);  // "4" or "6"
 
+// Per service port (both families): the named counter object that counts its
+// new connections, "conns/ns/name/proto/port". It lives as long as the
+// service port, so incremental commits never reset it.
+std::string ConnCounterName(const std::string& port_key);
+// The reverse: "" when `name` is not a connection counter's.
+std::string PortKeyOfConnCounter(const std::string& name);
+
 }  // namespace nftproxy::dp

@@ -4,6 +4,7 @@
 #include <libnftnl/batch.h>
 #include <libnftnl/chain.h>
 #include <libnftnl/common.h>
+#include <libnftnl/object.h>
 #include <libnftnl/rule.h>
 #include <libnftnl/set.h>
 #include <libnftnl/table.h>
@@ -210,6 +211,20 @@ void Batch::FlushChain(const std::string& name, const std::string& owner) {
   nlmsghdr* nlh = ChainHeader(NFT_MSG_DELRULE, 0, name, owner);
   nftnl_rule_nlmsg_build_payload(nlh, r);
   nftnl_rule_free(r);
+  Done();
+}
+
+void Batch::Counter(uint16_t type, const std::string& name, const std::string& owner) {
+  nftnl_obj* o = nftnl_obj_alloc();
+  nftnl_obj_set_str(o, NFTNL_OBJ_TABLE, table_.c_str());
+  nftnl_obj_set_str(o, NFTNL_OBJ_NAME, name.c_str());
+  nftnl_obj_set_u32(o, NFTNL_OBJ_TYPE, NFT_OBJECT_COUNTER);
+  nftnl_obj_set_u32(o, NFTNL_OBJ_FAMILY, NFPROTO_INET);
+  std::string what = owner.empty() ? absl::StrCat("counter ", name) : absl::StrCat(owner, " (counter ", name, ")");
+  nlmsghdr* nlh = Header(type, type == NFT_MSG_NEWOBJ ? NLM_F_CREATE | NLM_F_EXCL : 0, std::move(what), -1, 0, 0,
+                         static_cast<uint32_t>(owner.size()));
+  nftnl_obj_nlmsg_build_payload(nlh, o);
+  nftnl_obj_free(o);
   Done();
 }
 

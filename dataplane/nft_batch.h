@@ -39,6 +39,9 @@ class Batch {
   void DelChain(const std::string& name, const std::string& owner);
   // Deletes every rule of the chain.
   void FlushChain(const std::string& name, const std::string& owner);
+  // Creates (NFT_MSG_NEWOBJ, exclusive) or deletes (NFT_MSG_DELOBJ) a named
+  // counter object.
+  void Counter(uint16_t type, const std::string& name, const std::string& owner);
   // Appends a rule to the chain.
   void Rule(const std::string& chain, const std::string& owner, const RuleStmts& rule);
   // Adds (NEWSETELEM, exclusive) or removes (DELSETELEM) elements of one

@@ -329,6 +329,7 @@ absl::Status NftDataplane::Update(const ModelChange& change, ApplyResult* result
     if (before != nullptr && svc != nullptr && *before == *svc) continue;
     changed.emplace_back(key, svc);
     Ruleset from, to;
+    from.node.counters = to.node.counters = node_.counters;
     if (before != nullptr) CompileService(*before, indexes_, &from);
     if (svc != nullptr) {
       IndexMap mine;
@@ -415,6 +416,18 @@ void NftDataplane::ForgetUdpTargets(const std::vector<FlowTarget>& gone, ApplyRe
     fprintf(stderr, "nftproxy: deleting UDP flows of removed endpoints: %s\n",
             std::string(n.status().message()).c_str());
   }
+}
+
+absl::StatusOr<std::vector<PortConnections>> NftDataplane::ReadCounters() const {
+  if (!on_kernel_) return Dataplane::ReadCounters();
+  // A socket of its own: the writer's belongs to the writing thread.
+  absl::StatusOr<std::unique_ptr<NetlinkSocket>> socket = OpenNetfilterSocket();
+  if (!socket.ok()) return socket.status();
+  uint32_t seq = 1;
+  absl::StatusOr<KernelCounters> counters = dp::ReadCounters(**socket, &seq, table_);
+  if (absl::IsNotFound(counters.status())) return std::vector<PortConnections>{};
+  if (!counters.ok()) return counters.status();
+  return ConnectionsOf(*counters);
 }
 
 Model NftDataplane::InstalledModel() const {

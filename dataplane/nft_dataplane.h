@@ -40,6 +40,7 @@ class NftDataplane final : public Dataplane {
   // Only on the kernel (the Create that opens a NftWriter).
   absl::Status WatchDrift(std::function<void(const std::string& what)> drift) override;
   absl::StatusOr<TraceNames> NamesForTrace() const override;
+  absl::StatusOr<std::vector<PortConnections>> ReadCounters() const override;
 
   // What was last committed, as a model (services sorted by key) and the
   // service-port indexes it uses; for tests that recompile it from scratch.

@@ -230,6 +230,12 @@ void EncodeStmt(nftnl_rule* r, const Stmt& s) {
     case StmtKind::kSaveMark:
       Meta(r, NFT_META_MARK, NFT_REG_1);
       return CtSet(r, NFT_CT_MARK, NFT_REG_1);
+    case StmtKind::kCounterRef: {
+      nftnl_expr* e = Add(r, "objref");
+      nftnl_expr_set_u32(e, NFTNL_EXPR_OBJREF_IMM_TYPE, NFT_OBJECT_COUNTER);
+      nftnl_expr_set_str(e, NFTNL_EXPR_OBJREF_IMM_NAME, s.name);
+      return;
+    }
     case StmtKind::kCtLabelSet: {
       uint8_t label[16];
       Label(s.a, label);

@@ -6,6 +6,7 @@
 #include <libnftnl/chain.h>
 #include <libnftnl/common.h>
 #include <libnftnl/expr.h>
+#include <libnftnl/object.h>
 #include <libnftnl/rule.h>
 #include <libnftnl/set.h>
 #include <linux/netfilter.h>
@@ -15,12 +16,16 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <functional>
+#include <tuple>
 #include <memory>
 #include <optional>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "dataplane/names.h"
 #include "dataplane/nft_expr.h"
 
@@ -108,6 +113,34 @@ absl::Status Dump(NetlinkSocket& socket, uint32_t* seq, uint16_t type, const std
   }
 }
 
+// The counter objects of the table into *out.
+absl::Status DumpCounters(NetlinkSocket& socket, uint32_t* seq, const std::string& table, KernelCounters* out,
+                          std::optional<uint16_t>* gen) {
+  return Dump(
+      socket, seq, NFT_MSG_GETOBJ, absl::StrCat("the counters of table inet ", table),
+      [&](nlmsghdr* nlh) {
+        nftnl_obj* o = nftnl_obj_alloc();
+        nftnl_obj_set_str(o, NFTNL_OBJ_TABLE, table.c_str());
+        nftnl_obj_set_u32(o, NFTNL_OBJ_TYPE, NFT_OBJECT_COUNTER);
+        nftnl_obj_nlmsg_build_payload(nlh, o);
+        nftnl_obj_free(o);
+      },
+      [&](const nlmsghdr* m) {
+        nftnl_obj* o = nftnl_obj_alloc();
+        if (nftnl_obj_nlmsg_parse(m, o) == 0) {
+          const char* t = nftnl_obj_get_str(o, NFTNL_OBJ_TABLE);
+          const char* n = nftnl_obj_get_str(o, NFTNL_OBJ_NAME);
+          if (t != nullptr && n != nullptr && table == t &&
+              nftnl_obj_get_u32(o, NFTNL_OBJ_TYPE) == NFT_OBJECT_COUNTER) {
+            (*out)[n] = CounterValue{nftnl_obj_get_u64(o, NFTNL_OBJ_CTR_PKTS),
+                                     nftnl_obj_get_u64(o, NFTNL_OBJ_CTR_BYTES)};
+          }
+        }
+        nftnl_obj_free(o);
+      },
+      gen);
+}
+
 absl::Status ReadOnce(NetlinkSocket& socket, uint32_t* seq, const std::string& table, KernelTable* out) {
   *out = KernelTable{};
   std::optional<uint16_t> gen;
@@ -174,6 +207,8 @@ absl::Status ReadOnce(NetlinkSocket& socket, uint32_t* seq, const std::string& t
       },
       &gen);
   if (!s.ok()) return s;
+  s = DumpCounters(socket, seq, table, &out->counters, &gen);
+  if (!s.ok()) return s;
   // Elements of each set.
   for (const std::string& name : out->sets) {
     if (absl::StartsWith(name, "affinity")) continue;
@@ -231,6 +266,45 @@ absl::StatusOr<KernelTable> ReadTable(NetlinkSocket& socket, uint32_t* seq, cons
   }
   if (absl::IsNotFound(s)) return KernelTable{};  // no such table
   if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<KernelCounters> ReadCounters(NetlinkSocket& socket, uint32_t* seq, const std::string& table) {
+  KernelCounters out;
+  std::optional<uint16_t> gen;
+  // One dump is one generation unless the kernel says it was interrupted.
+  absl::Status s;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    out.clear();
+    gen.reset();
+    s = DumpCounters(socket, seq, table, &out, &gen);
+    if (!absl::IsAborted(s)) break;
+  }
+  if (!s.ok()) return s;
+  return out;
+}
+
+std::vector<PortConnections> ConnectionsOf(const KernelCounters& counters) {
+  std::vector<PortConnections> out;
+  for (const auto& [name, value] : counters) {
+    // "ns/name/proto/port"; neither a namespace nor a name holds a '/'.
+    const std::vector<std::string> parts = absl::StrSplit(PortKeyOfConnCounter(name), '/');
+    uint32_t port = 0;
+    if (parts.size() != 4 || !absl::SimpleAtoi(parts[3], &port) || port > 65535) continue;
+    PortConnections p;
+    p.ns = parts[0];
+    p.service = parts[1];
+    if (parts[2] == "tcp") p.proto = L4Proto::kTcp;
+    else if (parts[2] == "udp") p.proto = L4Proto::kUdp;
+    else if (parts[2] == "sctp") p.proto = L4Proto::kSctp;
+    else continue;
+    p.port = static_cast<uint16_t>(port);
+    p.connections = value.packets;
+    out.push_back(std::move(p));
+  }
+  std::sort(out.begin(), out.end(), [](const PortConnections& a, const PortConnections& b) {
+    return std::tie(a.ns, a.service, a.proto, a.port) < std::tie(b.ns, b.service, b.proto, b.port);
+  });
   return out;
 }
 

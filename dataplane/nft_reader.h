@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "dataplane/dataplane.h"
 #include "dataplane/ir.h"
 #include "dataplane/netlink_socket.h"
 
@@ -25,6 +26,16 @@ struct KernelElem {
   bool interval_end = false;
 };
 
+// A named counter object's values.
+struct CounterValue {
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+  friend bool operator==(const CounterValue& a, const CounterValue& b) {
+    return a.packets == b.packets && a.bytes == b.bytes;
+  }
+};
+using KernelCounters = std::map<std::string, CounterValue>;
+
 struct KernelTable {
   bool exists = false;
   // Every chain with its rules, each rule as RuleText gives it.
@@ -34,12 +45,22 @@ struct KernelTable {
   std::set<std::string> sets;
   // Elements per set (affinity maps left out: they are the packet path's).
   std::map<std::string, std::vector<KernelElem>> elements;
+  // Named counter objects by name.
+  KernelCounters counters;
 };
 
 // The table `inet <table>` as four dumps (chains, rules, sets, elements) of
 // one ruleset generation: if the table changes between them, it is read
 // again (at most a few times, then Aborted).
 absl::StatusOr<KernelTable> ReadTable(NetlinkSocket& socket, uint32_t* seq, const std::string& table);
+
+// The named counter objects of table `inet <table>`: one dump. NotFound
+// when there is no such table.
+absl::StatusOr<KernelCounters> ReadCounters(NetlinkSocket& socket, uint32_t* seq, const std::string& table);
+
+// The service ports' connection counters among `counters` (others are left
+// out), sorted by namespace, service, protocol and port.
+std::vector<PortConnections> ConnectionsOf(const KernelCounters& counters);
 
 // A rule as comparable text: its expressions in libnftnl's notation, after
 // a round trip through the netlink encoding (the form ReadTable gives).

@@ -66,6 +66,7 @@ void BuildFull(Batch& b, const Ruleset& to, uint32_t split) {
   b.Table(NFT_MSG_NEWTABLE, NLM_F_CREATE | NLM_F_EXCL, /*marked=*/true);
   AddSkeleton(b, to.node);
   for (uint32_t shard = 0; shard < to.shards; ++shard) AddShard(b, shard);
+  for (const auto& [name, owner] : to.counters) b.Counter(NFT_MSG_NEWOBJ, name, owner);
   for (const auto& [name, chain] : to.chains) b.NewChain(name, chain.owner);
   for (const auto& [name, chain] : to.chains) AddChainRules(b, name, chain);
   ElemChanges add;
@@ -110,6 +111,11 @@ void BuildDelta(Batch& b, uint32_t base_shards, const Ruleset& removed, const Ru
   CollectElements(added, true, &add);
   del.Emit(b, NFT_MSG_DELSETELEM);
   for (uint32_t shard = base_shards; shard < added.shards; ++shard) AddShard(b, shard);
+  // Counters are never replaced (that would reset them): only new ones are
+  // created, before the rules that name them.
+  for (const auto& [name, owner] : added.counters) {
+    if (!removed.counters.count(name)) b.Counter(NFT_MSG_NEWOBJ, name, owner);
+  }
   for (const auto& [name, chain] : added.chains) {
     if (!removed.chains.count(name)) b.NewChain(name, chain.owner);
   }
@@ -122,6 +128,10 @@ void BuildDelta(Batch& b, uint32_t base_shards, const Ruleset& removed, const Ru
     for (const auto& [name, chain] : removed.chains) {
       if (chain.kind == kind && !added.chains.count(name)) b.DelChain(name, chain.owner);
     }
+  }
+  // After the rules that named them.
+  for (const auto& [name, owner] : removed.counters) {
+    if (!added.counters.count(name)) b.Counter(NFT_MSG_DELOBJ, name, owner);
   }
 }
 

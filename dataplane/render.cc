@@ -156,7 +156,13 @@ void RenderTo(const Ruleset& rs, size_t piece, const std::function<bool(absl::st
   std::vector<FixedObjects> shards;
   shards.reserve(rs.shards);
   for (uint32_t shard = 0; shard < rs.shards; ++shard) shards.push_back(ShardObjects(shard));
-  // `nft list` prints sets before chains, each in creation order.
+  // `nft list` prints named objects first (by kind, in creation order:
+  // here by name), then sets, then chains, each in creation order. A
+  // counter's values are the kernel's; the text shows it as created.
+  for (const auto& [name, owner] : rs.counters) {
+    absl::StrAppend(&out, "\tcounter ", name, " {\n\t\tpackets 0 bytes 0\n\t}\n\n");
+    if (!flush(false)) return;
+  }
   for (const SetDef& set : skeleton.sets) {
     RenderSet(set, rs, &out);
     if (!flush(false)) return;

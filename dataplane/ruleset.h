@@ -68,6 +68,7 @@ struct Rule {
   Match match = Match::kAny;
   Cidr prefix;
   bool save_mark = false;   // ct mark set meta mark (before writing a ticket)
+  std::string counter;      // counter name "<counter>" (a named counter object), after save_mark
   bool masquerade = false;  // ct label set 127
   Ticket ticket = Ticket::kNone;
   uint32_t modulus = 0;
@@ -79,7 +80,7 @@ struct Rule {
 
   friend bool operator==(const Rule& a, const Rule& b) {
     return a.family == b.family && a.match == b.match && a.prefix == b.prefix &&
-           a.save_mark == b.save_mark && a.masquerade == b.masquerade && a.ticket == b.ticket &&
+           a.save_mark == b.save_mark && a.counter == b.counter && a.masquerade == b.masquerade && a.ticket == b.ticket &&
            a.modulus == b.modulus && a.offset == b.offset && a.seed == b.seed &&
            a.affinity_timeout_s == b.affinity_timeout_s && a.verdict == b.verdict &&
            a.target == b.target;
@@ -161,6 +162,10 @@ struct Ruleset {
   std::map<IpAddr, uint32_t> cluster_ips;         // cluster-ips4 / cluster-ips6
   std::map<IpAddr, uint32_t> hairpin;             // hairpin4 / hairpin6 (as a . a)
   std::map<uint32_t, Interval> backends[2];       // [0] v4, [1] v6; key: first ticket
+  // Named counter objects (node.counters): name -> owner. Created before the
+  // rules that name them, deleted after; never replaced, so their values
+  // live as long as their service port.
+  std::map<std::string, std::string> counters;
   // Stable service-port indexes: "ns/name/proto/port" -> index.
   std::map<std::string, uint32_t> indexes;
 
@@ -169,10 +174,11 @@ struct Ruleset {
            a.chains == b.chains && a.vmap == b.vmap && a.nodeports == b.nodeports &&
            a.cluster_ips == b.cluster_ips && a.hairpin == b.hairpin &&
            a.backends[0] == b.backends[0] && a.backends[1] == b.backends[1] &&
-           a.indexes == b.indexes;
+           a.counters == b.counters && a.indexes == b.indexes;
   }
   static bool SameNode(const NodeSettings& a, const NodeSettings& b) {
-    return a.cluster_cidrs == b.cluster_cidrs && a.nodeport_cidrs == b.nodeport_cidrs;
+    return a.cluster_cidrs == b.cluster_cidrs && a.nodeport_cidrs == b.nodeport_cidrs &&
+           a.counters == b.counters;
   }
 };
 
@@ -200,12 +206,14 @@ inline Ruleset Compile(const Model& model, const std::string& table, const Rules
 std::vector<std::string> IndexKeys(const Service& svc);
 // Adds the objects of one service to `out` (a whole ruleset or a fragment
 // holding one service). `indexes` must hold every IndexKeys(svc) entry;
-// those entries are copied into out->indexes.
+// those entries are copied into out->indexes. With out->node.counters, each
+// service port gets its connection counter.
 void CompileService(const Service& svc, const IndexMap& indexes, Ruleset* out);
 
 // What turns `from` into `to`, per object, added to *removed (objects that
 // go away or change, with their old value) and *added (new or changed, with
-// the new value): chains, verdict-map and backends elements, and shards
+// the new value): chains, verdict-map and backends elements, counter
+// objects, and shards
 // (added->shards becomes at least to.shards). The address sets and their
 // reference counts are left to the caller.
 void Diff(const Ruleset& from, const Ruleset& to, Ruleset* removed, Ruleset* added);

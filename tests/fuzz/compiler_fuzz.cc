@@ -91,6 +91,7 @@ class Gen {
     dp::NodeSettings n;
     for (int i = Int(0, 3); i > 0; --i) n.cluster_cidrs.push_back(*Cidr::Parse(Pick(kCidrs)));
     for (int i = Int(0, 2); i > 0; --i) n.nodeport_cidrs.push_back(*Cidr::Parse(Pick(kCidrs)));
+    n.counters = Int(0, 1) == 1;
     return n;
   }
 
@@ -297,6 +298,7 @@ std::string Describe(const Model& m) {
   std::string out = "node:";
   for (const Cidr& c : m.node.cluster_cidrs) absl::StrAppend(&out, " cluster ", c.ToString());
   for (const Cidr& c : m.node.nodeport_cidrs) absl::StrAppend(&out, " nodeport ", c.ToString());
+  if (m.node.counters) absl::StrAppend(&out, " counters");
   for (const Service& s : m.services) {
     absl::StrAppend(&out, "\n  ", s.Key(), " lb ", static_cast<int>(s.lb), " ext ", static_cast<int>(s.external_policy),
                     " int ", static_cast<int>(s.internal_policy), " aff ", s.affinity_timeout_s, " ips");

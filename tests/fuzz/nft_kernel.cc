@@ -4,6 +4,7 @@
 #include <libmnl/libmnl.h>
 #include <libnftnl/chain.h>
 #include <libnftnl/expr.h>
+#include <libnftnl/object.h>
 #include <libnftnl/rule.h>
 #include <libnftnl/set.h>
 #include <libnftnl/table.h>
@@ -184,6 +185,7 @@ struct SetState {
 struct RuleState {
   std::string text;
   std::vector<std::string> targets;
+  std::vector<std::string> counters;  // named counter objects it uses
 };
 
 struct ChainState {
@@ -202,6 +204,7 @@ struct NftKernel::Table {
   std::string comment;
   std::map<std::string, SetState> sets;
   std::map<std::string, ChainState> chains;
+  std::set<std::string> counters;  // named counter objects
 };
 
 namespace {
@@ -236,6 +239,7 @@ class RuleDecoder {
     if (name == "nat") return Nat(e);
     if (name == "masq") return Stmt("masquerade");
     if (name == "reject") return Reject(e);
+    if (name == "objref") return Objref(e);
     return Stmt("<expression " + name + ">");
   }
 
@@ -247,6 +251,7 @@ class RuleDecoder {
     }
     r.text = absl::StrJoin(out, " ");
     r.targets = std::move(targets_);
+    r.counters = std::move(counters_);
     return r;
   }
 
@@ -566,6 +571,16 @@ class RuleDecoder {
     return &it->second;
   }
 
+  // Only the immediate form (a name, no map).
+  absl::Status Objref(nftnl_expr* e) {
+    if (!nftnl_expr_is_set(e, NFTNL_EXPR_OBJREF_IMM_NAME)) return Stmt("<objref through a map>");
+    const char* name = nftnl_expr_get_str(e, NFTNL_EXPR_OBJREF_IMM_NAME);
+    if (nftnl_expr_get_u32(e, NFTNL_EXPR_OBJREF_IMM_TYPE) != NFT_OBJECT_COUNTER) return Stmt("<objref of a non-counter>");
+    if (!table_.counters.count(name)) return Refuse(ENOENT, absl::StrCat("no counter ", name));
+    counters_.push_back(name);
+    return Stmt(absl::StrCat("counter name \"", name, "\""));
+  }
+
   absl::Status Lookup(nftnl_expr* e) {
     const char* name = nftnl_expr_get_str(e, NFTNL_EXPR_LOOKUP_SET);
     absl::StatusOr<const SetState*> set = Set(name);
@@ -722,6 +737,7 @@ class RuleDecoder {
   std::array<Val, 16> regs_;
   std::vector<std::string> stmts_;
   std::vector<std::string> targets_;
+  std::vector<std::string> counters_;
   size_t dep_index_ = 0;
   int dep_fam_ = 0;
   int established_ = 0;
@@ -1065,6 +1081,34 @@ absl::Status ApplyMessage(const nlmsghdr* nlh, std::unique_ptr<Table>* table) {
       it->second.rules.push_back(std::move(rule));
       return absl::OkStatus();
     }
+    case NFT_MSG_NEWOBJ:
+    case NFT_MSG_DELOBJ: {
+      auto o = Own(nftnl_obj_alloc(), &nftnl_obj_free);
+      if (nftnl_obj_nlmsg_parse(nlh, o.get()) < 0) return Refuse(EINVAL, "object message does not parse");
+      if (auto st = need_table(nftnl_obj_get_str(o.get(), NFTNL_OBJ_TABLE)); !st.ok()) return st;
+      const char* oname = nftnl_obj_get_str(o.get(), NFTNL_OBJ_NAME);
+      if (oname == nullptr) return Refuse(EINVAL, "object without a name");
+      if (nftnl_obj_get_u32(o.get(), NFTNL_OBJ_TYPE) != NFT_OBJECT_COUNTER) {
+        return Refuse(EOPNOTSUPP, absl::StrCat("object ", oname, " is not a counter"));
+      }
+      const std::string name = oname;
+      auto& counters = (*table)->counters;
+      if (msg == NFT_MSG_DELOBJ) {
+        if (!counters.count(name)) return Refuse(ENOENT, "no counter " + name);
+        for (const auto& [cname, c] : (*table)->chains) {
+          for (const RuleState& r : c.rules) {
+            if (std::find(r.counters.begin(), r.counters.end(), name) != r.counters.end()) {
+              return Refuse(EBUSY, "counter " + name + " is still used by chain " + cname);
+            }
+          }
+        }
+        counters.erase(name);
+        return absl::OkStatus();
+      }
+      if (name.size() > 255) return Refuse(ENAMETOOLONG, "counter name " + name);
+      if (!counters.insert(name).second && (flags & NLM_F_EXCL)) return Refuse(EEXIST, "counter " + name);
+      return absl::OkStatus();
+    }
     case NFT_MSG_NEWSETELEM:
     case NFT_MSG_DELSETELEM: {
       // Parsed here: libnftnl 1.2.4's nftnl_set_elems_nlmsg_parse refuses
@@ -1215,6 +1259,7 @@ std::optional<TableListing> NftKernel::Listing() const {
   TableListing out;
   out.name = table_->name;
   out.comment = table_->comment;
+  out.counters = table_->counters;
   for (const auto& [name, s] : table_->sets) {
     SetListing& l = out.sets[name];
     l.map = s.flags & NFT_SET_MAP;
@@ -1244,7 +1289,7 @@ std::optional<TableListing> NftKernel::Listing() const {
 absl::StatusOr<TableListing> ParseListing(absl::string_view text) {
   TableListing out;
   std::vector<absl::string_view> lines = absl::StrSplit(text, '\n');
-  enum { kTop, kTable, kSet, kChain } where = kTop;
+  enum { kTop, kTable, kSet, kChain, kCounter } where = kTop;
   SetListing* set = nullptr;
   ChainListing* chain = nullptr;
   bool in_elements = false;
@@ -1279,6 +1324,11 @@ absl::StatusOr<TableListing> ParseListing(absl::string_view text) {
           in_elements = false;
           continue;
         }
+        if (absl::ConsumePrefix(&rest, "\tcounter ") && absl::ConsumeSuffix(&rest, " {")) {
+          out.counters.insert(std::string(rest));
+          where = kCounter;
+          continue;
+        }
         if (absl::ConsumePrefix(&rest, "\tchain ") && absl::ConsumeSuffix(&rest, " {")) {
           chain = &out.chains[std::string(rest)];
           where = kChain;
@@ -1310,6 +1360,13 @@ absl::StatusOr<TableListing> ParseListing(absl::string_view text) {
         }
         continue;
       }
+      case kCounter:
+        if (line == "\t}") {
+          where = kTable;
+          continue;
+        }
+        if (line != "\t\tpackets 0 bytes 0") return bad(line);
+        continue;
       case kChain: {
         if (line == "\t}") {
           where = kTable;
@@ -1363,6 +1420,12 @@ std::string Difference(const TableListing& want, const TableListing& got) {
   }
   for (const auto& [name, s] : got.sets) {
     if (!want.sets.count(name)) add("set " + name + ": extra");
+  }
+  for (const std::string& name : want.counters) {
+    if (!got.counters.count(name)) add("counter " + name + ": missing");
+  }
+  for (const std::string& name : got.counters) {
+    if (!want.counters.count(name)) add("counter " + name + ": extra");
   }
   for (const auto& [name, c] : want.chains) {
     auto it = got.chains.find(name);

@@ -26,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,7 @@ struct TableListing {
   std::string comment;
   std::map<std::string, SetListing> sets;
   std::map<std::string, ChainListing> chains;
+  std::set<std::string> counters;  // named counter objects
 };
 
 // render.cc's text (`table inet NAME { ... }`) as a listing.

@@ -217,5 +217,58 @@ TEST(Compile, NodeCidrsAreDisjoint) {
   EXPECT_TRUE(Ruleset::SameNode(Compile(m, "t").node, rs.node));
 }
 
+TEST(Compile, CountersAreOneNamedObjectPerServicePort) {
+  Model m;
+  m.node.counters = true;
+  m.services.push_back(Web());
+  Ruleset rs = Compile(m, "nftproxy");
+  std::set<std::string> names;
+  for (const auto& [name, owner] : rs.counters) {
+    names.insert(name);
+    EXPECT_EQ(owner, "service default/web");
+  }
+  EXPECT_EQ(names, (std::set<std::string>{"conns/default/web/tcp/80", "conns/default/web/udp/53"}));
+  // Both families' chains count into the port's one counter, in the rule
+  // that hands a new connection to the pick chain.
+  EXPECT_EQ(Text(rs, "svc4/default/web/tcp/80"),
+            "\tchain svc4/default/web/tcp/80 {\n"
+            "\t\tct mark set meta mark counter name \"conns/default/web/tcp/80\" meta mark set numgen random mod "
+            "4096 offset 2147483648 goto pick4-0\n"
+            "\t}\n");
+  EXPECT_NE(Text(rs, "svc6/default/web/tcp/80").find("counter name \"conns/default/web/tcp/80\""), std::string::npos);
+  EXPECT_NE(Render(rs).find("\tcounter conns/default/web/tcp/80 {\n\t\tpackets 0 bytes 0\n\t}\n"), std::string::npos);
+  // Off: no objects, no statements.
+  m.node.counters = false;
+  Ruleset off = Compile(m, "nftproxy");
+  EXPECT_TRUE(off.counters.empty());
+  EXPECT_EQ(Render(off).find("counter"), std::string::npos);
+}
+
+TEST(Compile, EndpointChangesLeaveCountersAlone) {
+  Model m;
+  m.node.counters = true;
+  m.services.push_back(Web());
+  const Ruleset before = Compile(m, "nftproxy");
+  // A weight change, an endpoint added, one removed.
+  m.services[0].ports[0].backends[0].weight = 3;
+  m.services[0].ports[0].backends.push_back({Ip("198.18.13.2"), 8080, 1});
+  m.services[0].ports[0].backends.erase(m.services[0].ports[0].backends.begin() + 1);
+  const Ruleset after = Compile(m, "nftproxy", &before);
+  Ruleset removed, added;
+  Diff(before, after, &removed, &added);
+  EXPECT_TRUE(removed.counters.empty());
+  EXPECT_TRUE(added.counters.empty());
+  EXPECT_TRUE(removed.chains.empty());
+  EXPECT_FALSE(added.backends[0].empty());
+  // The port goes: its counter goes with it.
+  m.services[0].ports.pop_back();
+  const Ruleset fewer = Compile(m, "nftproxy", &after);
+  Ruleset removed2, added2;
+  Diff(after, fewer, &removed2, &added2);
+  EXPECT_EQ(removed2.counters.size(), 1u);
+  EXPECT_TRUE(removed2.counters.count("conns/default/web/udp/53"));
+  EXPECT_TRUE(added2.counters.empty());
+}
+
 }  // namespace
 }  // namespace nftproxy::dp

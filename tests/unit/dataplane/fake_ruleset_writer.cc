@@ -27,6 +27,16 @@ bool ChainExists(const Ruleset& k, const std::string& name) {
   return k.chains.count(name) > 0 || PickChainExists(k, name);
 }
 
+// The first rule of `k` that names counter `name`, or "".
+std::string CounterUser(const Ruleset& k, const std::string& name) {
+  for (const auto& [chain, c] : k.chains) {
+    for (const Rule& r : c.rules) {
+      if (r.counter == name) return absl::StrCat("a rule of chain ", chain);
+    }
+  }
+  return "";
+}
+
 // The first rule target or element of `k` that goes to `name`, or "".
 std::string ReferrerOf(const Ruleset& k, const std::string& name) {
   for (const auto& [chain, c] : k.chains) {
@@ -45,6 +55,9 @@ std::string ReferrerOf(const Ruleset& k, const std::string& name) {
 
 absl::Status CheckRuleTargets(const Ruleset& k, const std::string& name, const Chain& chain) {
   for (const Rule& r : chain.rules) {
+    if (!r.counter.empty() && !k.counters.count(r.counter)) {
+      return Refuse(absl::StrCat(chain.owner, " (chain ", name, "): missing counter ", r.counter), ENOENT);
+    }
     if (r.verdict == Rule::Verdict::kGoto && !ChainExists(k, r.target)) {
       return Refuse(absl::StrCat(chain.owner, " (chain ", name, "): goto missing chain ", r.target), ENOENT);
     }
@@ -133,6 +146,7 @@ absl::Status FakeRulesetWriter::CommitFull(const Ruleset& to, CommitStats* stats
   }
   state_ = to;
   state_.indexes.clear();
+  counters_created_ += to.counters.size();
   CountOne(&state_.cluster_ips);
   CountOne(&state_.hairpin);
   exists_ = true;
@@ -148,6 +162,7 @@ absl::Status FakeRulesetWriter::CommitFull(const Ruleset& to, CommitStats* stats
 absl::Status FakeRulesetWriter::CommitDelta(const std::string& table, uint32_t base_shards, const Ruleset& removed,
                                             const Ruleset& added, CommitStats* stats) {
   if (auto s = Injected(); !s.ok()) return s;
+  size_t created = 0;
   auto apply = [&](Ruleset* k) -> absl::Status {
     if (!exists_ || table != k->table) return Refuse(absl::StrCat("table inet ", table), ENOENT);
     // The batch NftWriter builds, in its order: element deletions ...
@@ -179,6 +194,12 @@ absl::Status FakeRulesetWriter::CommitDelta(const std::string& table, uint32_t b
         return Refuse(absl::StrCat("shard ", shard, " created before shard ", k->shards), EINVAL);
       }
       k->shards = shard + 1;
+    }
+    // ... new counters (never replaced) ...
+    for (const auto& [name, owner] : added.counters) {
+      if (removed.counters.count(name)) continue;
+      if (!k->counters.emplace(name, owner).second) return Refuse(absl::StrCat("counter ", name), EEXIST);
+      ++created;
     }
     // ... new chains, then the rules of new and changed ones ...
     for (const auto& [name, chain] : added.chains) {
@@ -227,6 +248,14 @@ absl::Status FakeRulesetWriter::CommitDelta(const std::string& table, uint32_t b
         }
       }
     }
+    // ... then the counters that go, after the rules that named them.
+    for (const auto& [name, owner] : removed.counters) {
+      if (added.counters.count(name)) continue;
+      if (!k->counters.erase(name)) return Refuse(absl::StrCat("counter ", name), ENOENT);
+      if (std::string by = CounterUser(*k, name); !by.empty()) {
+        return Refuse(absl::StrCat("counter ", name, ", still used by ", by), EBUSY);
+      }
+    }
     return absl::OkStatus();
   };
   Ruleset next = state_;
@@ -236,6 +265,7 @@ absl::Status FakeRulesetWriter::CommitDelta(const std::string& table, uint32_t b
     return s;
   }
   state_ = std::move(next);
+  counters_created_ += created;
   ++delta_commits_;
   if (stats != nullptr) {
     *stats = CommitStats{};
@@ -280,6 +310,7 @@ std::string RulesetDifference(const Ruleset& kernel, const Ruleset& want) {
   auto addr = [](const IpAddr& a) { return a.ToString(); };
   DiffKeys("cluster-ips element", kernel.cluster_ips, want.cluster_ips, addr, false, &out);
   DiffKeys("hairpin element", kernel.hairpin, want.hairpin, addr, false, &out);
+  DiffKeys("counter", kernel.counters, want.counters, [](const std::string& k) { return k; }, true, &out);
   for (int fam = 0; fam < 2; ++fam) {
     auto ticket = [](uint32_t t) { return absl::StrCat("ticket ", absl::Hex(t, absl::kZeroPad8)); };
     DiffKeys(fam == 0 ? "backends4 element" : "backends6 element", kernel.backends[fam], want.backends[fam], ticket,

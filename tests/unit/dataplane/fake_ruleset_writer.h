@@ -6,7 +6,9 @@
 // element or rule pointing at a missing chain (ENOENT), deleting a chain
 // still referenced (EBUSY), creating a chain or shard twice (EEXIST),
 // flushing a missing chain (ENOENT), using a backends map of a shard that
-// does not exist (ENOENT). It can also fail on demand.
+// does not exist (ENOENT), a rule naming a missing counter (ENOENT),
+// creating a counter twice (EEXIST), deleting a counter a rule still names
+// (EBUSY). It can also fail on demand.
 #pragma once
 
 #include <string>
@@ -35,6 +37,8 @@ class FakeRulesetWriter final : public RulesetWriter {
   int full_commits() const { return full_commits_; }
   int delta_commits() const { return delta_commits_; }
   int refused_commits() const { return refused_commits_; }
+  // Counter objects created so far (a created counter starts from zero).
+  size_t counters_created() const { return counters_created_; }
   // Why the last commit the fake refused by the kernel's rules was refused.
   const absl::Status& last_refusal() const { return last_refusal_; }
 
@@ -47,6 +51,7 @@ class FakeRulesetWriter final : public RulesetWriter {
   absl::Status fail_status_;
   absl::Status last_refusal_;
   int full_commits_ = 0, delta_commits_ = 0, refused_commits_ = 0;
+  size_t counters_created_ = 0;
 };
 
 // "" when `kernel` holds exactly the objects of `want` (address-set

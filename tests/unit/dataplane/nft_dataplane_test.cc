@@ -200,5 +200,61 @@ TEST_F(NftDataplaneTest, InstalledServiceHoldsThatServiceOnly) {
   EXPECT_TRUE(LinesWith(dp_->InstalledService("default/zzz"), "/default/").empty());
 }
 
+TEST_F(NftDataplaneTest, CountersAreCreatedOnceAndGoWithTheirServicePort) {
+  Model m;
+  m.node.counters = true;
+  m.services = {Dns("a", "198.19.0.1", "10.0.0.1"), Dns("b", "198.19.0.2", "10.0.0.2")};
+  ASSERT_TRUE(dp_->Apply(m, nullptr).ok());
+  EXPECT_EQ(fake_->counters_created(), 2u);
+  // Endpoint changes (a weight, a second endpoint) and another service
+  // added: deltas that create only the new service's counter.
+  ModelChange c;
+  Service a = m.services[0];
+  a.ports[0].backends[0].weight = 7;
+  a.ports[0].backends.push_back({Ip("10.0.0.9"), 5353, 1});
+  c.upserts = {a, Dns("c", "198.19.0.3", "10.0.0.3")};
+  ApplyResult r;
+  ASSERT_TRUE(dp_->Update(c, &r).ok());
+  EXPECT_FALSE(r.full);
+  EXPECT_EQ(fake_->counters_created(), 3u);
+  // A service removed: its counter goes after the chain that named it.
+  c = ModelChange{};
+  c.removes = {"default/b"};
+  ASSERT_TRUE(dp_->Update(c, &r).ok());
+  EXPECT_FALSE(r.full);
+  EXPECT_EQ(fake_->state().counters.count("conns/default/b/udp/53"), 0u);
+  EXPECT_EQ(fake_->state().counters.count("conns/default/a/udp/53"), 1u);
+  EXPECT_EQ(fake_->counters_created(), 3u);
+  EXPECT_EQ(fake_->delta_commits(), 2);
+}
+
+TEST(ConnectionsOf, ServicePortsFromCounterNames) {
+  KernelCounters k;
+  k["conns/shop/web/tcp/443"] = {12, 720};
+  k["conns/default/dns/udp/53"] = {3, 180};
+  k["someone-elses"] = {1, 1};
+  k["conns/bad/key"] = {1, 1};
+  const std::vector<PortConnections> got = ConnectionsOf(k);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].ns, "default");
+  EXPECT_EQ(got[0].service, "dns");
+  EXPECT_EQ(got[0].proto, L4Proto::kUdp);
+  EXPECT_EQ(got[0].port, 53);
+  EXPECT_EQ(got[0].connections, 3u);
+  EXPECT_EQ(got[1].service, "web");
+  EXPECT_EQ(got[1].port, 443);
+  EXPECT_EQ(got[1].connections, 12u);
+}
+
+TEST(RuleText, CounterReferenceIsAnObjrefByName) {
+  RuleStmts r;
+  Rule rule;
+  rule.save_mark = true;
+  rule.counter = ConnCounterName("default/web/tcp/80");
+  LowerRule(rule, &r);
+  // libnftnl's notation of an objref: "type 1 name <name>" (1: counter).
+  EXPECT_NE(RuleText(r).find("[ type 1 name conns/default/web/tcp/80  ]"), std::string::npos) << RuleText(r);
+}
+
 }  // namespace
 }  // namespace nftproxy::dp
