@@ -74,9 +74,14 @@ void HistogramFamily::Write(prom::TextWriter* w) const {
   for (const auto& [values, s] : copy) w->Histogram(name_, LabelsOf(values), bounds_, s.counts, s.sum);
 }
 
-void FuncFamily::Write(prom::TextWriter* w) const {
+void SampledFamily::Write(prom::TextWriter* w) const {
+  absl::StatusOr<Samples> samples = read_();
+  if (!samples.ok()) {
+    log::Warning("cannot read a metric", {{"metric", name_}, {"error", std::string(samples.status().message())}});
+  }
   WriteHeader(w);
-  for (const auto& [values, v] : read_()) w->Sample(name_, LabelsOf(values), v);
+  if (!samples.ok()) return;
+  for (const auto& [values, v] : *samples) w->Sample(name_, LabelsOf(values), v);
 }
 
 template <typename F>
@@ -124,14 +129,16 @@ HistogramFamily* Registry::Histogram(const std::string& name, const std::string&
 }
 
 void Registry::GaugeFunction(const std::string& name, const std::string& help, std::function<double()> read) {
-  Function(name, help, prom::Type::kGauge, {},
-           [read = std::move(read)]() -> FuncFamily::Series { return {{{}, read()}}; });
+  Sampled(name, help, prom::Type::kGauge, {},
+          [read = std::move(read)]() -> absl::StatusOr<SampledFamily::Samples> {
+            return SampledFamily::Samples{{{}, read()}};
+          });
 }
 
-void Registry::Function(const std::string& name, const std::string& help, prom::Type type,
-                        std::vector<std::string> labels, std::function<FuncFamily::Series()> read) {
+void Registry::Sampled(const std::string& name, const std::string& help, prom::Type type,
+                       std::vector<std::string> labels, std::function<absl::StatusOr<SampledFamily::Samples>()> read) {
   CheckLabels(name, labels);
-  Add(std::make_unique<FuncFamily>(name, help, type, std::move(labels), std::move(read)));
+  Add(std::make_unique<SampledFamily>(name, help, type, std::move(labels), std::move(read)));
 }
 
 std::string Registry::Render() const {

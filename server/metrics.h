@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/http_server.h"
@@ -77,18 +78,19 @@ class HistogramFamily final : public MetricFamily {
   std::map<std::vector<std::string>, Series> series_ ABSL_GUARDED_BY(mu_);
 };
 
-// Series read when /metrics is rendered: a counter or a gauge whose values
-// live elsewhere (the Watch hub, the kernel).
-class FuncFamily final : public MetricFamily {
+// Series read when /metrics is rendered (values kept elsewhere: the Watch
+// hub, the kernel). `read` runs on the rendering thread, without any
+// lock of the registry; an error is logged and gives no series.
+class SampledFamily final : public MetricFamily {
  public:
-  using Series = std::vector<std::pair<std::vector<std::string>, double>>;
-  FuncFamily(std::string name, std::string help, prom::Type type, std::vector<std::string> label_names,
-             std::function<Series()> read)
+  using Samples = std::vector<std::pair<std::vector<std::string>, double>>;
+  SampledFamily(std::string name, std::string help, prom::Type type, std::vector<std::string> label_names,
+                std::function<absl::StatusOr<Samples>()> read)
       : MetricFamily(std::move(name), std::move(help), type, std::move(label_names)), read_(std::move(read)) {}
   void Write(prom::TextWriter* w) const override;
 
  private:
-  std::function<Series()> read_;
+  std::function<absl::StatusOr<Samples>()> read_;
 };
 
 class Registry {
@@ -101,8 +103,8 @@ class Registry {
                              std::vector<double> bounds);
   // A gauge of one series, or a counter or gauge family, read at rendering.
   void GaugeFunction(const std::string& name, const std::string& help, std::function<double()> read);
-  void Function(const std::string& name, const std::string& help, prom::Type type, std::vector<std::string> labels,
-                std::function<FuncFamily::Series()> read);
+  void Sampled(const std::string& name, const std::string& help, prom::Type type, std::vector<std::string> labels,
+               std::function<absl::StatusOr<SampledFamily::Samples>()> read);
   // Every family, sorted by name, in the text format.
   std::string Render() const;
 

@@ -57,6 +57,7 @@ struct ServeFlags {
   std::string log_format = "text";
   std::string socket_mode = "0660";
   bool adopt_table = false;
+  bool kernel_counters = true;
   std::string socket_group;
   // Sizes: the request (bytes), and per resource (see ResourceLimits).
   std::string max_request_bytes = "67108864";
@@ -161,6 +162,13 @@ Flags:
                     refuses to start (exit 2) on an existing table without it
   --adopt-table     take over an existing table without the mark (one made
                     by an nftproxy before 0.2); its contents are replaced
+  --kernel-counters[=false]
+                    count each service port's new connections in the kernel
+                    (default on): a named counter object per service port,
+                    kept across incremental commits and restarts, reset only
+                    when the port is removed or the table is replaced whole;
+                    shown by `describe service`, `get services -o wide` and
+                    /metrics (nftproxy_service_connections_total)
   --state-dir DIR   where the desired state is kept across restarts
                     (default /var/lib/nftproxy; "" disables). Damaged state
                     files stop the start (exit 2) naming the file and offset
@@ -277,6 +285,7 @@ std::vector<FlagSpec> ServeFlagSpecs(ServeFlags* f, bool* help, bool* help_authz
                                {{"--log-format"}, &f->log_format},
                                {{"--socket-mode"}, &f->socket_mode},
                                {{"--adopt-table"}, nullptr, nullptr, &f->adopt_table},
+                               {{"--kernel-counters"}, nullptr, nullptr, &f->kernel_counters},
                                {{"--socket-group"}, &f->socket_group},
                                {{"--log-level", "--v", "-v"}, &f->log_level},
                                {{"--max-request-bytes"}, &f->max_request_bytes},
@@ -544,6 +553,7 @@ int RunServe(const std::vector<std::string>& args) {
   // Every value is checked before anything is touched.
   EngineOptions options;
   options.node_name = flags.node_name;
+  options.node.counters = flags.kernel_counters;
   if (!ParseCidrs("--cluster-cidr", flags.cluster_cidrs, &options.node.cluster_cidrs) ||
       !ParseCidrs("--nodeport-addresses", flags.nodeport_addresses, &options.node.nodeport_cidrs)) {
     return 2;
@@ -737,13 +747,35 @@ int RunServe(const std::vector<std::string>& args) {
   registry.GaugeFunction("nftproxy_watch_lag_events",
                          "Changes the furthest-behind Watch stream (past its BOOKMARK) has still to send.",
                          [&hub] { return static_cast<double>(hub.max_lag_events()); });
-  registry.Function("nftproxy_watch_streams_ended_total",
-                    "Watch streams the server ended because they fell behind: reason slow (ABORTED, "
-                    "--watch-buffer-events) or compacted (OUT_OF_RANGE, changes dropped from the log).",
-                    prom::Type::kCounter, {"reason"}, [&hub]() -> FuncFamily::Series {
-                      return {{{"compacted"}, static_cast<double>(hub.streams_ended_out_of_range())},
-                              {{"slow"}, static_cast<double>(hub.streams_ended_slow())}};
-                    });
+  registry.Sampled("nftproxy_watch_streams_ended_total",
+                   "Watch streams the server ended because they fell behind: reason slow (ABORTED, "
+                   "--watch-buffer-events) or compacted (OUT_OF_RANGE, changes dropped from the log).",
+                   prom::Type::kCounter, {"reason"}, [&hub]() -> absl::StatusOr<SampledFamily::Samples> {
+                     return SampledFamily::Samples{
+                         {{"compacted"}, static_cast<double>(hub.streams_ended_out_of_range())},
+                         {{"slow"}, static_cast<double>(hub.streams_ended_slow())}};
+                   });
+  if (flags.kernel_counters) {
+    // Read from the kernel at each scrape (one dump), never under the
+    // engine's lock.
+    const dp::Dataplane* counted = dataplane->get();
+    registry.Sampled(
+        "nftproxy_service_connections_total",
+        "New connections per service port, counted in the kernel (--kernel-counters); reset only when the port "
+        "is removed or the table is replaced whole.",
+        prom::Type::kCounter, {"namespace", "service", "port", "protocol"},
+        [counted]() -> absl::StatusOr<SampledFamily::Samples> {
+          absl::StatusOr<std::vector<dp::PortConnections>> ports = counted->ReadCounters();
+          if (!ports.ok()) return ports.status();
+          SampledFamily::Samples out;
+          out.reserve(ports->size());
+          for (const dp::PortConnections& p : *ports) {
+            out.push_back({{p.ns, p.service, absl::StrCat(p.port), dp::L4ProtoName(p.proto)},
+                           static_cast<double>(p.connections)});
+          }
+          return out;
+        });
+  }
   // Metrics and health over HTTP, from before the saved state is restored
   // (/readyz says 503 until the first commit). A port that cannot be bound is
   // an error in the log, not a reason to stop proxying.

@@ -39,9 +39,10 @@ TEST(Registry, FunctionsAreReadAtEveryRendering) {
   Registry r;
   double open = 3;
   r.GaugeFunction("b_open", "Open now.", [&open] { return open; });
-  r.Function("a_ended_total", "Ended.", prom::Type::kCounter, {"reason"}, [&open]() -> FuncFamily::Series {
-    return {{{"slow"}, open * 2}, {{"compacted"}, 1}};
-  });
+  r.Sampled("a_ended_total", "Ended.", prom::Type::kCounter, {"reason"},
+            [&open]() -> absl::StatusOr<SampledFamily::Samples> {
+              return SampledFamily::Samples{{{"slow"}, open * 2}, {{"compacted"}, 1}};
+            });
   EXPECT_EQ(r.Render(),
             "# HELP a_ended_total Ended.\n"
             "# TYPE a_ended_total counter\n"
