@@ -1,0 +1,219 @@
+#!/usr/bin/python3
+"""Kernel connection counters (serve --kernel-counters) against the real
+kernel: real TCP connections through a VIP are counted per service port in a
+named counter object, shown by /metrics (nftproxy_service_connections_total)
+and `nft list`; incremental writes (an unrelated service, an endpoint weight
+change, an endpoint added or removed) and a restart that adopts the table do
+not reset them; the counter goes with its service port; with
+--kernel-counters=false there is no counter object at all.
+
+Topology, all in private network namespaces (netlab.Star):
+
+    client --- proxy --- b1 / b2
+
+Run from the repository root, as root:
+    /usr/bin/python3 -m unittest -v tests/integration/test_counters.py
+Environment: NFTPROXY_BIN (default <repo>/build/nftproxy); CI=true turns
+"not root" / "no binary" skips into failures; NPX_KEEP_TMP=1 keeps the temp
+dir (server logs, manifests).
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+import netlab  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(HERE))
+BIN = os.environ.get("NFTPROXY_BIN") or os.path.join(REPO, "build", "nftproxy")
+TABLE = "npxcounters"
+METRICS = "127.0.0.1:10249"
+VIP = "198.19.8.10"
+SERIES = ('nftproxy_service_connections_total{namespace="default",service="web",port="80",protocol="tcp"}')
+
+HTTP_GET = r"""
+import sys, urllib.request
+print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())
+"""
+
+
+def setUpModule():
+    netlab.require_root_and_binary(BIN)
+
+
+def service(name, vip, port, target):
+    return {"kind": "Service", "metadata": {"name": name},
+            "spec": {"clusterIps": [vip], "ports": [{"name": "http", "protocol": "TCP", "port": port,
+                                                      "targetPort": target}]}}
+
+
+def endpoint_slice(name, service_name, target, endpoints):
+    """endpoints: [(address, weight or None)]"""
+    eps = []
+    for addr, weight in endpoints:
+        e = {"addresses": [addr], "conditions": {"ready": True}}
+        if weight is not None:
+            e["weight"] = weight
+        eps.append(e)
+    return {"kind": "EndpointSlice", "metadata": {"name": name}, "serviceName": service_name,
+            "ports": [{"name": "http", "protocol": "TCP", "port": target}], "endpoints": eps}
+
+
+class CountersTest(unittest.TestCase):
+    maxDiff = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = netlab.class_tmpdir(cls, "npx-counters-")
+        cls.lab = netlab.Lab()
+        cls.addClassCleanup(cls.lab.cleanup)
+        cls.star = netlab.Star(cls.lab, ("b1", "b2"))
+        cls.echo_log = open(os.path.join(cls.tmp, "echo.log"), "a")
+        cls.addClassCleanup(cls.echo_log.close)
+        for b in ("b1", "b2"):
+            netlab.start_echo(cls.lab, b, b, tcp_ports=(8080,), udp_ports=(), log=cls.echo_log)
+        cls.sock = os.path.join(cls.tmp, "nftproxy.sock")
+        cls.state = os.path.join(cls.tmp, "state")
+        cls.server_log = os.path.join(cls.tmp, "server.log")
+        cls.server = None
+        cls.addClassCleanup(cls.stop_server)
+
+    @classmethod
+    def start_server(cls, *extra, table=TABLE, sock=None, metrics=METRICS):
+        sock = sock or cls.sock
+        if os.path.exists(sock):
+            os.unlink(sock)
+        with open(cls.server_log, "a") as log:
+            proc = cls.lab.spawn("proxy", [BIN, "serve", "--listen", "unix://" + sock, "--table", table,
+                                           "--state-dir", cls.state if table == TABLE else "",
+                                           "--metrics-address", metrics] + list(extra),
+                                 stdout=log, stderr=log)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(sock):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("nftproxy serve did not start:\n" + netlab.tail(cls.server_log))
+            time.sleep(0.05)
+        return proc
+
+    @classmethod
+    def stop_server(cls, proc=None):
+        proc = proc or cls.server
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            proc.wait(20)
+
+    def cli(self, *args, sock=None):
+        cp = subprocess.run([BIN] + list(args) + ["--server", "unix://" + (sock or self.sock)],
+                            capture_output=True, text=True, timeout=60)
+        self.assertEqual(cp.returncode, 0, "nftproxy %s: %s\nserver log:\n%s"
+                         % (" ".join(args), cp.stderr, netlab.tail(self.server_log)))
+        return cp
+
+    def apply(self, docs, sock=None):
+        path = os.path.join(self.tmp, "m%d.yaml" % time.monotonic_ns())
+        with open(path, "w") as f:
+            f.write(netlab.to_yaml(docs))
+        self.cli("apply", "-f", path, sock=sock)
+
+    def metrics(self):
+        cp = self.lab.exec("proxy", [sys.executable, "-c", HTTP_GET, "http://%s/metrics" % METRICS], timeout=20)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        return cp.stdout
+
+    def metric(self, series=SERIES):
+        """The value of one series of /metrics, or None when absent."""
+        for line in self.metrics().splitlines():
+            if line.startswith(series + " "):
+                return float(line.split()[-1])
+        return None
+
+    def kernel_counter(self, name, table=TABLE):
+        """Packets of counter `name` in the kernel (nft -j), None when absent."""
+        cp = self.lab.exec("proxy", ["nft", "-j", "list", "counters", "table", "inet", table])
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        for item in json.loads(cp.stdout)["nftables"]:
+            c = item.get("counter")
+            if c and c["name"] == name:
+                return c["packets"]
+        return None
+
+    def connect(self, n):
+        res = netlab.traffic(self.lab, "client", "tcp", VIP, 80, n)
+        self.assertEqual(res["ok"], n, res)
+
+    def expect_count(self, n, what):
+        self.assertEqual(self.kernel_counter("conns/default/web/tcp/80"), n, what)
+        self.assertEqual(self.metric(), n, what)
+
+    def test_counts_survive_incremental_writes_and_restart(self):
+        b1, b2 = self.star.v4["b1"], self.star.v4["b2"]
+        self.__class__.server = self.start_server()
+        self.apply([service("web", VIP, 80, 8080), endpoint_slice("web-1", "web", 8080, [(b1, None)])])
+        self.connect(20)
+        self.expect_count(20, "20 connections through the VIP")
+        # An unrelated incremental write.
+        self.apply([service("other", "198.19.8.11", 81, 8080), endpoint_slice("other-1", "other", 8080, [(b2, None)])])
+        self.expect_count(20, "after an unrelated write")
+        # An endpoint's weight changes, then a second endpoint is added.
+        self.apply([endpoint_slice("web-1", "web", 8080, [(b1, 3)])])
+        self.expect_count(20, "after a weight change")
+        self.apply([endpoint_slice("web-1", "web", 8080, [(b1, 3), (b2, 1)])])
+        self.expect_count(20, "after an endpoint was added")
+        self.connect(10)
+        self.expect_count(30, "10 more connections")
+        # An endpoint removed.
+        self.apply([endpoint_slice("web-1", "web", 8080, [(b2, None)])])
+        self.expect_count(30, "after an endpoint was removed")
+        # The other service's port counts on its own.
+        res = netlab.traffic(self.lab, "client", "tcp", "198.19.8.11", 81, 5)
+        self.assertEqual(res["ok"], 5, res)
+        self.assertEqual(self.kernel_counter("conns/default/other/tcp/81"), 5)
+        self.expect_count(30, "after traffic to another service")
+        # A restart adopts the table the previous run left: counts kept.
+        self.stop_server()
+        self.__class__.server = self.start_server()
+        deadline = time.monotonic() + 30
+        while "adopted the table" not in netlab.tail(self.server_log, 30):
+            self.assertLess(time.monotonic(), deadline, netlab.tail(self.server_log))
+            time.sleep(0.1)
+        self.expect_count(30, "after a restart")
+        self.connect(5)
+        self.expect_count(35, "5 connections after the restart")
+        # The service port goes: its counter goes with it, the other stays.
+        self.cli("delete", "service", "web")
+        self.assertIsNone(self.kernel_counter("conns/default/web/tcp/80"))
+        self.assertIsNone(self.metric())
+        self.assertEqual(self.kernel_counter("conns/default/other/tcp/81"), 5)
+        self.stop_server()
+        self.__class__.server = None
+
+    def test_kernel_counters_off(self):
+        table, sock = "npxnocounters", os.path.join(self.tmp, "off.sock")
+        proc = self.start_server("--kernel-counters=false", table=table, sock=sock, metrics="127.0.0.1:10250")
+        try:
+            self.apply([service("plain", "198.19.8.20", 80, 8080),
+                        endpoint_slice("plain-1", "plain", 8080, [(self.star.v4["b1"], None)])], sock=sock)
+            res = netlab.traffic(self.lab, "client", "tcp", "198.19.8.20", 80, 5)
+            self.assertEqual(res["ok"], 5, res)
+            cp = self.lab.exec("proxy", ["nft", "list", "table", "inet", table])
+            self.assertEqual(cp.returncode, 0, cp.stderr)
+            self.assertIn("chain svc4/default/plain/tcp/80", cp.stdout)
+            self.assertNotRegex(cp.stdout, re.compile(r"\bcounter\b"))
+            out = self.lab.exec("proxy", [sys.executable, "-c", HTTP_GET, "http://127.0.0.1:10250/metrics"])
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertNotIn("nftproxy_service_connections_total", out.stdout)
+        finally:
+            self.stop_server(proc)
+            self.lab.exec("proxy", ["nft", "delete", "table", "inet", table])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
