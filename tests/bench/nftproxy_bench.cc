@@ -369,7 +369,9 @@ class Server {
  public:
   ~Server() { Stop(); }
 
-  absl::Status Start(const Options& o, const std::string& netns, const std::string& tag) {
+  // `extra`: more flags for serve, after --serve-arg's.
+  absl::Status Start(const Options& o, const std::string& netns, const std::string& tag,
+                     const std::vector<std::string>& extra = {}) {
     Lab& lab = Lab::Get();
     sock_ = lab.tmpdir() + "/" + tag + ".sock";
     log_ = lab.tmpdir() + "/" + tag + ".log";
@@ -381,6 +383,7 @@ class Server {
     std::vector<std::string> argv = {o.nftproxy, "serve",   "--listen",    "unix://" + sock_, "--state-dir", state,
                                      "--table",  "nftproxy", "--node-name", "bench", "--log-writes-over", "100ms"};
     argv.insert(argv.end(), o.serve_args.begin(), o.serve_args.end());
+    argv.insert(argv.end(), extra.begin(), extra.end());
     auto pid = lab.Spawn(netns, argv, log_);
     if (!pid.ok()) return pid.status();
     pid_ = *pid;
@@ -949,18 +952,23 @@ DpResults RunDataplane(const Options& o, const std::string& ipt_restore) {
   one.services = 1;
   const std::string sn = Thousands(n);
 
-  enum { kNone, kOne, kBig, kIpt, kConfigs };
+  // kBigNoCounters: the same services with serve --kernel-counters=false,
+  // the baseline of the counters' data-plane cost.
+  enum { kNone, kOne, kBig, kBigNoCounters, kIpt, kConfigs };
   Topology topo[kConfigs];
   Server servers[kConfigs];
   std::string config_error[kConfigs];
   const std::string rules_path = lab.tmpdir() + "/dp-iptables.rules";
   for (int c = 0; c < kConfigs; ++c) {
-    if ((c == kOne || c == kBig) && !o.impls[kNftproxy]) continue;
+    const bool nftproxy = c == kOne || c == kBig || c == kBigNoCounters;
+    if (nftproxy && !o.impls[kNftproxy]) continue;
     if (c == kIpt && !o.impls[kKubeIpt]) continue;
     const std::string tag = absl::StrCat("dp", c);
     absl::Status st = MakeTopology(tag, o.endpoints, o.pin, &topo[c]);
-    if (st.ok() && (c == kOne || c == kBig)) {
-      st = servers[c].Start(o, topo[c].router, tag);
+    if (st.ok() && nftproxy) {
+      st = servers[c].Start(o, topo[c].router, tag,
+                            c == kBigNoCounters ? std::vector<std::string>{"--kernel-counters=false"}
+                                                : std::vector<std::string>{});
       if (st.ok()) {
         auto a = servers[c].Apply(FullRequest(c == kOne ? one : big), o.budget_s);
         if (!a.ok()) st = a.status();
@@ -998,6 +1006,8 @@ DpResults RunDataplane(const Options& o, const std::string& ipt_restore) {
   add(kOne, "nftproxy, 1 service", one.Vip(0), one.port);
   add(kBig, "nftproxy, " + sn + " services, first service", big.Vip(0), big.port);
   add(kBig, "nftproxy, " + sn + " services, last service", big.Vip(n - 1), big.port);
+  add(kBigNoCounters, "nftproxy --kernel-counters=false, " + sn + " services, last service", big.Vip(n - 1),
+      big.port);
   add(kIpt, "kube-proxy iptables, " + sn + " services, first service", big.Vip(0), big.port);
   add(kIpt, "kube-proxy iptables, " + sn + " services, last service", big.Vip(n - 1), big.port);
   for (DpFigure& f : res.figures) {
