@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -87,6 +88,11 @@ class Client {
   static const char* DryRun(const Options& o) { return o.dry_run ? " (dry run)" : ""; }
   // Where a NAME on the command line is looked up.
   static std::string Namespace(const Options& o) { return o.ns.empty() ? kDefaultNamespace : o.ns; }
+
+  // The kernel's connection counters of namespace `ns` ("": every one the
+  // caller may read), or of one service; per "ns/name/PROTOCOL/port".
+  // Empty when the server counts nothing or cannot say (an older server).
+  std::map<std::string, uint64_t> Connections(const std::string& ns, const std::string& service, bool* enabled);
 
   // Connects (within the connect timeout) before a command does anything
   // slow on its own side, such as reading a large manifest: an unreachable

@@ -71,6 +71,21 @@ int Client::Connect() {
   return s.ok() ? kExitOk : Report(s);
 }
 
+std::map<std::string, uint64_t> Client::Connections(const std::string& ns, const std::string& service,
+                                                    bool* enabled) {
+  v1::GetCountersRequest req;
+  req.set_namespace_(ns);
+  req.set_service(service);
+  v1::GetCountersResponse resp;
+  std::map<std::string, uint64_t> out;
+  *enabled = Call(&v1::Proxy::Stub::GetCounters, req, &resp).ok() && resp.enabled();
+  for (const v1::PortCounter& p : resp.ports()) {
+    out[absl::StrCat(p.namespace_(), "/", p.service(), "/", v1::Protocol_Name(p.protocol()), "/", p.port())] =
+        p.connections();
+  }
+  return out;
+}
+
 int Client::Get(const Options& o) {
   std::vector<const KindInfo*> kinds;
   if (o.positional.empty() || !ParseKinds(o.positional[0], &kinds)) {
@@ -87,10 +102,29 @@ int Client::Get(const Options& o) {
   po.no_headers = o.no_headers;
   po.several_kinds = kinds.size() > 1;
   po.single = kinds.size() == 1 && names.size() == 1;
+  // -o wide of services: new connections per service (all its ports), from
+  // the kernel's counters, read once before the listing.
+  std::map<std::string, uint64_t> per_service;
+  bool counted = false;
+  const bool wide_services = po.format == "wide" && std::any_of(kinds.begin(), kinds.end(), [](const KindInfo* k) {
+                               return k->kind == v1::SERVICE;
+                             });
+  if (wide_services) {
+    po.connections = [&per_service, &counted](const std::string& ns, const std::string& name) -> std::string {
+      if (!counted) return "-";
+      auto it = per_service.find(ns + "/" + name);
+      return it == per_service.end() ? "0" : absl::StrCat(it->second);
+    };
+  }
   absl::StatusOr<std::unique_ptr<Printer>> printer = NewPrinter(po, &std::cout);
   if (!printer.ok()) return Usage("get", std::string(printer.status().message()));
   Printer& p = **printer;
   if (int rc = Connect(); rc != kExitOk) return rc;
+  if (wide_services) {
+    for (const auto& [key, n] : Connections(o.all_namespaces ? "" : o.ns, "", &counted)) {
+      per_service[key.substr(0, key.find('/', key.find('/') + 1))] += n;
+    }
+  }
   int missing = kExitOk;
   for (const KindInfo* kind : kinds) {
     if (!names.empty()) {
@@ -170,14 +204,19 @@ int Client::Describe(const Options& o) {
   if (spec.type() == S::EXTERNAL_NAME) head.push_back({"External name:", spec.external_name()});
   std::cout << FormatTable(head);
 
-  std::vector<std::vector<std::string>> ports = {{"  NAME", "PROTOCOL", "PORT", "TARGET", "NODE-PORT"}};
+  // New connections per port, counted in the kernel (serve --kernel-counters).
+  bool counted = false;
+  const std::map<std::string, uint64_t> conns = Connections(m.namespace_(), m.name(), &counted);
+  std::vector<std::vector<std::string>> ports = {{"  NAME", "PROTOCOL", "PORT", "TARGET", "NODE-PORT", "CONNECTIONS"}};
   for (const v1::ServicePort& p : spec.ports()) {
     std::string target = absl::StrCat(p.port());
     if (p.target_case() == v1::ServicePort::kTargetPort) target = absl::StrCat(p.target_port());
     if (p.target_case() == v1::ServicePort::kTargetPortName) target = p.target_port_name() + " (named)";
-    ports.push_back({"  " + (p.name().empty() ? "<unnamed>" : p.name()),
-                     v1::Protocol_Name(p.protocol() == v1::PROTOCOL_UNSPECIFIED ? v1::TCP : p.protocol()),
-                     absl::StrCat(p.port()), target, p.node_port() ? absl::StrCat(p.node_port()) : "-"});
+    const std::string proto = v1::Protocol_Name(p.protocol() == v1::PROTOCOL_UNSPECIFIED ? v1::TCP : p.protocol());
+    auto c = conns.find(absl::StrCat(m.namespace_(), "/", m.name(), "/", proto, "/", p.port()));
+    ports.push_back({"  " + (p.name().empty() ? "<unnamed>" : p.name()), proto, absl::StrCat(p.port()), target,
+                     p.node_port() ? absl::StrCat(p.node_port()) : "-",
+                     !counted ? "-" : c == conns.end() ? "0" : absl::StrCat(c->second)});
   }
   std::cout << "Ports:\n" << FormatTable(ports);
 

@@ -21,6 +21,8 @@ class TablePrinter : public Printer {
  public:
   TablePrinter(const PrintOptions& o, std::ostream* out) : o_(o), out_(out), wide_(o.format == "wide") {}
 
+  bool Counted(v1::Kind kind) const { return wide_ && kind == v1::SERVICE && o_.connections != nullptr; }
+
   void Add(const v1::Resource& r) override {
     const v1::Kind kind = KindOf(r);
     if (count_ == 0 || kind != kind_) {
@@ -29,9 +31,11 @@ class TablePrinter : public Printer {
       kind_ = kind;
       width_.clear();
       header_ = o_.no_headers ? std::vector<std::string>{} : TableHeader(kind, wide_);
+      if (!header_.empty() && Counted(kind)) header_.push_back("CONNECTIONS");
       Widen(header_);
     }
     std::vector<std::string> row = TableRow(r, wide_, o_.now);
+    if (Counted(kind)) row.push_back(o_.connections(KeyOf(r).ns, MetaOf(r).name()));
     if (o_.several_kinds && row.size() > 1) row[1] = absl::StrCat(KindName(kind), "/", row[1]);
     Widen(row);
     rows_.push_back(std::move(row));

@@ -10,6 +10,7 @@
 // wider.
 #pragma once
 
+#include <functional>
 #include <iosfwd>
 #include <memory>
 #include <string>
@@ -29,6 +30,9 @@ struct PrintOptions {
   // One named resource: json and jsonpath print it, not a List of it.
   bool single = false;
   absl::Time now = absl::Now();
+  // -o wide of services: the CONNECTIONS column's value of service ns/name
+  // (the kernel's counters); no column when unset.
+  std::function<std::string(const std::string& ns, const std::string& name)> connections;
 };
 
 class Printer {

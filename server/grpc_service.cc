@@ -160,6 +160,25 @@ ProxyService::Unary* ProxyService::GetRuleset(Ctx* ctx, const Bytes* req, Bytes*
   });
 }
 
+ProxyService::Unary* ProxyService::GetCounters(Ctx* ctx, const Bytes* req, Bytes* resp) {
+  return RunUnary(ctx, "GetCounters", Access::kRead, &reads_, [this, req, resp](const Scope& scope) {
+    v1::GetCountersRequest in;
+    if (absl::Status s = Parse(*req, &in); !s.ok()) return s;
+    std::string ns = in.namespace_();
+    if (!in.service().empty() && ns.empty()) ns = kDefaultNamespace;
+    // One namespace: the caller must read it; all of them: only those it may.
+    if (!ns.empty()) {
+      if (absl::Status s = scope.CheckRead(ns); !s.ok()) return s;
+    }
+    absl::StatusOr<v1::GetCountersResponse> out =
+        engine_->Counters([&](const std::string& port_ns, const std::string& service) {
+          if (!ns.empty()) return port_ns == ns && (in.service().empty() || service == in.service());
+          return scope.CheckRead(port_ns).ok();
+        });
+    return out.ok() ? Serialize(*out, resp) : out.status();
+  });
+}
+
 ProxyService::Unary* ProxyService::Status(Ctx* ctx, const Bytes* req, Bytes* resp) {
   return RunUnary(ctx, "Status", Access::kRead, &reads_, [this, req, resp](const Scope&) {
     v1::StatusRequest in;

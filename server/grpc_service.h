@@ -25,7 +25,8 @@ using ProxyServiceBase = v1::Proxy::WithRawCallbackMethod_Trace<v1::Proxy::WithR
     v1::Proxy::WithRawCallbackMethod_Get<v1::Proxy::WithRawCallbackMethod_List<
         v1::Proxy::WithRawCallbackMethod_Delete<v1::Proxy::WithRawCallbackMethod_GetRuleset<
             v1::Proxy::WithRawCallbackMethod_StreamRuleset<v1::Proxy::WithRawCallbackMethod_Watch<
-                v1::Proxy::WithRawCallbackMethod_Status<v1::Proxy::Service>>>>>>>>>>;
+                v1::Proxy::WithRawCallbackMethod_Status<v1::Proxy::WithRawCallbackMethod_GetCounters<
+                    v1::Proxy::Service>>>>>>>>>>>;
 
 class ProxyService final : public ProxyServiceBase {
  public:
@@ -54,6 +55,7 @@ class ProxyService final : public ProxyServiceBase {
   Unary* List(Ctx*, const Bytes*, Bytes*) override;
   Unary* GetRuleset(Ctx*, const Bytes*, Bytes*) override;
   Unary* Status(Ctx*, const Bytes*, Bytes*) override;
+  Unary* GetCounters(Ctx*, const Bytes*, Bytes*) override;
   Stream* StreamRuleset(Ctx*, const Bytes*) override;
   Stream* Watch(Ctx*, const Bytes*) override;
   Stream* Trace(Ctx*, const Bytes*) override;

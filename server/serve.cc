@@ -233,7 +233,7 @@ const char kAuthzHelp[] = R"(nftproxy serve --authz FILE: who may call the API
 
 The file is YAML: a list of rules; a caller may do what any rule that
 matches one of its identities allows. Reads are Get, List, Watch, Status,
-GetRuleset and StreamRuleset; writes (which include reads) are Apply, Sync
+GetRuleset, StreamRuleset and GetCounters; writes (which include reads) are Apply, Sync
 and Delete, dry runs too. A denied call is PERMISSION_DENIED naming the
 caller, and changes nothing.
 

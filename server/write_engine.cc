@@ -692,6 +692,32 @@ absl::Status WriteEngine::StreamRuleset(bool kernel,
   return absl::OkStatus();
 }
 
+absl::StatusOr<v1::GetCountersResponse> WriteEngine::Counters(
+    const std::function<bool(const std::string& ns, const std::string& service)>& keep) const {
+  v1::GetCountersResponse out;
+  out.set_enabled(options_.node.counters);
+  if (!options_.node.counters) return out;
+  // The dataplane reads the kernel on a socket of its own: no lock here.
+  absl::StatusOr<std::vector<dp::PortConnections>> ports = dp_->ReadCounters();
+  if (absl::IsUnimplemented(ports.status())) {
+    out.set_enabled(false);
+    return out;
+  }
+  if (!ports.ok()) return ports.status();
+  for (const dp::PortConnections& p : *ports) {
+    if (!keep(p.ns, p.service)) continue;
+    v1::PortCounter* c = out.add_ports();
+    c->set_namespace_(p.ns);
+    c->set_service(p.service);
+    c->set_protocol(p.proto == dp::L4Proto::kUdp    ? v1::UDP
+                    : p.proto == dp::L4Proto::kSctp ? v1::SCTP
+                                                    : v1::TCP);
+    c->set_port(p.port);
+    c->set_connections(p.connections);
+  }
+  return out;
+}
+
 v1::StatusResponse WriteEngine::Status() const {
   v1::StatusResponse resp;
   absl::MutexLock lock(&mu_);

@@ -108,6 +108,11 @@ class WriteEngine {
   absl::Status StreamRuleset(bool kernel, const std::function<bool(const v1::GetRulesetResponse&)>& send) const
       ABSL_LOCKS_EXCLUDED(mu_);
   v1::StatusResponse Status() const ABSL_LOCKS_EXCLUDED(mu_);
+  // The kernel's connection counters of the service ports `keep` accepts
+  // (namespace, service), read without the lock (dp::Dataplane::ReadCounters).
+  absl::StatusOr<v1::GetCountersResponse> Counters(
+      const std::function<bool(const std::string& ns, const std::string& service)>& keep) const
+      ABSL_LOCKS_EXCLUDED(mu_);
   // What `nftproxy trace` needs to name tickets and endpoints
   // (dp::Dataplane::NamesForTrace), with endpoint names from the stored
   // EndpointSlices.

@@ -150,8 +150,21 @@ class CountersTest(unittest.TestCase):
         self.assertEqual(res["ok"], n, res)
 
     def expect_count(self, n, what):
+        """The kernel, /metrics, `describe service` and `get services -o
+        wide` all say n for web's port 80."""
         self.assertEqual(self.kernel_counter("conns/default/web/tcp/80"), n, what)
         self.assertEqual(self.metric(), n, what)
+        out = self.cli("describe", "service", "web").stdout
+        port = [line.split() for line in out.splitlines() if line.startswith("  http ")]
+        self.assertEqual(len(port), 1, out)
+        self.assertEqual(port[0][-1], str(n), "%s: describe service:\n%s" % (what, out))
+        self.assertRegex(out, r"\n  NAME +PROTOCOL +PORT +TARGET +NODE-PORT +CONNECTIONS\n")
+        out = self.cli("get", "services", "-o", "wide").stdout
+        lines = out.splitlines()
+        self.assertEqual(lines[0].split()[-1], "CONNECTIONS", out)
+        web = [line.split() for line in lines if line.split()[1:2] == ["web"]]
+        self.assertEqual(len(web), 1, out)
+        self.assertEqual(web[0][-1], str(n), "%s: get services -o wide:\n%s" % (what, out))
 
     def test_counts_survive_incremental_writes_and_restart(self):
         b1, b2 = self.star.v4["b1"], self.star.v4["b2"]
@@ -210,6 +223,10 @@ class CountersTest(unittest.TestCase):
             out = self.lab.exec("proxy", [sys.executable, "-c", HTTP_GET, "http://127.0.0.1:10250/metrics"])
             self.assertEqual(out.returncode, 0, out.stderr)
             self.assertNotIn("nftproxy_service_connections_total", out.stdout)
+            # The CLI says there is nothing to show.
+            desc = self.cli("describe", "service", "plain", sock=sock).stdout
+            port = [line.split() for line in desc.splitlines() if line.startswith("  http ")]
+            self.assertEqual(port[0][-1], "-", desc)
         finally:
             self.stop_server(proc)
             self.lab.exec("proxy", ["nft", "delete", "table", "inet", table])

@@ -106,7 +106,7 @@ class GrpcApiTest(unittest.TestCase):
 
     def test_malformed_requests_are_invalid_argument(self):
         garbage = b"\xff\xff\xff"  # a truncated field key: no message parses from it
-        for method in ("Apply", "Sync", "Get", "List", "Delete", "GetRuleset", "Status"):
+        for method in ("Apply", "Sync", "Get", "List", "Delete", "GetRuleset", "Status", "GetCounters"):
             with self.assertRaises(grpc.RpcError, msg=method) as cm:
                 self.raw("/nftproxy.v1.Proxy/" + method)(garbage, timeout=10)
             self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT, method)

@@ -67,7 +67,9 @@ class FakeDataplane : public dp::Dataplane {
     return committed ? dp::Render(dp::Compile(one, "t")) : "";
   }
   std::string Table() const override { return "inet t"; }
+  absl::StatusOr<std::vector<dp::PortConnections>> ReadCounters() const override { return counters; }
 
+  std::vector<dp::PortConnections> counters;  // what ReadCounters gives
   int applies = 0;  // Apply and Update calls
   int updates = 0;
   bool committed = false;
@@ -1032,6 +1034,38 @@ TEST(WriteEngine, HealthPortsChangeWithinTheWrite) {
   v1::DeleteResponse dresp;
   ASSERT_TRUE(engine.Delete(del, &dresp).ok());
   EXPECT_TRUE(ports.serving.empty());
+}
+
+TEST(WriteEngine, CountersAreTheKernelsFilteredByTheCaller) {
+  FakeDataplane fake;
+  fake.counters = {{"default", "web", dp::L4Proto::kTcp, 80, 20}, {"shop", "api", dp::L4Proto::kUdp, 53, 7}};
+  EngineOptions options;
+  options.node.counters = true;
+  WriteEngine engine(&fake, options);
+  absl::StatusOr<v1::GetCountersResponse> all = engine.Counters([](const std::string&, const std::string&) {
+    return true;
+  });
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_TRUE(all->enabled());
+  ASSERT_EQ(all->ports_size(), 2);
+  EXPECT_EQ(all->ports(0).service(), "web");
+  EXPECT_EQ(all->ports(0).protocol(), v1::TCP);
+  EXPECT_EQ(all->ports(0).port(), 80u);
+  EXPECT_EQ(all->ports(0).connections(), 20u);
+  EXPECT_EQ(all->ports(1).protocol(), v1::UDP);
+  absl::StatusOr<v1::GetCountersResponse> shop =
+      engine.Counters([](const std::string& ns, const std::string&) { return ns == "shop"; });
+  ASSERT_TRUE(shop.ok());
+  ASSERT_EQ(shop->ports_size(), 1);
+  EXPECT_EQ(shop->ports(0).namespace_(), "shop");
+  // Counters off: nothing is read, and the answer says so.
+  WriteEngine off(&fake, {});
+  absl::StatusOr<v1::GetCountersResponse> none = off.Counters([](const std::string&, const std::string&) {
+    return true;
+  });
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->enabled());
+  EXPECT_EQ(none->ports_size(), 0);
 }
 
 }  // namespace
