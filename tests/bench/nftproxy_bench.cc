@@ -1006,8 +1006,7 @@ DpResults RunDataplane(const Options& o, const std::string& ipt_restore) {
   add(kOne, "nftproxy, 1 service", one.Vip(0), one.port);
   add(kBig, "nftproxy, " + sn + " services, first service", big.Vip(0), big.port);
   add(kBig, "nftproxy, " + sn + " services, last service", big.Vip(n - 1), big.port);
-  add(kBigNoCounters, "nftproxy --kernel-counters=false, " + sn + " services, last service", big.Vip(n - 1),
-      big.port);
+  add(kBigNoCounters, "nftproxy, " + sn + " services, last service, no counters", big.Vip(n - 1), big.port);
   add(kIpt, "kube-proxy iptables, " + sn + " services, first service", big.Vip(0), big.port);
   add(kIpt, "kube-proxy iptables, " + sn + " services, last service", big.Vip(n - 1), big.port);
   for (DpFigure& f : res.figures) {
