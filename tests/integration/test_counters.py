@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """Kernel connection counters (serve --kernel-counters) against the real
 kernel: real TCP connections through a VIP are counted per service port in a
-named counter object, shown by /metrics (nftproxy_service_connections_total)
-and `nft list`; incremental writes (an unrelated service, an endpoint weight
-change, an endpoint added or removed) and a restart that adopts the table do
-not reset them; the counter goes with its service port; with
+named counter object, shown by /metrics (nftproxy_service_connections_total),
+`describe service`, `get services -o wide` and `nft list`; incremental writes
+(an unrelated service, an endpoint weight change, an endpoint added or
+removed), a restart that adopts the table and a drift repair do not reset
+them; the counter goes with its service port; with
 --kernel-counters=false there is no counter object at all.
 
 Topology, all in private network namespaces (netlab.Star):
@@ -200,6 +201,20 @@ class CountersTest(unittest.TestCase):
         self.expect_count(30, "after a restart")
         self.connect(5)
         self.expect_count(35, "5 connections after the restart")
+        # Drift: someone flushes the port's chain; the repair rewrites the
+        # chain and keeps the counter.
+        chain = "svc4/default/web/tcp/80"
+        cp = self.lab.exec("proxy", ["nft", "flush", "chain", "inet", TABLE, chain])
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        deadline = time.monotonic() + 20
+        while 'counter name "conns/default/web/tcp/80"' not in self.lab.exec(
+                "proxy", ["nft", "list", "chain", "inet", TABLE, chain]).stdout:
+            self.assertLess(time.monotonic(), deadline, "the flushed chain was not repaired:\n"
+                            + netlab.tail(self.server_log))
+            time.sleep(0.05)
+        self.expect_count(35, "after a drift repair")
+        self.connect(5)
+        self.expect_count(40, "5 connections after the drift repair")
         # The service port goes: its counter goes with it, the other stays.
         self.cli("delete", "service", "web")
         self.assertIsNone(self.kernel_counter("conns/default/web/tcp/80"))
