@@ -25,13 +25,16 @@ const std::string& SetName(SetId id, Family f) {
 
 namespace {
 constexpr char kServiceOwnerPrefix[] = "service ";
+
+// `s` without `prefix`; "" when `s` does not start with it.
+std::string AfterPrefix(absl::string_view prefix, const std::string& s) {
+  return absl::StartsWith(s, prefix) ? s.substr(prefix.size()) : "";
+}
 }  // namespace
 
 std::string ServiceOwner(const std::string& service_key) { return absl::StrCat(kServiceOwnerPrefix, service_key); }
 
-std::string ServiceKeyOfOwner(const std::string& owner) {
-  return absl::StartsWith(owner, kServiceOwnerPrefix) ? owner.substr(sizeof(kServiceOwnerPrefix) - 1) : "";
-}
+std::string ServiceKeyOfOwner(const std::string& owner) { return AfterPrefix(kServiceOwnerPrefix, owner); }
 
 std::string PickChainName(Family f, uint32_t shard) { return absl::StrCat("pick", FamilyDigit(f), "-", shard); }
 
@@ -69,9 +72,7 @@ constexpr char kConnCounterPrefix[] = "conns/";
 
 std::string ConnCounterName(const std::string& port_key) { return absl::StrCat(kConnCounterPrefix, port_key); }
 
-std::string PortKeyOfConnCounter(const std::string& name) {
-  return absl::StartsWith(name, kConnCounterPrefix) ? name.substr(sizeof(kConnCounterPrefix) - 1) : "";
-}
+std::string PortKeyOfConnCounter(const std::string& name) { return AfterPrefix(kConnCounterPrefix, name); }
 
 absl::Status BlameService(absl::Status s, const std::string& owner) {
   if (const std::string key = ServiceKeyOfOwner(owner); !key.empty() && !s.ok()) {

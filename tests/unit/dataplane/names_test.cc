@@ -27,6 +27,15 @@ TEST(Names, ShardAndServiceChains) {
   EXPECT_EQ(ServiceChainName(ChainKind::kFw, Family::kV4, "ns/a/tcp/80"), "fw4/ns/a/tcp/80");
 }
 
+TEST(Names, ConnectionCountersAndBack) {
+  EXPECT_EQ(ConnCounterName("ns/a/tcp/80"), "conns/ns/a/tcp/80");
+  EXPECT_EQ(PortKeyOfConnCounter("conns/ns/a/tcp/80"), "ns/a/tcp/80");
+  EXPECT_EQ(PortKeyOfConnCounter("svc4/ns/a/tcp/80"), "");
+  EXPECT_EQ(PortKeyOfConnCounter("conn"), "");
+  EXPECT_EQ(ServiceKeyOfOwner(ServiceOwner("ns/a")), "ns/a");
+  EXPECT_EQ(ServiceKeyOfOwner("chain x"), "");
+}
+
 TEST(Names, DeleteOrderPutsReferrersFirst) {
   // fw goes to ext, ext to svc/local: each must go before its target.
   EXPECT_EQ(kDeleteOrder[0], ChainKind::kFw);
