@@ -236,7 +236,7 @@ class RoundTripTest(CliCase):
         for line in table[1:]:  # every column starts where its header starts
             self.assertEqual(line.index(line.split()[2]), table[0].index("TYPE"), table)
         wide = self.ok("get", "services", "rt", "-o", "wide").stdout.splitlines()
-        self.assertEqual(wide[0].split()[-3:], ["LB", "SELECTOR", "SOURCE"])
+        self.assertEqual(wide[0].split()[-4:], ["LB", "SELECTOR", "SOURCE", "CONNECTIONS"])
         self.assertIn("80->http/TCP", wide[1])
         self.assertIn("ROUND_ROBIN", wide[1])
         eps = self.ok("get", "endpoints", "-n", "default", "-o", "wide").stdout
@@ -479,8 +479,8 @@ class OwnershipAndWatchTest(CliCase):
         self.assertIn("0 created, 0 configured, 1 deleted, 1 unchanged", cp.stdout)
         self.assertEqual(json.loads(self.ok("get", "service", "own-b1", "-o", "json").stdout), before)
         wide = self.ok("get", "svc", "-o", "wide").stdout
-        self.assertRegex(wide, r"own-a2 .* alice\n")
-        self.assertRegex(wide, r"own-b1 .* bob\n")
+        self.assertRegex(wide, r"own-a2 .* alice +\d+\n")
+        self.assertRegex(wide, r"own-b1 .* bob +\d+\n")
         # a conflict is refused with exit 1, naming both sources; nothing changes
         path = self.write([own_service("own-b1", "198.19.36.9", [{"port": 80}])])
         cp = self.cli("sync", "--source", "alice", "-f", path)
