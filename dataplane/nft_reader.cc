@@ -318,6 +318,23 @@ std::string RuleText(const RuleStmts& rule) {
   nftnl_rule_nlmsg_build_payload(nlh, r.get());
   RulePtr back(nftnl_rule_alloc());
   if (nftnl_rule_nlmsg_parse(nlh, back.get()) != 0) return "(unparsable)";
+  // libnftnl 1.2.4 puts an objref's name without its NUL (mnl_attr_put_str):
+  // a name whose length is a multiple of 4 parses back with the next
+  // attribute's bytes. The kernel reads it by its length and dumps it with
+  // the NUL, so the names are put back as they were given.
+  std::vector<const char*> names;
+  for (const Stmt& s : rule) {
+    if (s.kind == StmtKind::kCounterRef) names.push_back(s.name);
+  }
+  nftnl_expr_iter* it = nftnl_expr_iter_create(back.get());
+  size_t k = 0;
+  for (nftnl_expr* e = it ? nftnl_expr_iter_next(it) : nullptr; e != nullptr; e = nftnl_expr_iter_next(it)) {
+    const char* kind = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
+    if (kind != nullptr && strcmp(kind, "objref") == 0 && k < names.size()) {
+      nftnl_expr_set_str(e, NFTNL_EXPR_OBJREF_IMM_NAME, names[k++]);
+    }
+  }
+  if (it) nftnl_expr_iter_destroy(it);
   return ExprText(back.get(), nullptr);
 }
 

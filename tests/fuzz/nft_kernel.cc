@@ -218,9 +218,38 @@ absl::Status Refuse(int err, const std::string& why) {
 
 // ---- rules -------------------------------------------------------------------
 
+// The objref names of a NEWRULE message in order, read as the kernel reads
+// them: by the attribute's length (libnftnl 1.2.4 puts them without their
+// NUL, so its parser runs into the next attribute when the length is a
+// multiple of 4).
+std::string AttrString(const nlattr* a);
+
+std::vector<std::string> ObjrefNames(const nlmsghdr* nlh) {
+  std::vector<std::string> out;
+  for (const nlattr* a : dp::NetlinkAttrs(nlh, sizeof(nfgenmsg))) {
+    if (mnl_attr_get_type(a) != NFTA_RULE_EXPRESSIONS) continue;
+    for (const nlattr* elem : dp::NestedAttrs(a)) {
+      bool objref = false;
+      for (const nlattr* f : dp::NestedAttrs(elem)) {
+        if (mnl_attr_get_type(f) == NFTA_EXPR_NAME) {
+          objref = absl::string_view(static_cast<const char*>(mnl_attr_get_payload(f)),
+                                     strnlen(static_cast<const char*>(mnl_attr_get_payload(f)),
+                                             mnl_attr_get_payload_len(f))) == "objref";
+        }
+        if (!objref || mnl_attr_get_type(f) != NFTA_EXPR_DATA) continue;
+        for (const nlattr* d : dp::NestedAttrs(f)) {
+          if (mnl_attr_get_type(d) == NFTA_OBJREF_IMM_NAME) out.push_back(AttrString(d));
+        }
+      }
+    }
+  }
+  return out;
+}
+
 class RuleDecoder {
  public:
-  explicit RuleDecoder(const Table& t) : table_(t) {}
+  RuleDecoder(const Table& t, std::vector<std::string> objref_names)
+      : table_(t), objref_names_(std::move(objref_names)) {}
 
   absl::Status Expr(nftnl_expr* e) {
     const std::string name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
@@ -574,7 +603,8 @@ class RuleDecoder {
   // Only the immediate form (a name, no map).
   absl::Status Objref(nftnl_expr* e) {
     if (!nftnl_expr_is_set(e, NFTNL_EXPR_OBJREF_IMM_NAME)) return Stmt("<objref through a map>");
-    const char* name = nftnl_expr_get_str(e, NFTNL_EXPR_OBJREF_IMM_NAME);
+    if (next_objref_ >= objref_names_.size()) return Stmt("<objref without a name>");
+    const std::string name = objref_names_[next_objref_++];
     if (nftnl_expr_get_u32(e, NFTNL_EXPR_OBJREF_IMM_TYPE) != NFT_OBJECT_COUNTER) return Stmt("<objref of a non-counter>");
     if (!table_.counters.count(name)) return Refuse(ENOENT, absl::StrCat("no counter ", name));
     counters_.push_back(name);
@@ -738,6 +768,8 @@ class RuleDecoder {
   std::vector<std::string> stmts_;
   std::vector<std::string> targets_;
   std::vector<std::string> counters_;
+  const std::vector<std::string> objref_names_;
+  size_t next_objref_ = 0;
   size_t dep_index_ = 0;
   int dep_fam_ = 0;
   int established_ = 0;
@@ -1067,7 +1099,7 @@ absl::Status ApplyMessage(const nlmsghdr* nlh, std::unique_ptr<Table>* table) {
         return absl::OkStatus();
       }
       if (!(flags & NLM_F_APPEND) && !it->second.rules.empty()) return Refuse(EOPNOTSUPP, "a rule inserted first");
-      RuleDecoder d(**table);
+      RuleDecoder d(**table, ObjrefNames(nlh));
       absl::Status st;
       auto iter = Own(nftnl_expr_iter_create(r.get()), &nftnl_expr_iter_destroy);
       for (nftnl_expr* e = nftnl_expr_iter_next(iter.get()); e != nullptr && st.ok(); e = nftnl_expr_iter_next(iter.get())) {

@@ -254,6 +254,15 @@ TEST(RuleText, CounterReferenceIsAnObjrefByName) {
   LowerRule(rule, &r);
   // libnftnl's notation of an objref: "type 1 name <name>" (1: counter).
   EXPECT_NE(RuleText(r).find("[ type 1 name conns/default/web/tcp/80  ]"), std::string::npos) << RuleText(r);
+  // A name whose length is a multiple of 4 (libnftnl builds it without its
+  // NUL) reads back as it was given.
+  Rule four = rule;
+  four.counter = ConnCounterName("default/web/tcp/80");  // 24 characters, and a goto after it
+  four.verdict = Rule::Verdict::kGoto;
+  four.target = "pick4-0";
+  RuleStmts r4;
+  LowerRule(four, &r4);
+  EXPECT_NE(RuleText(r4).find("[ type 1 name conns/default/web/tcp/80  ]"), std::string::npos) << RuleText(r4);
 }
 
 }  // namespace
