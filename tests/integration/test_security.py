@@ -323,6 +323,20 @@ class MutualTlsTest(Lab):
         cp = self.cli("get", "services", "-n", "default", tls=shop)
         self.assertEqual(cp.returncode, 1, cp.stderr)
         self.assertIn("may read only namespaces [shop]", cp.stderr)
+        # So are the kernel's connection counters (GetCounters).
+        self.assertEqual(self.cli("apply", "-f", self.manifest("counted", "default", "198.19.43.9"),
+                                  tls=self.as_cert(self.admin)).returncode, 0)
+        creds = dict(ca=self.pki.path("ca.crt"), cert=self.shop[0], key=self.shop[1])
+        out = self.grpc_call("/nftproxy.v1.Proxy/GetCounters", b"\x0a\x07default", **creds)  # namespace: default
+        self.assertTrue(out.startswith("ERR PERMISSION_DENIED"), out)
+        out = self.grpc_call("/nftproxy.v1.Proxy/GetCounters", b"", **creds)  # every namespace it may read
+        self.assertTrue(out.startswith("OK "), out)
+        reply = bytes.fromhex(out.split()[1])
+        self.assertIn(b"cart", reply)
+        self.assertNotIn(b"default", reply)
+        admin = self.grpc_call("/nftproxy.v1.Proxy/GetCounters", b"",
+                               ca=self.pki.path("ca.crt"), cert=self.admin[0], key=self.admin[1])
+        self.assertIn(b"default", bytes.fromhex(admin.split()[1]), admin)
 
     def test_unix_callers_by_uid(self):
         unix = "unix://" + self.sock
