@@ -221,7 +221,7 @@ class Translator {
     return absl::OkStatus();
   }
 
-  absl::Status ServiceSpec(const YamlNode& n, v1::ServiceSpec* spec, bool* headless) {
+  absl::Status ServiceSpec(const YamlNode& n, v1::ServiceSpec* spec) {
     using S = v1::ServiceSpec;
     const std::vector<std::pair<std::string, S::TrafficPolicy>> policies = {
         {"Cluster", S::CLUSTER}, {"Local", S::LOCAL}, {"Global", S::CLUSTER}, {"OnlyLocal", S::LOCAL}};
@@ -303,8 +303,8 @@ class Translator {
     const std::vector<std::string>& ips = cluster_ips.empty() ? cluster_ip : cluster_ips;
     const char* field = cluster_ips.empty() ? "spec.clusterIP" : "spec.clusterIPs";
     for (const std::string& ip : ips) {
-      if (ip == "None") {
-        *headless = true;
+      if (ip == "None") {  // headless: no cluster IP; DNS answers with the endpoints
+        spec->clear_cluster_ips();
         return absl::OkStatus();
       }
       *spec->add_cluster_ips() = ip;
@@ -359,17 +359,14 @@ class Translator {
   absl::Status Service(const YamlNode& doc, K8sTranslation* out) {
     v1::Resource r;
     v1::Service* svc = r.mutable_service();
-    bool headless = false;
     bool has_spec = false;
-    const YamlNode* spec_node = &doc;
     if (auto st = Metadata(doc.Get("metadata"), svc->mutable_metadata()); !st.ok()) return st;
     auto s = Fields(doc, "", {"apiVersion", "kind"}, [&](const std::string& k, const YamlNode& v,
                                                          const std::string& p) -> absl::StatusOr<bool> {
       if (k == "metadata") return true;  // above
       if (k == "spec") {
         has_spec = true;
-        spec_node = &v;
-        if (auto st = ServiceSpec(v, svc->mutable_spec(), &headless); !st.ok()) return st;
+        if (auto st = ServiceSpec(v, svc->mutable_spec()); !st.ok()) return st;
         return true;
       }
       if (k == "status") {
@@ -380,10 +377,6 @@ class Translator {
     });
     if (!s.ok()) return s;
     if (!has_spec) return Error(doc, "spec", "required");
-    if (headless) {
-      Warn(*spec_node, "spec.clusterIP", "None (headless): nothing to program; skipped");
-      return absl::OkStatus();
-    }
     out->resources.push_back(std::move(r));
     return absl::OkStatus();
   }

@@ -13,14 +13,13 @@
 // ingress IPs (except ipMode: Proxy), loadBalancerSourceRanges, traffic
 // policies, session affinity and its timeout, externalName,
 // healthCheckNodePort; endpoints with their conditions, node, zone and
-// hostname. Not translated, on purpose:
+// hostname; headless services (clusterIP: None) become services without
+// cluster IPs (answered by the DNS responder, nothing in nftables). Not translated, on purpose:
 //  - spec.selector: in Kubernetes it is the input of the control plane's
 //    endpoint controller; a proxy uses the EndpointSlices it produced. Apply
 //    those with the Service; the manifest reader warns when an input has a
 //    Service with a selector and no slices for it. (nftproxy's own selector
 //    selects Workloads and would exclude EndpointSlices.)
-//  - headless services (clusterIP: None): nothing to program; skipped with a
-//    warning.
 // Bookkeeping fields (uid, resourceVersion, creationTimestamp, managedFields,
 // annotations, ownerReferences, ...) and fields without meaning for a proxy
 // (ipFamilies, appProtocol, targetRef, hints, ...) are ignored silently;
@@ -43,7 +42,6 @@ namespace nftproxy::manifest {
 bool IsKubernetesObject(const std::string& api_version, const std::string& kind);
 
 struct K8sTranslation {
-  // Empty for a skipped (headless) service.
   std::vector<nftproxy::v1::Resource> resources;
   // One line each, e.g. "line 7, column 3: spec.fooBar: unknown field, ignored".
   std::vector<std::string> warnings;

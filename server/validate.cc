@@ -201,8 +201,17 @@ void CheckService(const v1::Service& s, const ResourceLimits& limits, Checker& c
     if (spec.cluster_ips_size() > 0) c.Fail("spec.clusterIps", "must be empty for type EXTERNAL_NAME");
   } else {
     if (!spec.external_name().empty()) c.Fail("spec.externalName", "only allowed for type EXTERNAL_NAME");
-    if (spec.cluster_ips_size() == 0) c.Fail("spec.clusterIps", "required (at least one IPv4 or IPv6 address; nftproxy does not allocate them)");
-    if (spec.ports_size() == 0) c.Fail("spec.ports", "required (at least one port)");
+    if (spec.cluster_ips_size() == 0) {
+      // Headless: nothing in nftables; the DNS responder answers with the
+      // ready endpoints' addresses.
+      if (spec.type() == v1::ServiceSpec::NODE_PORT || spec.type() == v1::ServiceSpec::LOAD_BALANCER) {
+        c.Fail("spec.clusterIps", "required for types NODE_PORT and LOAD_BALANCER (nftproxy does not allocate them; "
+                                  "a headless service, without cluster IPs, is CLUSTER_IP)");
+      }
+      if (spec.external_ips_size() > 0) c.Fail("spec.externalIps", "not allowed on a headless service (no cluster IPs)");
+    } else if (spec.ports_size() == 0) {
+      c.Fail("spec.ports", "required (at least one port)");
+    }
   }
   c.Addresses("spec.clusterIps", spec.cluster_ips(), true);
   c.Addresses("spec.externalIps", spec.external_ips(), false);

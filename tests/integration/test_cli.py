@@ -385,15 +385,17 @@ class ManifestInputTest(CliCase):
         path = self.write(k8s_export(ns, vip, [self.v4(b) for b in BACKENDS]))
         self.addCleanup(self.cli, "delete", "service", "shop-web", "-n", ns)
         self.addCleanup(self.cli, "delete", "endpointslice", "shop-web-7xk2p", "-n", ns)
+        self.addCleanup(self.cli, "delete", "service", "shop-db", "-n", ns)
         cp = self.ok("apply", "-f", path)
-        self.assertEqual(cp.stdout, "service/shop/shop-web created\nendpointslice/shop/shop-web-7xk2p created\n")
+        # The headless service is kept (no cluster IP: DNS only); its selector is dropped, as every Service's.
+        self.assertEqual(cp.stdout, "service/shop/shop-web created\nservice/shop/shop-db created\n"
+                                    "endpointslice/shop/shop-web-7xk2p created\n")
         warnings = cp.stderr.splitlines()
         self.assertEqual(len(warnings), 2, cp.stderr)
-        self.assertRegex(warnings[0], r"^warning: %s: document 1, items\[1\] \(Kubernetes Service shop/shop-db\): "
-                                      r"line \d+, column \d+: spec.clusterIP: None \(headless\): nothing to program"
-                         % path)
+        self.assertRegex(warnings[1], r"^warning: %s: document 1, items\[1\] \(Kubernetes Service shop/shop-db\): "
+                                      r"line \d+, column \d+: spec.selector" % path)
         # (the manifest reader now also names the List item: "document 1, items[2] (...)")
-        self.assertRegex(warnings[1], r"^warning: %s: document 1(, items\[2\])? \(Kubernetes Endpoints shop/shop-web\): "
+        self.assertRegex(warnings[0], r"^warning: %s: document 1(, items\[2\])? \(Kubernetes Endpoints shop/shop-web\): "
                                       r"left out" % path)
         # the named target port resolves through the slice; the not-ready pod gets nothing
         res = self.traffic(vip, 80, 30)

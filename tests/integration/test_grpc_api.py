@@ -186,16 +186,16 @@ class GrpcApiTest(unittest.TestCase):
         self.assertEqual(error[2], b"Symbol not found.")
 
     def test_invalid_apply_is_invalid_argument(self):
-        # ApplyRequest{upserts: [Resource{service: Service{metadata{name:"x"}}}]}:
-        # a service with no cluster IP and no ports.
-        meta = b"\x12\x01x"                      # ObjectMeta.name = "x"
+        # ApplyRequest{upserts: [Resource{service: Service{metadata{name:"X_y"}}}]}:
+        # a service whose name is not a DNS label.
+        meta = b"\x12\x03X_y"                    # ObjectMeta.name = "X_y"
         service = b"\x0a" + bytes([len(meta)]) + meta   # Service.metadata
         resource = b"\x0a" + bytes([len(service)]) + service  # Resource.service
         req = b"\x0a" + bytes([len(resource)]) + resource     # ApplyRequest.upserts
         with self.assertRaises(grpc.RpcError) as cm:
             self.raw("/nftproxy.v1.Proxy/Apply")(req, timeout=10)
         self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
-        self.assertIn("service default/x: spec.clusterIps: required", cm.exception.details())
+        self.assertIn("service default/X_y: metadata.name: \"X_y\" must be a DNS label", cm.exception.details())
 
     def test_watch_streams_a_bookmark_first(self):
         # WatchRequest{} on an empty store: the initial state is empty, so the

@@ -195,13 +195,15 @@ spec: {type: ExternalName, externalName: db.example.com}
     metadata { name: "ext" } spec { type: EXTERNAL_NAME external_name: "db.example.com" } })pb");
 }
 
-TEST(K8sManifest, HeadlessServiceIsSkippedWithAWarning) {
+TEST(K8sManifest, HeadlessServiceHasNoClusterIp) {
   Parsed p = MustParse("apiVersion: v1\nkind: Service\nmetadata: {name: db}\nspec:\n  clusterIP: None\n"
-                       "  ports: [{port: 5432}]\n");
-  EXPECT_TRUE(p.docs.empty());
-  ASSERT_EQ(p.warnings.size(), 1u);
-  EXPECT_TRUE(Contains(p.warnings[0], "(Kubernetes Service default/db)")) << p.warnings[0];
-  EXPECT_TRUE(Contains(p.warnings[0], "spec.clusterIP: None (headless): nothing to program")) << p.warnings[0];
+                       "  ports: [{name: pg, port: 5432}]\n");
+  ASSERT_EQ(p.docs.size(), 1u);
+  EXPECT_TRUE(p.warnings.empty());
+  const v1::ServiceSpec& spec = p.docs[0].resource.service().spec();
+  EXPECT_TRUE(spec.cluster_ips().empty());
+  ASSERT_EQ(spec.ports_size(), 1);
+  EXPECT_EQ(spec.ports(0).name(), "pg");
 }
 
 TEST(K8sManifest, UnknownFieldsWarnUnsupportedValuesFail) {

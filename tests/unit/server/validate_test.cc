@@ -51,8 +51,15 @@ TEST(Validate, BadFieldsAreNamed) {
   ExpectInvalid(Replace(kGood, "name: \"http\" ", ""), "spec.ports[0].name: required when the service has more than one port");
 }
 
-TEST(Validate, ClusterIpRequired) {
-  ExpectInvalid(R"(service { metadata { name: "a" } spec { ports { port: 80 } } })", "spec.clusterIps: required");
+TEST(Validate, HeadlessServices) {
+  // Without cluster IPs: headless (DNS only), ports optional; not with node ports or external IPs.
+  EXPECT_TRUE(ValidateResource(Parse(R"(service { metadata { name: "a" } spec { ports { port: 80 } } })")).ok());
+  EXPECT_TRUE(ValidateResource(Parse(R"(service { metadata { name: "a" } spec { } })")).ok());
+  ExpectInvalid(R"(service { metadata { name: "a" } spec { type: NODE_PORT ports { port: 80 } } })",
+                "spec.clusterIps: required for types NODE_PORT and LOAD_BALANCER");
+  ExpectInvalid(R"(service { metadata { name: "a" } spec { external_ips: "192.0.2.1" ports { port: 80 } } })",
+                "spec.externalIps: not allowed on a headless service");
+  ExpectInvalid(R"(service { metadata { name: "a" } spec { cluster_ips: "10.96.0.1" } })", "spec.ports: required");
 }
 
 TEST(Validate, SliceAndWorkload) {
