@@ -24,6 +24,9 @@ packages=(
   # etcd's v3 API definitions (the build generates its client from them) and
   # a real etcd server and etcdctl for the tests
   golang-etcd-server-dev etcd-server etcd-client
+  # the DNS responder's messages (libldns.a too, for the static build), and
+  # tests/integration/test_dns.py's clients, upstream resolver and dnsperf
+  libldns-dev bind9-dnsutils dnsmasq-base curl dnsperf
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -150,10 +150,12 @@ HttpRequestParser::State HttpRequestParser::Line(absl::string_view line) {
 
 // ---- the server -------------------------------------------------------------
 
-absl::StatusOr<int> ListenSocket(const std::string& host, int port) {
+absl::StatusOr<int> ListenSocket(const std::string& host, int port) { return BoundSocket(host, port, SOCK_STREAM); }
+
+absl::StatusOr<int> BoundSocket(const std::string& host, int port, int socktype) {
   addrinfo hints = {};
   hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_socktype = socktype;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   addrinfo* res = nullptr;
   const std::string service = absl::StrCat(port);
@@ -170,7 +172,7 @@ absl::StatusOr<int> ListenSocket(const std::string& host, int port) {
     }
     const int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 128) == 0) break;
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && (socktype != SOCK_STREAM || listen(fd, 128) == 0)) break;
     err = strerror(errno);
     close(fd);
     fd = -1;

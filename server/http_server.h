@@ -88,6 +88,8 @@ struct HttpServerOptions {
 // host:port (a name or an address; port 0 picks one). UNAVAILABLE naming the
 // address and errno's text when it cannot be bound (EADDRINUSE and the like).
 absl::StatusOr<int> ListenSocket(const std::string& host, int port);
+// The same for any socket type (SOCK_STREAM listens; SOCK_DGRAM is bound).
+absl::StatusOr<int> BoundSocket(const std::string& host, int port, int socktype);
 // The same on the wildcard address of every family: [::] accepting IPv4 too,
 // or 0.0.0.0 where IPv6 is off. `host` empty; otherwise as ListenSocket.
 absl::StatusOr<int> ListenAnySocket(int port);

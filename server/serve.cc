@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -17,11 +18,13 @@
 #include <thread>
 #include <tuple>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "dataplane/nft_dataplane.h"
 #include "common/address.h"
@@ -31,6 +34,7 @@
 #include "common/resource.h"
 #include "server/file_store.h"
 #include "server/grpc_service.h"
+#include "server/dns_server.h"
 #include "server/health_ports.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
@@ -77,6 +81,11 @@ struct ServeFlags {
   std::map<std::string, FlagOrigin> config_origins;
   std::string metrics_address = "127.0.0.1:10249";
   std::string health_timeout = "60s";
+  // The DNS responder (server/dns_server.h): off without --dns-address.
+  std::vector<std::string> dns_addresses, dns_upstreams;
+  std::string cluster_domain = "cluster.local";
+  std::string dns_ttl = "5s", dns_max_udp_size = "1232", dns_max_tcp_connections = "100",
+              dns_tcp_idle_timeout = "10s", dns_max_forwards = "256", dns_forward_timeout = "2s";
 };
 
 // The --config file and where it set each key, for Located().
@@ -220,6 +229,34 @@ Flags:
   --health-timeout DURATION
                     how long a write or a drift repair may wait before
                     /healthz says 503 (default 60s)
+  --dns-address HOST:PORT
+                    serve DNS (UDP and TCP) here, repeatable (default: none,
+                    no responder): SVC.NS.svc.DOMAIN (A/AAAA: cluster IPs, or
+                    a headless service's ready endpoints), HOST.SVC.NS.svc.
+                    DOMAIN (headless endpoints), _PORT._PROTO.SVC.NS.svc.
+                    DOMAIN (SRV), ExternalName (CNAME), PTR for cluster IPs;
+                    updated within each write. Anyone who reaches the port
+                    sees the names of every namespace
+  --cluster-domain DOMAIN
+                    the cluster's DNS domain (default cluster.local)
+  --dns-upstream HOST[:PORT]
+                    where names outside the domain go, repeatable (default:
+                    the nameservers of /etc/resolv.conf); "none": REFUSED
+  --dns-ttl DURATION
+                    TTL of the answers (default 5s)
+  --dns-max-udp-size N
+                    largest UDP answer for an EDNS0 client (512-65535,
+                    default 1232); larger answers are truncated (TC)
+  --dns-max-tcp-connections N
+                    TCP connections open at once (default 100)
+  --dns-tcp-idle-timeout DURATION
+                    a TCP connection without a query is closed (default 10s)
+  --dns-max-forwards N
+                    queries waiting for an upstream at once (default 256);
+                    more are SERVFAIL
+  --dns-forward-timeout DURATION
+                    an upstream that does not answer in time: SERVFAIL
+                    (default 2s)
   --log-level LEVEL, --v N
                     debug, info, warning or error (default info); --v 1 is
                     debug. Refused writes are warnings with their code and
@@ -305,7 +342,16 @@ std::vector<FlagSpec> ServeFlagSpecs(ServeFlags* f, bool* help, bool* help_authz
                                {{"--watch-buffer-events"}, &f->watch_buffer_events},
                                {{"--recover"}, nullptr, nullptr, &f->recover},
                                {{"--metrics-address"}, &f->metrics_address},
-                               {{"--health-timeout"}, &f->health_timeout}};
+                               {{"--health-timeout"}, &f->health_timeout},
+                               {{"--dns-address"}, nullptr, &f->dns_addresses},
+                               {{"--cluster-domain"}, &f->cluster_domain},
+                               {{"--dns-upstream"}, nullptr, &f->dns_upstreams},
+                               {{"--dns-ttl"}, &f->dns_ttl},
+                               {{"--dns-max-udp-size"}, &f->dns_max_udp_size},
+                               {{"--dns-max-tcp-connections"}, &f->dns_max_tcp_connections},
+                               {{"--dns-tcp-idle-timeout"}, &f->dns_tcp_idle_timeout},
+                               {{"--dns-max-forwards"}, &f->dns_max_forwards},
+                               {{"--dns-forward-timeout"}, &f->dns_forward_timeout}};
 }
 
 absl::Status ParseServeFlags(const std::vector<std::string>& args, ServeFlags* f, bool* help, bool* help_authz) {
@@ -380,6 +426,65 @@ absl::Status NumberFlag(const char* flag, const std::string& text, uint32_t* out
   }
   *out = v;
   return absl::OkStatus();
+}
+
+// The DNS responder's settings (nullopt: no --dns-address, no responder);
+// InvalidArgument naming the flag.
+absl::StatusOr<std::optional<DnsServerOptions>> DnsOptionsOf(const ServeFlags& f) {
+  if (f.dns_addresses.empty()) return std::nullopt;
+  DnsServerOptions o;
+  for (const std::string& text : f.dns_addresses) {
+    absl::StatusOr<DnsHostPort> hp = ParseDnsHostPort(text);
+    if (!hp.ok()) return absl::InvalidArgumentError(absl::StrCat("--dns-address ", text, ": ", hp.status().message()));
+    o.listen.push_back(*hp);
+  }
+  const std::string domain(absl::StripSuffix(absl::StripPrefix(f.cluster_domain, "."), "."));
+  if (domain.empty() || domain.size() > 200 ||
+      !std::all_of(domain.begin(), domain.end(), [](char c) { return absl::ascii_isalnum(c) || c == '-' || c == '.'; }) ||
+      absl::StrContains(domain, "..")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--cluster-domain ", f.cluster_domain, ": want a DNS name such as cluster.local"));
+  }
+  o.domain = domain;
+  if (f.dns_upstreams.size() == 1 && f.dns_upstreams[0] == "none") {
+    // none: names outside the domain are REFUSED
+  } else if (f.dns_upstreams.empty()) {
+    o.upstreams = ResolvConfNameservers("/etc/resolv.conf", o.listen);
+  } else {
+    for (const std::string& text : f.dns_upstreams) {
+      absl::StatusOr<DnsHostPort> hp = ParseDnsHostPort(text);
+      if (!hp.ok() || hp->port == 0) {
+        return absl::InvalidArgumentError(absl::StrCat("--dns-upstream ", text, ": ",
+                                                       hp.ok() ? "port 0" : hp.status().message(),
+                                                       " (HOST[:PORT], or none)"));
+      }
+      o.upstreams.push_back(*hp);
+    }
+  }
+  auto duration = [](const char* flag, const std::string& text, absl::Duration* out) -> absl::Status {
+    if (!absl::ParseDuration(text, out) || *out <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(absl::StrCat(flag, " ", text, ": want a positive duration such as 5s"));
+    }
+    return absl::OkStatus();
+  };
+  absl::Duration ttl;
+  if (auto s = duration("--dns-ttl", f.dns_ttl, &ttl); !s.ok()) return s;
+  o.ttl = static_cast<uint32_t>(std::min<int64_t>(absl::ToInt64Seconds(ttl), 86400));
+  if (auto s = duration("--dns-tcp-idle-timeout", f.dns_tcp_idle_timeout, &o.tcp_idle_timeout); !s.ok()) return s;
+  if (auto s = duration("--dns-forward-timeout", f.dns_forward_timeout, &o.forward_timeout); !s.ok()) return s;
+  uint32_t udp = 1232, conns = 100, forwards = 256;
+  for (auto [flag, text, out] : {std::tuple{"--dns-max-udp-size", &f.dns_max_udp_size, &udp},
+                                 {"--dns-max-tcp-connections", &f.dns_max_tcp_connections, &conns},
+                                 {"--dns-max-forwards", &f.dns_max_forwards, &forwards}}) {
+    if (auto s = NumberFlag(flag, *text, out); !s.ok()) return s;
+  }
+  if (udp < 512 || udp > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("--dns-max-udp-size ", f.dns_max_udp_size, ": want 512-65535"));
+  }
+  o.limits.max_udp_answer = udp;
+  o.max_tcp_connections = conns;
+  o.max_forwards = forwards;
+  return o;
 }
 
 // Creates the state directory (0750) or tightens an existing one to at most
@@ -533,6 +638,11 @@ int RunServe(const std::vector<std::string>& args) {
   if (!absl::ParseDuration(flags.health_timeout, &health_timeout) || health_timeout <= absl::ZeroDuration()) {
     std::cerr << "nftproxy serve: --health-timeout " << flags.health_timeout
               << ": want a positive duration such as 60s\n";
+    return 2;
+  }
+  absl::StatusOr<std::optional<DnsServerOptions>> dns_options = DnsOptionsOf(flags);
+  if (!dns_options.ok()) {
+    std::cerr << "nftproxy serve: " << Located(dns_options.status().message()) << "\n";
     return 2;
   }
   std::shared_ptr<grpc::ServerCredentials> tcp_credentials;
@@ -734,6 +844,22 @@ int RunServe(const std::vector<std::string>& args) {
     return 1;
   }
   options.health_ports = health_ports->get();
+  // The DNS responder: bound before the saved state is restored, so the
+  // restore fills it; a port that cannot be bound stops the start.
+  std::unique_ptr<DnsServer> dns;
+  if (dns_options->has_value()) {
+    (*dns_options)->metrics = &registry;
+    if ((*dns_options)->upstreams.empty()) log::Info("dns: no upstream resolver; names outside the domain are REFUSED");
+    absl::StatusOr<std::unique_ptr<DnsServer>> started = DnsServer::Start(**dns_options);
+    if (!started.ok()) {
+      log::Error("cannot serve DNS", {{"error", std::string(started.status().message())}});
+      return 1;
+    }
+    dns = std::move(*started);
+    options.dns = dns.get();
+    log::Info("serving DNS", {{"dns_address", absl::StrJoin(flags.dns_addresses, ",")},
+                              {"cluster_domain", (*dns_options)->domain}});
+  }
   WriteEngine engine(dataplane->get(), options);
   engine_for_health.store(&engine);
   // The ports' thread asks the engine; it ends before the engine goes.

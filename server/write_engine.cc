@@ -73,6 +73,7 @@ absl::Status WriteEngine::Restore(State state) {
     return s;
   }
   if (options_.health_ports != nullptr) options_.health_ports->Commit();
+  UpdateDnsLocked(restored, nullptr);
   desired_ = std::move(restored);
   for (const auto& [k, r] : desired_.state().objects) CountResource(r, +1);
   if (options_.store != nullptr) {
@@ -261,6 +262,7 @@ absl::Status WriteEngine::CommitLocked(Write* w, bool dry_run, const std::functi
   dp::ModelChange change;
   std::set<std::pair<std::string, std::string>> affected;
   if (dp_full_ || dry_run) affected = AffectedServices(txn);
+  const bool first_commit = !dp_full_;
   for (const auto& [ns, name] : affected) {
     if (auto svc = BuildService(desired_, ns, name, options_.node_name)) {
       change.upserts.push_back(std::move(*svc));
@@ -333,6 +335,7 @@ absl::Status WriteEngine::CommitLocked(Write* w, bool dry_run, const std::functi
     QueueRepair();
   }
   if (!s.ok()) return s;
+  UpdateDnsLocked(desired_, first_commit ? nullptr : &affected);
   for (const auto& [key, old] : txn.undo()) {
     if (old.has_value()) CountResource(*old, -1);
     if (const v1::Resource* now = desired_.Find(key)) CountResource(*now, +1);
@@ -371,6 +374,21 @@ absl::Status WriteEngine::PrepareHealthPortsLocked(const Desired& d, const Txn* 
     }
   }
   return options_.health_ports->Prepare(changes, txn == nullptr, best_effort);
+}
+
+void WriteEngine::UpdateDnsLocked(const Desired& d, const std::set<std::pair<std::string, std::string>>* affected) {
+  if (options_.dns == nullptr) return;
+  DnsChanges changes;
+  if (affected != nullptr) {
+    for (const auto& [ns, name] : *affected) changes[{ns, name}] = DnsServiceOf(d, ns, name);
+  } else {
+    const auto& objects = d.state().objects;
+    for (auto it = objects.lower_bound(Key{v1::SERVICE, "", ""}); it != objects.end() && it->first.kind == v1::SERVICE;
+         ++it) {
+      changes[{it->first.ns, it->first.name}] = DnsServiceOf(d, it->first.ns, it->first.name);
+    }
+  }
+  options_.dns->Update(changes, affected == nullptr);
 }
 
 void WriteEngine::NoteError(absl::string_view what, const absl::Status& s) {

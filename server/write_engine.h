@@ -25,6 +25,7 @@
 #include "nftproxy/v1/nftproxy.pb.h"
 #include "server/authz.h"
 #include "server/desired.h"
+#include "server/dns_server.h"
 #include "server/health_ports.h"
 #include "server/metrics.h"
 #include "server/staging.h"
@@ -63,6 +64,9 @@ struct EngineOptions {
   // within each write: opened before the kernel commit, closed after it;
   // null: none.
   HealthPortSink* health_ports = nullptr;
+  // The DNS responder (not owned; server/dns_server.h), updated within each
+  // write after the kernel commit, before the reply; null: none.
+  DnsSink* dns = nullptr;
 };
 
 class WriteEngine {
@@ -178,6 +182,10 @@ class WriteEngine {
   // Hands options_.health_ports the health-check node ports of the services
   // `txn` may have changed (null: of every service in `d`, the whole set).
   absl::Status PrepareHealthPortsLocked(const Desired& d, const Txn* txn, bool best_effort)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Hands options_.dns what DNS serves for `affected` (null: for every
+  // service in `d`, the whole set).
+  void UpdateDnsLocked(const Desired& d, const std::set<std::pair<std::string, std::string>>* affected)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends the whole of `d` to the dataplane (the first commit of a run).
   absl::Status ApplyAllLocked(const Desired& d, Phases* phases = nullptr, dp::ApplyResult* out = nullptr)
