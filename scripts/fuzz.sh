@@ -14,7 +14,7 @@ seconds=${1:-60}
 build=${NFTPROXY_FUZZ_BUILD:-build-fuzz}
 work=${NFTPROXY_FUZZ_WORK:-$build/fuzz-runs}
 jobs=${NFTPROXY_JOBS:-2}
-targets=(manifest_fuzz engine_fuzz compiler_fuzz http_fuzz)
+targets=(manifest_fuzz engine_fuzz compiler_fuzz http_fuzz dns_fuzz)
 
 CXX=clang++ CC=clang cmake -S . -B "$build" -G Ninja -DNFTPROXY_FUZZ=ON
 cmake --build "$build" -j"$jobs" --target "${targets[@]}"
@@ -36,6 +36,7 @@ for t in "${targets[@]}"; do
     engine_fuzz) max_len=8192 ;;
     compiler_fuzz) max_len=2048 ;;
     http_fuzz) max_len=1024 ;;
+    dns_fuzz) max_len=2048 ;;
   esac
   echo "== $t: ${seconds}s over $(ls "$run/corpus" | wc -l) seeds"
   if ! "$build/tests/fuzz/$t" "$run/corpus" -max_total_time="$seconds" -max_len="$max_len" \
