@@ -1070,3 +1070,71 @@ TEST(WriteEngine, CountersAreTheKernelsFilteredByTheCaller) {
 
 }  // namespace
 }  // namespace nftproxy::server
+
+namespace nftproxy::server {
+namespace {
+
+// ---- the DNS responder, through a fake sink ----------------------------------
+
+class FakeDns : public DnsSink {
+ public:
+  void Update(const DnsChanges& changes, bool full) override {
+    updates.push_back({changes, full});
+    if (full) serving.clear();
+    for (const auto& [key, svc] : changes) {
+      if (svc) {
+        serving[key] = *svc;
+      } else {
+        serving.erase(key);
+      }
+    }
+  }
+  std::vector<std::pair<DnsChanges, bool>> updates;
+  std::map<std::pair<std::string, std::string>, DnsService> serving;
+};
+
+std::pair<std::string, std::string> Svc(const char* name) { return {"default", name}; }
+
+TEST(WriteEngine, DnsRecordsChangeWithinTheWrite) {
+  FakeDataplane fake;
+  FakeDns dns;
+  EngineOptions options;
+  options.dns = &dns;
+  WriteEngine engine(&fake, options);
+  v1::ApplyResponse resp;
+  ASSERT_TRUE(engine.Apply(Req(R"(upserts { service { metadata { name: "web" } spec { cluster_ips: "198.19.0.20"
+      ports { name: "http" port: 80 } } } }
+      upserts { service { metadata { name: "db" } spec { ports { name: "pg" port: 5432 } } } })"), &resp).ok());
+  // The first commit hands over every service; the headless one is not in the kernel.
+  ASSERT_EQ(dns.updates.size(), 1u);
+  EXPECT_TRUE(dns.updates[0].second);
+  ASSERT_EQ(dns.serving.size(), 2u);
+  EXPECT_EQ(dns.serving[Svc("web")].cluster_ips.at(0).ToString(), "198.19.0.20");
+  EXPECT_TRUE(dns.serving[Svc("db")].headless());
+  EXPECT_EQ(fake.last.services.size(), 1u);
+  // A slice of the headless service: only that service, with its endpoint, by the time Apply returns.
+  ASSERT_TRUE(engine.Apply(Req(R"(upserts { endpoint_slice { metadata { name: "db-1" } service_name: "db"
+      endpoints { addresses: "198.18.10.2" hostname: "db-0" } } })"), &resp).ok());
+  ASSERT_EQ(dns.updates.size(), 2u);
+  EXPECT_FALSE(dns.updates[1].second);
+  EXPECT_EQ(dns.updates[1].first.size(), 1u);
+  ASSERT_EQ(dns.serving[Svc("db")].endpoints.size(), 1u);
+  EXPECT_EQ(dns.serving[Svc("db")].endpoints[0].hostname, "db-0");
+  // A refused write changes nothing.
+  fake.fail = absl::InternalError("kernel says no");
+  EXPECT_FALSE(engine.Apply(Req(R"(upserts { service { metadata { name: "web" } spec { cluster_ips: "198.19.0.21"
+      ports { name: "http" port: 80 } } } })"), &resp).ok());
+  EXPECT_EQ(dns.updates.size(), 2u);
+  fake.fail = absl::OkStatus();
+  // A delete removes the name.
+  v1::DeleteRequest del;
+  v1::ResourceRef* ref = del.add_refs();
+  ref->set_kind(v1::SERVICE);
+  ref->set_name("web");
+  v1::DeleteResponse dresp;
+  ASSERT_TRUE(engine.Delete(del, &dresp).ok());
+  EXPECT_EQ(dns.serving.count(Svc("web")), 0u);
+}
+
+}  // namespace
+}  // namespace nftproxy::server
