@@ -308,6 +308,98 @@ TEST(DnsServer, AnswersOverUdpOnLoopbackAndSeesUpdates) {
   EXPECT_EQ(ldns_pkt_get_rcode(Parsed(ask(q)).p), LDNS_RCODE_NXDOMAIN);
 }
 
+// A socket to 127.0.0.1:port (SOCK_DGRAM or SOCK_STREAM, connected).
+int Connect(int type, int port) {
+  const int fd = socket(AF_INET, type, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  return fd;
+}
+
+// What arrives on fd within `ms`: the bytes, "" for an orderly close, or
+// "timeout".
+std::string Receive(int fd, int ms) {
+  pollfd p{fd, POLLIN, 0};
+  if (poll(&p, 1, ms) != 1) return "timeout";
+  std::string out(65536, '\0');
+  const ssize_t n = recv(fd, out.data(), out.size(), 0);
+  out.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  return out;
+}
+
+std::string Framed(const std::string& q) {
+  return std::string(1, static_cast<char>(q.size() >> 8)) + static_cast<char>(q.size() & 0xff) + q;
+}
+
+TEST(DnsServer, TcpConnectionsAreCountedAndClosedWhenIdle) {
+  DnsServerOptions o;
+  o.listen = {{"127.0.0.1", 0}};
+  o.max_tcp_connections = 2;
+  o.tcp_idle_timeout = absl::Milliseconds(300);
+  absl::StatusOr<std::unique_ptr<DnsServer>> s = DnsServer::Start(o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  const int port = (*s)->ports().at(0);
+  (*s)->Update({{{"default", "web"}, DnsService{"default", "web", {A("10.96.0.10")}, "", {}, {}}}}, false);
+  const int a = Connect(SOCK_STREAM, port), b = Connect(SOCK_STREAM, port);
+  const std::string q = Framed(Query("web.default.svc.cluster.local.", LDNS_RR_TYPE_A));
+  ASSERT_EQ(send(a, q.data(), q.size(), 0), static_cast<ssize_t>(q.size()));
+  const std::string answer = Receive(a, 5000);
+  ASSERT_GT(answer.size(), 2u);
+  EXPECT_EQ(Parsed(answer.substr(2)).answers(), 1u);
+  ASSERT_EQ(send(b, q.data(), q.size(), 0), static_cast<ssize_t>(q.size()));
+  ASSERT_GT(Receive(b, 5000).size(), 2u);
+  // A third connection is over the limit: closed at once.
+  const int c = Connect(SOCK_STREAM, port);
+  EXPECT_EQ(Receive(c, 5000), "");
+  // A length larger than any query: closed.
+  const std::string big("\x10\x00", 2);
+  ASSERT_EQ(send(b, big.data(), big.size(), 0), 2);
+  EXPECT_EQ(Receive(b, 5000), "");
+  // The idle one goes after --dns-tcp-idle-timeout.
+  const absl::Time t0 = absl::Now();
+  EXPECT_EQ(Receive(a, 5000), "");
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(3));
+  for (int fd : {a, b, c}) close(fd);
+}
+
+TEST(DnsServer, ForwardsAreBoundedAndTimeOut) {
+  // An upstream that never answers.
+  const int up = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in ua{};
+  ua.sin_family = AF_INET;
+  ua.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(up, reinterpret_cast<sockaddr*>(&ua), sizeof ua), 0);
+  socklen_t len = sizeof ua;
+  getsockname(up, reinterpret_cast<sockaddr*>(&ua), &len);
+  DnsServerOptions o;
+  o.listen = {{"127.0.0.1", 0}};
+  o.upstreams = {{"127.0.0.1", ntohs(ua.sin_port)}};
+  o.max_forwards = 1;
+  o.forward_timeout = absl::Milliseconds(300);
+  absl::StatusOr<std::unique_ptr<DnsServer>> s = DnsServer::Start(o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  const int c = Connect(SOCK_DGRAM, (*s)->ports().at(0));
+  const std::string q1 = Query("one.example.org.", LDNS_RR_TYPE_A, 0, 1);
+  const std::string q2 = Query("two.example.org.", LDNS_RR_TYPE_A, 0, 2);
+  ASSERT_EQ(send(c, q1.data(), q1.size(), 0), static_cast<ssize_t>(q1.size()));
+  EXPECT_EQ(Receive(up, 5000), q1);  // forwarded as it is
+  ASSERT_EQ(send(c, q2.data(), q2.size(), 0), static_cast<ssize_t>(q2.size()));
+  // The second is over --dns-max-forwards: SERVFAIL at once; the first when its time is up.
+  std::string got = Receive(c, 5000);
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(ldns_pkt_id(Parsed(got).p), 2);
+  EXPECT_EQ(ldns_pkt_get_rcode(Parsed(got).p), LDNS_RCODE_SERVFAIL);
+  got = Receive(c, 5000);
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(ldns_pkt_id(Parsed(got).p), 1);
+  EXPECT_EQ(ldns_pkt_get_rcode(Parsed(got).p), LDNS_RCODE_SERVFAIL);
+  close(c);
+  close(up);
+}
+
 TEST(ParseDnsHostPort, Forms) {
   EXPECT_EQ(ParseDnsHostPort("10.0.0.1:5353")->port, 5353);
   EXPECT_EQ(ParseDnsHostPort("10.0.0.1")->port, 53);
