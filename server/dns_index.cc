@@ -124,6 +124,19 @@ DnsReply Respond(const ldns_pkt* q, DnsRcode rcode, bool authoritative, const st
 
 std::string Lower(absl::string_view s) { return absl::AsciiStrToLower(s); }
 
+// Host-name-like: labels of letters, digits, '-' and '_', 1-63 each, at
+// most 253 in all (an ExternalName's target; the API does not check it).
+bool IsDnsName(absl::string_view name) {
+  if (name.empty() || name.size() > 253) return false;
+  for (absl::string_view label : absl::StrSplit(name, '.')) {
+    if (label.empty() || label.size() > 63) return false;
+    for (char c : label) {
+      if (!absl::ascii_isalnum(c) && c != '-' && c != '_') return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 std::optional<DnsAddr> DnsAddr::Parse(absl::string_view text) {
@@ -269,7 +282,9 @@ DnsLookup DnsIndex::Lookup(absl::string_view qname, uint16_t qtype) const {
   if (n == 3) {
     l.rcode = DnsRcode::kNoError;
     if (!s.external_name.empty()) {
-      std::string target = Lower(absl::StripSuffix(s.external_name, ".")) + ".";
+      const std::string name = Lower(absl::StripSuffix(s.external_name, "."));
+      if (!IsDnsName(name)) return l;  // nothing to point at: NODATA
+      std::string target = name + ".";
       l.answers.push_back({owner, LDNS_RR_TYPE_CNAME, target});
       if (qtype != LDNS_RR_TYPE_CNAME) l.chase = std::move(target);
     } else if (!s.headless()) {
@@ -351,8 +366,11 @@ DnsReply AnswerQuery(const DnsIndex& index, absl::string_view query, bool tcp, c
         reply.upstream_query = std::string(query);
         return reply;
       }
-      Pkt chase(ldns_pkt_query_new(ldns_dname_new_frm_str(l.chase.c_str()), static_cast<ldns_rr_type>(reply.qtype),
-                                   LDNS_RR_CLASS_IN, LDNS_RD));
+      // An external name ldns does not take as a name: the CNAME alone.
+      ldns_rdf* target = ldns_dname_new_frm_str(l.chase.c_str());
+      Pkt chase(target == nullptr ? nullptr
+                                  : ldns_pkt_query_new(target, static_cast<ldns_rr_type>(reply.qtype), LDNS_RR_CLASS_IN,
+                                                       LDNS_RD));
       if (chase != nullptr) {
         ldns_pkt_set_random_id(chase.get());
         reply.upstream_query = ToWire(chase.get());

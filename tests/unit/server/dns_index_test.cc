@@ -181,7 +181,9 @@ TEST(AnswerQuery, ExternalNameChasedUpstreamAndJoined) {
   DnsReply r = AnswerQuery(idx, q, false, {}, true);
   ASSERT_TRUE(r.forward);
   Parsed up_q(r.upstream_query);
-  EXPECT_EQ(ldns_rdf2str(ldns_rr_owner(ldns_rr_list_rr(ldns_pkt_question(up_q.p), 0))), std::string("example.com."));
+  char* target = ldns_rdf2str(ldns_rr_owner(ldns_rr_list_rr(ldns_pkt_question(up_q.p), 0)));
+  EXPECT_EQ(std::string(target), "example.com.");
+  free(target);
   // The upstream's answer.
   ldns_pkt* resp = ldns_pkt_clone(up_q.p);
   ldns_pkt_set_qr(resp, true);
@@ -205,6 +207,13 @@ TEST(AnswerQuery, ExternalNameChasedUpstreamAndJoined) {
   DnsReply alone = AnswerQuery(idx, q, false, {}, false);
   EXPECT_FALSE(alone.forward);
   EXPECT_EQ(Parsed(alone.wire).answers(), 1u);
+  // An external name that is no DNS name (the API does not check it): no
+  // record and nothing sent upstream, but an answer.
+  idx.Update("default", "ext", DnsService{"default", "ext", {}, "not a name", {}, {}});
+  DnsReply bad = AnswerQuery(idx, q, false, {}, true);
+  EXPECT_FALSE(bad.forward);
+  EXPECT_EQ(bad.rcode, DnsRcode::kNoError);
+  EXPECT_EQ(Parsed(bad.wire).answers(), 0u);
 }
 
 TEST(AnswerQuery, TruncatedOverUdpWithoutEdnsWholeOverTcpAndCompressed) {
