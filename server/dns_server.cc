@@ -298,7 +298,6 @@ void DnsServer::Run() {
     conn_ids.clear();
     fds.push_back({im.wake, POLLIN, 0});
     for (int fd : im.udp) fds.push_back({fd, POLLIN, 0});
-    const bool accepting = im.conns.size() < options_.max_tcp_connections;
     for (int fd : im.tcp) fds.push_back({fd, static_cast<short>(POLLIN), 0});
     const size_t conn_start = fds.size();
     for (auto& [id, c] : im.conns) {
@@ -336,7 +335,7 @@ void DnsServer::Run() {
       if (!(fds[i++].revents & POLLIN)) continue;
       const int c = accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (c < 0) continue;
-      if (!accepting) {
+      if (im.conns.size() >= options_.max_tcp_connections) {
         close(c);  // over --dns-max-tcp-connections
         continue;
       }
