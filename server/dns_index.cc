@@ -59,6 +59,7 @@ const char* TypeText(uint16_t type) {
     case LDNS_RR_TYPE_CNAME: return "CNAME";
     case LDNS_RR_TYPE_SRV: return "SRV";
     case LDNS_RR_TYPE_PTR: return "PTR";
+    case LDNS_RR_TYPE_SOA: return "SOA";
     default: return nullptr;
   }
 }
@@ -80,7 +81,7 @@ bool WantsAddress(uint16_t qtype, bool v6) {
 // after `records`), truncated to what the transport carries.
 DnsReply Respond(const ldns_pkt* q, DnsRcode rcode, bool authoritative, const std::vector<DnsRecord>& records,
                  const std::vector<const ldns_rr*>& extra, uint32_t ttl, bool tcp, const DnsWireLimits& limits,
-                 bool truncated = false) {
+                 bool truncated = false, const DnsRecord* soa = nullptr) {
   DnsReply reply;
   reply.rcode = rcode;
   Pkt r(ldns_pkt_new());
@@ -104,8 +105,9 @@ DnsReply Respond(const ldns_pkt* q, DnsRcode rcode, bool authoritative, const st
   } else if (!tcp) {
     limit = 512;
   }
-  // Built without answers first: what is sent when they do not fit.
-  std::string empty = ToWire(r.get());
+  if (soa != nullptr) {
+    if (Rr rr = RecordRr(*soa, ttl)) ldns_pkt_push_rr(r.get(), LDNS_SECTION_AUTHORITY, rr.release());
+  }
   for (const DnsRecord& rec : records) {
     if (Rr rr = RecordRr(rec, ttl)) ldns_pkt_push_rr(r.get(), LDNS_SECTION_ANSWER, rr.release());
   }
@@ -266,6 +268,7 @@ DnsLookup DnsIndex::Lookup(absl::string_view qname, uint16_t qtype) const {
       rest.empty() ? std::vector<absl::string_view>{} : absl::StrSplit(rest, '.');
   const size_t n = labels.size();
   l.rcode = DnsRcode::kNxDomain;
+  l.in_domain = true;
   if (n == 0 || (n == 1 && labels[0] == "svc")) {
     l.rcode = DnsRcode::kNoError;  // the domain and svc.D exist, without records
     return l;
@@ -381,7 +384,14 @@ DnsReply AnswerQuery(const DnsIndex& index, absl::string_view query, bool tcp, c
       reply.prefix.clear();
     }
   }
-  DnsReply r = Respond(q.get(), l.rcode, true, l.answers, {}, index.ttl(), tcp, limits);
+  std::optional<DnsRecord> soa;
+  if (l.in_domain && l.answers.empty() && (l.rcode == DnsRcode::kNoError || l.rcode == DnsRcode::kNxDomain)) {
+    const std::string zone = index.domain() + ".";
+    soa = DnsRecord{zone, LDNS_RR_TYPE_SOA,
+                    absl::StrCat("ns.dns.", zone, " hostmaster.", zone, " 1 7200 1800 86400 ", index.ttl())};
+  }
+  DnsReply r = Respond(q.get(), l.rcode, true, l.answers, {}, index.ttl(), tcp, limits, false,
+                       soa ? &*soa : nullptr);
   r.qtype = reply.qtype;
   return r;
 }

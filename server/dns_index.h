@@ -88,6 +88,9 @@ struct DnsLookup {
   // An ExternalName's target, when the query asks for other records than
   // the CNAME: resolved upstream and appended (with the dot at the end).
   std::string chase;
+  // Under the cluster domain: an answer without records carries the
+  // domain's SOA in its authority section (negative caching, RFC 2308).
+  bool in_domain = false;
 };
 
 class DnsIndex {

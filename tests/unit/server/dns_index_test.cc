@@ -156,9 +156,22 @@ TEST(AnswerQuery, AnswersWithIdQuestionAndAuthority) {
   EXPECT_EQ(ldns_pkt_get_rcode(p.p), LDNS_RCODE_NOERROR);
   ASSERT_EQ(p.answers(), 1u);
   EXPECT_EQ(ldns_rr_ttl(ldns_rr_list_rr(ldns_pkt_answer(p.p), 0)), 5u);
+  EXPECT_EQ(ldns_rr_list_rr_count(ldns_pkt_authority(p.p)), 0u);
   r = AnswerQuery(idx, Query("nope.default.svc.cluster.local.", LDNS_RR_TYPE_A), false, {}, false);
-  EXPECT_EQ(ldns_pkt_get_rcode(Parsed(r.wire).p), LDNS_RCODE_NXDOMAIN);
   EXPECT_EQ(r.rcode, DnsRcode::kNxDomain);
+  Parsed nx(r.wire);
+  EXPECT_EQ(ldns_pkt_get_rcode(nx.p), LDNS_RCODE_NXDOMAIN);
+  // The domain's SOA in the authority section, for negative caching.
+  ASSERT_EQ(ldns_rr_list_rr_count(ldns_pkt_authority(nx.p)), 1u);
+  const ldns_rr* soa = ldns_rr_list_rr(ldns_pkt_authority(nx.p), 0);
+  EXPECT_EQ(ldns_rr_get_type(soa), LDNS_RR_TYPE_SOA);
+  char* owner = ldns_rdf2str(ldns_rr_owner(soa));
+  EXPECT_EQ(std::string(owner), "cluster.local.");
+  free(owner);
+  // NODATA too.
+  Parsed nodata(AnswerQuery(idx, Query("web.default.svc.cluster.local.", LDNS_RR_TYPE_MX), false, {}, false).wire);
+  EXPECT_EQ(ldns_pkt_get_rcode(nodata.p), LDNS_RCODE_NOERROR);
+  EXPECT_EQ(ldns_rr_list_rr_count(ldns_pkt_authority(nodata.p)), 1u);
 }
 
 TEST(AnswerQuery, OutsideTheDomainRefusedWithoutUpstreamForwardedWithOne) {
