@@ -39,18 +39,34 @@ using RulePtr = std::unique_ptr<nftnl_rule, RuleFree>;
 
 // The expressions of a parsed rule as text; *ticket_base gets the offset of
 // its first numgen or hash expression.
-std::string ExprText(nftnl_rule* r, std::optional<uint32_t>* ticket_base) {
+// `objref_names` (may be null): the names the rule's objref expressions are
+// printed with, in order, instead of those parsed (see RuleText).
+std::string ExprText(nftnl_rule* r, std::optional<uint32_t>* ticket_base,
+                     const std::vector<const char*>* objref_names = nullptr) {
   std::string text;
   nftnl_expr_iter* it = nftnl_expr_iter_create(r);
   if (it == nullptr) return text;
   char buf[512];
+  size_t objrefs = 0;
   for (nftnl_expr* e = nftnl_expr_iter_next(it); e != nullptr; e = nftnl_expr_iter_next(it)) {
     // Attributes the kernel always reports, also when we left them unset.
     const char* kind = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
     if (kind != nullptr && strcmp(kind, "lookup") == 0 && !nftnl_expr_is_set(e, NFTNL_EXPR_LOOKUP_FLAGS)) {
       nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, 0);
     }
-    const int n = nftnl_expr_snprintf(buf, sizeof(buf), e, NFTNL_OUTPUT_DEFAULT, 0);
+    int n = 0;
+    if (objref_names != nullptr && kind != nullptr && strcmp(kind, "objref") == 0 &&
+        objrefs < objref_names->size()) {
+      // Printed from an expression of our own with the name as given (a
+      // name set on the parsed one would leak the parsed copy in 1.2.4).
+      nftnl_expr* named = nftnl_expr_alloc("objref");
+      nftnl_expr_set_u32(named, NFTNL_EXPR_OBJREF_IMM_TYPE, nftnl_expr_get_u32(e, NFTNL_EXPR_OBJREF_IMM_TYPE));
+      nftnl_expr_set_str(named, NFTNL_EXPR_OBJREF_IMM_NAME, (*objref_names)[objrefs++]);
+      n = nftnl_expr_snprintf(buf, sizeof(buf), named, NFTNL_OUTPUT_DEFAULT, 0);
+      nftnl_expr_free(named);
+    } else {
+      n = nftnl_expr_snprintf(buf, sizeof(buf), e, NFTNL_OUTPUT_DEFAULT, 0);
+    }
     absl::StrAppend(&text, "[ ", absl::string_view(buf, n < 0 ? 0 : std::min<size_t>(n, sizeof(buf) - 1)), " ]");
     if (ticket_base != nullptr && !ticket_base->has_value()) {
       const char* name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
@@ -326,16 +342,7 @@ std::string RuleText(const RuleStmts& rule) {
   for (const Stmt& s : rule) {
     if (s.kind == StmtKind::kCounterRef) names.push_back(s.name);
   }
-  nftnl_expr_iter* it = nftnl_expr_iter_create(back.get());
-  size_t k = 0;
-  for (nftnl_expr* e = it ? nftnl_expr_iter_next(it) : nullptr; e != nullptr; e = nftnl_expr_iter_next(it)) {
-    const char* kind = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
-    if (kind != nullptr && strcmp(kind, "objref") == 0 && k < names.size()) {
-      nftnl_expr_set_str(e, NFTNL_EXPR_OBJREF_IMM_NAME, names[k++]);
-    }
-  }
-  if (it) nftnl_expr_iter_destroy(it);
-  return ExprText(back.get(), nullptr);
+  return ExprText(back.get(), nullptr, &names);
 }
 
 }  // namespace nftproxy::dp
