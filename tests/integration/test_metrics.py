@@ -10,7 +10,9 @@ The proxy namespace runs `nftproxy serve` (metrics on 127.0.0.1:10249 inside
 that namespace) and Prometheus (scrape interval 1s, its web API on a free
 loopback port of the same namespace). The test applies services, sends
 traffic through them, and reads back through Prometheus' query API: the
-write duration histogram counts exactly the writes the test made, `up` is 1.
+write duration histogram counts exactly the writes the test made, the
+kernel's per-service connection counters exactly the connections it made,
+`up` is 1.
 /metrics passes `promtool check metrics`; /readyz is 503 before the first
 commit and 200 after; /healthz and /livez are 200 with kube-proxy's JSON body,
 and 503 while a write hangs (on a state dir frozen with fsfreeze) for longer
@@ -241,6 +243,12 @@ class MetricsTest(unittest.TestCase):
             return self.query("sum(nftproxy_write_duration_seconds_count)") == writes
         self.wait_for(scraped, "Prometheus to see %d writes" % writes, proc=self.prom, log=self.prom_log)
         self.assertEqual(self.query('up{job="nftproxy"}'), 1)
+        # The kernel's per-service-port connection counters, as Prometheus has
+        # them: exactly the connections the test made through each VIP.
+        conns = 'nftproxy_service_connections_total{namespace="default",service="%s",port="%d",protocol="tcp"}'
+        self.wait_for(lambda: self.query(conns % ("web", 80)) == 20, "Prometheus to see web's 20 connections",
+                      proc=self.prom, log=self.prom_log)
+        self.assertEqual(self.query(conns % ("api", 81)), 10)
         self.assertEqual(self.query("sum(nftproxy_writes_total)"), writes)
         self.assertEqual(self.query('sum(nftproxy_write_phase_duration_seconds_count{phase="examine"})'), writes)
         self.assertEqual(self.query('nftproxy_resources{kind="service"}'), 2)
