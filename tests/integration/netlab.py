@@ -31,6 +31,20 @@ class LabError(RuntimeError):
     pass
 
 
+# Lab.http's client, run inside a namespace: argv URL METHOD; prints the
+# answer as JSON whatever its status.
+_HTTP_REQUEST = r"""
+import json, sys, urllib.request, urllib.error
+req = urllib.request.Request(sys.argv[1], method=sys.argv[2])
+try:
+    r = urllib.request.urlopen(req, timeout=5)
+    status, headers, body = r.status, dict(r.headers), r.read()
+except urllib.error.HTTPError as e:
+    status, headers, body = e.code, dict(e.headers), e.read()
+print(json.dumps({"status": status, "headers": headers, "body": body.decode("utf-8", "replace")}))
+"""
+
+
 def run(argv, check=True, timeout=30, input=None):
     """Runs argv in the current (root) namespace; returns CompletedProcess (text)."""
     cp = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
@@ -162,6 +176,15 @@ class Lab:
     def exec(self, ns, argv, check=False, timeout=60, input=None):
         """Runs argv to completion inside namespace ns; returns CompletedProcess."""
         return run(self.exec_argv(ns, argv), check=check, timeout=timeout, input=input)
+
+    def http(self, ns, url, method="GET", timeout=20):
+        """An HTTP request made inside namespace ns: {"status": N, "headers":
+        {...}, "body": "..."} whatever the status; LabError when no answer
+        came (refused, timed out)."""
+        cp = self.exec(ns, [sys.executable, "-c", _HTTP_REQUEST, url, method], timeout=timeout)
+        if cp.returncode != 0:
+            raise LabError("%s %s from %s: %s" % (method, url, ns, cp.stderr.strip()[-300:]))
+        return json.loads(cp.stdout)
 
     def spawn(self, ns, argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
               stdin=subprocess.DEVNULL, text=True):

@@ -46,19 +46,6 @@ PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
 METRICS = "127.0.0.1:10249"
 
-# Runs inside a namespace: GET (or another method) of a URL; prints
-# {"status": N, "headers": {...}, "body": "..."} whatever the status.
-HTTP_GET = r"""
-import json, sys, urllib.request, urllib.error
-req = urllib.request.Request(sys.argv[1], method=sys.argv[2])
-try:
-    r = urllib.request.urlopen(req, timeout=5)
-    status, headers, body = r.status, dict(r.headers), r.read()
-except urllib.error.HTTPError as e:
-    status, headers, body = e.code, dict(e.headers), e.read()
-print(json.dumps({"status": status, "headers": headers, "body": body.decode("utf-8", "replace")}))
-"""
-
 FREE_PORT = r"""
 import socket
 s = socket.socket()
@@ -155,10 +142,7 @@ class MetricsTest(unittest.TestCase):
     @classmethod
     def http(cls, path_or_url, method="GET"):
         url = path_or_url if path_or_url.startswith("http") else "http://%s%s" % (METRICS, path_or_url)
-        cp = cls.lab.exec("proxy", [sys.executable, "-c", HTTP_GET, url, method], timeout=20)
-        if cp.returncode != 0:
-            raise netlab.LabError("GET %s: %s" % (url, cp.stderr.strip()[-300:]))
-        return json.loads(cp.stdout)
+        return cls.lab.http("proxy", url, method)
 
     @classmethod
     def query(cls, promql):
@@ -278,8 +262,7 @@ class MetricsTest(unittest.TestCase):
             url = "http://%s:10250/readyz" % self.star.v4["proxy"]
 
             def answers():
-                cp = self.lab.exec("client", [sys.executable, "-c", HTTP_GET, url, "GET"], timeout=20)
-                return cp.returncode == 0 and json.loads(cp.stdout)["status"] == 503  # nothing committed
+                return self.lab.http("client", url)["status"] == 503  # nothing committed
             self.wait_for(answers, "the wildcard metrics address from the client", proc=proc, log=log_path)
             with open(log_path) as f:
                 self.assertIn("served unauthenticated on a non-loopback address", f.read())
