@@ -173,6 +173,15 @@ EtcdKeyValue FromPb(const mvccpb::KeyValue& kv) {
 
 }  // namespace
 
+template <typename Req, typename Resp>
+absl::Status EtcdClient::Unary(grpc::Status (pb::KV::Stub::*call)(grpc::ClientContext*, const Req&, Resp*),
+                               const Req& req, Resp* resp, const char* what) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, timeout_);
+  grpc::Status s = (kv_.get()->*call)(&ctx, req, resp);
+  return s.ok() ? absl::OkStatus() : Error(s, what);
+}
+
 absl::StatusOr<EtcdRange> EtcdClient::Range(const std::string& key, const std::string& range_end, int64_t revision,
                                             int64_t limit) {
   pb::RangeRequest req;
@@ -181,10 +190,7 @@ absl::StatusOr<EtcdRange> EtcdClient::Range(const std::string& key, const std::s
   req.set_revision(revision);
   req.set_limit(limit);
   pb::RangeResponse resp;
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx, timeout_);
-  grpc::Status s = kv_->Range(&ctx, req, &resp);
-  if (!s.ok()) return Error(s, "range");
+  if (absl::Status s = Unary(&pb::KV::Stub::Range, req, &resp, "range"); !s.ok()) return s;
   EtcdRange out;
   out.kvs.reserve(resp.kvs_size());
   for (const mvccpb::KeyValue& kv : resp.kvs()) out.kvs.push_back(FromPb(kv));
@@ -195,10 +201,7 @@ absl::StatusOr<EtcdRange> EtcdClient::Range(const std::string& key, const std::s
 
 absl::StatusOr<pb::TxnResponse> EtcdClient::Txn(const pb::TxnRequest& req) {
   pb::TxnResponse resp;
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx, timeout_);
-  grpc::Status s = kv_->Txn(&ctx, req, &resp);
-  if (!s.ok()) return Error(s, "transaction");
+  if (absl::Status s = Unary(&pb::KV::Stub::Txn, req, &resp, "transaction"); !s.ok()) return s;
   return resp;
 }
 
@@ -207,11 +210,7 @@ absl::Status EtcdClient::Compact(int64_t revision) {
   req.set_revision(revision);
   req.set_physical(true);
   pb::CompactionResponse resp;
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx, timeout_);
-  grpc::Status s = kv_->Compact(&ctx, req, &resp);
-  if (!s.ok()) return Error(s, "compaction");
-  return absl::OkStatus();
+  return Unary(&pb::KV::Stub::Compact, req, &resp, "compaction");
 }
 
 std::unique_ptr<EtcdWatch> EtcdClient::Watch(const std::string& prefix, int64_t start_revision, EventsFn on_events,

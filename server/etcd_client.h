@@ -98,6 +98,10 @@ class EtcdClient {
  private:
   EtcdClient(std::shared_ptr<grpc::Channel> channel, std::string endpoints_text, absl::Duration timeout);
   absl::Status Error(const grpc::Status& s, const char* what) const;
+  // One KV call with the deadline, its error naming etcd and `what`.
+  template <typename Req, typename Resp>
+  absl::Status Unary(grpc::Status (etcdserverpb::KV::Stub::*call)(grpc::ClientContext*, const Req&, Resp*),
+                     const Req& req, Resp* resp, const char* what);
 
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<etcdserverpb::KV::Stub> kv_;
