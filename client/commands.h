@@ -92,7 +92,10 @@ class Client {
   // The kernel's connection counters of namespace `ns` ("": every one the
   // caller may read), or of one service; per "ns/name/PROTOCOL/port".
   // Empty when the server counts nothing or cannot say (an older server).
-  std::map<std::string, uint64_t> Connections(const std::string& ns, const std::string& service, bool* enabled);
+  // New connections per service port ("ns/name/PROTO/port"); with `raw`,
+  // the whole answer too (per-endpoint counters).
+  std::map<std::string, uint64_t> Connections(const std::string& ns, const std::string& service, bool* enabled,
+                                              v1::GetCountersResponse* raw = nullptr);
 
   // Connects (within the connect timeout) before a command does anything
   // slow on its own side, such as reading a large manifest: an unreachable

@@ -72,7 +72,7 @@ int Client::Connect() {
 }
 
 std::map<std::string, uint64_t> Client::Connections(const std::string& ns, const std::string& service,
-                                                    bool* enabled) {
+                                                    bool* enabled, v1::GetCountersResponse* raw) {
   v1::GetCountersRequest req;
   req.set_namespace_(ns);
   req.set_service(service);
@@ -83,6 +83,7 @@ std::map<std::string, uint64_t> Client::Connections(const std::string& ns, const
     out[absl::StrCat(p.namespace_(), "/", p.service(), "/", v1::Protocol_Name(p.protocol()), "/", p.port())] =
         p.connections();
   }
+  if (raw != nullptr) *raw = std::move(resp);
   return out;
 }
 
@@ -206,7 +207,8 @@ int Client::Describe(const Options& o) {
 
   // New connections per port, counted in the kernel (serve --kernel-counters).
   bool counted = false;
-  const std::map<std::string, uint64_t> conns = Connections(m.namespace_(), m.name(), &counted);
+  v1::GetCountersResponse counters;
+  const std::map<std::string, uint64_t> conns = Connections(m.namespace_(), m.name(), &counted, &counters);
   std::vector<std::vector<std::string>> ports = {{"  NAME", "PROTOCOL", "PORT", "TARGET", "NODE-PORT", "CONNECTIONS"}};
   for (const v1::ServicePort& p : spec.ports()) {
     std::string target = absl::StrCat(p.port());
@@ -262,6 +264,25 @@ int Client::Describe(const Options& o) {
     std::cout << " <none>\n";
   } else {
     std::cout << "\n" << FormatTable(eps);
+  }
+  // New connections per endpoint of each port (serve --endpoint-counters):
+  // the endpoints the kernel has counters for, which are the ready ones.
+  if (counted && counters.endpoint_counters()) {
+    std::vector<std::vector<std::string>> per = {{"  PORT", "ENDPOINT", "CONNECTIONS"}};
+    for (const v1::PortCounter& p : counters.ports()) {
+      for (const v1::EndpointCounter& e : p.endpoints()) {
+        const bool v6 = e.address().find(':') != std::string::npos;
+        per.push_back({absl::StrCat("  ", p.port(), "/", v1::Protocol_Name(p.protocol())),
+                       v6 ? absl::StrCat("[", e.address(), "]:", e.port()) : absl::StrCat(e.address(), ":", e.port()),
+                       absl::StrCat(e.connections())});
+      }
+    }
+    std::cout << "Connections per endpoint:";
+    if (per.size() == 1) {
+      std::cout << " <none>\n";
+    } else {
+      std::cout << "\n" << FormatTable(per);
+    }
   }
 
   // Only this service's part of the ruleset: small whatever the table's size.

@@ -106,8 +106,12 @@ std::string OwnerOfChain(const std::string& chain, ChainKind* kind = nullptr) {
 // object nftproxy does not make.
 absl::Status DecodeCounters(const KernelTable& k, Ruleset* rs) {
   for (const auto& [name, value] : k.counters) {
-    const std::string port_key = PortKeyOfConnCounter(name);
-    if (port_key.empty()) return Refuse(absl::StrCat("counter ", name, " is not nftproxy's"));
+    std::string port_key = PortKeyOfConnCounter(name);
+    IpAddr addr;
+    uint16_t port = 0;
+    if (port_key.empty() && !ParseEndpointCounterName(name, &port_key, &addr, &port)) {
+      return Refuse(absl::StrCat("counter ", name, " is not nftproxy's"));
+    }
     rs->counters.emplace(name, OwnerOfPortKey(port_key));
   }
   return absl::OkStatus();
@@ -194,6 +198,27 @@ absl::Status DecodeElements(const KernelTable& k, uint32_t shards, Ruleset* rs) 
         iv.port = Be16(e->data, al);
         rs->backends[f == Family::kV4 ? 0 : 1][first] = iv;
       }
+      // Endpoint counters: the same intervals, each naming its counter.
+      const std::string counters = EpConnsMapName(f, shard);
+      std::map<uint32_t, const KernelElem*> counter_starts;
+      std::set<uint32_t> counter_ends;
+      for (const KernelElem& e : ElemsOf(k, counters)) {
+        if (e.key.size() != 4) return Refuse(absl::StrCat("an element of ", counters, " is not a ticket"));
+        if (e.interval_end) {
+          counter_ends.insert(Be32(e.key, 0));
+        } else {
+          counter_starts[Be32(e.key, 0)] = &e;
+        }
+      }
+      auto& backends = rs->backends[f == Family::kV4 ? 0 : 1];
+      for (const auto& [first, e] : counter_starts) {
+        auto iv = backends.find(first);
+        auto end = counter_ends.upper_bound(first);
+        if (iv == backends.end() || end == counter_ends.end() || *end != iv->second.last + 1 || e->objref.empty()) {
+          return Refuse(absl::StrCat("an interval of ", counters, " is not one nftproxy writes"));
+        }
+        iv->second.counter = e->objref;
+      }
     }
   }
   return absl::OkStatus();
@@ -216,7 +241,7 @@ std::vector<std::string> FixedDifferences(const KernelTable& k, const NodeSettin
     }
   };
   fixed(Skeleton(node));
-  for (uint32_t shard = 0; shard < shards; ++shard) fixed(ShardObjects(shard));
+  for (uint32_t shard = 0; shard < shards; ++shard) fixed(ShardObjects(shard, node));
   ElemChanges cidrs;
   CollectCidrs(SetId::kClusterCidrs, node.cluster_cidrs, &cidrs);
   CollectCidrs(SetId::kNodePortAddrs, node.nodeport_cidrs, &cidrs);
@@ -343,6 +368,7 @@ absl::StatusOr<AdoptPlan> PlanAdoption(const KernelTable& k, const Model& model,
     if (!kernel.hairpin.count(addr)) plan.added.hairpin.emplace(addr, n);
   }
   plan.added.shards = std::max(plan.desired.shards, shards);
+  plan.added.node = plan.desired.node;  // new shards' objects depend on it
   return plan;
 }
 
@@ -361,7 +387,8 @@ std::string Words(const VmapTarget& t) { return absl::StrCat("goto ", t.chain); 
 std::string Words(const IpAddr& a) { return a.ToString(); }
 std::string Words(uint32_t first) { return absl::StrFormat("0x%08x", first); }
 std::string Words(const Interval& iv) {
-  return absl::StrFormat("0x%08x : %s . %d", iv.last, iv.addr.ToString(), iv.port);
+  return absl::StrFormat("0x%08x : %s . %d%s", iv.last, iv.addr.ToString(), iv.port,
+                         iv.counter.empty() ? "" : absl::StrCat(" (counter ", iv.counter, ")"));
 }
 
 // Lines for the entries of `kernel` and `want` that differ.

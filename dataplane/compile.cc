@@ -107,7 +107,12 @@ void AddPickRules(const Service& svc, const std::string& port_key, Family fam, u
   uint32_t at = base;
   for (size_t i = 0; i < backends.size(); ++i) {
     if (shares[i] == 0) continue;
-    rs->backends[FamIdx(fam)][at] = Interval{at + shares[i] - 1, backends[i]->addr, backends[i]->port};
+    Interval& iv = rs->backends[FamIdx(fam)][at];
+    iv = Interval{at + shares[i] - 1, backends[i]->addr, backends[i]->port, {}};
+    if (rs->node.endpoint_counters) {
+      iv.counter = EndpointCounterName(port_key, iv.addr, iv.port);
+      rs->counters.emplace(iv.counter, ServiceOwner(svc.Key()));
+    }
     at += shares[i];
   }
   const uint32_t shard = ShardOfTicket(base);
@@ -290,6 +295,7 @@ NodeSettings NormalizedNode(const NodeSettings& node) {
   out.cluster_cidrs = Disjoint(node.cluster_cidrs);
   out.nodeport_cidrs = Disjoint(node.nodeport_cidrs);
   out.counters = node.counters;
+  out.endpoint_counters = node.counters && node.endpoint_counters;
   return out;
 }
 
@@ -333,7 +339,7 @@ Ruleset Compile(const Model& model, const std::string& table, const IndexMap* in
   // Ruleset of its own, merged afterwards (their objects are disjoint but
   // for the shared address-set elements, whose counts add up).
   std::vector<Ruleset> parts(ParallelParts(model.services.size(), 2048));
-  for (Ruleset& part : parts) part.node.counters = rs.node.counters;
+  for (Ruleset& part : parts) part.node = rs.node;
   ParallelForParts(model.services.size(), 2048, [&](size_t part, size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) CompileService(model.services[i], assigned, &parts[part]);
   });

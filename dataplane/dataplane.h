@@ -52,11 +52,18 @@ std::optional<std::string> ServiceOfError(const absl::Status& s);
 // which sees only the first packet of a connection: its packets are the
 // port's new connections since the counter was created (when the service
 // port appeared, or at the last full replacement of the table).
+struct EndpointConnections {
+  IpAddr addr;
+  uint16_t port = 0;
+  uint64_t connections = 0;
+};
 struct PortConnections {
   std::string ns, service;
   L4Proto proto = L4Proto::kTcp;
   uint16_t port = 0;
   uint64_t connections = 0;
+  // With endpoint counters: per endpoint, sorted by address and port.
+  std::vector<EndpointConnections> endpoints;
 };
 
 // What was last committed, detached from the dataplane: it renders as nft
@@ -126,12 +133,15 @@ class Dataplane {
     return absl::UnimplementedError("this dataplane has no kernel to trace");
   }
 
-  // The kernel's connection counters, one dump of the table's counter
-  // objects on a socket of its own, sorted by namespace, service, protocol
-  // and port. Safe on any thread without the caller's write lock (it reads
-  // only the kernel). Empty when counters are off; Unimplemented where there
+  // The kernel's connection counters (per service port, and per endpoint
+  // with endpoint counters), the committed counter objects each read by
+  // name on a socket of its own, sorted by namespace, service, protocol and
+  // port. Safe on any thread without the caller's write lock. Empty when counters are off; Unimplemented where there
   // is no kernel.
-  virtual absl::StatusOr<std::vector<PortConnections>> ReadCounters() const {
+  // `keep(namespace, service)`, when given, says which services' counters
+  // to read (the others are not asked for).
+  using ServiceFilter = std::function<bool(absl::string_view ns, absl::string_view service)>;
+  virtual absl::StatusOr<std::vector<PortConnections>> ReadCounters(const ServiceFilter& keep) const {
     return absl::UnimplementedError("this dataplane has no kernel counters");
   }
 };

@@ -61,6 +61,7 @@ void PrintStmt(const Stmt& s, std::string* out) {
     case StmtKind::kNodePortVmap: return absl::StrAppend(out, "meta l4proto . th dport vmap @", s.name);
     case StmtKind::kSaveMark: return absl::StrAppend(out, "ct mark set meta mark");
     case StmtKind::kCounterRef: return absl::StrAppend(out, "counter name \"", s.name, "\"");
+    case StmtKind::kCounterMarkMap: return absl::StrAppend(out, "counter name meta mark map @", s.name);
     case StmtKind::kCtLabelSet: return absl::StrAppend(out, "ct label set ", s.a);
     case StmtKind::kTicketNumgen:
       return absl::StrAppend(out, "meta mark set numgen ", s.small ? "inc" : "random", " mod ", s.a, " offset ", s.b);
@@ -291,9 +292,10 @@ FixedObjects Skeleton(const NodeSettings& node) {
   return out;
 }
 
-FixedObjects ShardObjects(uint32_t shard) {
+FixedObjects ShardObjects(uint32_t shard, const NodeSettings& node) {
   FixedObjects out;
-  for (Family f : {Family::kV4, Family::kV6}) {
+  constexpr Family kFamilies[] = {Family::kV4, Family::kV6};
+  for (Family f : kFamilies) {
     SetDef d;
     d.id = SetId::kBackends;
     d.family = f;
@@ -306,9 +308,29 @@ FixedObjects ShardObjects(uint32_t shard) {
     d.host_order_key = true;
     out.sets.push_back(std::move(d));
   }
+  if (node.endpoint_counters) {
+    for (Family f : kFamilies) {
+      SetDef d;
+      d.id = SetId::kEpConns;
+      d.family = f;
+      d.shard = shard;
+      d.name = EpConnsMapName(f, shard);
+      d.key = {DataType::kMark};
+      d.counters = true;
+      d.interval = true;
+      d.host_order_key = true;
+      out.sets.push_back(std::move(d));
+    }
+  }
   // The sets are complete: their names may be pointed at from here on.
-  for (const SetDef& map : out.sets) {
+  for (size_t i = 0; i < 2; ++i) {
+    const SetDef& map = out.sets[i];
     ChainDef pick = NewChainDef(PickChainName(map.family, shard));
+    // Counts the new connection on its endpoint's counter: a rule of its
+    // own, since a ticket without an interval (none) ends the rule.
+    if (node.endpoint_counters) {
+      pick.rules.push_back(R({S(StmtKind::kCounterMarkMap, map.family, out.sets[i + 2].name.c_str())}));
+    }
     for (L4Proto p : {L4Proto::kTcp, L4Proto::kUdp, L4Proto::kSctp}) {
       Stmt is = S(StmtKind::kL4ProtoIs);
       is.small = static_cast<uint8_t>(p);

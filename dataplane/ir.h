@@ -45,6 +45,7 @@ enum class StmtKind : uint8_t {
   // Actions.
   kSaveMark,        // ct mark set meta mark
   kCounterRef,      // counter name "<name>" (a named counter object)
+  kCounterMarkMap,  // counter name meta mark map @name (an endpoint's counter)
   kCtLabelSet,      // ct label set <a>
   kTicketNumgen,    // meta mark set numgen random|inc mod <a> offset <b>
   kTicketJhash,     // meta mark set jhash ip saddr mod <a> seed <c> offset <b>
@@ -97,6 +98,7 @@ struct SetDef {
   bool verdict = false;
   absl::InlinedVector<DataType, 2> data;
   bool interval = false;
+  bool counters = false;  // an object map to named counters (`: counter`)
   bool dynamic = false;  // updated from the packet path, with timeouts
   uint32_t size = 0;
   // Keys in host byte order (the mark), recorded in the set's userdata so
@@ -128,8 +130,9 @@ struct FixedObjects {
 
 // Every set, map and base chain with its rules; `node` decides a few rules.
 FixedObjects Skeleton(const NodeSettings& node);
-// The backends maps and pick chains of one shard.
-FixedObjects ShardObjects(uint32_t shard);
+// The backends maps (and, with node.endpoint_counters, epconns maps) and
+// the pick chains of one shard.
+FixedObjects ShardObjects(uint32_t shard, const NodeSettings& node);
 
 // Byte length of a datatype in a key or data (registers are 4 bytes).
 uint32_t DataTypeLen(DataType t);

@@ -89,6 +89,9 @@ struct NodeSettings {
   // A named counter object per service port counts its new connections
   // (serve --kernel-counters).
   bool counters = false;
+  // With `counters`: a named counter object per endpoint of each service
+  // port counts the new connections sent to it (serve --endpoint-counters).
+  bool endpoint_counters = false;
 };
 
 // The whole desired dataplane state. Services are sorted by Key().

@@ -1,7 +1,11 @@
 #include "dataplane/names.h"
 
+#include <algorithm>
+
 #include "absl/strings/cord.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "dataplane/dataplane.h"
 
@@ -42,6 +46,8 @@ std::string BackendsMapName(Family f, uint32_t shard) {
   return absl::StrCat("backends", FamilyDigit(f), "-", shard);
 }
 
+std::string EpConnsMapName(Family f, uint32_t shard) { return absl::StrCat("epconns", FamilyDigit(f), "-", shard); }
+
 namespace {
 constexpr const char* kChainPrefixes[] = {"svc", "local", "ext", "fw"};
 }  // namespace
@@ -73,6 +79,48 @@ constexpr char kConnCounterPrefix[] = "conns/";
 std::string ConnCounterName(const std::string& port_key) { return absl::StrCat(kConnCounterPrefix, port_key); }
 
 std::string PortKeyOfConnCounter(const std::string& name) { return AfterPrefix(kConnCounterPrefix, name); }
+
+namespace {
+constexpr char kEndpointCounterPrefix[] = "epconns/";
+}  // namespace
+
+std::string EndpointCounterName(const std::string& port_key, const IpAddr& addr, uint16_t port) {
+  std::string a = addr.ToString();
+  std::replace(a.begin(), a.end(), ':', '-');
+  return absl::StrCat(kEndpointCounterPrefix, port_key, "/", a, "/", port);
+}
+
+bool ServiceOfCounterName(absl::string_view name, absl::string_view* ns, absl::string_view* service) {
+  for (absl::string_view prefix : {absl::string_view(kConnCounterPrefix), absl::string_view(kEndpointCounterPrefix)}) {
+    if (!absl::ConsumePrefix(&name, prefix)) continue;
+    const size_t a = name.find('/');
+    if (a == absl::string_view::npos || a == 0) return false;
+    const size_t b = name.find('/', a + 1);
+    if (b == absl::string_view::npos || b == a + 1) return false;
+    *ns = name.substr(0, a);
+    *service = name.substr(a + 1, b - a - 1);
+    return true;
+  }
+  return false;
+}
+
+bool ParseEndpointCounterName(const std::string& name, std::string* port_key, IpAddr* addr, uint16_t* port) {
+  const std::string rest = AfterPrefix(kEndpointCounterPrefix, name);
+  const size_t p = rest.rfind('/');
+  if (p == std::string::npos || p == 0) return false;
+  const size_t a = rest.rfind('/', p - 1);
+  if (a == std::string::npos || a == 0) return false;
+  uint32_t n = 0;
+  if (!absl::SimpleAtoi(absl::string_view(rest).substr(p + 1), &n) || n == 0 || n > 65535) return false;
+  std::string text = rest.substr(a + 1, p - a - 1);
+  std::replace(text.begin(), text.end(), '-', ':');
+  absl::StatusOr<IpAddr> ip = IpAddr::Parse(text);
+  if (!ip.ok()) return false;
+  *port_key = rest.substr(0, a);
+  *addr = *ip;
+  *port = static_cast<uint16_t>(n);
+  return true;
+}
 
 absl::Status BlameService(absl::Status s, const std::string& owner) {
   if (const std::string key = ServiceKeyOfOwner(owner); !key.empty() && !s.ok()) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/strings/string_view.h"
 #include "dataplane/ip.h"
 
 namespace nftproxy::dp {
@@ -20,6 +21,7 @@ enum class SetId : uint8_t {
   kHairpin,        // hairpin4/6: endpoint . endpoint
   kAffinity,       // affinity4/6: client . VIP . proto . port -> ticket
   kBackends,       // backends4/6-<shard>: ticket range -> endpoint (BackendsMapName)
+  kEpConns,        // epconns4/6-<shard>: ticket range -> endpoint counter (EpConnsMapName)
 };
 // The sets above kBackends: one each per family.
 inline constexpr int kSetIds = 7;
@@ -49,6 +51,8 @@ std::string ServiceKeyOfOwner(const std::string& owner);
 // Per shard of 256 service ports.
 std::string PickChainName(Family f, uint32_t shard);
 std::string BackendsMapName(Family f, uint32_t shard);
+// With endpoint counters: the backends map's intervals to counter objects.
+std::string EpConnsMapName(Family f, uint32_t shard);
 
 // Per service port and family: "<kind><4|6>/ns/name/proto/port".
 //   kSvc: any endpoint (cluster policy); kLocal: node-local endpoints only;
@@ -70,5 +74,14 @@ const char* FamilyDigit(Family f);  // "4" or "6"
 std::string ConnCounterName(const std::string& port_key);
 // The reverse: "" when `name` is not a connection counter's.
 std::string PortKeyOfConnCounter(const std::string& name);
+// Per endpoint of a service port: "epconns/ns/name/proto/port/ADDR/PORT"
+// (an IPv6 address with '-' for ':'). It lives as long as the endpoint is
+// in the service port, however its tickets are renumbered.
+std::string EndpointCounterName(const std::string& port_key, const IpAddr& addr, uint16_t port);
+// The reverse: false when `name` is not an endpoint counter's.
+bool ParseEndpointCounterName(const std::string& name, std::string* port_key, IpAddr* addr, uint16_t* port);
+// The namespace and service of a counter name of either kind (views into
+// `name`); false when it is neither.
+bool ServiceOfCounterName(absl::string_view name, absl::string_view* ns, absl::string_view* service);
 
 }  // namespace nftproxy::dp

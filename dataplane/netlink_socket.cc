@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <libmnl/libmnl.h>
 #include <linux/netlink.h>
-#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -68,12 +67,7 @@ class MnlSocket final : public NetlinkSocket {
   }
 
   ssize_t Receive(void* buf, size_t len) override {
-    pollfd p{fd_, POLLIN, 0};
-    if (poll(&p, 1, 0) <= 0) {
-      errno = EAGAIN;
-      return -1;
-    }
-    // MSG_TRUNC: the datagram's real length, so that SendBatch sees a
+    // MSG_DONTWAIT: EAGAIN when nothing is queued. MSG_TRUNC: the datagram's real length, so that SendBatch sees a
     // reply larger than its buffer (netlink never splits a datagram: a
     // short read is a truncated one, never the first part of one).
     return recv(fd_, buf, len, MSG_DONTWAIT | MSG_TRUNC);

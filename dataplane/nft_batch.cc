@@ -150,7 +150,9 @@ void Batch::Set(const SetDef& def) {
   if (def.map) flags |= NFT_SET_MAP;
   if (def.interval) flags |= NFT_SET_INTERVAL;
   if (def.dynamic) flags |= NFT_SET_TIMEOUT | NFT_SET_EVAL;
+  if (def.counters) flags |= NFT_SET_OBJECT;
   nftnl_set_set_u32(s, NFTNL_SET_FLAGS, flags);
+  if (def.counters) nftnl_set_set_u32(s, NFTNL_SET_OBJ_TYPE, NFT_OBJECT_COUNTER);
   nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, ConcatType(def.key.data(), def.key.size()));
   nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, ConcatLen(def.key.data(), def.key.size()));
   if (def.map) {
@@ -260,6 +262,8 @@ void Batch::Elements(uint16_t type, const std::string& set, ElemList list) {
           nftnl_set_elem_set_str(e, NFTNL_SET_ELEM_CHAIN, el.chain->c_str());
         } else if (el.data_len > 0) {
           nftnl_set_elem_set(e, NFTNL_SET_ELEM_DATA, el.data.data(), el.data_len);
+        } else if (el.objref != nullptr) {
+          nftnl_set_elem_set_str(e, NFTNL_SET_ELEM_OBJREF, el.objref->c_str());
         }
       }
       nftnl_set_elem_add(s, e);

@@ -264,6 +264,12 @@ void NftDataplane::Installed(Ruleset* rs, std::map<std::string, Service> service
     if (!used[i]) free_indexes_.insert(i);
   }
   shards_ = rs->shards;
+  {
+    std::set<std::string> names;
+    for (const auto& [name, owner] : rs->counters) names.insert(names.end(), name);
+    absl::MutexLock lock(&names_mu_);
+    counter_names_.swap(names);
+  }
   cluster_ip_refs_ = std::move(rs->cluster_ips);
   hairpin_refs_ = std::move(rs->hairpin);
   // UDP endpoints that no longer exist anywhere.
@@ -330,6 +336,7 @@ absl::Status NftDataplane::Update(const ModelChange& change, ApplyResult* result
     changed.emplace_back(key, svc);
     Ruleset from, to;
     from.node.counters = to.node.counters = node_.counters;
+    from.node.endpoint_counters = to.node.endpoint_counters = node_.endpoint_counters;
     if (before != nullptr) CompileService(*before, indexes_, &from);
     if (svc != nullptr) {
       IndexMap mine;
@@ -361,6 +368,7 @@ absl::Status NftDataplane::Update(const ModelChange& change, ApplyResult* result
   PlanRefs(cluster_ips, cluster_ip_refs_, &removed.cluster_ips, &added.cluster_ips);
   PlanRefs(hairpin, hairpin_refs_, &removed.hairpin, &added.hairpin);
   added.shards = std::max(added.shards, shards_);
+  added.node = node_;  // new shards' objects depend on it
   const absl::Duration compile = absl::Now() - start;
 
   CommitStats stats;
@@ -382,6 +390,13 @@ absl::Status NftDataplane::Update(const ModelChange& change, ApplyResult* result
     return CommitFull(model, result);
   }
   // The kernel has it; make our record match.
+  {
+    absl::MutexLock lock(&names_mu_);
+    for (const auto& [name, owner] : removed.counters) {
+      if (!added.counters.count(name)) counter_names_.erase(name);
+    }
+    for (const auto& [name, owner] : added.counters) counter_names_.insert(name);
+  }
   for (const auto& [key, index] : removed.indexes) {
     if (!added.indexes.count(key)) {
       indexes_.erase(key);
@@ -418,14 +433,25 @@ void NftDataplane::ForgetUdpTargets(const std::vector<FlowTarget>& gone, ApplyRe
   }
 }
 
-absl::StatusOr<std::vector<PortConnections>> NftDataplane::ReadCounters() const {
-  if (!on_kernel_) return Dataplane::ReadCounters();
+absl::StatusOr<std::vector<PortConnections>> NftDataplane::ReadCounters(const ServiceFilter& keep) const {
+  if (!on_kernel_) return Dataplane::ReadCounters(keep);
   // A socket of its own: the writer's belongs to the writing thread.
   absl::StatusOr<std::unique_ptr<NetlinkSocket>> socket = OpenNetfilterSocket();
   if (!socket.ok()) return socket.status();
+  std::vector<std::string> names;
+  {
+    absl::MutexLock lock(&names_mu_);
+    if (!keep) {
+      names.assign(counter_names_.begin(), counter_names_.end());
+    } else {
+      for (const std::string& name : counter_names_) {
+        absl::string_view ns, service;
+        if (ServiceOfCounterName(name, &ns, &service) && keep(ns, service)) names.push_back(name);
+      }
+    }
+  }
   uint32_t seq = 1;
-  absl::StatusOr<KernelCounters> counters = dp::ReadCounters(**socket, &seq, table_);
-  if (absl::IsNotFound(counters.status())) return std::vector<PortConnections>{};
+  absl::StatusOr<KernelCounters> counters = ReadCountersByName(**socket, &seq, table_, names);
   if (!counters.ok()) return counters.status();
   return ConnectionsOf(*counters);
 }

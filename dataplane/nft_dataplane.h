@@ -7,6 +7,8 @@
 #include <memory>
 #include <set>
 #include <string>
+
+#include "absl/synchronization/mutex.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -40,7 +42,7 @@ class NftDataplane final : public Dataplane {
   // Only on the kernel (the Create that opens a NftWriter).
   absl::Status WatchDrift(std::function<void(const std::string& what)> drift) override;
   absl::StatusOr<TraceNames> NamesForTrace() const override;
-  absl::StatusOr<std::vector<PortConnections>> ReadCounters() const override;
+  absl::StatusOr<std::vector<PortConnections>> ReadCounters(const ServiceFilter& keep) const override;
 
   // What was last committed, as a model (services sorted by key) and the
   // service-port indexes it uses; for tests that recompile it from scratch.
@@ -97,6 +99,9 @@ class NftDataplane final : public Dataplane {
   // UDP endpoints with how many service ports use them; those whose count
   // drops to zero get their conntrack entries deleted.
   std::map<FlowTarget, uint32_t> udp_refs_;
+  // The counter objects last committed, for ReadCounters on other threads.
+  mutable absl::Mutex names_mu_;
+  std::set<std::string> counter_names_ ABSL_GUARDED_BY(names_mu_);
 };
 
 }  // namespace nftproxy::dp

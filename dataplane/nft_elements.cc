@@ -115,13 +115,9 @@ void AddrElem(ElemChanges* c, SetId set, const IpAddr& a, bool pair) {
   Add(c->Set(SetName(set, a.family)), e, tag);
 }
 
-void IntervalElems(ElemChanges* c, int fam, uint32_t first, const Interval& iv, bool with_data) {
-  const uint32_t shard = ShardOfTicket(first);
-  // Set names, built once per shard rather than per element.
-  static thread_local std::vector<std::string> names[2];
-  const Family f = fam == 0 ? Family::kV4 : Family::kV6;
-  while (names[fam].size() <= shard) names[fam].push_back(BackendsMapName(f, names[fam].size()));
-  ElemList& list = c->Set(names[fam][shard]);
+// An interval's start element (completed by `data`) and end element.
+template <typename Data>
+void IntervalElemPair(ElemList& list, uint32_t first, const Interval& iv, Data data) {
   Tag tag;
   tag.kind = Tag::Kind::kInterval;
   tag.ticket = first;
@@ -129,16 +125,36 @@ void IntervalElems(ElemChanges* c, int fam, uint32_t first, const Interval& iv, 
   tag.port = iv.port;
   Elem start;
   PutBe32(&start, first);
-  if (with_data) {
-    Put(&start.data, &start.data_len, iv.addr.bytes.data(), iv.addr.size());
-    const uint8_t port[4] = {static_cast<uint8_t>(iv.port >> 8), static_cast<uint8_t>(iv.port), 0, 0};
-    Put(&start.data, &start.data_len, port, sizeof(port));
-  }
+  data(&start);
   Add(list, start, tag);
   Elem end;
   PutBe32(&end, iv.last + 1);
   end.interval_end = true;
   Add(list, end, tag);
+}
+
+// The interval's elements in the shard's backends map, and in its epconns
+// map when the interval names an endpoint counter.
+void IntervalElems(ElemChanges* c, int fam, uint32_t first, const Interval& iv, bool with_data) {
+  const uint32_t shard = ShardOfTicket(first);
+  // Set names, built once per shard rather than per element.
+  static thread_local std::vector<std::string> names[2], counter_names[2];
+  const Family f = fam == 0 ? Family::kV4 : Family::kV6;
+  while (names[fam].size() <= shard) names[fam].push_back(BackendsMapName(f, names[fam].size()));
+  if (!iv.counter.empty()) {
+    while (counter_names[fam].size() <= shard) {
+      counter_names[fam].push_back(EpConnsMapName(f, counter_names[fam].size()));
+    }
+    IntervalElemPair(c->Set(counter_names[fam][shard]), first, iv, [&](Elem* start) {
+      if (with_data) start->objref = &iv.counter;
+    });
+  }
+  IntervalElemPair(c->Set(names[fam][shard]), first, iv, [&](Elem* start) {
+    if (!with_data) return;
+    Put(&start->data, &start->data_len, iv.addr.bytes.data(), iv.addr.size());
+    const uint8_t port[4] = {static_cast<uint8_t>(iv.port >> 8), static_cast<uint8_t>(iv.port), 0, 0};
+    Put(&start->data, &start->data_len, port, sizeof(port));
+  });
 }
 
 }  // namespace

@@ -24,6 +24,7 @@ struct Elem {
   uint8_t data_len = 0;  // 0: none
   bool interval_end = false;
   const std::string* chain = nullptr;  // verdict maps: goto target
+  const std::string* objref = nullptr;  // object maps: the object's name
 };
 
 // What an element is about, put into words only when the kernel refuses it.

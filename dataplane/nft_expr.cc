@@ -96,6 +96,18 @@ void Lookup(nftnl_rule* r, const char* set, uint32_t sreg, int dreg = -1) {
   nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set);
 }
 
+// The mark into register 1 in network order: it is host order, and the
+// keys of the maps it looks up are big endian.
+void MarkToBigEndian(nftnl_rule* r) {
+  Meta(r, NFT_META_MARK, NFT_REG_1);
+  nftnl_expr* e = Add(r, "byteorder");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_BYTEORDER_SREG, NFT_REG_1);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_BYTEORDER_DREG, NFT_REG_1);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_BYTEORDER_OP, NFT_BYTEORDER_HTON);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_BYTEORDER_LEN, 4);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_BYTEORDER_SIZE, 4);
+}
+
 void Fib(nftnl_rule* r, uint32_t flags) {
   nftnl_expr* e = Add(r, "fib");
   nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_DREG, NFT_REG_1);
@@ -287,15 +299,15 @@ void EncodeStmt(nftnl_rule* r, const Stmt& s) {
       Immediate(r, NFT_REG_1, &zero, 4);
       return CtSet(r, NFT_CT_MARK, NFT_REG_1);
     }
+    case StmtKind::kCounterMarkMap: {
+      MarkToBigEndian(r);
+      nftnl_expr* e = Add(r, "objref");
+      nftnl_expr_set_u32(e, NFTNL_EXPR_OBJREF_SET_SREG, NFT_REG_1);
+      nftnl_expr_set_str(e, NFTNL_EXPR_OBJREF_SET_NAME, s.name);
+      return;
+    }
     case StmtKind::kDnatMarkMap: {
-      // The mark is host order; the map's keys are big endian.
-      Meta(r, NFT_META_MARK, NFT_REG_1);
-      nftnl_expr* e = Add(r, "byteorder");
-      nftnl_expr_set_u32(e, NFTNL_EXPR_BYTEORDER_SREG, NFT_REG_1);
-      nftnl_expr_set_u32(e, NFTNL_EXPR_BYTEORDER_DREG, NFT_REG_1);
-      nftnl_expr_set_u32(e, NFTNL_EXPR_BYTEORDER_OP, NFT_BYTEORDER_HTON);
-      nftnl_expr_set_u32(e, NFTNL_EXPR_BYTEORDER_LEN, 4);
-      nftnl_expr_set_u32(e, NFTNL_EXPR_BYTEORDER_SIZE, 4);
+      MarkToBigEndian(r);
       Lookup(r, s.name, NFT_REG_1, NFT_REG_1);
       const uint32_t proto_reg = f == Family::kV4 ? NFT_REG32_01 : NFT_REG_2;
       nftnl_expr* n = Add(r, "nat");

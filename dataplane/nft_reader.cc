@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <functional>
 #include <tuple>
+#include <unordered_map>
 #include <memory>
 #include <optional>
 
@@ -59,9 +60,15 @@ std::string ExprText(nftnl_rule* r, std::optional<uint32_t>* ticket_base,
         objrefs < objref_names->size()) {
       // Printed from an expression of our own with the name as given (a
       // name set on the parsed one would leak the parsed copy in 1.2.4).
+      // An objref names its object, or the map it finds it in.
       nftnl_expr* named = nftnl_expr_alloc("objref");
-      nftnl_expr_set_u32(named, NFTNL_EXPR_OBJREF_IMM_TYPE, nftnl_expr_get_u32(e, NFTNL_EXPR_OBJREF_IMM_TYPE));
-      nftnl_expr_set_str(named, NFTNL_EXPR_OBJREF_IMM_NAME, (*objref_names)[objrefs++]);
+      if (nftnl_expr_is_set(e, NFTNL_EXPR_OBJREF_SET_SREG)) {
+        nftnl_expr_set_u32(named, NFTNL_EXPR_OBJREF_SET_SREG, nftnl_expr_get_u32(e, NFTNL_EXPR_OBJREF_SET_SREG));
+        nftnl_expr_set_str(named, NFTNL_EXPR_OBJREF_SET_NAME, (*objref_names)[objrefs++]);
+      } else {
+        nftnl_expr_set_u32(named, NFTNL_EXPR_OBJREF_IMM_TYPE, nftnl_expr_get_u32(e, NFTNL_EXPR_OBJREF_IMM_TYPE));
+        nftnl_expr_set_str(named, NFTNL_EXPR_OBJREF_IMM_NAME, (*objref_names)[objrefs++]);
+      }
       n = nftnl_expr_snprintf(buf, sizeof(buf), named, NFTNL_OUTPUT_DEFAULT, 0);
       nftnl_expr_free(named);
     } else {
@@ -256,6 +263,9 @@ absl::Status ReadOnce(NetlinkSocket& socket, uint32_t* seq, const std::string& t
                 k.verdict = nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_VERDICT);
               }
               if (const char* c = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN)) k.chain = c;
+              if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_OBJREF)) {
+                k.objref = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_OBJREF);
+              }
               if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_FLAGS)) {
                 k.interval_end = nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_FLAGS) & NFT_SET_ELEM_INTERVAL_END;
               }
@@ -285,37 +295,127 @@ absl::StatusOr<KernelTable> ReadTable(NetlinkSocket& socket, uint32_t* seq, cons
   return out;
 }
 
-absl::StatusOr<KernelCounters> ReadCounters(NetlinkSocket& socket, uint32_t* seq, const std::string& table) {
+absl::StatusOr<KernelCounters> ReadCountersByName(NetlinkSocket& socket, uint32_t* seq, const std::string& table,
+                                                  const std::vector<std::string>& names) {
+  constexpr size_t kPerSend = 200;
+  // A request is a header and three attributes: well under 512 bytes with
+  // a name of at most 256.
+  constexpr size_t kRequestRoom = 512;
   KernelCounters out;
-  std::optional<uint16_t> gen;
-  // One dump is one generation unless the kernel says it was interrupted.
-  absl::Status s;
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    out.clear();
-    gen.reset();
-    s = DumpCounters(socket, seq, table, &out, &gen);
-    if (!absl::IsAborted(s)) break;
+  std::vector<char> req(kPerSend * kRequestRoom);
+  std::vector<char> in(MNL_SOCKET_BUFFER_SIZE * 4);
+  const std::string what = absl::StrCat("the counters of table inet ", table);
+  for (size_t start = 0; start < names.size(); start += kPerSend) {
+    const size_t n = std::min(kPerSend, names.size() - start);
+    const uint32_t first = *seq;
+    *seq += static_cast<uint32_t>(n);
+    size_t used = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (names[start + i].size() > 256) return absl::InvalidArgumentError("a counter name over 256 bytes");
+      nlmsghdr* nlh = nftnl_nlmsg_build_hdr(req.data() + used, NFT_MSG_GETOBJ, NFPROTO_INET, 0,
+                                            first + static_cast<uint32_t>(i));
+      nftnl_obj* o = nftnl_obj_alloc();
+      nftnl_obj_set_str(o, NFTNL_OBJ_TABLE, table.c_str());
+      nftnl_obj_set_str(o, NFTNL_OBJ_NAME, names[start + i].c_str());
+      nftnl_obj_set_u32(o, NFTNL_OBJ_TYPE, NFT_OBJECT_COUNTER);
+      nftnl_obj_nlmsg_build_payload(nlh, o);
+      nftnl_obj_free(o);
+      used += NLMSG_ALIGN(nlh->nlmsg_len);
+    }
+    const iovec iov{req.data(), used};
+    ssize_t sent;
+    do {
+      sent = socket.Send(&iov, 1);
+    } while (sent < 0 && errno == EINTR);
+    if (sent < 0) return absl::UnavailableError(absl::StrCat("asking for ", what, ": ", strerror(errno)));
+    // One answer per request, the object or an error, queued within sendmsg.
+    size_t answered = 0;
+    int idle = 0;
+    while (answered < n) {
+      const ssize_t len = socket.Receive(in.data(), in.size());
+      if (len < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN && ++idle < 1000) {
+          usleep(1000);
+          continue;
+        }
+        return absl::UnavailableError(absl::StrCat("reading ", what, ": ", strerror(errno)));
+      }
+      idle = 0;
+      if (static_cast<size_t>(len) > in.size()) {
+        return absl::UnavailableError(absl::StrCat("reading ", what, ": a reply of ", len, " bytes was cut"));
+      }
+      int rem = static_cast<int>(len);
+      for (const nlmsghdr* m = reinterpret_cast<const nlmsghdr*>(in.data()); mnl_nlmsg_ok(m, rem);
+           m = mnl_nlmsg_next(m, &rem)) {
+        if (m->nlmsg_seq - first >= n) continue;  // a late answer to something else
+        ++answered;
+        if (m->nlmsg_type == NLMSG_ERROR) {
+          const int err = -static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(m))->error;
+          if (err == 0 || err == ENOENT) continue;  // gone since the names were taken
+          return absl::UnavailableError(absl::StrCat("reading ", what, ": ", strerror(err)));
+        }
+        nftnl_obj* o = nftnl_obj_alloc();
+        if (nftnl_obj_nlmsg_parse(m, o) == 0) {
+          const char* name = nftnl_obj_get_str(o, NFTNL_OBJ_NAME);
+          if (name != nullptr) {
+            // Answers come in request order, and the names are sorted.
+            out.insert_or_assign(out.end(), name,
+                                 CounterValue{nftnl_obj_get_u64(o, NFTNL_OBJ_CTR_PKTS),
+                                              nftnl_obj_get_u64(o, NFTNL_OBJ_CTR_BYTES)});
+          }
+        }
+        nftnl_obj_free(o);
+      }
+    }
   }
-  if (!s.ok()) return s;
   return out;
 }
 
+namespace {
+
+// "ns/name/proto/port" (neither a namespace nor a name holds a '/').
+bool ParsePortKey(const std::string& key, PortConnections* p) {
+  const std::vector<std::string> parts = absl::StrSplit(key, '/');
+  uint32_t port = 0;
+  if (parts.size() != 4 || !absl::SimpleAtoi(parts[3], &port) || port > 65535) return false;
+  p->ns = parts[0];
+  p->service = parts[1];
+  if (parts[2] == "tcp") p->proto = L4Proto::kTcp;
+  else if (parts[2] == "udp") p->proto = L4Proto::kUdp;
+  else if (parts[2] == "sctp") p->proto = L4Proto::kSctp;
+  else return false;
+  p->port = static_cast<uint16_t>(port);
+  return true;
+}
+
+}  // namespace
+
 std::vector<PortConnections> ConnectionsOf(const KernelCounters& counters) {
-  std::vector<PortConnections> out;
+  std::unordered_map<std::string, PortConnections> ports;  // by port key
   for (const auto& [name, value] : counters) {
-    // "ns/name/proto/port"; neither a namespace nor a name holds a '/'.
-    const std::vector<std::string> parts = absl::StrSplit(PortKeyOfConnCounter(name), '/');
-    uint32_t port = 0;
-    if (parts.size() != 4 || !absl::SimpleAtoi(parts[3], &port) || port > 65535) continue;
-    PortConnections p;
-    p.ns = parts[0];
-    p.service = parts[1];
-    if (parts[2] == "tcp") p.proto = L4Proto::kTcp;
-    else if (parts[2] == "udp") p.proto = L4Proto::kUdp;
-    else if (parts[2] == "sctp") p.proto = L4Proto::kSctp;
-    else continue;
-    p.port = static_cast<uint16_t>(port);
-    p.connections = value.packets;
+    std::string key = PortKeyOfConnCounter(name);
+    EndpointConnections ep;
+    const bool endpoint = key.empty() && ParseEndpointCounterName(name, &key, &ep.addr, &ep.port);
+    if (key.empty()) continue;
+    auto [it, fresh] = ports.try_emplace(key);
+    if (fresh && !ParsePortKey(key, &it->second)) {
+      ports.erase(it);
+      continue;
+    }
+    if (endpoint) {
+      ep.connections = value.packets;
+      it->second.endpoints.push_back(ep);
+    } else {
+      it->second.connections = value.packets;
+    }
+  }
+  std::vector<PortConnections> out;
+  out.reserve(ports.size());
+  for (auto& [key, p] : ports) {
+    std::sort(p.endpoints.begin(), p.endpoints.end(), [](const EndpointConnections& a, const EndpointConnections& b) {
+      return std::tie(a.addr, a.port) < std::tie(b.addr, b.port);
+    });
     out.push_back(std::move(p));
   }
   std::sort(out.begin(), out.end(), [](const PortConnections& a, const PortConnections& b) {
@@ -334,13 +434,14 @@ std::string RuleText(const RuleStmts& rule) {
   nftnl_rule_nlmsg_build_payload(nlh, r.get());
   RulePtr back(nftnl_rule_alloc());
   if (nftnl_rule_nlmsg_parse(nlh, back.get()) != 0) return "(unparsable)";
-  // libnftnl 1.2.4 puts an objref's name without its NUL (mnl_attr_put_str):
+  // libnftnl 1.2.4 puts an objref's name (or its map's) without its NUL
+  // (mnl_attr_put_str):
   // a name whose length is a multiple of 4 parses back with the next
   // attribute's bytes. The kernel reads it by its length and dumps it with
   // the NUL, so the names are put back as they were given.
   std::vector<const char*> names;
   for (const Stmt& s : rule) {
-    if (s.kind == StmtKind::kCounterRef) names.push_back(s.name);
+    if (s.kind == StmtKind::kCounterRef || s.kind == StmtKind::kCounterMarkMap) names.push_back(s.name);
   }
   return ExprText(back.get(), nullptr, &names);
 }

@@ -22,6 +22,7 @@ struct KernelElem {
   std::string key;
   std::string data;   // maps with data
   std::string chain;  // verdict maps: the goto target
+  std::string objref;  // object maps: the object's name
   uint32_t verdict = 0;
   bool interval_end = false;
 };
@@ -54,9 +55,12 @@ struct KernelTable {
 // again (at most a few times, then Aborted).
 absl::StatusOr<KernelTable> ReadTable(NetlinkSocket& socket, uint32_t* seq, const std::string& table);
 
-// The named counter objects of table `inet <table>`: one dump. NotFound
-// when there is no such table.
-absl::StatusOr<KernelCounters> ReadCounters(NetlinkSocket& socket, uint32_t* seq, const std::string& table);
+// The counter objects `names` of table `inet <table>`, each asked for by
+// name (200 requests per sendmsg): linear, where a dump of many objects is
+// not (Linux 6.18 walks the object list from its start for every part of a
+// dump). A name the table does not hold (any more) is left out.
+absl::StatusOr<KernelCounters> ReadCountersByName(NetlinkSocket& socket, uint32_t* seq, const std::string& table,
+                                                  const std::vector<std::string>& names);
 
 // The service ports' connection counters among `counters` (others are left
 // out), sorted by namespace, service, protocol and port.

@@ -37,8 +37,8 @@ void AddSkeleton(Batch& b, const NodeSettings& node) {
 }
 
 // A shard's backends maps, then each pick chain with its rules.
-void AddShard(Batch& b, uint32_t shard) {
-  const FixedObjects objects = ShardObjects(shard);
+void AddShard(Batch& b, uint32_t shard, const NodeSettings& node) {
+  const FixedObjects objects = ShardObjects(shard, node);
   for (const SetDef& set : objects.sets) b.Set(set);
   for (const ChainDef& chain : objects.chains) {
     b.NewChain(chain.name, "", &chain);
@@ -65,7 +65,7 @@ void BuildFull(Batch& b, const Ruleset& to, uint32_t split) {
   b.Table(NFT_MSG_DELTABLE, 0);
   b.Table(NFT_MSG_NEWTABLE, NLM_F_CREATE | NLM_F_EXCL, /*marked=*/true);
   AddSkeleton(b, to.node);
-  for (uint32_t shard = 0; shard < to.shards; ++shard) AddShard(b, shard);
+  for (uint32_t shard = 0; shard < to.shards; ++shard) AddShard(b, shard, to.node);
   for (const auto& [name, owner] : to.counters) b.Counter(NFT_MSG_NEWOBJ, name, owner);
   for (const auto& [name, chain] : to.chains) b.NewChain(name, chain.owner);
   for (const auto& [name, chain] : to.chains) AddChainRules(b, name, chain);
@@ -110,7 +110,7 @@ void BuildDelta(Batch& b, uint32_t base_shards, const Ruleset& removed, const Ru
   CollectElements(removed, false, &del);
   CollectElements(added, true, &add);
   del.Emit(b, NFT_MSG_DELSETELEM);
-  for (uint32_t shard = base_shards; shard < added.shards; ++shard) AddShard(b, shard);
+  for (uint32_t shard = base_shards; shard < added.shards; ++shard) AddShard(b, shard, added.node);
   // Counters are never replaced (that would reset them): only new ones are
   // created, before the rules that name them.
   for (const auto& [name, owner] : added.counters) {

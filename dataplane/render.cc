@@ -72,15 +72,20 @@ std::vector<std::string> Elements(const SetDef& set, const Ruleset& rs) {
       }
       break;
     case SetId::kAffinity: break;  // filled by the packet path
-    case SetId::kBackends: {
+    case SetId::kBackends:
+    case SetId::kEpConns: {
       const uint32_t lo = kTicketBit | (set.shard << (kShardShift + kIndexShift));
       const uint32_t hi = lo + (1u << (kShardShift + kIndexShift)) - 1;
       const auto& m = rs.backends[FamIdx(f)];
       // Cluster tickets of the shard, then its local ones (bit 30 set).
       for (uint32_t local : {0u, kLocalBit}) {
         for (auto it = m.lower_bound(lo | local); it != m.end() && it->first <= (hi | local); ++it) {
-          out.push_back(absl::StrCat(TicketRange(it->first, it->second.last), " : ", it->second.addr.ToString(), " . ",
-                                     it->second.port));
+          const Interval& iv = it->second;
+          if (set.id == SetId::kBackends) {
+            out.push_back(absl::StrCat(TicketRange(it->first, iv.last), " : ", iv.addr.ToString(), " . ", iv.port));
+          } else if (!iv.counter.empty()) {
+            out.push_back(absl::StrCat(TicketRange(it->first, iv.last), " : \"", iv.counter, "\""));
+          }
         }
       }
       break;
@@ -90,10 +95,12 @@ std::vector<std::string> Elements(const SetDef& set, const Ruleset& rs) {
 }
 
 void RenderSet(const SetDef& set, const Ruleset& rs, std::string* out) {
-  absl::StrAppend(out, "\t", set.map ? "map " : "set ", set.name, " {\n\t\ttype ",
+  absl::StrAppend(out, "\t", set.map || set.counters ? "map " : "set ", set.name, " {\n\t\ttype ",
                   DataTypeText(set.key.data(), set.key.size()));
   if (set.map) {
     absl::StrAppend(out, " : ", set.verdict ? "verdict" : DataTypeText(set.data.data(), set.data.size()));
+  } else if (set.counters) {
+    absl::StrAppend(out, " : counter");
   }
   out->push_back('\n');
   if (set.size) absl::StrAppend(out, "\t\tsize ", set.size, "\n");
@@ -155,7 +162,7 @@ void RenderTo(const Ruleset& rs, size_t piece, const std::function<bool(absl::st
   const FixedObjects skeleton = Skeleton(rs.node);
   std::vector<FixedObjects> shards;
   shards.reserve(rs.shards);
-  for (uint32_t shard = 0; shard < rs.shards; ++shard) shards.push_back(ShardObjects(shard));
+  for (uint32_t shard = 0; shard < rs.shards; ++shard) shards.push_back(ShardObjects(shard, rs.node));
   // `nft list` prints named objects first (by kind, in creation order:
   // here by name), then sets, then chains, each in creation order. A
   // counter's values are the kernel's; the text shows it as created.

@@ -139,13 +139,16 @@ struct VmapTarget {
 };
 
 // One element of a backends map: tickets [first, last] go to addr:port.
+// With endpoint counters, the same interval of the shard's epconns map
+// names the endpoint's counter object (EndpointCounterName).
 struct Interval {
   uint32_t last = 0;
   IpAddr addr;
   uint16_t port = 0;
+  std::string counter;  // "" without endpoint counters
 
   friend bool operator==(const Interval& a, const Interval& b) {
-    return a.last == b.last && a.addr == b.addr && a.port == b.port;
+    return a.last == b.last && a.addr == b.addr && a.port == b.port && a.counter == b.counter;
   }
 };
 
@@ -162,7 +165,8 @@ struct Ruleset {
   std::map<IpAddr, uint32_t> cluster_ips;         // cluster-ips4 / cluster-ips6
   std::map<IpAddr, uint32_t> hairpin;             // hairpin4 / hairpin6 (as a . a)
   std::map<uint32_t, Interval> backends[2];       // [0] v4, [1] v6; key: first ticket
-  // Named counter objects (node.counters): name -> owner. Created before the
+  // Named counter objects (node.counters; per endpoint too with
+  // node.endpoint_counters): name -> owner. Created before the
   // rules that name them, deleted after; never replaced, so their values
   // live as long as their service port.
   std::map<std::string, std::string> counters;
@@ -178,7 +182,7 @@ struct Ruleset {
   }
   static bool SameNode(const NodeSettings& a, const NodeSettings& b) {
     return a.cluster_cidrs == b.cluster_cidrs && a.nodeport_cidrs == b.nodeport_cidrs &&
-           a.counters == b.counters;
+           a.counters == b.counters && a.endpoint_counters == b.endpoint_counters;
   }
 };
 

@@ -62,6 +62,7 @@ struct ServeFlags {
   std::string socket_mode = "0660";
   bool adopt_table = false;
   bool kernel_counters = true;
+  bool endpoint_counters = true;
   std::string socket_group;
   // Sizes: the request (bytes), and per resource (see ResourceLimits).
   std::string max_request_bytes = "67108864";
@@ -178,6 +179,14 @@ Flags:
                     when the port is removed or the table is replaced whole;
                     shown by `describe service`, `get services -o wide` and
                     /metrics (nftproxy_service_connections_total)
+  --endpoint-counters[=false]
+                    with --kernel-counters, also count each endpoint's new
+                    connections (default on): a named counter object per
+                    endpoint of a service port, kept while the endpoint
+                    stays in the port; shown by `describe service` and
+                    /metrics (nftproxy_endpoint_connections_total). Off on
+                    very large installations saves the per-endpoint series
+                    and kernel objects
   --state-dir DIR   where the desired state is kept across restarts
                     (default /var/lib/nftproxy; "" disables). Damaged state
                     files stop the start (exit 2) naming the file and offset
@@ -323,6 +332,7 @@ std::vector<FlagSpec> ServeFlagSpecs(ServeFlags* f, bool* help, bool* help_authz
                                {{"--socket-mode"}, &f->socket_mode},
                                {{"--adopt-table"}, nullptr, nullptr, &f->adopt_table},
                                {{"--kernel-counters"}, nullptr, nullptr, &f->kernel_counters},
+                               {{"--endpoint-counters"}, nullptr, nullptr, &f->endpoint_counters},
                                {{"--socket-group"}, &f->socket_group},
                                {{"--log-level", "--v", "-v"}, &f->log_level},
                                {{"--max-request-bytes"}, &f->max_request_bytes},
@@ -664,6 +674,7 @@ int RunServe(const std::vector<std::string>& args) {
   EngineOptions options;
   options.node_name = flags.node_name;
   options.node.counters = flags.kernel_counters;
+  options.node.endpoint_counters = flags.kernel_counters && flags.endpoint_counters;
   if (!ParseCidrs("--cluster-cidr", flags.cluster_cidrs, &options.node.cluster_cidrs) ||
       !ParseCidrs("--nodeport-addresses", flags.nodeport_addresses, &options.node.nodeport_cidrs)) {
     return 2;
@@ -882,16 +893,36 @@ int RunServe(const std::vector<std::string>& args) {
                          {{"slow"}, static_cast<double>(hub.streams_ended_slow())}};
                    });
   if (flags.kernel_counters) {
-    // Read from the kernel at each scrape (one dump), never under the
-    // engine's lock.
+    // Read from the kernel (one dump, never under the engine's lock), once
+    // per scrape: the first family a scrape renders reads, the other one
+    // (with endpoint counters) takes that read if it is under a second old.
+    struct CounterRead {
+      absl::Mutex mu;
+      absl::Time at ABSL_GUARDED_BY(mu) = absl::InfinitePast();
+      int uses ABSL_GUARDED_BY(mu) = 0;
+      absl::StatusOr<std::vector<dp::PortConnections>> ports ABSL_GUARDED_BY(mu);
+    };
+    auto read = std::make_shared<CounterRead>();
     const dp::Dataplane* counted = dataplane->get();
+    const int families = options.node.endpoint_counters ? 2 : 1;
+    auto ports_now = [read, counted, families]() -> absl::StatusOr<std::vector<dp::PortConnections>> {
+      absl::MutexLock lock(&read->mu);
+      const absl::Time now = absl::Now();
+      if (read->uses >= families || now - read->at >= absl::Seconds(1)) {
+        read->ports = counted->ReadCounters(nullptr);
+        read->at = now;
+        read->uses = 0;
+      }
+      ++read->uses;
+      return read->ports;
+    };
     registry.Sampled(
         "nftproxy_service_connections_total",
         "New connections per service port, counted in the kernel (--kernel-counters); reset only when the port "
         "is removed or the table is replaced whole.",
         prom::Type::kCounter, {"namespace", "service", "port", "protocol"},
-        [counted]() -> absl::StatusOr<SampledFamily::Samples> {
-          absl::StatusOr<std::vector<dp::PortConnections>> ports = counted->ReadCounters();
+        [ports_now]() -> absl::StatusOr<SampledFamily::Samples> {
+          absl::StatusOr<std::vector<dp::PortConnections>> ports = ports_now();
           if (!ports.ok()) return ports.status();
           SampledFamily::Samples out;
           out.reserve(ports->size());
@@ -901,6 +932,27 @@ int RunServe(const std::vector<std::string>& args) {
           }
           return out;
         });
+    if (options.node.endpoint_counters) {
+      registry.Sampled(
+          "nftproxy_endpoint_connections_total",
+          "New connections a service port sent to each endpoint, counted in the kernel (--endpoint-counters); "
+          "reset only when the endpoint leaves the port or the table is replaced whole.",
+          prom::Type::kCounter, {"namespace", "service", "port", "protocol", "endpoint"},
+          [ports_now]() -> absl::StatusOr<SampledFamily::Samples> {
+            absl::StatusOr<std::vector<dp::PortConnections>> ports = ports_now();
+            if (!ports.ok()) return ports.status();
+            SampledFamily::Samples out;
+            for (const dp::PortConnections& p : *ports) {
+              for (const dp::EndpointConnections& e : p.endpoints) {
+                out.push_back({{p.ns, p.service, absl::StrCat(p.port), dp::L4ProtoName(p.proto),
+                                e.addr.family == dp::Family::kV6 ? absl::StrCat("[", e.addr.ToString(), "]:", e.port)
+                                                                 : absl::StrCat(e.addr.ToString(), ":", e.port)},
+                               static_cast<double>(e.connections)});
+              }
+            }
+            return out;
+          });
+    }
   }
   // Metrics and health over HTTP, from before the saved state is restored
   // (/readyz says 503 until the first commit). A port that cannot be bound is

@@ -715,8 +715,12 @@ absl::StatusOr<v1::GetCountersResponse> WriteEngine::Counters(
   v1::GetCountersResponse out;
   out.set_enabled(options_.node.counters);
   if (!options_.node.counters) return out;
+  out.set_endpoint_counters(options_.node.endpoint_counters);
   // The dataplane reads the kernel on a socket of its own: no lock here.
-  absl::StatusOr<std::vector<dp::PortConnections>> ports = dp_->ReadCounters();
+  absl::StatusOr<std::vector<dp::PortConnections>> ports =
+      dp_->ReadCounters([&keep](absl::string_view ns, absl::string_view service) {
+        return keep(std::string(ns), std::string(service));
+      });
   if (absl::IsUnimplemented(ports.status())) {
     out.set_enabled(false);
     return out;
@@ -732,6 +736,12 @@ absl::StatusOr<v1::GetCountersResponse> WriteEngine::Counters(
                                                     : v1::TCP);
     c->set_port(p.port);
     c->set_connections(p.connections);
+    for (const dp::EndpointConnections& e : p.endpoints) {
+      v1::EndpointCounter* ec = c->add_endpoints();
+      ec->set_address(e.addr.ToString());
+      ec->set_port(e.port);
+      ec->set_connections(e.connections);
+    }
   }
   return out;
 }

@@ -2,11 +2,15 @@
 """Kernel connection counters (serve --kernel-counters) against the real
 kernel: real TCP connections through a VIP are counted per service port in a
 named counter object, shown by /metrics (nftproxy_service_connections_total),
-`describe service`, `get services -o wide` and `nft list`; incremental writes
-(an unrelated service, an endpoint weight change, an endpoint added or
-removed), a restart that adopts the table and a drift repair do not reset
-them; the counter goes with its service port; with
---kernel-counters=false there is no counter object at all.
+`describe service`, `get services -o wide` and `nft list`; and per endpoint
+(serve --endpoint-counters, the default) in a counter object per endpoint,
+each equal to the connections that endpoint answered, shown by /metrics
+(nftproxy_endpoint_connections_total) and `describe service`. Incremental
+writes (an unrelated service, an endpoint weight change, an endpoint added
+or removed, which renumbers the tickets), a restart that adopts the table
+and a drift repair reset neither; a counter goes with its service port or
+endpoint; with --endpoint-counters=false there are no per-endpoint objects
+or series, with --kernel-counters=false no counter object at all.
 
 Topology, all in private network namespaces (netlab.Star):
 
@@ -39,6 +43,8 @@ TABLE = "npxcounters"
 METRICS = "127.0.0.1:10249"
 VIP = "198.19.8.10"
 SERIES = ('nftproxy_service_connections_total{namespace="default",service="web",port="80",protocol="tcp"}')
+EP_SERIES = ('nftproxy_endpoint_connections_total{namespace="default",service="web",port="80",protocol="tcp",'
+             'endpoint="%s:8080"}')
 
 def setUpModule():
     netlab.require_root_and_binary(BIN)
@@ -143,6 +149,30 @@ class CountersTest(unittest.TestCase):
     def connect(self, n):
         res = netlab.traffic(self.lab, "client", "tcp", VIP, 80, n)
         self.assertEqual(res["ok"], n, res)
+        for name, k in res["answers"].items():
+            self.answered[name] = self.answered.get(name, 0) + k
+
+    def expect_endpoints(self, expected, what):
+        """Per endpoint of web's port 80 ({backend name: connections}; an
+        endpoint left out has no counter): the kernel's counter objects,
+        /metrics and `describe service` agree."""
+        for b in ("b1", "b2"):
+            addr = self.star.v4[b]
+            want = expected.get(b)
+            self.assertEqual(self.kernel_counter("epconns/default/web/tcp/80/%s/8080" % addr), want,
+                             "%s: kernel counter of %s" % (what, b))
+            self.assertEqual(self.metric(EP_SERIES % addr), want, "%s: metric of %s" % (what, b))
+        out = self.cli("describe", "service", "web").stdout
+        section = out.split("Connections per endpoint:", 1)
+        self.assertEqual(len(section), 2, out)
+        rows = {}
+        for line in section[1].splitlines()[2:]:
+            f = line.split()
+            if len(f) != 3 or not f[0].endswith("/TCP"):
+                break
+            rows[f[1]] = int(f[2])
+        self.assertEqual(rows, {"%s:8080" % self.star.v4[b]: n for b, n in expected.items()},
+                         "%s: describe service:\n%s" % (what, out))
 
     def expect_count(self, n, what):
         """The kernel, /metrics, `describe service` and `get services -o
@@ -163,28 +193,39 @@ class CountersTest(unittest.TestCase):
 
     def test_counts_survive_incremental_writes_and_restart(self):
         b1, b2 = self.star.v4["b1"], self.star.v4["b2"]
+        self.answered = {}
         self.__class__.server = self.start_server()
         self.apply([service("web", VIP, 80, 8080), endpoint_slice("web-1", "web", 8080, [(b1, None)])])
         self.connect(20)
         self.expect_count(20, "20 connections through the VIP")
+        self.expect_endpoints({"b1": 20}, "20 connections through the VIP")
         # An unrelated incremental write.
         self.apply([service("other", "198.19.8.11", 81, 8080), endpoint_slice("other-1", "other", 8080, [(b2, None)])])
         self.expect_count(20, "after an unrelated write")
-        # An endpoint's weight changes, then a second endpoint is added.
+        # An endpoint's weight changes, then a second endpoint is added: both
+        # renumber b1's tickets; its counter stays.
         self.apply([endpoint_slice("web-1", "web", 8080, [(b1, 3)])])
         self.expect_count(20, "after a weight change")
-        self.apply([endpoint_slice("web-1", "web", 8080, [(b1, 3), (b2, 1)])])
+        self.expect_endpoints({"b1": 20}, "after a weight change")
+        self.apply([endpoint_slice("web-1", "web", 8080, [(b1, 1), (b2, 1)])])
         self.expect_count(20, "after an endpoint was added")
-        self.connect(10)
-        self.expect_count(30, "10 more connections")
-        # An endpoint removed.
+        self.expect_endpoints({"b1": 20, "b2": 0}, "after an endpoint was added")
+        self.connect(40)
+        self.expect_count(60, "40 more connections")
+        # Each endpoint's count is what that endpoint answered, and both got some.
+        self.assertEqual(set(self.answered), {"b1", "b2"}, self.answered)
+        self.expect_endpoints(dict(self.answered), "40 more connections over two endpoints")
+        answered_b2 = self.answered["b2"]
+        # An endpoint removed: its counter goes, the other one's stays.
         self.apply([endpoint_slice("web-1", "web", 8080, [(b2, None)])])
-        self.expect_count(30, "after an endpoint was removed")
+        self.expect_count(60, "after an endpoint was removed")
+        self.expect_endpoints({"b2": answered_b2}, "after b1 was removed")
+        self.answered = {"b2": answered_b2}
         # The other service's port counts on its own.
         res = netlab.traffic(self.lab, "client", "tcp", "198.19.8.11", 81, 5)
         self.assertEqual(res["ok"], 5, res)
         self.assertEqual(self.kernel_counter("conns/default/other/tcp/81"), 5)
-        self.expect_count(30, "after traffic to another service")
+        self.expect_count(60, "after traffic to another service")
         # A restart adopts the table the previous run left: counts kept.
         self.stop_server()
         self.__class__.server = self.start_server()
@@ -192,9 +233,11 @@ class CountersTest(unittest.TestCase):
         while "adopted the table" not in netlab.tail(self.server_log, 30):
             self.assertLess(time.monotonic(), deadline, netlab.tail(self.server_log))
             time.sleep(0.1)
-        self.expect_count(30, "after a restart")
+        self.expect_count(60, "after a restart")
+        self.expect_endpoints(dict(self.answered), "after a restart")
         self.connect(5)
-        self.expect_count(35, "5 connections after the restart")
+        self.expect_count(65, "5 connections after the restart")
+        self.expect_endpoints(dict(self.answered), "5 connections after the restart")
         # Drift: someone flushes the port's chain; the repair rewrites the
         # chain and keeps the counter.
         chain = "svc4/default/web/tcp/80"
@@ -206,16 +249,41 @@ class CountersTest(unittest.TestCase):
             self.assertLess(time.monotonic(), deadline, "the flushed chain was not repaired:\n"
                             + netlab.tail(self.server_log))
             time.sleep(0.05)
-        self.expect_count(35, "after a drift repair")
+        self.expect_count(65, "after a drift repair")
         self.connect(5)
-        self.expect_count(40, "5 connections after the drift repair")
+        self.expect_count(70, "5 connections after the drift repair")
+        self.expect_endpoints(dict(self.answered), "5 connections after the drift repair")
         # The service port goes: its counter goes with it, the other stays.
         self.cli("delete", "service", "web")
         self.assertIsNone(self.kernel_counter("conns/default/web/tcp/80"))
         self.assertIsNone(self.metric())
+        self.assertIsNone(self.kernel_counter("epconns/default/web/tcp/80/%s/8080" % b2))
+        self.assertIsNone(self.metric(EP_SERIES % b2))
         self.assertEqual(self.kernel_counter("conns/default/other/tcp/81"), 5)
         self.stop_server()
         self.__class__.server = None
+
+    def test_endpoint_counters_off(self):
+        table, sock = "npxnoepcounters", os.path.join(self.tmp, "noep.sock")
+        proc = self.start_server("--endpoint-counters=false", table=table, sock=sock, metrics="127.0.0.1:10251")
+        try:
+            self.apply([service("plain", "198.19.8.21", 80, 8080),
+                        endpoint_slice("plain-1", "plain", 8080, [(self.star.v4["b1"], None)])], sock=sock)
+            res = netlab.traffic(self.lab, "client", "tcp", "198.19.8.21", 80, 5)
+            self.assertEqual(res["ok"], 5, res)
+            cp = self.lab.exec("proxy", ["nft", "list", "table", "inet", table])
+            self.assertEqual(cp.returncode, 0, cp.stderr)
+            self.assertIn('counter name "conns/default/plain/tcp/80"', cp.stdout)
+            self.assertNotIn("epconns", cp.stdout)
+            out = self.lab.http("proxy", "http://127.0.0.1:10251/metrics")
+            self.assertEqual(out["status"], 200, out)
+            self.assertIn('nftproxy_service_connections_total{namespace="default",service="plain",port="80",'
+                          'protocol="tcp"} 5', out["body"])
+            self.assertNotIn("nftproxy_endpoint_connections_total", out["body"])
+            desc = self.cli("describe", "service", "plain", sock=sock).stdout
+            self.assertNotIn("Connections per endpoint", desc)
+        finally:
+            self.stop_server(proc)
 
     def test_kernel_counters_off(self):
         table, sock = "npxnocounters", os.path.join(self.tmp, "off.sock")
@@ -232,6 +300,7 @@ class CountersTest(unittest.TestCase):
             out = self.lab.http("proxy", "http://127.0.0.1:10250/metrics")
             self.assertEqual(out["status"], 200, out)
             self.assertNotIn("nftproxy_service_connections_total", out["body"])
+            self.assertNotIn("nftproxy_endpoint_connections_total", out["body"])
             # The CLI says there is nothing to show.
             desc = self.cli("describe", "service", "plain", sock=sock).stdout
             port = [line.split() for line in desc.splitlines() if line.startswith("  http ")]

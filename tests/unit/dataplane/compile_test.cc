@@ -270,5 +270,56 @@ TEST(Compile, EndpointChangesLeaveCountersAlone) {
   EXPECT_TRUE(added2.counters.empty());
 }
 
+TEST(Compile, EndpointCountersAreNamedPerEndpointAndSurviveRenumbering) {
+  Model m;
+  m.node.counters = true;
+  m.node.endpoint_counters = true;
+  m.services.push_back(Web());
+  const Ruleset before = Compile(m, "nftproxy");
+  // Every interval names its endpoint's counter, which exists.
+  size_t named = 0;
+  for (int fam = 0; fam < 2; ++fam) {
+    for (const auto& [first, iv] : before.backends[fam]) {
+      EXPECT_FALSE(iv.counter.empty());
+      EXPECT_EQ(before.counters.count(iv.counter), 1u) << iv.counter;
+      std::string addr = iv.addr.ToString();
+      std::replace(addr.begin(), addr.end(), ':', '-');
+      EXPECT_NE(iv.counter.find(addr), std::string::npos) << iv.counter;
+      ++named;
+    }
+  }
+  EXPECT_GT(named, 0u);
+  // The pick chain counts before it DNATs, and the shard has the maps.
+  const std::string text = Render(before);
+  EXPECT_NE(text.find("\tmap epconns4-0 {\n\t\ttype mark : counter\n\t\tflags interval\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\t\tcounter name meta mark map @epconns4-0\n\t\tmeta l4proto tcp dnat ip to meta mark map "
+                      "@backends4-0\n"),
+            std::string::npos)
+      << text;
+  // Another endpoint: the tickets are renumbered, the old endpoints'
+  // counters stay (no removal, one new counter object).
+  m.services[0].ports[0].backends.push_back({Ip("198.18.13.2"), 8080, 1});
+  const Ruleset after = Compile(m, "nftproxy", &before);
+  Ruleset removed, added;
+  Diff(before, after, &removed, &added);
+  EXPECT_TRUE(removed.counters.empty());
+  ASSERT_EQ(added.counters.size(), 1u);
+  EXPECT_EQ(added.counters.begin()->first, "epconns/default/web/tcp/80/198.18.13.2/8080");
+  EXPECT_FALSE(removed.backends[0].empty());
+  // That endpoint goes again: its counter goes, the others stay.
+  m.services[0].ports[0].backends.pop_back();
+  const Ruleset back = Compile(m, "nftproxy", &after);
+  Ruleset removed2, added2;
+  Diff(after, back, &removed2, &added2);
+  ASSERT_EQ(removed2.counters.size(), 1u);
+  EXPECT_EQ(removed2.counters.begin()->first, "epconns/default/web/tcp/80/198.18.13.2/8080");
+  EXPECT_TRUE(added2.counters.empty());
+  // Off: no per-endpoint objects, maps or statements.
+  m.node.endpoint_counters = false;
+  const Ruleset off = Compile(m, "nftproxy");
+  EXPECT_EQ(Render(off).find("epconns"), std::string::npos);
+  for (const auto& [first, iv] : off.backends[0]) EXPECT_TRUE(iv.counter.empty());
+}
+
 }  // namespace
 }  // namespace nftproxy::dp

@@ -34,6 +34,11 @@ std::string CounterUser(const Ruleset& k, const std::string& name) {
       if (r.counter == name) return absl::StrCat("a rule of chain ", chain);
     }
   }
+  for (int fam = 0; fam < 2; ++fam) {
+    for (const auto& [first, iv] : k.backends[fam]) {
+      if (iv.counter == name) return absl::StrCat("an epconns element ", first);
+    }
+  }
   return "";
 }
 
@@ -71,6 +76,9 @@ absl::Status AddInterval(Ruleset* k, int fam, uint32_t first, const Interval& iv
   const uint32_t shard = ShardOfTicket(first);
   const std::string set = BackendsMapName(fam == 0 ? Family::kV4 : Family::kV6, shard);
   if (shard >= k->shards) return Refuse(absl::StrCat("set ", set, " (missing map)"), ENOENT);
+  if (!iv.counter.empty() && !k->counters.count(iv.counter)) {
+    return Refuse(absl::StrCat("set ", set, " element ", first, ": missing counter ", iv.counter), ENOENT);
+  }
   auto& m = k->backends[fam];
   auto next = m.lower_bound(first);
   if (next != m.end() && next->first <= iv.last) {
@@ -181,7 +189,8 @@ absl::Status FakeRulesetWriter::CommitDelta(const std::string& table, uint32_t b
     for (int fam = 0; fam < 2; ++fam) {
       for (const auto& [first, iv] : removed.backends[fam]) {
         auto it = k->backends[fam].find(first);
-        if (ShardOfTicket(first) >= k->shards || it == k->backends[fam].end() || it->second.last != iv.last) {
+        if (ShardOfTicket(first) >= k->shards || it == k->backends[fam].end() || it->second.last != iv.last ||
+            it->second.counter.empty() != iv.counter.empty()) {
           return Refuse(absl::StrCat("backends element ", first), ENOENT);
         }
         k->backends[fam].erase(it);

@@ -36,6 +36,39 @@ TEST(Names, ConnectionCountersAndBack) {
   EXPECT_EQ(ServiceKeyOfOwner("chain x"), "");
 }
 
+TEST(Names, EndpointCountersAndBack) {
+  EXPECT_EQ(EndpointCounterName("ns/a/tcp/80", *IpAddr::Parse("10.0.0.7"), 8080), "epconns/ns/a/tcp/80/10.0.0.7/8080");
+  // No ':' in an object name nft prints unquoted.
+  EXPECT_EQ(EndpointCounterName("ns/a/udp/53", *IpAddr::Parse("fd00::1"), 53), "epconns/ns/a/udp/53/fd00--1/53");
+  std::string key;
+  IpAddr addr;
+  uint16_t port = 0;
+  ASSERT_TRUE(ParseEndpointCounterName("epconns/ns/a/udp/53/fd00--1/53", &key, &addr, &port));
+  EXPECT_EQ(key, "ns/a/udp/53");
+  EXPECT_EQ(addr, *IpAddr::Parse("fd00::1"));
+  EXPECT_EQ(port, 53);
+  ASSERT_TRUE(ParseEndpointCounterName("epconns/ns/a/tcp/80/10.0.0.7/8080", &key, &addr, &port));
+  EXPECT_EQ(key, "ns/a/tcp/80");
+  EXPECT_EQ(addr, *IpAddr::Parse("10.0.0.7"));
+  EXPECT_EQ(port, 8080);
+  for (const char* bad : {"conns/ns/a/tcp/80", "epconns/10.0.0.7/8080", "epconns/ns/a/tcp/80/10.0.0.7/0",
+                          "epconns/ns/a/tcp/80/10.0.0.7/70000", "epconns/ns/a/tcp/80/x/80", "epconns/"}) {
+    EXPECT_FALSE(ParseEndpointCounterName(bad, &key, &addr, &port)) << bad;
+  }
+  EXPECT_EQ(PortKeyOfConnCounter("epconns/ns/a/tcp/80/10.0.0.7/8080"), "");
+  EXPECT_EQ(EpConnsMapName(Family::kV6, 3), "epconns6-3");
+  absl::string_view ns, service;
+  ASSERT_TRUE(ServiceOfCounterName("epconns/shop/web/tcp/80/10.0.0.7/8080", &ns, &service));
+  EXPECT_EQ(ns, "shop");
+  EXPECT_EQ(service, "web");
+  ASSERT_TRUE(ServiceOfCounterName("conns/default/dns/udp/53", &ns, &service));
+  EXPECT_EQ(ns, "default");
+  EXPECT_EQ(service, "dns");
+  for (const char* bad : {"conns/default", "conns//x/tcp/1", "other/a/b/c", "epconns/a//b"}) {
+    EXPECT_FALSE(ServiceOfCounterName(bad, &ns, &service)) << bad;
+  }
+}
+
 TEST(Names, DeleteOrderPutsReferrersFirst) {
   // fw goes to ext, ext to svc/local: each must go before its target.
   EXPECT_EQ(kDeleteOrder[0], ChainKind::kFw);

@@ -244,6 +244,40 @@ TEST(ConnectionsOf, ServicePortsFromCounterNames) {
   EXPECT_EQ(got[1].service, "web");
   EXPECT_EQ(got[1].port, 443);
   EXPECT_EQ(got[1].connections, 12u);
+  EXPECT_TRUE(got[0].endpoints.empty());
+}
+
+TEST(ConnectionsOf, EndpointsUnderTheirServicePort) {
+  KernelCounters k;
+  k["conns/shop/web/tcp/443"] = {12, 720};
+  k[EndpointCounterName("shop/web/tcp/443", *IpAddr::Parse("10.0.0.9"), 8443)] = {5, 300};
+  k[EndpointCounterName("shop/web/tcp/443", *IpAddr::Parse("10.0.0.10"), 8443)] = {7, 420};
+  k[EndpointCounterName("shop/web/tcp/443", *IpAddr::Parse("fd00::1"), 8443)] = {0, 0};
+  k["epconns/shop/web/tcp/443/nonsense/1"] = {1, 1};
+  const std::vector<PortConnections> got = ConnectionsOf(k);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].connections, 12u);
+  ASSERT_EQ(got[0].endpoints.size(), 3u);
+  // By address: 10.0.0.9 before 10.0.0.10, IPv4 before IPv6.
+  EXPECT_EQ(got[0].endpoints[0].addr.ToString(), "10.0.0.9");
+  EXPECT_EQ(got[0].endpoints[0].connections, 5u);
+  EXPECT_EQ(got[0].endpoints[1].addr.ToString(), "10.0.0.10");
+  EXPECT_EQ(got[0].endpoints[1].port, 8443);
+  EXPECT_EQ(got[0].endpoints[1].connections, 7u);
+  EXPECT_EQ(got[0].endpoints[2].addr.ToString(), "fd00::1");
+}
+
+TEST(RuleText, EndpointCounterMapNamesReadBackAsGiven) {
+  // 12 characters: libnftnl would read the next attribute's bytes with it.
+  const std::string name = EpConnsMapName(Family::kV4, 100);
+  ASSERT_EQ(name.size() % 4, 0u);
+  RuleStmts r;
+  Stmt s;
+  s.kind = StmtKind::kCounterMarkMap;
+  s.name = name.c_str();
+  r.push_back(s);
+  const std::string text = RuleText(r);
+  EXPECT_NE(text.find("set " + name + " "), std::string::npos) << text;
 }
 
 TEST(RuleText, CounterReferenceIsAnObjrefByName) {

@@ -98,6 +98,7 @@ class RandomModel {
     if (Chance(30)) n.nodeport_cidrs = {Cidr{V4(0xc0000200u), 24}};
     if (Chance(20)) n.nodeport_cidrs.push_back(Cidr{V6(0x2001, 0xdb8, 0), 64});
     n.counters = Chance(70);
+    n.endpoint_counters = Chance(70);
     return n;
   }
 

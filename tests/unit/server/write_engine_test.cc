@@ -67,7 +67,9 @@ class FakeDataplane : public dp::Dataplane {
     return committed ? dp::Render(dp::Compile(one, "t")) : "";
   }
   std::string Table() const override { return "inet t"; }
-  absl::StatusOr<std::vector<dp::PortConnections>> ReadCounters() const override { return counters; }
+  absl::StatusOr<std::vector<dp::PortConnections>> ReadCounters(const ServiceFilter&) const override {
+    return counters;
+  }
 
   std::vector<dp::PortConnections> counters;  // what ReadCounters gives
   int applies = 0;  // Apply and Update calls
@@ -1038,9 +1040,11 @@ TEST(WriteEngine, HealthPortsChangeWithinTheWrite) {
 
 TEST(WriteEngine, CountersAreTheKernelsFilteredByTheCaller) {
   FakeDataplane fake;
-  fake.counters = {{"default", "web", dp::L4Proto::kTcp, 80, 20}, {"shop", "api", dp::L4Proto::kUdp, 53, 7}};
+  fake.counters = {{"default", "web", dp::L4Proto::kTcp, 80, 20, {}}, {"shop", "api", dp::L4Proto::kUdp, 53, 7, {}}};
+  fake.counters[0].endpoints = {{*dp::IpAddr::Parse("10.0.0.1"), 8080, 12}, {*dp::IpAddr::Parse("fd00::2"), 8080, 8}};
   EngineOptions options;
   options.node.counters = true;
+  options.node.endpoint_counters = true;
   WriteEngine engine(&fake, options);
   absl::StatusOr<v1::GetCountersResponse> all = engine.Counters([](const std::string&, const std::string&) {
     return true;
@@ -1052,7 +1056,14 @@ TEST(WriteEngine, CountersAreTheKernelsFilteredByTheCaller) {
   EXPECT_EQ(all->ports(0).protocol(), v1::TCP);
   EXPECT_EQ(all->ports(0).port(), 80u);
   EXPECT_EQ(all->ports(0).connections(), 20u);
+  EXPECT_TRUE(all->endpoint_counters());
+  ASSERT_EQ(all->ports(0).endpoints_size(), 2);
+  EXPECT_EQ(all->ports(0).endpoints(0).address(), "10.0.0.1");
+  EXPECT_EQ(all->ports(0).endpoints(0).port(), 8080u);
+  EXPECT_EQ(all->ports(0).endpoints(0).connections(), 12u);
+  EXPECT_EQ(all->ports(0).endpoints(1).address(), "fd00::2");
   EXPECT_EQ(all->ports(1).protocol(), v1::UDP);
+  EXPECT_EQ(all->ports(1).endpoints_size(), 0);
   absl::StatusOr<v1::GetCountersResponse> shop =
       engine.Counters([](const std::string& ns, const std::string&) { return ns == "shop"; });
   ASSERT_TRUE(shop.ok());
