@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -58,9 +59,16 @@ absl::StatusOr<KernelTable> ReadTable(NetlinkSocket& socket, uint32_t* seq, cons
 // The counter objects `names` of table `inet <table>`, each asked for by
 // name (200 requests per sendmsg): linear, where a dump of many objects is
 // not (Linux 6.18 walks the object list from its start for every part of a
-// dump). A name the table does not hold (any more) is left out.
+// dump). A name the table does not hold (any more) is left out. With
+// `gen`, every answer must be of that ruleset generation (the first one
+// sets it), else Aborted.
 absl::StatusOr<KernelCounters> ReadCountersByName(NetlinkSocket& socket, uint32_t* seq, const std::string& table,
-                                                  const std::vector<std::string>& names);
+                                                  const std::vector<std::string>& names,
+                                                  std::optional<uint16_t>* gen = nullptr);
+
+// ReadTable dumps the counter objects when its table refers to at most this
+// many, and asks for them by name beyond.
+inline constexpr size_t kCounterDumpMax = 20000;
 
 // The service ports' connection counters among `counters` (others are left
 // out), sorted by namespace, service, protocol and port.

@@ -6,12 +6,14 @@
 // the kernel differs. Needs root (fails under CI=true without it).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "dataplane/nft_dataplane.h"
+#include "dataplane/nft_reader.h"
 #include "dataplane/ruleset.h"
 #include "tests/integration/kernel_lab.h"
 
@@ -159,6 +161,56 @@ TEST_F(Adopt, OtherNodeSettingsReplaceTheTable) {
   EXPECT_TRUE(r.full);
   EXPECT_EQ(Differences(*second), std::vector<std::string>{});
   EXPECT_NE(Listing().find("10.64.0.0/10"), std::string::npos);
+}
+
+// Endpoint counters, more than ReadTable dumps (kCounterDumpMax): the
+// table's counters are read by name, adoption keeps them all, and a counter
+// removed behind nftproxy's back is named by KernelDifferences.
+TEST_F(Adopt, ManyEndpointCountersAreReadByNameAndKept) {
+  RequireNetns();
+  if (HasFatalFailure() || IsSkipped()) return;
+  Model model;
+  model.node.counters = true;
+  model.node.endpoint_counters = true;
+  for (int i = 0; i < 2100; ++i) model.services.push_back(TestService(i, 10, 0x0a000002u));
+  const Ruleset want = Compile(model, kTable);
+  ASSERT_GT(want.counters.size(), kCounterDumpMax);
+  auto first = Start();
+  ApplyResult r;
+  ASSERT_TRUE(first->Apply(model, &r).ok());
+  EXPECT_EQ(Differences(*first), std::vector<std::string>{});
+  first.reset();
+
+  auto second = Start();
+  ASSERT_TRUE(second->Apply(model, &r).ok());
+  EXPECT_TRUE(r.adopted);
+  EXPECT_EQ(r.messages, 0u) << "an unchanged table was written to";
+  const std::string counters = Nft(absl::StrCat("list counters table inet ", kTable));
+  size_t objects = 0;
+  for (size_t at = counters.find("\tcounter "); at != std::string::npos; at = counters.find("\tcounter ", at + 1)) {
+    ++objects;
+  }
+  EXPECT_EQ(objects, want.counters.size());
+  // One endpoint's map element and counter go behind nftproxy's back.
+  const std::string name = EndpointCounterName("default/svc-0007/tcp/80", V4(0x0a000002u + 7 * 4 + 3), 8080);
+  ASSERT_EQ(want.counters.count(name), 1u);
+  uint32_t first_ticket = 0;
+  Interval gone;
+  for (const auto& [ticket, iv] : want.backends[0]) {
+    if (iv.counter == name) {
+      first_ticket = ticket;
+      gone = iv;
+    }
+  }
+  ASSERT_NE(first_ticket, 0u);
+  const uint32_t shard = ShardOfTicket(first_ticket);
+  ASSERT_EQ(Nft(absl::StrFormat("delete element inet %s %s { 0x%08x-0x%08x }", kTable, EpConnsMapName(Family::kV4, shard),
+                                first_ticket, gone.last)),
+            "");
+  ASSERT_EQ(Nft(absl::StrCat("delete counter inet ", kTable, " ", name)), "");
+  const std::vector<std::string> diff = Differences(*second);
+  EXPECT_NE(std::find(diff.begin(), diff.end(), absl::StrCat("counter ", name, ": missing in the kernel")), diff.end())
+      << absl::StrJoin(diff, "\n");
 }
 
 }  // namespace
