@@ -91,7 +91,12 @@ class Gen {
     dp::NodeSettings n;
     for (int i = Int(0, 3); i > 0; --i) n.cluster_cidrs.push_back(*Cidr::Parse(Pick(kCidrs)));
     for (int i = Int(0, 2); i > 0; --i) n.nodeport_cidrs.push_back(*Cidr::Parse(Pick(kCidrs)));
-    n.counters = Int(0, 1) == 1;
+    // One byte for both (bit 0 as before, so that older inputs keep their
+    // counters): endpoint counters also without counters, which the
+    // compiler ignores then (NormalizedNode), as serve never sends.
+    const int counters = Int(0, 3);
+    n.counters = (counters & 1) != 0;
+    n.endpoint_counters = (counters & 2) != 0;
     return n;
   }
 
@@ -299,6 +304,7 @@ std::string Describe(const Model& m) {
   for (const Cidr& c : m.node.cluster_cidrs) absl::StrAppend(&out, " cluster ", c.ToString());
   for (const Cidr& c : m.node.nodeport_cidrs) absl::StrAppend(&out, " nodeport ", c.ToString());
   if (m.node.counters) absl::StrAppend(&out, " counters");
+  if (m.node.endpoint_counters) absl::StrAppend(&out, " endpoint-counters");
   for (const Service& s : m.services) {
     absl::StrAppend(&out, "\n  ", s.Key(), " lb ", static_cast<int>(s.lb), " ext ", static_cast<int>(s.external_policy),
                     " int ", static_cast<int>(s.internal_policy), " aff ", s.affinity_timeout_s, " ips");

@@ -167,6 +167,7 @@ int SlotOf(uint32_t reg) {
 
 struct SetState {
   uint32_t flags = 0, key_type = 0, key_len = 0, data_type = 0, data_len = 0, size = 0;
+  uint32_t obj_type = 0;  // NFT_SET_OBJECT: the objects' type (a counter here)
   std::string udata;
   // (key, interval end) -> data
   struct Data {
@@ -174,11 +175,13 @@ struct SetState {
     uint32_t code = 0;
     std::string chain;
     std::string bytes;
+    std::string objref;  // an object map's start element: the counter's name
   };
   std::map<std::pair<std::string, bool>, Data> elems;
   bool Same(const SetState& o) const {
     return flags == o.flags && key_type == o.key_type && key_len == o.key_len && data_type == o.data_type &&
-           (data_type == NFT_DATA_VERDICT || data_len == o.data_len) && size == o.size && udata == o.udata;
+           (data_type == NFT_DATA_VERDICT || data_len == o.data_len) && size == o.size && obj_type == o.obj_type &&
+           udata == o.udata;
   }
 };
 
@@ -218,14 +221,19 @@ absl::Status Refuse(int err, const std::string& why) {
 
 // ---- rules -------------------------------------------------------------------
 
-// The objref names of a NEWRULE message in order, read as the kernel reads
-// them: by the attribute's length (libnftnl 1.2.4 puts them without their
-// NUL, so its parser runs into the next attribute when the length is a
-// multiple of 4).
+// The names in the objref expressions of a NEWRULE message, one entry per
+// objref expression in order, read as the kernel reads them: by the
+// attribute's length (libnftnl 1.2.4 puts them without their NUL, so its
+// parser runs into the next attribute when the length is a multiple of 4).
 std::string AttrString(const nlattr* a);
 
-std::vector<std::string> ObjrefNames(const nlmsghdr* nlh) {
-  std::vector<std::string> out;
+struct ObjrefName {
+  std::optional<std::string> imm;  // NFTA_OBJREF_IMM_NAME: the object
+  std::optional<std::string> set;  // NFTA_OBJREF_SET_NAME: the object map
+};
+
+std::vector<ObjrefName> ObjrefNames(const nlmsghdr* nlh) {
+  std::vector<ObjrefName> out;
   for (const nlattr* a : dp::NetlinkAttrs(nlh, sizeof(nfgenmsg))) {
     if (mnl_attr_get_type(a) != NFTA_RULE_EXPRESSIONS) continue;
     for (const nlattr* elem : dp::NestedAttrs(a)) {
@@ -235,10 +243,12 @@ std::vector<std::string> ObjrefNames(const nlmsghdr* nlh) {
           objref = absl::string_view(static_cast<const char*>(mnl_attr_get_payload(f)),
                                      strnlen(static_cast<const char*>(mnl_attr_get_payload(f)),
                                              mnl_attr_get_payload_len(f))) == "objref";
+          if (objref) out.emplace_back();
         }
         if (!objref || mnl_attr_get_type(f) != NFTA_EXPR_DATA) continue;
         for (const nlattr* d : dp::NestedAttrs(f)) {
-          if (mnl_attr_get_type(d) == NFTA_OBJREF_IMM_NAME) out.push_back(AttrString(d));
+          if (mnl_attr_get_type(d) == NFTA_OBJREF_IMM_NAME) out.back().imm = AttrString(d);
+          if (mnl_attr_get_type(d) == NFTA_OBJREF_SET_NAME) out.back().set = AttrString(d);
         }
       }
     }
@@ -248,7 +258,7 @@ std::vector<std::string> ObjrefNames(const nlmsghdr* nlh) {
 
 class RuleDecoder {
  public:
-  RuleDecoder(const Table& t, std::vector<std::string> objref_names)
+  RuleDecoder(const Table& t, std::vector<ObjrefName> objref_names)
       : table_(t), objref_names_(std::move(objref_names)) {}
 
   absl::Status Expr(nftnl_expr* e) {
@@ -600,11 +610,34 @@ class RuleDecoder {
     return &it->second;
   }
 
-  // Only the immediate form (a name, no map).
+  // A named counter, or one looked up in an object map (nft_objref.c: the
+  // map form when a source register and a set are given, else the
+  // immediate one when a name and a type are).
   absl::Status Objref(nftnl_expr* e) {
-    if (!nftnl_expr_is_set(e, NFTNL_EXPR_OBJREF_IMM_NAME)) return Stmt("<objref through a map>");
-    if (next_objref_ >= objref_names_.size()) return Stmt("<objref without a name>");
-    const std::string name = objref_names_[next_objref_++];
+    if (next_objref_ >= objref_names_.size()) return Stmt("<objref without its attributes>");
+    const ObjrefName& names = objref_names_[next_objref_++];
+    const bool map_form = nftnl_expr_is_set(e, NFTNL_EXPR_OBJREF_SET_SREG) &&
+                          (names.set || nftnl_expr_is_set(e, NFTNL_EXPR_OBJREF_SET_ID));
+    if (map_form) {
+      if (!names.set) return Stmt("<objref through a map named by its id>");
+      const std::string& map = *names.set;
+      auto it = table_.sets.find(map);
+      if (it == table_.sets.end()) return Refuse(ENOENT, absl::StrCat("no set ", map));
+      const SetState& s = it->second;
+      if (!(s.flags & NFT_SET_OBJECT)) {
+        return Refuse(EINVAL, absl::StrCat("objref through ", map, ", not an object map"));
+      }
+      if (s.obj_type != NFT_OBJECT_COUNTER) {
+        return Refuse(EOPNOTSUPP, absl::StrCat("objref through ", map, ", a map of objects of type ", s.obj_type));
+      }
+      const std::string key = Typed(nftnl_expr_get_u32(e, NFTNL_EXPR_OBJREF_SET_SREG), SplitType(s.key_type), s.key_len,
+                                    /*key=*/true);
+      return Stmt(absl::StrCat("counter name ", key, " map @", map));
+    }
+    if (!names.imm || !nftnl_expr_is_set(e, NFTNL_EXPR_OBJREF_IMM_TYPE)) {
+      return Refuse(EOPNOTSUPP, "objref of neither form");
+    }
+    const std::string& name = *names.imm;
     if (nftnl_expr_get_u32(e, NFTNL_EXPR_OBJREF_IMM_TYPE) != NFT_OBJECT_COUNTER) return Stmt("<objref of a non-counter>");
     if (!table_.counters.count(name)) return Refuse(ENOENT, absl::StrCat("no counter ", name));
     counters_.push_back(name);
@@ -768,7 +801,7 @@ class RuleDecoder {
   std::vector<std::string> stmts_;
   std::vector<std::string> targets_;
   std::vector<std::string> counters_;
-  const std::vector<std::string> objref_names_;
+  const std::vector<ObjrefName> objref_names_;
   size_t next_objref_ = 0;
   size_t dep_index_ = 0;
   int dep_fam_ = 0;
@@ -831,6 +864,7 @@ std::string Range(uint32_t type, const std::string& first, const std::string& la
 }
 
 std::string DataText(const SetState& s, const SetState::Data& d, bool mark_network_order) {
+  if (s.flags & NFT_SET_OBJECT) return "\"" + d.objref + "\"";
   if (d.verdict) {
     switch (static_cast<int32_t>(d.code)) {
       case NFT_GOTO: return "goto " + d.chain;
@@ -849,7 +883,7 @@ std::string DataText(const SetState& s, const SetState::Data& d, bool mark_netwo
 // broken intervals).
 absl::StatusOr<std::vector<std::string>> Elements(const std::string& name, const SetState& s) {
   std::vector<std::string> out;
-  const bool map = s.flags & NFT_SET_MAP;
+  const bool map = s.flags & (NFT_SET_MAP | NFT_SET_OBJECT);  // an object map prints its objects as data
   // The backends maps key a host-order mark in network order (the rule
   // converts the packet's mark before the lookup); nft prints the ticket.
   const bool mark_network_order = true;
@@ -1024,6 +1058,33 @@ absl::Status ApplyMessage(const nlmsghdr* nlh, std::unique_ptr<Table>* table) {
       if (nftnl_set_is_set(s.get(), NFTNL_SET_DATA_TYPE)) set.data_type = nftnl_set_get_u32(s.get(), NFTNL_SET_DATA_TYPE);
       if (nftnl_set_is_set(s.get(), NFTNL_SET_DATA_LEN)) set.data_len = nftnl_set_get_u32(s.get(), NFTNL_SET_DATA_LEN);
       if (nftnl_set_is_set(s.get(), NFTNL_SET_DESC_SIZE)) set.size = nftnl_set_get_u32(s.get(), NFTNL_SET_DESC_SIZE);
+      // As nf_tables_newset: a map of data or of objects, not both, and
+      // objects only in a set the packet path does not update.
+      if ((set.flags & (NFT_SET_MAP | NFT_SET_OBJECT)) == (NFT_SET_MAP | NFT_SET_OBJECT)) {
+        return Refuse(EOPNOTSUPP, absl::StrCat("set ", name, ": flags map and object"));
+      }
+      if ((set.flags & (NFT_SET_EVAL | NFT_SET_OBJECT)) == (NFT_SET_EVAL | NFT_SET_OBJECT)) {
+        return Refuse(EOPNOTSUPP, absl::StrCat("set ", name, ": flags dynamic and object"));
+      }
+      if (nftnl_set_is_set(s.get(), NFTNL_SET_DATA_TYPE) && !(set.flags & NFT_SET_MAP)) {
+        return Refuse(EINVAL, absl::StrCat("set ", name, ": a data type without flag map"));
+      }
+      if (nftnl_set_is_set(s.get(), NFTNL_SET_OBJ_TYPE)) {
+        if (!(set.flags & NFT_SET_OBJECT)) {
+          return Refuse(EINVAL, absl::StrCat("set ", name, ": an object type without flag object"));
+        }
+        set.obj_type = nftnl_set_get_u32(s.get(), NFTNL_SET_OBJ_TYPE);
+        if (set.obj_type == NFT_OBJECT_UNSPEC || set.obj_type > NFT_OBJECT_MAX) {
+          return Refuse(EOPNOTSUPP, absl::StrCat("set ", name, ": object type ", set.obj_type));
+        }
+        // The kernel takes any object type; this model holds counters only.
+        if (set.obj_type != NFT_OBJECT_COUNTER) {
+          return Refuse(EOPNOTSUPP, absl::StrCat("set ", name, ": a map of objects of type ", set.obj_type,
+                                                 " (this model holds counters only)"));
+        }
+      } else if (set.flags & NFT_SET_OBJECT) {
+        return Refuse(EINVAL, absl::StrCat("set ", name, ": flag object without an object type"));
+      }
       uint32_t ulen = 0;
       if (const void* u = nftnl_set_get_data(s.get(), NFTNL_SET_USERDATA, &ulen)) set.udata.assign(static_cast<const char*>(u), ulen);
       if (set.key_len == 0 || set.key_len > 64) return Refuse(EINVAL, absl::StrCat("set ", name, ": key length ", set.key_len));
@@ -1134,6 +1195,11 @@ absl::Status ApplyMessage(const nlmsghdr* nlh, std::unique_ptr<Table>* table) {
             }
           }
         }
+        for (const auto& [sname, s] : (*table)->sets) {
+          for (const auto& [k, d] : s.elems) {
+            if (d.objref == name) return Refuse(EBUSY, "counter " + name + " is still named by an element of " + sname);
+          }
+        }
         counters.erase(name);
         return absl::OkStatus();
       }
@@ -1164,7 +1230,7 @@ absl::Status ApplyMessage(const nlmsghdr* nlh, std::unique_ptr<Table>* table) {
       const bool map = set.flags & NFT_SET_MAP;
       for (const nlattr* el : dp::NestedAttrs(list)) {
         std::string key_bytes;
-        bool has_key = false, end = false, has_data = false, has_verdict = false;
+        bool has_key = false, end = false, has_data = false, has_verdict = false, has_objref = false;
         SetState::Data d;
         for (const nlattr* f : dp::NestedAttrs(el)) {
           switch (mnl_attr_get_type(f)) {
@@ -1193,6 +1259,10 @@ absl::Status ApplyMessage(const nlmsghdr* nlh, std::unique_ptr<Table>* table) {
                 }
               }
               break;
+            case NFTA_SET_ELEM_OBJREF:
+              has_objref = true;
+              d.objref = AttrString(f);
+              break;
             default:
               return Refuse(EOPNOTSUPP, absl::StrCat("set ", sname, ": element attribute ", mnl_attr_get_type(f)));
           }
@@ -1209,6 +1279,20 @@ absl::Status ApplyMessage(const nlmsghdr* nlh, std::unique_ptr<Table>* table) {
             return Refuse(ENOENT, absl::StrCat("set ", sname, ": no element ", Hex(key.first), end ? " (end)" : ""));
           }
           continue;
+        }
+        // As nft_add_set_elem: an object map's start element names an object
+        // (of the map's type, in the table), its end element nothing; no
+        // other set's element names one.
+        if (set.flags & NFT_SET_OBJECT) {
+          if (!has_objref && !end) {
+            return Refuse(EINVAL, absl::StrCat("set ", sname, ": an element without its object"));
+          }
+        } else if (has_objref) {
+          return Refuse(EINVAL, absl::StrCat("set ", sname, ": an object on an element of a set without objects"));
+        }
+        if (end && has_objref) return Refuse(EINVAL, absl::StrCat("set ", sname, ": an object on an interval end"));
+        if (has_objref && !(*table)->counters.count(d.objref)) {
+          return Refuse(ENOENT, absl::StrCat("set ", sname, ": no counter ", d.objref));
         }
         if (!map || end) {
           if (has_verdict || has_data) return Refuse(EINVAL, absl::StrCat("set ", sname, ": data on a key-only element"));
@@ -1294,9 +1378,15 @@ std::optional<TableListing> NftKernel::Listing() const {
   out.counters = table_->counters;
   for (const auto& [name, s] : table_->sets) {
     SetListing& l = out.sets[name];
-    l.map = s.flags & NFT_SET_MAP;
+    l.map = s.flags & (NFT_SET_MAP | NFT_SET_OBJECT);
     std::string type = "type " + TypeText(s.key_type);
-    if (l.map) absl::StrAppend(&type, " : ", s.data_type == NFT_DATA_VERDICT ? "verdict" : TypeText(s.data_type));
+    if (s.flags & NFT_SET_OBJECT) {
+      const std::string objects =
+          s.obj_type == NFT_OBJECT_COUNTER ? "counter" : absl::StrCat("<objects of type ", s.obj_type, ">");
+      absl::StrAppend(&type, " : ", objects);
+    } else if (l.map) {
+      absl::StrAppend(&type, " : ", s.data_type == NFT_DATA_VERDICT ? "verdict" : TypeText(s.data_type));
+    }
     l.header.push_back(type);
     if (s.size) l.header.push_back(absl::StrCat("size ", s.size));
     std::vector<std::string> flags;

@@ -8,16 +8,22 @@
 //    verdict-map element still goes to it (EBUSY), a key or data of the
 //    wrong length (EINVAL), overlapping intervals (ENOTEMPTY), a chain name
 //    too long (ENAMETOOLONG), a dynset into a set that is not dynamic
-//    (EOPNOTSUPP). A refused batch changes nothing.
+//    (EOPNOTSUPP); for object maps (NFT_SET_OBJECT, of counters here): a
+//    set both map and object map (EOPNOTSUPP), a start element without a
+//    counter or naming none of the table (EINVAL, ENOENT), data or a
+//    counter on an element where none belongs (EINVAL), a counter deleted
+//    while a rule or an element names it (EBUSY), an objref through a set
+//    that is not an object map (EINVAL). A refused batch changes nothing.
 //  - Listing() decodes what it holds back into `nft list table` terms:
 //    set declarations and elements, chain hooks, and each rule's
 //    expressions as the statements nft prints for them (register tracking
 //    as nft's delinearization does it: loads, concatenations, masks, the
 //    `meta nfproto` dependency of an ip/ip6 header match, lookups, maps,
-//    dynset, nat...). Anything it cannot decode, or that nft would print
-//    differently from what nftproxy's renderer assumes (a missing
-//    dependency, a key component of the wrong type, an unconverted host
-//    order mark), is spelled so that it cannot equal the rendered text.
+//    dynset, nat, counters by name or through an object map...). Anything
+//    it cannot decode, or that nft would print differently from what
+//    nftproxy's renderer assumes (a missing dependency, a key component of
+//    the wrong type, an unconverted host order mark), is spelled so that it
+//    cannot equal the rendered text.
 //  - ParseListing reads render.cc's text into the same form, so that the two
 //    compare object by object (elements as sets, rules in order).
 #pragma once
