@@ -138,6 +138,21 @@ std::multiset<std::string> Canonical(const ElemList& list) {
   return out;
 }
 
+// The elements of the ticket interval map `name`: start elements by their
+// first ticket, and the tickets where intervals end.
+absl::Status TicketIntervals(const KernelTable& k, const std::string& name, std::map<uint32_t, const KernelElem*>* starts,
+                             std::set<uint32_t>* ends) {
+  for (const KernelElem& e : ElemsOf(k, name)) {
+    if (e.key.size() != 4) return Refuse(absl::StrCat("an element of ", name, " is not a ticket"));
+    if (e.interval_end) {
+      ends->insert(Be32(e.key, 0));
+    } else {
+      (*starts)[Be32(e.key, 0)] = &e;
+    }
+  }
+  return absl::OkStatus();
+}
+
 // The elements of the kernel's maps and sets into *rs.
 absl::Status DecodeElements(const KernelTable& k, uint32_t shards, Ruleset* rs) {
   for (Family f : {Family::kV4, Family::kV6}) {
@@ -179,14 +194,7 @@ absl::Status DecodeElements(const KernelTable& k, uint32_t shards, Ruleset* rs) 
       const std::string name = BackendsMapName(f, shard);
       std::map<uint32_t, const KernelElem*> starts;
       std::set<uint32_t> ends;
-      for (const KernelElem& e : ElemsOf(k, name)) {
-        if (e.key.size() != 4) return Refuse(absl::StrCat("an element of ", name, " is not a ticket"));
-        if (e.interval_end) {
-          ends.insert(Be32(e.key, 0));
-        } else {
-          starts[Be32(e.key, 0)] = &e;
-        }
-      }
+      if (absl::Status s = TicketIntervals(k, name, &starts, &ends); !s.ok()) return s;
       for (const auto& [first, e] : starts) {
         auto end = ends.upper_bound(first);
         Interval iv;
@@ -202,14 +210,7 @@ absl::Status DecodeElements(const KernelTable& k, uint32_t shards, Ruleset* rs) 
       const std::string counters = EpConnsMapName(f, shard);
       std::map<uint32_t, const KernelElem*> counter_starts;
       std::set<uint32_t> counter_ends;
-      for (const KernelElem& e : ElemsOf(k, counters)) {
-        if (e.key.size() != 4) return Refuse(absl::StrCat("an element of ", counters, " is not a ticket"));
-        if (e.interval_end) {
-          counter_ends.insert(Be32(e.key, 0));
-        } else {
-          counter_starts[Be32(e.key, 0)] = &e;
-        }
-      }
+      if (absl::Status s = TicketIntervals(k, counters, &counter_starts, &counter_ends); !s.ok()) return s;
       auto& backends = rs->backends[f == Family::kV4 ? 0 : 1];
       for (const auto& [first, e] : counter_starts) {
         auto iv = backends.find(first);

@@ -294,33 +294,26 @@ FixedObjects Skeleton(const NodeSettings& node) {
 
 FixedObjects ShardObjects(uint32_t shard, const NodeSettings& node) {
   FixedObjects out;
-  constexpr Family kFamilies[] = {Family::kV4, Family::kV6};
-  for (Family f : kFamilies) {
-    SetDef d;
-    d.id = SetId::kBackends;
+  // Interval maps keyed by the ticket (the mark, host order).
+  auto ticket_map = [&](SetId id, Family f, std::string name) -> SetDef& {
+    SetDef& d = out.sets.emplace_back();
+    d.id = id;
     d.family = f;
     d.shard = shard;
-    d.name = BackendsMapName(f, shard);
+    d.name = std::move(name);
     d.key = {DataType::kMark};
-    d.map = true;
-    d.data = {AddrType(f), DataType::kInetService};
     d.interval = true;
     d.host_order_key = true;
-    out.sets.push_back(std::move(d));
+    return d;
+  };
+  constexpr Family kFamilies[] = {Family::kV4, Family::kV6};
+  for (Family f : kFamilies) {
+    SetDef& d = ticket_map(SetId::kBackends, f, BackendsMapName(f, shard));
+    d.map = true;
+    d.data = {AddrType(f), DataType::kInetService};
   }
   if (node.endpoint_counters) {
-    for (Family f : kFamilies) {
-      SetDef d;
-      d.id = SetId::kEpConns;
-      d.family = f;
-      d.shard = shard;
-      d.name = EpConnsMapName(f, shard);
-      d.key = {DataType::kMark};
-      d.counters = true;
-      d.interval = true;
-      d.host_order_key = true;
-      out.sets.push_back(std::move(d));
-    }
+    for (Family f : kFamilies) ticket_map(SetId::kEpConns, f, EpConnsMapName(f, shard)).counters = true;
   }
   // The sets are complete: their names may be pointed at from here on.
   for (size_t i = 0; i < 2; ++i) {

@@ -85,6 +85,28 @@ std::string ExprText(nftnl_rule* r, std::optional<uint32_t>* ticket_base,
   return text;
 }
 
+// One datagram of replies into `in`: its length. While nothing is queued
+// it waits 1 ms at a time, `max_idle` times at most; Unavailable on an error
+// or a datagram larger than `in`.
+absl::StatusOr<int> ReceiveReplies(NetlinkSocket& socket, std::vector<char>& in, const std::string& what,
+                                   int max_idle) {
+  for (int idle = 0;;) {
+    const ssize_t len = socket.Receive(in.data(), in.size());
+    if (len < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN && ++idle < max_idle) {
+        usleep(1000);
+        continue;
+      }
+      return absl::UnavailableError(absl::StrCat("reading ", what, ": ", strerror(errno)));
+    }
+    if (static_cast<size_t>(len) > in.size()) {
+      return absl::UnavailableError(absl::StrCat("reading ", what, ": a reply of ", len, " bytes was cut"));
+    }
+    return static_cast<int>(len);
+  }
+}
+
 // One dump request: the messages of the answer go to `each` until DONE.
 // *gen gets the ruleset generation of the answer (its low 16 bits, as the
 // kernel puts it in every message); a dump that saw the ruleset change
@@ -99,24 +121,12 @@ absl::Status Dump(NetlinkSocket& socket, uint32_t* seq, uint16_t type, const std
   const iovec iov{nlh, nlh->nlmsg_len};
   if (socket.Send(&iov, 1) < 0) return absl::UnavailableError(absl::StrCat("asking for ", what, ": ", strerror(errno)));
   std::vector<char> in(1 << 17);
-  int idle = 0;
   for (;;) {
-    const ssize_t len = socket.Receive(in.data(), in.size());
-    if (len < 0) {
-      if (errno == EINTR) continue;
-      // The kernel fills the next part of a dump as the previous one is
-      // read, so the queue is not empty for long.
-      if (errno == EAGAIN && ++idle < 5000) {
-        usleep(1000);
-        continue;
-      }
-      return absl::UnavailableError(absl::StrCat("reading ", what, ": ", strerror(errno)));
-    }
-    idle = 0;
-    if (static_cast<size_t>(len) > in.size()) {
-      return absl::UnavailableError(absl::StrCat("reading ", what, ": a reply of ", len, " bytes was cut"));
-    }
-    int rem = static_cast<int>(len);
+    // The kernel fills the next part of a dump as the previous one is read,
+    // so the queue is not empty for long.
+    absl::StatusOr<int> len = ReceiveReplies(socket, in, what, 5000);
+    if (!len.ok()) return len.status();
+    int rem = *len;
     for (const nlmsghdr* m = reinterpret_cast<const nlmsghdr*>(in.data()); mnl_nlmsg_ok(m, rem);
          m = mnl_nlmsg_next(m, &rem)) {
       if (m->nlmsg_seq != my_seq) continue;  // a late answer to something else
@@ -351,22 +361,10 @@ absl::StatusOr<KernelCounters> ReadCountersByName(NetlinkSocket& socket, uint32_
     if (sent < 0) return absl::UnavailableError(absl::StrCat("asking for ", what, ": ", strerror(errno)));
     // One answer per request, the object or an error, queued within sendmsg.
     size_t answered = 0;
-    int idle = 0;
     while (answered < n) {
-      const ssize_t len = socket.Receive(in.data(), in.size());
-      if (len < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN && ++idle < 1000) {
-          usleep(1000);
-          continue;
-        }
-        return absl::UnavailableError(absl::StrCat("reading ", what, ": ", strerror(errno)));
-      }
-      idle = 0;
-      if (static_cast<size_t>(len) > in.size()) {
-        return absl::UnavailableError(absl::StrCat("reading ", what, ": a reply of ", len, " bytes was cut"));
-      }
-      int rem = static_cast<int>(len);
+      absl::StatusOr<int> len = ReceiveReplies(socket, in, what, 1000);
+      if (!len.ok()) return len.status();
+      int rem = *len;
       for (const nlmsghdr* m = reinterpret_cast<const nlmsghdr*>(in.data()); mnl_nlmsg_ok(m, rem);
            m = mnl_nlmsg_next(m, &rem)) {
         if (m->nlmsg_seq - first >= n) continue;  // a late answer to something else
