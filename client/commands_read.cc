@@ -493,6 +493,15 @@ int Client::Status(const Options& o) {
                                         ? "0"
                                         : absl::StrCat(resp.drift_repairs(), " (last ", When(resp.last_drift_time()),
                                                        ": ", resp.last_drift(), ")")});
+  // Shared store (serve --etcd-endpoints): which, and whether it is followed.
+  if (!resp.shared_store().empty()) {
+    rows.push_back({"Shared store:", absl::StrCat(resp.shared_store(), " (log entry ", resp.shared_log_seq(), ")")});
+    rows.push_back({"  Error:", resp.shared_store_error().empty()
+                                    ? "<none>"
+                                    : absl::StrCat(resp.shared_store_error(), " (since ",
+                                                   When(resp.shared_store_error_time()),
+                                                   "; writes fail, the last state keeps serving)")});
+  }
   // Appliance mode (serve --manifests DIR): each directory, and why it is not
   // applied (file, document, field) while its last good state serves.
   for (const v1::ManifestDirStatus& d : resp.manifest_dirs()) {

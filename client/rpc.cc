@@ -147,7 +147,10 @@ std::string Locate(const absl::Status& s, const std::vector<ManifestDoc>& docs) 
 }
 
 int Report(const absl::Status& s, const std::string& server, const std::vector<ManifestDoc>& docs) {
-  const int code = ExitCodeFor(s.code());
+  int code = ExitCodeFor(s.code());
+  // UNAVAILABLE with an ErrorDetail is the server's answer (its store, e.g.
+  // etcd, cannot be reached), not a server that cannot be reached.
+  if (code == kExitUnreachable && ErrorDetailOf(s).has_value()) code = kExitRefused;
   if (code == kExitUnreachable) {
     std::cerr << "error: cannot reach the nftproxy server at " << server << ": " << s.message() << "\n";
   } else {

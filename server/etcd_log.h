@@ -1,8 +1,8 @@
 // An append-only log of changes in etcd, each committed atomically whatever
 // its size, each guarded by the revision of the log's head the writer last
-// saw: the ordering half of keeping the desired state in etcd (the etcd
-// state store, still to be built on it, puts the write engine's changes
-// here and applies the log to every node).
+// saw: the ordering half of keeping the desired state in etcd
+// (server/etcd_store.h puts the write engine's changes here and applies the
+// log to every node).
 //
 // Key layout under the prefix P (for example /nftproxy/):
 //   P head                 the newest entry's sequence number (decimal)

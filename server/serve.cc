@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "dataplane/nft_dataplane.h"
@@ -32,6 +33,8 @@
 #include "common/id_files.h"
 #include "common/log.h"
 #include "common/resource.h"
+#include "server/etcd_client.h"
+#include "server/etcd_store.h"
 #include "server/file_store.h"
 #include "server/grpc_service.h"
 #include "server/dns_server.h"
@@ -87,6 +90,11 @@ struct ServeFlags {
   std::string cluster_domain = "cluster.local";
   std::string dns_ttl = "5s", dns_max_udp_size = "1232", dns_max_tcp_connections = "100",
               dns_tcp_idle_timeout = "10s", dns_max_forwards = "256", dns_forward_timeout = "2s";
+  // The desired state shared in etcd (server/etcd_store.h): off without
+  // --etcd-endpoints.
+  std::vector<std::string> etcd_endpoints;
+  std::string etcd_prefix = "/nftproxy/";
+  std::string etcd_ca, etcd_cert, etcd_key;
 };
 
 // The --config file and where it set each key, for Located().
@@ -190,6 +198,18 @@ Flags:
   --state-dir DIR   where the desired state is kept across restarts
                     (default /var/lib/nftproxy; "" disables). Damaged state
                     files stop the start (exit 2) naming the file and offset
+  --etcd-endpoints URL[,URL...]
+                    keep the desired state in etcd, shared by every node
+                    started with the same endpoints and prefix: writes
+                    through any node are committed to etcd (guarded, atomic
+                    at any size) before the kernel; every node applies every
+                    change; the state dir becomes this node's cache, served
+                    while etcd cannot be reached (writes then fail
+                    UNAVAILABLE). http://HOST:PORT or https://; may repeat
+  --etcd-prefix P   the keys' prefix in etcd (default /nftproxy/)
+  --etcd-ca FILE, --etcd-cert FILE, --etcd-key FILE
+                    PEM files for https endpoints: the CA, and a client
+                    certificate and key when etcd asks for one
   --recover         start from the newest consistent point of damaged state
                     files (moved aside into DIR/damaged-<time>/), saying
                     what was lost; see `nftproxy state --help`
@@ -361,7 +381,12 @@ std::vector<FlagSpec> ServeFlagSpecs(ServeFlags* f, bool* help, bool* help_authz
                                {{"--dns-max-tcp-connections"}, &f->dns_max_tcp_connections},
                                {{"--dns-tcp-idle-timeout"}, &f->dns_tcp_idle_timeout},
                                {{"--dns-max-forwards"}, &f->dns_max_forwards},
-                               {{"--dns-forward-timeout"}, &f->dns_forward_timeout}};
+                               {{"--dns-forward-timeout"}, &f->dns_forward_timeout},
+                               {{"--etcd-endpoints"}, nullptr, &f->etcd_endpoints},
+                               {{"--etcd-prefix"}, &f->etcd_prefix},
+                               {{"--etcd-ca"}, &f->etcd_ca},
+                               {{"--etcd-cert"}, &f->etcd_cert},
+                               {{"--etcd-key"}, &f->etcd_key}};
 }
 
 absl::Status ParseServeFlags(const std::vector<std::string>& args, ServeFlags* f, bool* help, bool* help_authz) {
@@ -670,8 +695,37 @@ int RunServe(const std::vector<std::string>& args) {
     policy = std::make_shared<const Policy>(std::move(*loaded));
   }
   PolicyHolder policy_holder(policy);
+  // The shared store: its options are checked here; etcd is not asked yet.
+  std::unique_ptr<EtcdClient> etcd;
+  std::unique_ptr<EtcdSharedLog> shared_log;
+  if (!flags.etcd_endpoints.empty()) {
+    EtcdOptions eo;
+    for (const std::string& list : flags.etcd_endpoints) {
+      for (absl::string_view e : absl::StrSplit(list, ',', absl::SkipWhitespace())) {
+        eo.endpoints.emplace_back(absl::StripAsciiWhitespace(e));
+      }
+    }
+    eo.ca_file = flags.etcd_ca;
+    eo.cert_file = flags.etcd_cert;
+    eo.key_file = flags.etcd_key;
+    if (flags.etcd_prefix.empty()) {
+      std::cerr << "nftproxy serve: " << Located("--etcd-prefix: must not be empty (e.g. /nftproxy/)") << "\n";
+      return 2;
+    }
+    absl::StatusOr<std::unique_ptr<EtcdClient>> client = EtcdClient::Connect(eo);
+    if (!client.ok()) {
+      std::cerr << "nftproxy serve: " << Located(absl::StrCat("--etcd-endpoints ", client.status().message())) << "\n";
+      return 2;
+    }
+    etcd = std::move(*client);
+    shared_log = std::make_unique<EtcdSharedLog>(etcd.get(), flags.etcd_prefix);
+  } else if (!flags.etcd_ca.empty() || !flags.etcd_cert.empty() || !flags.etcd_key.empty()) {
+    std::cerr << "nftproxy serve: --etcd-ca, --etcd-cert and --etcd-key need --etcd-endpoints\n";
+    return 2;
+  }
   // Every value is checked before anything is touched.
   EngineOptions options;
+  options.shared = shared_log.get();
   options.node_name = flags.node_name;
   options.node.counters = flags.kernel_counters;
   options.node.endpoint_counters = flags.kernel_counters && flags.endpoint_counters;
@@ -984,6 +1038,14 @@ int RunServe(const std::vector<std::string>& args) {
       return 1;
     }
     log::Info("restored the saved state", {{"dir", flags.state_dir}, {"resources", absl::StrCat(n)}});
+  }
+  // The shared store: every node's changes, applied here in log order (the
+  // first time, the whole log replayed against the restored cache).
+  std::unique_ptr<EtcdFollower> follower;
+  if (shared_log != nullptr) {
+    follower = std::make_unique<EtcdFollower>(shared_log.get(), &engine);
+    follower->Start();
+    log::Info("following the shared state", {{"store", shared_log->Describe()}});
   }
   // From here on, a change to the table by anyone else is repaired.
   if (absl::Status s = engine.RepairDrift(); !s.ok()) {

@@ -62,6 +62,13 @@ struct Write {
   // The kernel took the change but the state store could not save it: the
   // caller is told (DATA_LOSS), and the change is not rolled back.
   absl::Status unsaved;
+  // With a shared log (server/shared_log.h): a change already in the log,
+  // committed there at this revision, being applied to this node (not
+  // appended again).
+  bool replay = false;
+  int64_t replay_revision = 0;
+  // The log moved past the entry the write was validated against.
+  bool lost_race = false;
   Phases phases;
   std::vector<Incoming> incoming;  // the request's upserts
 };

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/str_format.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/parallel.h"
@@ -277,10 +278,26 @@ absl::Status WriteEngine::CommitLocked(Write* w, bool dry_run, const std::functi
   }
   // Health-check node ports are opened before the commit: one that cannot
   // be bound fails the write with nothing changed.
+  // (A change another node committed to the shared log is applied here
+  // whatever the ports: best effort, as at start-up.)
   if (options_.health_ports != nullptr) {
-    if (auto hs = PrepareHealthPortsLocked(desired_, dp_full_ ? &txn : nullptr, false); !hs.ok()) return hs;
+    if (auto hs = PrepareHealthPortsLocked(desired_, dp_full_ ? &txn : nullptr, w->replay); !hs.ok()) return hs;
   }
-  desired_.set_revision(desired_.revision() + 1);
+  const std::optional<LogPosition> pos_before = shared_pos_;
+  if (w->replay) {
+    // The entry's revision; a log whose revisions are behind the cached
+    // state's (another etcd) moves on from the cache's.
+    const uint64_t r = static_cast<uint64_t>(std::max<int64_t>(w->replay_revision, 0));
+    desired_.set_revision(r > desired_.revision() ? r : desired_.revision() + 1);
+  } else if (options_.shared != nullptr) {
+    // Committed to the log first: from here on the change is the cluster's.
+    if (absl::Status a = AppendLocked(w, changed); !a.ok()) {
+      if (options_.health_ports != nullptr) options_.health_ports->Abort();
+      return a;
+    }
+  } else {
+    desired_.set_revision(desired_.revision() + 1);
+  }
   absl::Status s;
   // Both run while this thread holds mu_; `prepare` may run on another
   // thread meanwhile (RunAlongside waits for it), reading desired_ only.
@@ -333,6 +350,14 @@ absl::Status WriteEngine::CommitLocked(Write* w, bool dry_run, const std::functi
     // what the dataplane knows it held.
     log::Warning("a commit's outcome is unknown; re-installing the table", {{"error", std::string(s.message())}});
     QueueRepair();
+  }
+  if (!s.ok() && options_.shared != nullptr && !w->replay) {
+    // In the log, not in this kernel: the follower applies it again as
+    // another node's entry (and retries until the kernel takes it).
+    shared_pos_ = pos_before;
+    return absl::Status(s.code(), absl::StrCat("the change is committed to the shared state (revision ",
+                                               desired_.revision(), ") but this node's kernel refused it; it is "
+                                               "retried by the follower: ", s.message()));
   }
   if (!s.ok()) return s;
   UpdateDnsLocked(desired_, first_commit ? nullptr : &affected);
@@ -432,17 +457,27 @@ absl::Status WriteEngine::RunWrite(const char* method, const std::string& source
   std::vector<std::pair<const char*, absl::Duration>> phases;
   {
     absl::MutexLock lock(&mu_);
-    Write w(Txn(&desired_), absl::Now());
-    w.arrived = arrived;
-    w.scope = scope;
-    w.source = source;
-    // A caller limited to some sources is refused before any work.
-    s = scope != nullptr ? scope->CheckWrite(source, {}) : absl::OkStatus();
-    if (s.ok()) s = body(&w);
-    LogWrite(method, source, resources, dry_run, w, s);
-    if (options_.metrics != nullptr) phases = w.phases.all();
-    // The request's parsed resources and the undo log: freed off the reply's path.
-    DiscardLater(std::move(w));
+    // A write that lost the race to the shared log is run again on the
+    // state caught up with it, a bounded number of times.
+    for (int attempt = 0;; ++attempt) {
+      Write w(Txn(&desired_), absl::Now());
+      w.arrived = arrived;
+      w.scope = scope;
+      w.source = source;
+      // A caller limited to some sources is refused before any work.
+      s = scope != nullptr ? scope->CheckWrite(source, {}) : absl::OkStatus();
+      if (s.ok()) s = body(&w);
+      const bool again = w.lost_race && attempt < options_.shared_retries;
+      if (!again) LogWrite(method, source, resources, dry_run, w, s);
+      if (options_.metrics != nullptr) phases = w.phases.all();
+      // The request's parsed resources and the undo log: freed off the reply's path.
+      DiscardLater(std::move(w));
+      if (!again) break;
+      if (absl::Status c = CatchUpLocked(); !c.ok()) {
+        s = SharedStoreError(c);
+        break;
+      }
+    }
   }
   const absl::Time done = absl::Now();
   {
@@ -475,6 +510,7 @@ absl::Status WriteEngine::ApplyAs(const char* method, absl::string_view bytes, v
 
 absl::Status WriteEngine::ApplyLocked(const v1::ApplyRequest& req, const std::vector<absl::string_view>& upserts,
                                       Write* w, v1::ApplyResponse* resp) {
+  resp->Clear();  // (a write re-run after losing the race to the shared log)
   std::vector<Incoming>& incoming = w->incoming =
       Examine(upserts, "upserts", req.source(), desired_, w->now, options_.limits);
   w->phases.Mark("examine");
@@ -533,6 +569,7 @@ absl::Status WriteEngine::Sync(absl::string_view bytes, v1::SyncResponse* resp, 
 
 absl::Status WriteEngine::SyncLocked(const v1::SyncRequest& req, const std::vector<absl::string_view>& resources,
                                      Write* w, v1::SyncResponse* resp) {
+  resp->Clear();  // (a write re-run after losing the race to the shared log)
   std::vector<Incoming>& incoming = w->incoming =
       Examine(resources, "resources", req.source(), desired_, w->now, options_.limits);
   w->phases.Mark("examine");
@@ -579,6 +616,12 @@ absl::Status WriteEngine::SyncLocked(const v1::SyncRequest& req, const std::vect
   uint64_t revision = 0;
   absl::Status s = FinishLocked(w, req.dry_run(), &revision, nullptr);
   resp->set_revision(revision);
+  if (s.ok() && !req.dry_run()) {
+    // What changed has the write's revision as its version (known only now
+    // with a shared log).
+    for (v1::ResourceRef& ref : *resp->mutable_created()) ref.set_resource_version(revision);
+    for (v1::ResourceRef& ref : *resp->mutable_configured()) ref.set_resource_version(revision);
+  }
   return s;
 }
 
@@ -764,6 +807,13 @@ v1::StatusResponse WriteEngine::Status() const {
     resp.mutable_last_sync_duration()->set_nanos(static_cast<int32_t>(ns % 1000000000));
   }
   resp.set_last_error(last_error_);
+  if (options_.shared != nullptr) {
+    resp.set_shared_store(options_.shared->Describe());
+    if (shared_pos_) resp.set_shared_log_seq(shared_pos_->seq);
+    absl::MutexLock shared_lock(&shared_mu_);
+    resp.set_shared_store_error(shared_error_);
+    if (!shared_error_.empty()) SetTime(resp.mutable_shared_store_error_time(), shared_error_since_);
+  }
   absl::MutexLock drift_lock(&drift_mu_);
   resp.set_drift_repairs(drift_repairs_);
   resp.set_last_drift(last_drift_);
@@ -840,6 +890,191 @@ absl::Status WriteEngine::Watch(const v1::WatchRequest& req, const std::function
   }
   (*cursor)->Close();
   return result;
+}
+
+// The shared log (options_.shared).
+
+namespace {
+
+// Entries read at once while following the log.
+constexpr size_t kLogPage = 64;
+
+}  // namespace
+
+absl::Status WriteEngine::SharedStoreError(const absl::Status& s) const {
+  absl::Status out(s.code(), absl::StrCat("the shared state (", options_.shared->Describe(),
+                                          ") cannot be written; this node keeps serving its last state: ",
+                                          s.message()));
+  // An empty detail: the server answered (a client tells this UNAVAILABLE
+  // from not reaching the server).
+  SetErrorDetail(&out, v1::ErrorDetail());
+  return out;
+}
+
+absl::Status WriteEngine::AppendLocked(Write* w, const std::vector<Key>& changed) {
+  if (!shared_pos_) {
+    absl::Status s = absl::UnavailableError(absl::StrCat(
+        "the shared state (", options_.shared->Describe(),
+        ") has not been read since this server started; writes wait until it is (see `nftproxy status`)"));
+    SetErrorDetail(&s, v1::ErrorDetail());
+    return s;
+  }
+  Change change;
+  change.reserve(changed.size());
+  for (const Key& k : changed) {
+    const v1::Resource* r = desired_.Find(k);
+    change.emplace_back(k, r != nullptr ? std::optional<v1::Resource>(*r) : std::nullopt);
+  }
+  const std::string bytes = EncodeChange(change);
+  DiscardLater(std::move(change));
+  absl::StatusOr<int64_t> rev = options_.shared->Append(*shared_pos_, bytes);
+  w->phases.Mark("shared log");
+  if (!rev.ok()) {
+    if (absl::IsAborted(rev.status())) {
+      w->lost_race = true;
+      return rev.status();
+    }
+    return SharedStoreError(rev.status());
+  }
+  shared_pos_ = LogPosition{shared_pos_->seq + 1, *rev};
+  for (const Key& k : changed) {
+    if (v1::Resource* r = desired_.FindMutable(k)) MutableMetaOf(r)->set_resource_version(static_cast<uint64_t>(*rev));
+  }
+  desired_.set_revision(static_cast<uint64_t>(*rev));
+  return absl::OkStatus();
+}
+
+absl::Status WriteEngine::ApplyChangeLocked(Change change, int64_t revision) {
+  Write w(Txn(&desired_), absl::Now());
+  w.arrived = w.now;
+  w.replay = true;
+  w.replay_revision = revision;
+  w.source = "shared log";
+  const size_t size = change.size();
+  for (auto& [key, r] : change) {
+    if (!r.has_value() && desired_.Find(key) == nullptr) continue;
+    if (!w.txn.Claim(key)) continue;
+    w.txn.Put(key, std::move(r));
+    w.any_change = true;
+  }
+  uint64_t rev = 0;
+  absl::Status s = FinishLocked(&w, false, &rev, nullptr);
+  LogWrite("Follow", w.source, size, false, w, s);
+  DiscardLater(std::move(w));
+  return s;
+}
+
+absl::Status WriteEngine::ApplyEntriesLocked(const std::vector<LogEntry>& entries) {
+  for (const LogEntry& e : entries) {
+    if (!shared_pos_) return absl::FailedPreconditionError("the shared log's position is not known");
+    if (e.position.seq <= shared_pos_->seq) continue;  // this node's own, or applied already
+    if (e.position.seq != shared_pos_->seq + 1) break;  // read before a write of ours: read again
+    absl::StatusOr<Change> change = DecodeChange(e.change, e.position.revision);
+    if (!change.ok()) {
+      return absl::Status(change.status().code(),
+                          absl::StrCat("entry ", e.position.seq, ": ", change.status().message()));
+    }
+    if (absl::Status s = ApplyChangeLocked(std::move(*change), e.position.revision); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("applying entry ", e.position.seq, " (revision ",
+                                                 e.position.revision, ") of ", options_.shared->Describe(), ": ",
+                                                 s.message()));
+    }
+    shared_pos_ = e.position;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteEngine::CatchUpLocked() {
+  if (!shared_pos_) return absl::UnavailableError("the shared state has not been read yet");
+  for (;;) {
+    int64_t read_at = 0;
+    absl::StatusOr<std::vector<LogEntry>> entries = options_.shared->ReadAfter(*shared_pos_, kLogPage, &read_at);
+    if (!entries.ok()) return entries.status();
+    if (entries->empty()) return absl::OkStatus();
+    if (absl::Status s = ApplyEntriesLocked(*entries); !s.ok()) return s;
+  }
+}
+
+absl::StatusOr<int64_t> WriteEngine::FollowSharedLog() {
+  if (options_.shared == nullptr) return absl::FailedPreconditionError("no shared log");
+  std::optional<LogPosition> pos;
+  {
+    absl::MutexLock lock(&mu_);
+    pos = shared_pos_;
+  }
+  int64_t read_at = 0;
+  if (!pos) {
+    // Start-up: the whole log folded into one state (entries are immutable
+    // and numbered, so pages read at different revisions add up), then one
+    // commit of its difference from the cached state.
+    std::map<Key, v1::Resource> objects;
+    LogPosition at;
+    for (;;) {
+      absl::StatusOr<std::vector<LogEntry>> entries = options_.shared->ReadAfter(at, kLogPage, &read_at);
+      if (!entries.ok()) return entries.status();
+      for (const LogEntry& e : *entries) {
+        if (e.position.seq != at.seq + 1) {
+          return absl::DataLossError(absl::StrCat(options_.shared->Describe(), ": entry ", e.position.seq,
+                                                  " follows entry ", at.seq));
+        }
+        absl::StatusOr<Change> change = DecodeChange(e.change, e.position.revision);
+        if (!change.ok()) return change.status();
+        FoldChange(std::move(*change), &objects);
+        at = e.position;
+      }
+      if (entries->empty()) break;
+    }
+    absl::MutexLock lock(&mu_);
+    Change diff;
+    const auto& cached = desired_.state().objects;
+    for (auto& [key, r] : objects) {
+      auto it = cached.find(key);
+      if (it == cached.end() || !google::protobuf::util::MessageDifferencer::Equals(it->second, r)) {
+        diff.emplace_back(key, std::move(r));
+      }
+    }
+    for (const auto& [key, r] : cached) {
+      if (objects.count(key) == 0) diff.emplace_back(key, std::nullopt);
+    }
+    log::Info("read the shared state", {{"store", options_.shared->Describe()},
+                                        {"entries", absl::StrCat(at.seq)},
+                                        {"revision", absl::StrCat(at.revision)},
+                                        {"differences from the cached state", absl::StrCat(diff.size())}});
+    if (!diff.empty()) {
+      if (absl::Status s = ApplyChangeLocked(std::move(diff), at.revision); !s.ok()) {
+        return absl::Status(s.code(), absl::StrCat("applying the shared state (", options_.shared->Describe(),
+                                                   ", revision ", at.revision, "): ", s.message()));
+      }
+    }
+    shared_pos_ = at;
+    return read_at;
+  }
+  for (;;) {
+    absl::StatusOr<std::vector<LogEntry>> entries = options_.shared->ReadAfter(*pos, kLogPage, &read_at);
+    if (!entries.ok()) return entries.status();
+    if (entries->empty()) return read_at;
+    absl::MutexLock lock(&mu_);
+    // Entries this node's own writes moved past meanwhile are skipped; each
+    // round moves the position on, or reads from a newer one.
+    if (absl::Status s = ApplyEntriesLocked(*entries); !s.ok()) return s;
+    pos = shared_pos_;
+  }
+}
+
+void WriteEngine::NoteSharedStore(const absl::Status& s) {
+  absl::MutexLock lock(&shared_mu_);
+  if (s.ok()) {
+    if (!shared_error_.empty()) log::Info("following the shared state again", {});
+    shared_error_.clear();
+    return;
+  }
+  if (shared_error_.empty()) shared_error_since_ = absl::Now();
+  shared_error_ = std::string(s.message());
+}
+
+std::optional<LogPosition> WriteEngine::SharedPosition() const {
+  absl::MutexLock lock(&mu_);
+  return shared_pos_;
 }
 
 }  // namespace nftproxy::server

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <functional>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -28,6 +29,7 @@
 #include "server/dns_server.h"
 #include "server/health_ports.h"
 #include "server/metrics.h"
+#include "server/shared_log.h"
 #include "server/staging.h"
 #include "server/state_store.h"
 #include "server/validate.h"
@@ -67,6 +69,15 @@ struct EngineOptions {
   // The DNS responder (not owned; server/dns_server.h), updated within each
   // write after the kernel commit, before the reply; null: none.
   DnsSink* dns = nullptr;
+  // The log of changes shared with other nodes (not owned; server/
+  // shared_log.h); null: this node alone. With one, a change is committed
+  // to the log before the kernel, revisions are the log's, and writes fail
+  // UNAVAILABLE until the node has caught up with the log once
+  // (FollowSharedLog).
+  SharedLog* shared = nullptr;
+  // A write that lost the race to the log is re-run after catching up this
+  // many times, then answered ABORTED.
+  int shared_retries = 3;
 };
 
 class WriteEngine {
@@ -145,6 +156,21 @@ class WriteEngine {
   // What the health endpoints report (server/metrics.h); takes only a
   // small lock of its own, never the engine's.
   HealthState Health() const ABSL_LOCKS_EXCLUDED(health_mu_);
+  // With options.shared: brings this node to the log's head. The first
+  // time (the position in the log unknown: start-up) the whole log is
+  // replayed into one state and its difference from the current (cached)
+  // state committed; then the entries after the node's position are applied
+  // in order. Returns the store revision up to which every entry is
+  // applied (where a watch of the log continues). Reads the log without
+  // the engine's lock.
+  absl::StatusOr<int64_t> FollowSharedLog() ABSL_LOCKS_EXCLUDED(mu_);
+  // The shared store's condition as Status reports it (OK: reachable and
+  // followed).
+  void NoteSharedStore(const absl::Status& s) ABSL_LOCKS_EXCLUDED(shared_mu_);
+  // The position this node applied the shared log up to; seq 0 and
+  // revision 0 before the first entry, nullopt when not known yet.
+  std::optional<LogPosition> SharedPosition() const ABSL_LOCKS_EXCLUDED(mu_);
+
   // Ends every Watch stream (UNAVAILABLE) and refuses new ones.
   void Shutdown() { watch_.Shutdown(); }
 
@@ -207,6 +233,22 @@ class WriteEngine {
   static absl::Status UnsavedError(const absl::Status& saved);
   void NoteError(absl::string_view what, const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   StateRules Rules() const;
+  // Applies `entries` (read after shared_pos_, in order) to desired_ and
+  // the kernel, each as one commit at its revision.
+  absl::Status ApplyEntriesLocked(const std::vector<LogEntry>& entries) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Commits `change` (resources with their versions) as one replayed write
+  // at `revision`.
+  absl::Status ApplyChangeLocked(Change change, int64_t revision) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reads the entries after shared_pos_ under the lock and applies them (a
+  // writer that lost the race).
+  absl::Status CatchUpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends the change `w` staged to the shared log after shared_pos_; on
+  // success every changed resource's version and the revision are the
+  // entry's.
+  absl::Status AppendLocked(Write* w, const std::vector<Key>& changed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `s` (the shared store's error) as a write's answer: names the store, and
+  // carries an (empty) ErrorDetail so that clients see the server answered.
+  absl::Status SharedStoreError(const absl::Status& s) const;
 
   dp::Dataplane* const dp_;
   const EngineOptions options_;
@@ -221,6 +263,12 @@ class WriteEngine {
   // A committed change could not be saved: the store is behind the state
   // until a save succeeds (each later write, even an unchanged one, tries).
   bool unsaved_ ABSL_GUARDED_BY(mu_) = false;
+  // The shared log's entry desired_ is at (options_.shared); unknown until
+  // the first FollowSharedLog.
+  std::optional<LogPosition> shared_pos_ ABSL_GUARDED_BY(mu_);
+  mutable absl::Mutex shared_mu_;
+  std::string shared_error_ ABSL_GUARDED_BY(shared_mu_);
+  absl::Time shared_error_since_ ABSL_GUARDED_BY(shared_mu_) = absl::InfinitePast();
   absl::Time last_error_time_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   WatchHub watch_;
   // Drift (RepairDrift).

@@ -7,6 +7,7 @@
 // fails under CI=true. Endpoint parsing is checked without etcd.
 #include "server/etcd_client.h"
 #include "server/etcd_log.h"
+#include "server/etcd_store.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -375,6 +376,40 @@ TEST_F(EtcdClientTest, LogAppendsChangesOfAnySizeInOrderGuardedByTheHead) {
   auto none = log.ReadAfter(3, 10, &at);
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->empty());
+}
+
+// server/etcd_store's SharedLog over the log: positions are (seq, the
+// entry's revision), which is the head's mod_revision the next append is
+// guarded by; entries come back in order, big ones resolved.
+TEST_F(EtcdClientTest, SharedLogPositionsGuardAppendsAndReadBackInOrder) {
+  EtcdSharedLog shared(client_.get(), "/shared/");
+  LogPosition pos;
+  int64_t read_at = 0;
+  auto entries = shared.ReadAfter(pos, 10, &read_at);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  EXPECT_TRUE(entries->empty());
+  EXPECT_GT(read_at, 0);
+  std::vector<int64_t> revisions;
+  const std::string big(EtcdLog::kInlineLimit + 10, 'b');
+  for (const std::string& change : {std::string("one"), big, std::string("three")}) {
+    auto rev = shared.Append(pos, change);
+    ASSERT_TRUE(rev.ok()) << rev.status();
+    pos = LogPosition{pos.seq + 1, *rev};
+    revisions.push_back(*rev);
+  }
+  // A writer still at entry 1 loses.
+  EXPECT_EQ(shared.Append(LogPosition{1, revisions[0]}, "late").status().code(), absl::StatusCode::kAborted);
+  entries = shared.ReadAfter(LogPosition{1, revisions[0]}, 10, &read_at);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  ASSERT_EQ(entries->size(), 2u);
+  EXPECT_EQ((*entries)[0].position.seq, 2u);
+  EXPECT_EQ((*entries)[0].position.revision, revisions[1]);
+  EXPECT_EQ((*entries)[0].change, big);
+  EXPECT_EQ((*entries)[1].position.revision, revisions[2]);
+  EXPECT_EQ((*entries)[1].change, "three");
+  EXPECT_GE(read_at, revisions[2]);
+  EXPECT_EQ(*EntrySeq("/shared/log/", shared.log().EntryKey(7)), 7u);
+  EXPECT_EQ(EntrySeq("/shared/log/", "/shared/log/x").status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST_F(EtcdClientTest, ADamagedEntryOrAForeignHeadIsDataLossNamingTheKey) {

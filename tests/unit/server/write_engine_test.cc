@@ -1147,5 +1147,219 @@ TEST(WriteEngine, DnsRecordsChangeWithinTheWrite) {
   EXPECT_EQ(dns.serving.count(Svc("web")), 0u);
 }
 
+// The shared log (server/shared_log.h): an in-memory log shared by engines
+// standing for nodes; etcd's revisions advance by more than one per entry.
+class MemoryLog : public SharedLog {
+ public:
+  absl::StatusOr<int64_t> Append(const LogPosition& after, const std::string& change) override {
+    absl::MutexLock lock(&mu_);
+    ++appends;
+    if (!down.ok()) return down;
+    if (before_append) {
+      auto hook = std::move(before_append);
+      before_append = nullptr;
+      mu_.Unlock();
+      hook();
+      mu_.Lock();
+    }
+    if (always_abort || after.seq != entries.size() ||
+        (after.seq > 0 && entries[after.seq - 1].position.revision != after.revision)) {
+      return absl::AbortedError("the log moved");
+    }
+    revision += 3;
+    entries.push_back(LogEntry{LogPosition{entries.size() + 1, revision}, change});
+    return revision;
+  }
+  absl::StatusOr<std::vector<LogEntry>> ReadAfter(const LogPosition& after, size_t limit,
+                                                  int64_t* read_revision) override {
+    absl::MutexLock lock(&mu_);
+    if (!down.ok()) return down;
+    std::vector<LogEntry> out;
+    for (size_t i = after.seq; i < entries.size() && out.size() < limit; ++i) out.push_back(entries[i]);
+    *read_revision = revision;
+    return out;
+  }
+  std::string Describe() const override { return "memory"; }
+
+  absl::Mutex mu_;
+  std::vector<LogEntry> entries;
+  int64_t revision = 100;
+  int appends = 0;
+  bool always_abort = false;
+  absl::Status down;
+  std::function<void()> before_append;  // runs once, inside the next Append
+};
+
+struct Node {
+  explicit Node(MemoryLog* log) : engine(&fake, Options(log)) {}
+  static EngineOptions Options(MemoryLog* log) {
+    EngineOptions o;
+    o.shared = log;
+    return o;
+  }
+  FakeDataplane fake;
+  WriteEngine engine;
+};
+
+std::vector<std::string> Installed(const FakeDataplane& fake) {
+  std::vector<std::string> out;
+  for (const dp::Service& s : fake.last.services) out.push_back(s.Key());
+  return out;
+}
+
+TEST(SharedLog, AWriteOnOneNodeReachesTheOtherWithTheEntrysRevision) {
+  MemoryLog log;
+  Node a(&log), b(&log);
+  v1::ApplyResponse resp;
+  // Not caught up with the log yet: writes wait.
+  EXPECT_EQ(a.engine.Apply(Req(kWeb), &resp).code(), absl::StatusCode::kUnavailable);
+  ASSERT_TRUE(a.engine.FollowSharedLog().ok());
+  ASSERT_TRUE(b.engine.FollowSharedLog().ok());
+  ASSERT_TRUE(a.engine.Apply(Req(kWeb), &resp).ok());
+  ASSERT_EQ(log.entries.size(), 1u);
+  EXPECT_EQ(resp.revision(), 103u);
+  EXPECT_EQ(MetaOf(resp.applied(0)).resource_version(), 103u);
+  // A's own entry is not applied twice; B applies it at the same revision.
+  const int a_applies = a.fake.applies;
+  ASSERT_TRUE(a.engine.FollowSharedLog().ok());
+  EXPECT_EQ(a.fake.applies, a_applies);
+  ASSERT_TRUE(b.engine.FollowSharedLog().ok());
+  EXPECT_EQ(Installed(b.fake), std::vector<std::string>{"default/web"});
+  EXPECT_EQ(b.fake.last.services, a.fake.last.services);
+  v1::ResourceRef ref;
+  ref.set_kind(v1::SERVICE);
+  ref.set_name("web");
+  absl::StatusOr<v1::Resource> got = b.engine.Get(ref);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(MetaOf(*got).resource_version(), 103u);
+  EXPECT_EQ(MetaOf(*got).create_time().seconds(), MetaOf(resp.applied(0)).create_time().seconds());
+  EXPECT_EQ(b.engine.Status().revision(), 103u);
+  EXPECT_EQ(b.engine.SharedPosition()->seq, 1u);
+  // A delete through B reaches A.
+  v1::DeleteRequest del;
+  *del.add_refs() = ref;
+  v1::DeleteResponse dresp;
+  ASSERT_TRUE(b.engine.Delete(del, &dresp).ok());
+  EXPECT_EQ(dresp.revision(), 106u);
+  ASSERT_TRUE(a.engine.FollowSharedLog().ok());
+  EXPECT_EQ(Installed(a.fake), std::vector<std::string>{});
+  EXPECT_EQ(a.engine.Status().revision(), 106u);
+}
+
+TEST(SharedLog, ALostRaceIsRunAgainOnTheCaughtUpState) {
+  MemoryLog log;
+  Node a(&log), b(&log);
+  ASSERT_TRUE(a.engine.FollowSharedLog().ok());
+  ASSERT_TRUE(b.engine.FollowSharedLog().ok());
+  v1::ApplyResponse resp;
+  ASSERT_TRUE(b.engine.Apply(Req("upserts { " + Svc("x", "198.19.0.1") + " }"), &resp).ok());
+  // A has not read B's entry: its append loses, it catches up and wins.
+  ASSERT_TRUE(a.engine.Apply(Req("upserts { " + Svc("y", "198.19.0.2") + " }"), &resp).ok());
+  EXPECT_EQ(resp.revision(), 106u);
+  EXPECT_EQ(resp.outcomes_size(), 1);
+  EXPECT_EQ(Installed(a.fake), (std::vector<std::string>{"default/x", "default/y"}));
+  ASSERT_TRUE(b.engine.FollowSharedLog().ok());
+  EXPECT_EQ(b.fake.last.services, a.fake.last.services);
+  // Re-validated: the same VIP as B's newer service is refused, nothing appended.
+  ASSERT_TRUE(b.engine.Apply(Req("upserts { " + Svc("z", "198.19.0.3") + " }"), &resp).ok());
+  const size_t entries = log.entries.size();
+  absl::Status s = a.engine.Apply(Req("upserts { " + Svc("w", "198.19.0.3") + " }"), &resp);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.code(), absl::StatusCode::kAborted) << s;
+  EXPECT_EQ(log.entries.size(), entries);
+  EXPECT_EQ(Installed(a.fake), (std::vector<std::string>{"default/x", "default/y", "default/z"}));
+}
+
+TEST(SharedLog, RetriesAreBoundedThenAborted) {
+  MemoryLog log;
+  Node a(&log);
+  ASSERT_TRUE(a.engine.FollowSharedLog().ok());
+  log.always_abort = true;
+  v1::ApplyResponse resp;
+  absl::Status s = a.engine.Apply(Req(kWeb), &resp);
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(log.appends, 1 + EngineOptions{}.shared_retries);
+  EXPECT_FALSE(a.fake.committed);
+}
+
+TEST(SharedLog, AnEntryWrittenWhileAppendingIsAppliedFirst) {
+  MemoryLog log;
+  Node a(&log), b(&log);
+  ASSERT_TRUE(a.engine.FollowSharedLog().ok());
+  ASSERT_TRUE(b.engine.FollowSharedLog().ok());
+  v1::ApplyResponse resp;
+  // B commits the same resource while A's append is on its way: A's loses,
+  // and A's re-run finds it (version check against B's write).
+  log.before_append = [&] {
+    v1::ApplyResponse r;
+    EXPECT_TRUE(b.engine.Apply(Req("upserts { " + Svc("x", "198.19.0.1") + " }"), &r).ok());
+  };
+  ASSERT_TRUE(a.engine.Apply(Req(R"(upserts { service { metadata { name: "x" } spec { cluster_ips: "198.19.0.9"
+      ports { port: 80 } } } })"), &resp).ok());
+  EXPECT_EQ(resp.outcomes(0), "configured");
+  ASSERT_TRUE(b.engine.FollowSharedLog().ok());
+  EXPECT_EQ(a.fake.last.services, b.fake.last.services);
+  ASSERT_EQ(b.fake.last.services.size(), 1u);
+  EXPECT_EQ(b.fake.last.services[0].cluster_ips.at(0).ToString(), "198.19.0.9");
+  EXPECT_EQ(a.engine.Status().revision(), b.engine.Status().revision());
+}
+
+TEST(SharedLog, StoreDownFailsWritesAndLeavesTheKernel) {
+  MemoryLog log;
+  Node a(&log);
+  ASSERT_TRUE(a.engine.FollowSharedLog().ok());
+  v1::ApplyResponse resp;
+  ASSERT_TRUE(a.engine.Apply(Req(kWeb), &resp).ok());
+  const int applies = a.fake.applies;
+  log.down = absl::UnavailableError("etcd at http://127.0.0.1:1: connection refused");
+  absl::Status s = a.engine.Apply(Req("upserts { " + Svc("y", "198.19.0.2") + " }"), &resp);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(std::string(s.message()).find("etcd at"), std::string::npos);
+  EXPECT_EQ(a.fake.applies, applies);
+  EXPECT_FALSE(a.engine.FollowSharedLog().ok());
+  a.engine.NoteSharedStore(log.down);
+  EXPECT_EQ(a.engine.Status().shared_store(), "memory");
+  EXPECT_NE(a.engine.Status().shared_store_error(), "");
+  log.down = absl::OkStatus();
+  a.engine.NoteSharedStore(absl::OkStatus());
+  EXPECT_EQ(a.engine.Status().shared_store_error(), "");
+  EXPECT_TRUE(a.engine.Apply(Req("upserts { " + Svc("y", "198.19.0.2") + " }"), &resp).ok());
+}
+
+TEST(SharedLog, StartUpReplaysTheLogOverTheCachedState) {
+  MemoryLog log;
+  Node writer(&log);
+  ASSERT_TRUE(writer.engine.FollowSharedLog().ok());
+  v1::ApplyResponse resp;
+  ASSERT_TRUE(writer.engine.Apply(Req("upserts { " + Svc("x", "198.19.0.1") + " }"), &resp).ok());
+  ASSERT_TRUE(writer.engine.Apply(Req("upserts { " + Svc("y", "198.19.0.2") + " }"), &resp).ok());
+  v1::DeleteRequest del;
+  v1::ResourceRef* ref = del.add_refs();
+  ref->set_kind(v1::SERVICE);
+  ref->set_name("x");
+  v1::DeleteResponse dresp;
+  ASSERT_TRUE(writer.engine.Delete(del, &dresp).ok());
+  // A node whose cache holds an old x and a z: it serves them until the log
+  // is read, then exactly the log's state.
+  Node cached(&log);
+  State state;
+  for (const char* name : {"x", "z"}) {
+    v1::Resource r;
+    ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+        Svc(name, name[0] == 'x' ? "198.19.0.1" : "198.19.0.3"), &r));
+    MutableMetaOf(&r)->set_namespace_("default");
+    MutableMetaOf(&r)->set_resource_version(50);
+    state.objects[KeyOf(r)] = r;
+  }
+  state.revision = 50;
+  ASSERT_TRUE(cached.engine.Restore(state).ok());
+  EXPECT_EQ(Installed(cached.fake), (std::vector<std::string>{"default/x", "default/z"}));
+  ASSERT_TRUE(cached.engine.FollowSharedLog().ok());
+  EXPECT_EQ(Installed(cached.fake), std::vector<std::string>{"default/y"});
+  EXPECT_EQ(cached.fake.last.services, writer.fake.last.services);
+  EXPECT_EQ(cached.engine.Status().revision(), writer.engine.Status().revision());
+  EXPECT_EQ(cached.engine.SharedPosition()->seq, 3u);
+}
+
 }  // namespace
 }  // namespace nftproxy::server
