@@ -91,8 +91,7 @@ void EtcdFollower::Run() {
       if (stop_) return;
       dirty_ = ended_ = false;
     }
-    absl::StatusOr<int64_t> read_at = engine_->FollowSharedLog();
-    engine_->NoteSharedStore(read_at.status());
+    absl::StatusOr<int64_t> read_at = engine_->FollowSharedLog();  // (reports the outcome itself)
     if (!read_at.ok()) {
       if (read_at.status().message() != logged) {
         logged = std::string(read_at.status().message());
@@ -139,8 +138,7 @@ void EtcdFollower::Run() {
         }
         break;  // catch up and watch again
       }
-      absl::StatusOr<int64_t> caught = engine_->FollowSharedLog();
-      engine_->NoteSharedStore(caught.status());
+      engine_->FollowSharedLog().IgnoreError();  // (reported by the engine; retried on the next event)
     }
   }
 }

@@ -208,6 +208,11 @@ HealthState WriteEngine::Health() const {
   h.last_updated = last_updated_;
   h.oldest_pending = repair_pending_since_;
   if (!pending_writes_.empty()) h.oldest_pending = std::min(h.oldest_pending, *pending_writes_.begin());
+  // Cut off from the shared store: whatever changed there since is a change
+  // pending for this node (so /healthz fails after --health-timeout, as it
+  // does for a write that cannot reach the kernel).
+  absl::MutexLock shared_lock(&shared_mu_);
+  if (!shared_error_.empty()) h.oldest_pending = std::min(h.oldest_pending, shared_error_since_);
   return h;
 }
 
@@ -997,6 +1002,12 @@ absl::Status WriteEngine::CatchUpLocked() {
 
 absl::StatusOr<int64_t> WriteEngine::FollowSharedLog() {
   if (options_.shared == nullptr) return absl::FailedPreconditionError("no shared log");
+  absl::StatusOr<int64_t> out = FollowSharedLogOnce();
+  NoteSharedStore(out.status());
+  return out;
+}
+
+absl::StatusOr<int64_t> WriteEngine::FollowSharedLogOnce() {
   std::optional<LogPosition> pos;
   {
     absl::MutexLock lock(&mu_);

@@ -85,7 +85,13 @@ class WriteEngine {
   WriteEngine(dp::Dataplane* dataplane, EngineOptions options)
       : dp_(dataplane),
         options_(std::move(options)),
-        watch_(WatchOptions{options_.watch_log_capacity, options_.max_watch_streams, options_.watch_buffer_events}) {}
+        watch_(WatchOptions{options_.watch_log_capacity, options_.max_watch_streams, options_.watch_buffer_events}) {
+    if (options_.shared != nullptr) {
+      // Until FollowSharedLog first succeeds (Status and Health say so).
+      shared_error_ = "not read yet since this server started";
+      shared_error_since_ = absl::Now();
+    }
+  }
 
   // Installs a state loaded at start-up (the first commit of this run).
   absl::Status Restore(State state) ABSL_LOCKS_EXCLUDED(mu_);
@@ -155,17 +161,18 @@ class WriteEngine {
   const WatchHub& watch_hub() const { return watch_; }
   // What the health endpoints report (server/metrics.h); takes only a
   // small lock of its own, never the engine's.
-  HealthState Health() const ABSL_LOCKS_EXCLUDED(health_mu_);
+  HealthState Health() const ABSL_LOCKS_EXCLUDED(health_mu_, shared_mu_);
   // With options.shared: brings this node to the log's head. The first
   // time (the position in the log unknown: start-up) the whole log is
   // replayed into one state and its difference from the current (cached)
   // state committed; then the entries after the node's position are applied
   // in order. Returns the store revision up to which every entry is
   // applied (where a watch of the log continues). Reads the log without
-  // the engine's lock.
+  // the engine's lock; reports the outcome with NoteSharedStore.
   absl::StatusOr<int64_t> FollowSharedLog() ABSL_LOCKS_EXCLUDED(mu_);
   // The shared store's condition as Status reports it (OK: reachable and
-  // followed).
+  // followed). While it is not OK, Health counts a change as pending since
+  // the first error.
   void NoteSharedStore(const absl::Status& s) ABSL_LOCKS_EXCLUDED(shared_mu_);
   // The position this node applied the shared log up to; seq 0 and
   // revision 0 before the first entry, nullopt when not known yet.
@@ -242,6 +249,7 @@ class WriteEngine {
   // Reads the entries after shared_pos_ under the lock and applies them (a
   // writer that lost the race).
   absl::Status CatchUpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<int64_t> FollowSharedLogOnce() ABSL_LOCKS_EXCLUDED(mu_);
   // Appends the change `w` staged to the shared log after shared_pos_; on
   // success every changed resource's version and the revision are the
   // entry's.

@@ -88,6 +88,8 @@ class EtcdNodesTest(unittest.TestCase):
             cls.start_etcd()
             for node in NODES:
                 cls.start_server(node)
+            for node in NODES:
+                cls.wait_following(node)
         except BaseException:
             cls.tearDownClass()
             raise
@@ -148,6 +150,20 @@ class EtcdNodesTest(unittest.TestCase):
         cls.servers[node] = proc
         netlab.wait_server(proc, cls.sock(node), lambda: cls.cli(node, "get", "services", timeout=5),
                            log_path, timeout=timeout, what="%s: nftproxy serve" % node)
+
+    @classmethod
+    def wait_following(cls, node, timeout=30):
+        """Until `status` says the node has read etcd and follows it."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = cls.cli(node, "status")
+            if last.returncode == 0 and "Shared store:" in last.stdout and "writes fail" not in last.stdout:
+                return
+            time.sleep(0.05)
+        raise AssertionError("%s does not follow etcd after %ss; status:\n%s\nlog:\n%s"
+                             % (node, timeout, last and last.stdout,
+                                netlab.tail(os.path.join(cls.tmp, node + ".log"))))
 
     @classmethod
     def cli(cls, node, *args, timeout=30):

@@ -1211,8 +1211,10 @@ TEST(SharedLog, AWriteOnOneNodeReachesTheOtherWithTheEntrysRevision) {
   MemoryLog log;
   Node a(&log), b(&log);
   v1::ApplyResponse resp;
-  // Not caught up with the log yet: writes wait.
+  // Not caught up with the log yet: writes wait, and Status and Health say so.
   EXPECT_EQ(a.engine.Apply(Req(kWeb), &resp).code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(a.engine.Status().shared_store_error(), "");
+  EXPECT_NE(a.engine.Health().oldest_pending, absl::InfiniteFuture());
   ASSERT_TRUE(a.engine.FollowSharedLog().ok());
   ASSERT_TRUE(b.engine.FollowSharedLog().ok());
   ASSERT_TRUE(a.engine.Apply(Req(kWeb), &resp).ok());
@@ -1316,13 +1318,17 @@ TEST(SharedLog, StoreDownFailsWritesAndLeavesTheKernel) {
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
   EXPECT_NE(std::string(s.message()).find("etcd at"), std::string::npos);
   EXPECT_EQ(a.fake.applies, applies);
+  const absl::Time cut_off = absl::Now();
   EXPECT_FALSE(a.engine.FollowSharedLog().ok());
-  a.engine.NoteSharedStore(log.down);
   EXPECT_EQ(a.engine.Status().shared_store(), "memory");
   EXPECT_NE(a.engine.Status().shared_store_error(), "");
+  // Cut off: a change counts as pending since then (/healthz after the timeout).
+  EXPECT_GE(a.engine.Health().oldest_pending, cut_off);
+  EXPECT_FALSE(Healthy(a.engine.Health(), absl::Seconds(60), absl::Now() + absl::Seconds(61)));
   log.down = absl::OkStatus();
-  a.engine.NoteSharedStore(absl::OkStatus());
+  ASSERT_TRUE(a.engine.FollowSharedLog().ok());
   EXPECT_EQ(a.engine.Status().shared_store_error(), "");
+  EXPECT_EQ(a.engine.Health().oldest_pending, absl::InfiniteFuture());
   EXPECT_TRUE(a.engine.Apply(Req("upserts { " + Svc("y", "198.19.0.2") + " }"), &resp).ok());
 }
 
