@@ -19,6 +19,7 @@
 #include "client/output.h"
 #include "client/printer.h"
 #include "client/selector.h"
+#include "common/address.h"
 #include "common/errors.h"
 #include "common/grpc_status.h"
 
@@ -271,10 +272,8 @@ int Client::Describe(const Options& o) {
     std::vector<std::vector<std::string>> per = {{"  PORT", "ENDPOINT", "CONNECTIONS"}};
     for (const v1::PortCounter& p : counters.ports()) {
       for (const v1::EndpointCounter& e : p.endpoints()) {
-        const bool v6 = e.address().find(':') != std::string::npos;
         per.push_back({absl::StrCat("  ", p.port(), "/", v1::Protocol_Name(p.protocol())),
-                       v6 ? absl::StrCat("[", e.address(), "]:", e.port()) : absl::StrCat(e.address(), ":", e.port()),
-                       absl::StrCat(e.connections())});
+                       JoinHostPort(e.address(), e.port()), absl::StrCat(e.connections())});
       }
     }
     std::cout << "Connections per endpoint:";

@@ -70,7 +70,11 @@ absl::StatusOr<Address> ParseAddress(absl::string_view text) {
 
 std::string Address::GrpcTarget() const {
   if (kind == Kind::kUnix) return absl::StrCat("unix:", path);
-  if (host.find(':') != std::string::npos) return absl::StrCat("[", host, "]:", port);
+  return JoinHostPort(host, port);
+}
+
+std::string JoinHostPort(absl::string_view host, uint32_t port) {
+  if (host.find(':') != absl::string_view::npos) return absl::StrCat("[", host, "]:", port);
   return absl::StrCat(host, ":", port);
 }
 

@@ -2,6 +2,7 @@
 // host:port, parsed once for `serve --listen` and the CLI's `--server`.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -28,5 +29,8 @@ struct Address {
 // ([V6]:PORT for IPv6). Anything else, including a port outside 1-65535 or
 // an http:// URL, is InvalidArgument saying what is accepted.
 absl::StatusOr<Address> ParseAddress(absl::string_view text);
+
+// "HOST:PORT", or "[HOST]:PORT" when the host is an IPv6 address.
+std::string JoinHostPort(absl::string_view host, uint32_t port);
 
 }  // namespace nftproxy

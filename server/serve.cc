@@ -947,8 +947,8 @@ int RunServe(const std::vector<std::string>& args) {
                          {{"slow"}, static_cast<double>(hub.streams_ended_slow())}};
                    });
   if (flags.kernel_counters) {
-    // Read from the kernel (one dump, never under the engine's lock), once
-    // per scrape: the first family a scrape renders reads, the other one
+    // Read from the kernel (each counter by name, never under the engine's
+    // lock), once per scrape: the first family a scrape renders reads, the other one
     // (with endpoint counters) takes that read if it is under a second old.
     struct CounterRead {
       absl::Mutex mu;
@@ -999,8 +999,7 @@ int RunServe(const std::vector<std::string>& args) {
             for (const dp::PortConnections& p : *ports) {
               for (const dp::EndpointConnections& e : p.endpoints) {
                 out.push_back({{p.ns, p.service, absl::StrCat(p.port), dp::L4ProtoName(p.proto),
-                                e.addr.family == dp::Family::kV6 ? absl::StrCat("[", e.addr.ToString(), "]:", e.port)
-                                                                 : absl::StrCat(e.addr.ToString(), ":", e.port)},
+                                JoinHostPort(e.addr.ToString(), e.port)},
                                static_cast<double>(e.connections)});
               }
             }
