@@ -8,7 +8,7 @@ Topology (every box is a private network namespace of one netlab.Lab):
           | eth0 198.18.100.1          | eth0 198.18.100.2
     ------+------------ lan (bridge br0) ---------+--------------+
                                                  ext            ext2
-                                          198.18.100.10   198.18.100.11
+                                          198.18.100.200  198.18.100.201
 
 - Pods: one veth each into their node, point-to-point: the pod has a /32
   (198.18.N.(10+i)), a link route to its node's pod-side gateway address
@@ -192,8 +192,15 @@ class Cluster:
     """
 
     def __init__(self, tmp, binary=None, node_flags=None, cluster_cidr=CLUSTER_CIDR,
-                 table=TABLE, start_servers=True):
+                 table=TABLE, start_servers=True, nodes=NODES, pods=None, common_flags=()):
+        """nodes: the node names (node1..nodeN: node n has LAN address .n and
+        pods in 198.18.n.0/24); pods: {node: (pod, ...)} (default PODS for the
+        two standard nodes, none for others); common_flags: serve flags for
+        every node, before node_flags'."""
         self.tmp = tmp
+        self.nodes = tuple(nodes)
+        self.pods = {n: tuple((pods if pods is not None else PODS).get(n, ())) for n in self.nodes}
+        self.common_flags = list(common_flags)
         self.bin = binary or os.environ.get("NFTPROXY_BIN") or DEFAULT_BIN
         self.table = table
         self.cluster_cidr = cluster_cidr
@@ -215,7 +222,7 @@ class Cluster:
         try:
             self._build()
             if start_servers:
-                for node in NODES:
+                for node in self.nodes:
                     self.start_server(node)
         except BaseException:
             self.cleanup()
@@ -233,14 +240,17 @@ class Cluster:
         # node itself failing the route lookup before its forward hook.
         lab.addr("lan", "br0", ROUTER + "/24")
         lab.sysctl("lan", "net.ipv4.icmp_ratelimit", 0)
-        lan_hosts = [("node1", 1), ("node2", 2), ("ext", 10), ("ext2", 11)]
+        # Nodes are .1 .. .N, externals from .200.
+        lan_hosts = [(node, int(node[len("node"):])) for node in self.nodes]
+        lan_hosts += [(ext, 200 + i) for i, ext in enumerate(EXTERNALS)]
         for short, host in lan_hosts:
             lab.add_netns(short)
             lab.veth("lan", "p-" + short, short, "eth0")
             lab.enslave("lan", "p-" + short, "br0")
             lab.addr(short, "eth0", "198.18.100.%d/24" % host)
             self.lan[short] = "198.18.100.%d" % host
-        for n, node in enumerate(NODES, start=1):
+        for node in self.nodes:
+            n = int(node[len("node"):])
             lab.enable_forwarding(node)
             for key, val in (("net.ipv4.conf.all.rp_filter", 0),
                              ("net.ipv4.conf.default.rp_filter", 0),
@@ -251,7 +261,7 @@ class Cluster:
                 lab.sysctl(node, key, val)
             gw = "198.18.%d.1" % n
             self.gw[node] = gw
-            for i, pod in enumerate(PODS[node]):
+            for i, pod in enumerate(self.pods[node]):
                 ip = "198.18.%d.%d" % (n, 10 + i)
                 lab.add_netns(pod)
                 lab.veth(node, "p-" + pod, pod, "eth0")
@@ -262,13 +272,14 @@ class Cluster:
                 lab.route(pod, "default", gw, dev="eth0")
                 self.pod_ip[pod] = ip
                 self.node_of[pod] = node
-        lab.route("node1", "198.18.2.0/24", self.lan["node2"])
-        lab.route("node2", "198.18.1.0/24", self.lan["node1"])
-        for node in NODES:
+        for node in self.nodes:
+            for other in self.nodes:
+                if other != node and self.pods[other]:
+                    lab.route(node, "198.18.%s.0/24" % other[len("node"):], self.lan[other])
             lab.route(node, "default", ROUTER)
         for ext in EXTERNALS:
             lab.route(ext, VIP_CIDR, self.lan["node1"])
-        for node, pods in PODS.items():
+        for node, pods in self.pods.items():
             for pod in pods:
                 netlab.start_echo(lab, pod, pod, tcp_ports=TCP_PORTS, udp_ports=(UDP_PORT,),
                                   stream_ports=(STREAM_PORT,), log=self.echo_log)
@@ -278,7 +289,7 @@ class Cluster:
         return {self.lan[node], self.gw[node]}
 
     def pods_of(self, node):
-        return PODS[node]
+        return self.pods[node]
 
     def route_via(self, ns, dst, node):
         """Routes dst (a prefix) from namespace ns via node's LAN address."""
@@ -301,7 +312,7 @@ class Cluster:
     def serve_argv(self, node):
         return [self.bin, "serve", "--node-name", node, "--cluster-cidr", self.cluster_cidr,
                 "--listen", self.url[node], "--state-dir", self.state_dir[node],
-                "--table", self.table] + list(self.node_flags.get(node, ()))
+                "--table", self.table] + self.common_flags + list(self.node_flags.get(node, ()))
 
     def start_server(self, node, timeout=20):
         self.sock[node] = os.path.join(self.tmp, node + ".sock")
@@ -350,8 +361,9 @@ class Cluster:
             f.write(docs if isinstance(docs, str) else to_yaml(docs))
         return path
 
-    def apply(self, docs, nodes=NODES, tag="m"):
+    def apply(self, docs, nodes=None, tag="m"):
         """Applies docs to every node; returns {node: CompletedProcess}, path."""
+        nodes = self.nodes if nodes is None else nodes
         path = self.write_manifest(docs, tag)
         if not isinstance(docs, str):
             for d in docs:
@@ -361,7 +373,7 @@ class Cluster:
                     self.applied.append(ref)
         return {node: self.cli(node, "apply", "-f", path) for node in nodes}, path
 
-    def apply_ok(self, docs, nodes=NODES, tag="m"):
+    def apply_ok(self, docs, nodes=None, tag="m"):
         res, path = self.apply(docs, nodes, tag)
         for node, cp in res.items():
             if cp.returncode != 0:
@@ -391,8 +403,9 @@ class Cluster:
         cp = self.lab.exec(node, ["nft", "list", "ruleset"])
         return cp.stdout if cp.returncode == 0 else "(nft list ruleset failed: %s)" % cp.stderr
 
-    def diag(self, nodes=NODES):
+    def diag(self, nodes=None):
         out = []
+        nodes = self.nodes if nodes is None else nodes
         for node in nodes:
             out.append("\n--- %s: nft list ruleset ---\n%s" % (node, self.ruleset(node)))
             if node in self.server_log:
