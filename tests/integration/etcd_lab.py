@@ -72,9 +72,7 @@ class EtcdCluster:
                 "--listen-client-urls", self.client_url(name), "--advertise-client-urls", self.client_url(name),
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", cluster, "--initial-cluster-token", self.token,
-                "--initial-cluster-state", "new", "--logger", "zap",
-                # Elections in well under a second, as on a LAN.
-                "--heartbeat-interval", "50", "--election-timeout", "500"]
+                "--initial-cluster-state", "new", "--logger", "zap"]
         log = open(self.log_path(name), "a")
         self.procs[name] = self.lab.spawn(name, argv, stdout=log, stderr=log)
         log.close()

@@ -30,10 +30,8 @@ Run from the repository root, as root:
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -41,13 +39,12 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import etcd_lab  # noqa: E402
 import netlab  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(HERE))
 BIN = os.environ.get("NFTPROXY_BIN", os.path.join(REPO, "build", "nftproxy"))
-ETCD = "/usr/bin/etcd"
-ETCD_IP = "198.18.200.10"
-ETCD_URL = "http://%s:2379" % ETCD_IP
+ETCD_URL = "http://198.18.200.10:2379"   # the one member, etcd1
 NODES = ("node1", "node2", "node3")
 TABLE = "nftproxy"
 PREFIX = "/npx-test/"
@@ -55,11 +52,7 @@ PREFIX = "/npx-test/"
 
 def setUpModule():
     netlab.require_root_and_binary(BIN)
-    if not os.access(ETCD, os.X_OK):
-        why = "etcd not found at %s (Debian's etcd-server)" % ETCD
-        if os.environ.get("CI", "").lower() == "true":
-            raise AssertionError(why)
-        raise unittest.SkipTest(why)
+    etcd_lab.require_etcd()
 
 
 def service(name, vip, port=80):
@@ -79,58 +72,33 @@ class EtcdNodesTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="npx-etcd-nodes-")
+        cls.tmp = netlab.class_tmpdir(cls, "npx-etcd-nodes-")
         cls.lab = netlab.Lab()
+        cls.addClassCleanup(cls.lab.cleanup)
         cls.servers = {}
-        cls.etcd = None
-        try:
-            cls._build()
-            cls.start_etcd()
-            for node in NODES:
-                cls.start_server(node)
-            for node in NODES:
-                cls.wait_following(node)
-        except BaseException:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.lab.cleanup()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-
-    @classmethod
-    def _build(cls):
         lab = cls.lab
         lab.add_netns("lan")
         lab.bridge("lan", "br0")
-        for short, host in (("etcd", 10), ("node1", 1), ("node2", 2), ("node3", 3)):
-            lab.add_netns(short)
-            lab.veth("lan", "p-" + short, short, "eth0")
-            lab.enslave("lan", "p-" + short, "br0")
-            lab.addr(short, "eth0", "198.18.200.%d/24" % host)
+        for n, node in enumerate(NODES, start=1):
+            lab.add_netns(node)
+            lab.veth("lan", "p-" + node, node, "eth0")
+            lab.enslave("lan", "p-" + node, "br0")
+            lab.addr(node, "eth0", "198.18.200.%d/24" % n)
+        cls.etcd = etcd_lab.EtcdCluster(lab, cls.tmp, members=1, subnet="198.18.200", first_host=10)
+        assert cls.etcd.urls() == ETCD_URL
+        cls.etcd.start_all()
+        for node in NODES:
+            cls.start_server(node)
+        for node in NODES:
+            cls.wait_following(node)
 
     @classmethod
     def start_etcd(cls):
-        data = os.path.join(cls.tmp, "etcd")
-        peer = "http://%s:2380" % ETCD_IP
-        argv = [ETCD, "--name", "e0", "--data-dir", data,
-                "--listen-client-urls", ETCD_URL, "--advertise-client-urls", ETCD_URL,
-                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                "--initial-cluster", "e0=" + peer, "--initial-cluster-token", os.path.basename(cls.tmp),
-                "--logger", "zap"]
-        log = open(os.path.join(cls.tmp, "etcd.log"), "a")
-        cls.etcd = cls.lab.spawn("etcd", argv, stdout=log, stderr=log)
-        log.close()
-        try:
-            cls.lab.wait_listening("etcd", "tcp", 2379, timeout=30)
-        except netlab.LabError:
-            raise AssertionError("etcd did not start; log:\n%s" % netlab.tail(os.path.join(cls.tmp, "etcd.log")))
+        cls.etcd.start_all()
 
     @classmethod
     def stop_etcd(cls):
-        cls.lab.stop(cls.etcd)
-        cls.etcd = None
+        cls.etcd.stop_all()
 
     @classmethod
     def sock(cls, node):
@@ -247,6 +215,8 @@ class EtcdNodesTest(unittest.TestCase):
         loser = [n for n, cp in results.items() if cp.returncode != 0][0]
         self.assertRegex(results[loser].stderr, r"(?i)abort|resourceVersion",
                          "the loser's error: %s" % results[loser].stderr)
+        with open(os.path.join(self.tmp, loser + ".log")) as f:
+            self.assertRegex(f.read(), r"write refused method=Apply .*code=ABORTED", "%s answers ABORTED" % loser)
         print("\n  race: %s won, %s got: %s" % (winner, loser, results[loser].stderr.strip()[:200]), file=sys.stderr)
         vip = "198.19.7.20" if winner == "node2" else "198.19.7.30"
         other = "198.19.7.30" if winner == "node2" else "198.19.7.20"
@@ -274,7 +244,7 @@ class EtcdNodesTest(unittest.TestCase):
                 self.assertEqual(self.table(n), before[n], "%s's table changed while etcd was down" % n)
                 self.assertNotIn("down", self.services(n))
         finally:
-            if self.etcd is None:
+            if not self.etcd.running():
                 self.start_etcd()
 
     def test_4_etcd_back_writes_and_converges(self):
@@ -307,7 +277,7 @@ class EtcdNodesTest(unittest.TestCase):
             self.assertEqual(cp.returncode, 1, cp.stderr)
             self.assertIn("has not been read since this server started", cp.stderr)
         finally:
-            if self.etcd is None:
+            if not self.etcd.running():
                 self.start_etcd()
         deadline = time.monotonic() + 60
         while True:
