@@ -205,7 +205,10 @@ Flags:
                     at any size) before the kernel; every node applies every
                     change; the state dir becomes this node's cache, served
                     while etcd cannot be reached (writes then fail
-                    UNAVAILABLE). http://HOST:PORT or https://; may repeat
+                    UNAVAILABLE). A node finding the log empty and its
+                    cache not writes its cache as the first entry instead
+                    of deleting it. Not with --manifests. http://HOST:PORT
+                    or https://; may repeat
   --etcd-prefix P   the keys' prefix in etcd (default /nftproxy/)
   --etcd-ca FILE, --etcd-cert FILE, --etcd-key FILE
                     PEM files for https endpoints: the CA, and a client
@@ -699,6 +702,16 @@ int RunServe(const std::vector<std::string>& args) {
   std::unique_ptr<EtcdClient> etcd;
   std::unique_ptr<EtcdSharedLog> shared_log;
   if (!flags.etcd_endpoints.empty()) {
+    if (!flags.manifests.empty()) {
+      // Every node would keep its own directory synced into the one shared
+      // state, each undoing the others' differences.
+      std::cerr << "nftproxy serve: "
+                << Located("--manifests cannot be used with --etcd-endpoints: the directory would be one node's view "
+                           "of the shared state; sync it through one node instead (nftproxy sync -f DIR --source "
+                           "NAME)")
+                << "\n";
+      return 2;
+    }
     EtcdOptions eo;
     for (const std::string& list : flags.etcd_endpoints) {
       for (absl::string_view e : absl::StrSplit(list, ',', absl::SkipWhitespace())) {

@@ -1036,6 +1036,7 @@ absl::StatusOr<int64_t> WriteEngine::FollowSharedLogOnce() {
       if (entries->empty()) break;
     }
     absl::MutexLock lock(&mu_);
+    if (at.seq == 0 && !desired_.state().objects.empty()) return SeedSharedLogLocked();
     Change diff;
     const auto& cached = desired_.state().objects;
     for (auto& [key, r] : objects) {
@@ -1070,6 +1071,35 @@ absl::StatusOr<int64_t> WriteEngine::FollowSharedLogOnce() {
     if (absl::Status s = ApplyEntriesLocked(*entries); !s.ok()) return s;
     pos = shared_pos_;
   }
+}
+
+absl::StatusOr<int64_t> WriteEngine::SeedSharedLogLocked() {
+  // An empty log and a non-empty cache: a node moving to etcd, a new
+  // --etcd-prefix, or an etcd that lost its data. Taking the log as the
+  // truth would delete every cached service from this node's kernel; the
+  // cache becomes the log's first entry instead (guarded: if another node
+  // wrote first, this one reads again and follows that).
+  Change seed;
+  seed.reserve(desired_.state().objects.size());
+  for (const auto& [key, r] : desired_.state().objects) seed.emplace_back(key, r);
+  const size_t size = seed.size();
+  const std::string bytes = EncodeChange(seed);
+  absl::StatusOr<int64_t> rev = options_.shared->Append(LogPosition{}, bytes);
+  if (!rev.ok()) {
+    if (absl::IsAborted(rev.status())) {
+      return absl::AbortedError(absl::StrCat(options_.shared->Describe(),
+                                             ": another node wrote the first entry first; reading it again"));
+    }
+    return rev.status();
+  }
+  log::Warning("the shared log was empty: wrote this node's cached state as its first entry",
+               {{"store", options_.shared->Describe()},
+                {"resources", absl::StrCat(size)},
+                {"revision", absl::StrCat(*rev)}});
+  // The same objects, now at the entry's revision (resourceVersions).
+  if (absl::Status s = ApplyChangeLocked(std::move(seed), *rev); !s.ok()) return s;
+  shared_pos_ = LogPosition{1, *rev};
+  return *rev;
 }
 
 void WriteEngine::NoteSharedStore(const absl::Status& s) {

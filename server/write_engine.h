@@ -250,6 +250,9 @@ class WriteEngine {
   // writer that lost the race).
   absl::Status CatchUpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<int64_t> FollowSharedLogOnce() ABSL_LOCKS_EXCLUDED(mu_);
+  // At start-up, when the log is empty and the cached state is not: appends
+  // the cached state as entry 1 (see the .cc); returns the revision read at.
+  absl::StatusOr<int64_t> SeedSharedLogLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Appends the change `w` staged to the shared log after shared_pos_; on
   // success every changed resource's version and the revision are the
   // entry's.

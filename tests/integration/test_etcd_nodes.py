@@ -105,14 +105,14 @@ class EtcdNodesTest(unittest.TestCase):
         return os.path.join(cls.tmp, node + ".sock")
 
     @classmethod
-    def start_server(cls, node, timeout=30):
+    def start_server(cls, node, timeout=30, prefix=PREFIX):
         state = os.path.join(cls.tmp, node)
         os.makedirs(state, exist_ok=True)
         log_path = os.path.join(cls.tmp, node + ".log")
         log = open(log_path, "a")
         argv = [BIN, "serve", "--node-name", node, "--listen", "unix://" + cls.sock(node),
                 "--state-dir", state, "--table", TABLE, "--metrics-address", "",
-                "--etcd-endpoints", ETCD_URL, "--etcd-prefix", PREFIX]
+                "--etcd-endpoints", ETCD_URL, "--etcd-prefix", prefix]
         proc = cls.lab.spawn(node, argv, stdout=log, stderr=log)
         log.close()
         cls.servers[node] = proc
@@ -290,6 +290,42 @@ class EtcdNodesTest(unittest.TestCase):
         for node in NODES:
             self.wait_for("cached on %s" % node, lambda node=node: "198.19.7.60" in self.table(node), timeout=30)
         self.wait_for("every kernel agrees", self.tables_agree)
+
+    def test_6_empty_log_is_seeded_from_the_cache_not_taken_as_empty(self):
+        # node3 restarted on a prefix nobody wrote (a typo, a node moving to
+        # etcd, an etcd that lost its data): it keeps its services and writes
+        # them as that log's first entry; back on the shared prefix, it follows.
+        self.wait_for("every kernel agrees", self.tables_agree)
+        before = self.table("node3")
+        names = set(self.services("node3"))
+        self.assertTrue(names)
+        self.lab.stop(self.servers.pop("node3"))
+        log_path = os.path.join(self.tmp, "node3.log")
+        mark = os.path.getsize(log_path)
+        self.start_server("node3", prefix="/npx-test-other/")
+        self.wait_following("node3")
+        self.assertEqual(set(self.services("node3")), names)
+        self.assertEqual(self.table("node3"), before)
+        with open(log_path) as f:
+            f.seek(mark)
+            self.assertIn("the shared log was empty: wrote this node's cached state as its first entry", f.read())
+        cp = self.etcd.ctl("etcd1", "get", "--prefix", "--keys-only", "/npx-test-other/log/")
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual([k for k in cp.stdout.split() if k], ["/npx-test-other/log/%020d" % 1], cp.stdout)
+        self.lab.stop(self.servers.pop("node3"))
+        self.start_server("node3")
+        self.wait_following("node3")
+        self.wait_for("every kernel agrees", self.tables_agree)
+
+    def test_7_manifests_with_etcd_is_refused(self):
+        # Each node's directory would fight the others' in the one shared state.
+        d = os.path.join(self.tmp, "manifests")
+        os.makedirs(d, exist_ok=True)
+        cp = self.lab.exec("node1", [BIN, "serve", "--etcd-endpoints", ETCD_URL, "--manifests", d,
+                                     "--state-dir", "", "--listen", "unix://" + os.path.join(self.tmp, "m.sock"),
+                                     "--metrics-address", ""], timeout=30)
+        self.assertEqual(cp.returncode, 2, cp.stderr)
+        self.assertIn("--manifests cannot be used with --etcd-endpoints", cp.stderr)
 
 
 if __name__ == "__main__":

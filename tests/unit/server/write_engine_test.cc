@@ -1367,5 +1367,65 @@ TEST(SharedLog, StartUpReplaysTheLogOverTheCachedState) {
   EXPECT_EQ(cached.engine.SharedPosition()->seq, 3u);
 }
 
+// An empty log does not wipe a node's cache (a node moving to etcd, a new
+// prefix, an etcd that lost its data): the cache becomes entry 1, and a
+// second node with another cache follows that entry instead of seeding.
+TEST(SharedLog, AnEmptyLogIsSeededFromTheCacheNotTakenAsEmpty) {
+  MemoryLog log;
+  auto cache = [](std::initializer_list<const char*> names) {
+    State state;
+    for (const char* name : names) {
+      v1::Resource r;
+      EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(
+          Svc(name, absl::StrCat("198.19.0.", 1 + (name[0] - 'a'))), &r));
+      MutableMetaOf(&r)->set_namespace_("default");
+      MutableMetaOf(&r)->set_resource_version(7);
+      state.objects[KeyOf(r)] = r;
+    }
+    state.revision = 7;
+    return state;
+  };
+  Node first(&log), second(&log);
+  ASSERT_TRUE(first.engine.Restore(cache({"a", "b"})).ok());
+  ASSERT_TRUE(second.engine.Restore(cache({"c"})).ok());
+  ASSERT_TRUE(first.engine.FollowSharedLog().ok());
+  EXPECT_EQ(Installed(first.fake), (std::vector<std::string>{"default/a", "default/b"}));
+  ASSERT_EQ(log.entries.size(), 1u);
+  EXPECT_EQ(first.engine.SharedPosition()->seq, 1u);
+  // The objects now carry the entry's revision.
+  EXPECT_EQ(first.engine.Status().revision(), static_cast<uint64_t>(log.entries[0].position.revision));
+  // The second node finds a non-empty log: it follows it.
+  ASSERT_TRUE(second.engine.FollowSharedLog().ok());
+  EXPECT_EQ(log.entries.size(), 1u);
+  EXPECT_EQ(Installed(second.fake), (std::vector<std::string>{"default/a", "default/b"}));
+  // A node with an empty cache seeds nothing.
+  MemoryLog empty;
+  Node fresh(&empty);
+  ASSERT_TRUE(fresh.engine.FollowSharedLog().ok());
+  EXPECT_TRUE(empty.entries.empty());
+}
+
+// Two nodes seeding at once: the guarded append lets one win; the other is
+// told to read again and then follows the winner's entry.
+TEST(SharedLog, ASeedThatLostTheRaceReadsAgain) {
+  MemoryLog log;
+  Node a(&log), b(&log);
+  State state;
+  v1::Resource r;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(Svc("a", "198.19.0.1"), &r));
+  MutableMetaOf(&r)->set_namespace_("default");
+  state.objects[KeyOf(r)] = r;
+  ASSERT_TRUE(a.engine.Restore(state).ok());
+  ASSERT_TRUE(b.engine.Restore(state).ok());
+  log.before_append = [&] { ASSERT_TRUE(b.engine.FollowSharedLog().ok()); };
+  absl::StatusOr<int64_t> lost = a.engine.FollowSharedLog();
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kAborted) << lost.status();
+  EXPECT_FALSE(a.engine.SharedPosition().has_value());
+  ASSERT_TRUE(a.engine.FollowSharedLog().ok());
+  EXPECT_EQ(log.entries.size(), 1u);
+  EXPECT_EQ(a.engine.SharedPosition()->seq, 1u);
+  EXPECT_EQ(a.fake.last.services, b.fake.last.services);
+}
+
 }  // namespace
 }  // namespace nftproxy::server
