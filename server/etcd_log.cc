@@ -70,9 +70,23 @@ absl::StatusOr<int64_t> EtcdLog::Append(const Head& after, const std::string& ch
   head->set_value(absl::StrCat(after.seq + 1));
   pb::PutRequest* put = txn.add_success()->mutable_request_put();
   put->set_key(EntryKey(after.seq + 1));
-  put->set_value(std::move(entry));
+  put->set_value(entry);
   absl::StatusOr<pb::TxnResponse> r = client_->Txn(txn);
-  if (!r.ok()) return r.status();  // (the chunks stay: the entry may have been committed)
+  if (!r.ok()) {
+    // No answer is not a refusal: the entry may be committed. (The chunks
+    // stay either way: an entry may name them.)
+    absl::StatusOr<EtcdRange> got = client_->Range(EntryKey(after.seq + 1), "");
+    if (got.ok() && !got->kvs.empty()) {
+      if (got->kvs[0].value == entry) return got->kvs[0].mod_revision;
+      if (!blob.empty()) DeleteBlob(blob).IgnoreError();
+      return absl::AbortedError(absl::StrCat("another writer changed the state first (entry ", after.seq + 1,
+                                             " is another change); read it again and retry"));
+    }
+    return absl::Status(r.status().code(),
+                        absl::StrCat(r.status().message(),
+                                     "; the outcome is unknown: if etcd commits the change later, every node "
+                                     "applies it"));
+  }
   if (!r->succeeded()) {
     if (!blob.empty()) DeleteBlob(blob).IgnoreError();
     return absl::AbortedError(absl::StrCat("another writer changed the state first (the log's head moved past entry ",

@@ -50,8 +50,12 @@ class EtcdLog {
   // Appends `change` after `after` (the head the caller validated against):
   // the etcd revision it was committed at, or ABORTED when another writer
   // appended first (read the head again, re-validate, retry), or the
-  // etcd error (UNAVAILABLE, DEADLINE_EXCEEDED: the outcome may be unknown
-  // for the final transaction; see Committed).
+  // etcd error. When the final transaction fails without an answer (a
+  // timeout, a leader change, a lost connection), the entry is looked up:
+  // there with this change's value, the append succeeded (its revision);
+  // there with another, ABORTED; not there (or etcd still not answering),
+  // the error, saying that the outcome is unknown (etcd may still commit it;
+  // every node then applies it like any entry).
   absl::StatusOr<int64_t> Append(const Head& after, const std::string& change);
 
   // Up to `limit` entries after entry `seq`, in order (catching up: entries
