@@ -9,7 +9,18 @@
 //   P log/<seq, 20 digits> one committed change: "I" + the change's bytes
 //                          (inline), or "B <blob> <chunks> <size> <crc32c>"
 //   P blob/<blob>/<chunk>  a change too large for one etcd request, in
-//                          chunks of at most 1 MiB, written before its entry
+//                          chunks of at most 1 MiB, written before its entry;
+//                          <blob> starts with the entry's 20-digit number
+//   P base                 "S <seq> <revision> <chunks> <size> <crc32c>":
+//                          the state after entry <seq> (committed at
+//                          <revision>), whose entries up to <seq> are gone
+//   P baseblob/<seq>/<chunk>  that state (v1::ApplyRequest of every stored
+//                          resource, resourceVersions kept), in chunks
+//
+// Trimming (Trim): a node writes the state at an entry it applied as base
+// chunks, then one transaction, guarded by that entry's mod_revision (so a
+// base only moves forward), puts `base` and deletes the entries, blobs and
+// older base chunks up to it. A reader behind the base reads it whole.
 //
 // Atomicity: etcd takes at most 128 operations and 1.5 MiB per request by
 // default. A change up to kInlineLimit is one transaction; a larger one is
@@ -24,6 +35,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,13 +81,36 @@ class EtcdLog {
   // entry's own), checked against the size and checksum.
   absl::StatusOr<std::string> Resolve(const EtcdKeyValue& entry);
 
+  // The base (see above); nullopt: none (the log starts at entry 1). Read at
+  // *revision (0: the newest; set to the revision read at).
+  struct Base {
+    uint64_t seq = 0;
+    int64_t revision = 0;
+    size_t chunks = 0, size = 0;
+    uint32_t crc = 0;
+  };
+  absl::StatusOr<std::optional<Base>> ReadBase(int64_t* revision);
+  // The base's state, from its chunks (read at `revision`).
+  absl::StatusOr<std::string> ReadBaseState(const Base& base, int64_t revision);
+  // Makes `state` (the state after entry `seq`, committed at `revision`)
+  // the base and deletes what it replaces; FAILED_PRECONDITION when entry
+  // `seq` is gone or another (a later base, or a new log).
+  absl::Status Trim(uint64_t seq, int64_t revision, const std::string& state);
+
   std::string HeadKey() const { return prefix_ + "head"; }
+  std::string BaseKey() const { return prefix_ + "base"; }
+  std::string BaseBlobPrefix() const { return prefix_ + "baseblob/"; }
   std::string LogPrefix() const { return prefix_ + "log/"; }
   std::string BlobPrefix() const { return prefix_ + "blob/"; }
   std::string EntryKey(uint64_t seq) const;
 
  private:
   absl::Status DeleteBlob(const std::string& blob);
+  // Writes `bytes` as chunks under `prefix` (one transaction each).
+  absl::Status WriteChunks(const std::string& prefix, const std::string& bytes, size_t* chunks);
+  // Reads back what WriteChunks wrote, checked; `what` names it in errors.
+  absl::StatusOr<std::string> ReadChunks(const std::string& prefix, size_t chunks, size_t size, uint32_t crc,
+                                         int64_t revision, const std::string& what);
 
   EtcdClient* const client_;
   const std::string prefix_;

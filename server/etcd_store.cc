@@ -29,7 +29,16 @@ absl::StatusOr<int64_t> EtcdSharedLog::Append(const LogPosition& after, const st
 
 absl::StatusOr<std::vector<LogEntry>> EtcdSharedLog::ReadAfter(const LogPosition& after, size_t limit,
                                                               int64_t* read_revision) {
-  int64_t revision = 0;
+  // The base first, at the revision the entries are read at: entries up to
+  // it are gone.
+  int64_t revision = *read_revision;
+  absl::StatusOr<std::optional<EtcdLog::Base>> base = log_.ReadBase(&revision);
+  if (!base.ok()) return base.status();
+  base_seq_ = base->has_value() ? (*base)->seq : 0;
+  if (base->has_value() && (*base)->seq > after.seq) {
+    return absl::OutOfRangeError(absl::StrCat("etcd's log under ", prefix_, ": entries up to ", (*base)->seq,
+                                              " were folded into its base; this node is at entry ", after.seq));
+  }
   absl::StatusOr<std::vector<EtcdKeyValue>> kvs = log_.ReadAfter(after.seq, static_cast<int64_t>(limit), &revision);
   if (!kvs.ok()) return kvs.status();
   *read_revision = revision;
@@ -53,6 +62,25 @@ absl::StatusOr<std::vector<LogEntry>> EtcdSharedLog::ReadAfter(const LogPosition
     out.push_back(LogEntry{LogPosition{*seq, kv.mod_revision}, std::move(*change)});
   }
   return out;
+}
+
+absl::StatusOr<std::optional<LogEntry>> EtcdSharedLog::ReadBase(int64_t* read_revision) {
+  absl::StatusOr<std::optional<EtcdLog::Base>> base = log_.ReadBase(read_revision);
+  if (!base.ok()) return base.status();
+  if (!base->has_value()) {
+    base_seq_ = 0;
+    return std::optional<LogEntry>();
+  }
+  absl::StatusOr<std::string> state = log_.ReadBaseState(**base, *read_revision);
+  if (!state.ok()) return state.status();
+  base_seq_ = (*base)->seq;
+  return std::optional<LogEntry>(LogEntry{LogPosition{(*base)->seq, (*base)->revision}, std::move(*state)});
+}
+
+absl::Status EtcdSharedLog::Trim(const LogPosition& at, const std::string& state) {
+  absl::Status s = log_.Trim(at.seq, at.revision, state);
+  if (s.ok()) base_seq_ = std::max(base_seq_.load(), at.seq);
+  return s;
 }
 
 std::string EtcdSharedLog::Describe() const {
@@ -103,6 +131,7 @@ void EtcdFollower::Run() {
     }
     backoff = kMinBackoff;
     logged.clear();
+    Trim();
     // Every entry up to *read_at is applied: watch from the next revision.
     std::unique_ptr<EtcdWatch> watch = log_->client()->Watch(
         log_->log().LogPrefix(), *read_at + 1,
@@ -138,8 +167,15 @@ void EtcdFollower::Run() {
         }
         break;  // catch up and watch again
       }
-      engine_->FollowSharedLog().IgnoreError();  // (reported by the engine; retried on the next event)
+      // (Errors are reported by the engine and retried on the next event.)
+      if (engine_->FollowSharedLog().ok()) Trim();
     }
+  }
+}
+
+void EtcdFollower::Trim() {
+  if (absl::Status s = engine_->TrimSharedLog(); !s.ok()) {
+    log::Warning("cannot trim the shared log (it grows until a node can)", {{"error", std::string(s.message())}});
   }
 }
 

@@ -17,6 +17,7 @@
 // while etcd is down serves its cache until etcd is back.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -39,6 +40,9 @@ class EtcdSharedLog : public SharedLog {
   absl::StatusOr<int64_t> Append(const LogPosition& after, const std::string& change) override;
   absl::StatusOr<std::vector<LogEntry>> ReadAfter(const LogPosition& after, size_t limit,
                                                  int64_t* read_revision) override;
+  absl::StatusOr<std::optional<LogEntry>> ReadBase(int64_t* read_revision) override;
+  absl::Status Trim(const LogPosition& at, const std::string& state) override;
+  uint64_t BaseSeq() const override { return base_seq_.load(); }
   std::string Describe() const override;
   EtcdLog& log() { return log_; }
   EtcdClient* client() { return client_; }
@@ -47,6 +51,7 @@ class EtcdSharedLog : public SharedLog {
   EtcdClient* const client_;
   const std::string prefix_;
   EtcdLog log_;
+  std::atomic<uint64_t> base_seq_{0};
 };
 
 // The sequence number of the log entry stored under `key` (P log/<20 digits>).
@@ -65,6 +70,8 @@ class EtcdFollower {
 
  private:
   void Run();
+  // Lets the engine trim the log after a catch-up (TrimSharedLog).
+  void Trim();
   // Waits for `d` or until stopped or woken; true when stopped.
   bool Wait(absl::Duration d) ABSL_LOCKS_EXCLUDED(mu_);
 

@@ -94,6 +94,7 @@ struct ServeFlags {
   // --etcd-endpoints.
   std::vector<std::string> etcd_endpoints;
   std::string etcd_prefix = "/nftproxy/";
+  std::string etcd_trim_entries = "1000";
   std::string etcd_ca, etcd_cert, etcd_key;
 };
 
@@ -210,6 +211,10 @@ Flags:
                     of deleting it. Not with --manifests. http://HOST:PORT
                     or https://; may repeat
   --etcd-prefix P   the keys' prefix in etcd (default /nftproxy/)
+  --etcd-trim-entries N
+                    once this many log entries follow the log's base, a
+                    node writes its state as the new base and deletes them,
+                    so the log stays short (default 1000; 0: never)
   --etcd-ca FILE, --etcd-cert FILE, --etcd-key FILE
                     PEM files for https endpoints: the CA, and a client
                     certificate and key when etcd asks for one
@@ -387,6 +392,7 @@ std::vector<FlagSpec> ServeFlagSpecs(ServeFlags* f, bool* help, bool* help_authz
                                {{"--dns-forward-timeout"}, &f->dns_forward_timeout},
                                {{"--etcd-endpoints"}, nullptr, &f->etcd_endpoints},
                                {{"--etcd-prefix"}, &f->etcd_prefix},
+                               {{"--etcd-trim-entries"}, &f->etcd_trim_entries},
                                {{"--etcd-ca"}, &f->etcd_ca},
                                {{"--etcd-cert"}, &f->etcd_cert},
                                {{"--etcd-key"}, &f->etcd_key}};
@@ -701,6 +707,7 @@ int RunServe(const std::vector<std::string>& args) {
   // The shared store: its options are checked here; etcd is not asked yet.
   std::unique_ptr<EtcdClient> etcd;
   std::unique_ptr<EtcdSharedLog> shared_log;
+  uint64_t trim_entries = 0;
   if (!flags.etcd_endpoints.empty()) {
     if (!flags.manifests.empty()) {
       // Every node would keep its own directory synced into the one shared
@@ -731,6 +738,13 @@ int RunServe(const std::vector<std::string>& args) {
       return 2;
     }
     etcd = std::move(*client);
+    if (!absl::SimpleAtoi(flags.etcd_trim_entries, &trim_entries)) {
+      std::cerr << "nftproxy serve: "
+                << Located(absl::StrCat("--etcd-trim-entries ", flags.etcd_trim_entries,
+                                        ": want a whole number (0: never trim)"))
+                << "\n";
+      return 2;
+    }
     shared_log = std::make_unique<EtcdSharedLog>(etcd.get(), flags.etcd_prefix);
   } else if (!flags.etcd_ca.empty() || !flags.etcd_cert.empty() || !flags.etcd_key.empty()) {
     std::cerr << "nftproxy serve: --etcd-ca, --etcd-cert and --etcd-key need --etcd-endpoints\n";
@@ -739,6 +753,7 @@ int RunServe(const std::vector<std::string>& args) {
   // Every value is checked before anything is touched.
   EngineOptions options;
   options.shared = shared_log.get();
+  options.shared_trim_entries = trim_entries;
   options.node_name = flags.node_name;
   options.node.counters = flags.kernel_counters;
   options.node.endpoint_counters = flags.kernel_counters && flags.endpoint_counters;

@@ -45,6 +45,31 @@ absl::StatusOr<Change> DecodeChange(const std::string& bytes, int64_t revision) 
   return out;
 }
 
+std::string EncodeState(const std::map<Key, v1::Resource>& objects) {
+  v1::ApplyRequest req;
+  for (const auto& [key, r] : objects) *req.add_upserts() = r;
+  return req.SerializeAsString();
+}
+
+absl::StatusOr<std::map<Key, v1::Resource>> DecodeState(const std::string& bytes) {
+  v1::ApplyRequest req;
+  if (!req.ParseFromString(bytes) || req.deletes_size() > 0) {
+    return absl::DataLossError("the log's base is not an encoded state");
+  }
+  std::map<Key, v1::Resource> out;
+  for (v1::Resource& r : *req.mutable_upserts()) {
+    const v1::ObjectMeta* m = MutableMetaOf(&r);
+    if (m == nullptr || m->name().empty() || m->resource_version() == 0) {
+      return absl::DataLossError("the log's base holds a resource without a kind, name or version");
+    }
+    const Key key = KeyOf(r);
+    if (!out.emplace(key, std::move(r)).second) {
+      return absl::DataLossError(absl::StrCat("the log's base names a key twice: ", Describe(key)));
+    }
+  }
+  return out;
+}
+
 void FoldChange(Change change, std::map<Key, v1::Resource>* objects) {
   for (auto& [key, r] : change) {
     if (r.has_value()) {

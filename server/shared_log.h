@@ -50,8 +50,21 @@ class SharedLog {
   // (fewer when they are large: read on until none come back);
   // *read_revision: the store's revision they were read at (none: every
   // entry committed up to it is at or before `after`).
+  // OUT_OF_RANGE when entries after `after` were folded into the log's base
+  // (Trim): read the whole log again, from ReadBase.
   virtual absl::StatusOr<std::vector<LogEntry>> ReadAfter(const LogPosition& after, size_t limit,
                                                           int64_t* read_revision) = 0;
+  // The log's base: the state after the entry at its position (EncodeState),
+  // whose entries up to it are gone; nullopt: none, the log starts at entry
+  // 1. Read at *read_revision (0: the newest; set to the revision read at,
+  // for the ReadAfter pages that follow).
+  virtual absl::StatusOr<std::optional<LogEntry>> ReadBase(int64_t* read_revision) = 0;
+  // Makes `state` (EncodeState of the state after the entry at `at`, which
+  // this node applied) the base and deletes the entries up to it;
+  // FAILED_PRECONDITION when that entry is gone already (a later base).
+  virtual absl::Status Trim(const LogPosition& at, const std::string& state) = 0;
+  // The base's sequence number as of the last read (0: none).
+  virtual uint64_t BaseSeq() const = 0;
   // What the log is, for messages ("etcd at http://...").
   virtual std::string Describe() const = 0;
 };
@@ -64,6 +77,11 @@ std::string EncodeChange(const Change& change);
 // gets `revision` as its resourceVersion. DATA_LOSS when the bytes are not a
 // change.
 absl::StatusOr<Change> DecodeChange(const std::string& bytes, int64_t revision);
+
+// A whole state for the log's base: every resource, resourceVersion kept.
+std::string EncodeState(const std::map<Key, v1::Resource>& objects);
+// DATA_LOSS when the bytes are not a state, or a resource has no version.
+absl::StatusOr<std::map<Key, v1::Resource>> DecodeState(const std::string& bytes);
 
 // Folds `change` into `objects` (a replay of the log).
 void FoldChange(Change change, std::map<Key, v1::Resource>* objects);

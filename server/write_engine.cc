@@ -994,6 +994,11 @@ absl::Status WriteEngine::CatchUpLocked() {
   for (;;) {
     int64_t read_at = 0;
     absl::StatusOr<std::vector<LogEntry>> entries = options_.shared->ReadAfter(*shared_pos_, kLogPage, &read_at);
+    if (absl::IsOutOfRange(entries.status())) {
+      // Behind the log's base: the follower reads it whole; until then this
+      // node cannot write.
+      return absl::UnavailableError(absl::StrCat(entries.status().message(), "; this node reads it again, retry"));
+    }
     if (!entries.ok()) return entries.status();
     if (entries->empty()) return absl::OkStatus();
     if (absl::Status s = ApplyEntriesLocked(*entries); !s.ok()) return s;
@@ -1014,63 +1019,108 @@ absl::StatusOr<int64_t> WriteEngine::FollowSharedLogOnce() {
     pos = shared_pos_;
   }
   int64_t read_at = 0;
-  if (!pos) {
-    // Start-up: the whole log folded into one state (entries are immutable
-    // and numbered, so pages read at different revisions add up), then one
-    // commit of its difference from the cached state.
-    std::map<Key, v1::Resource> objects;
-    LogPosition at;
+  if (pos) {
     for (;;) {
-      absl::StatusOr<std::vector<LogEntry>> entries = options_.shared->ReadAfter(at, kLogPage, &read_at);
+      absl::StatusOr<std::vector<LogEntry>> entries = options_.shared->ReadAfter(*pos, kLogPage, &read_at);
+      if (absl::IsOutOfRange(entries.status())) {
+        log::Info("this node is behind the shared log's base: reading it whole",
+                  {{"store", options_.shared->Describe()}, {"error", std::string(entries.status().message())}});
+        break;
+      }
       if (!entries.ok()) return entries.status();
-      for (const LogEntry& e : *entries) {
-        if (e.position.seq != at.seq + 1) {
-          return absl::DataLossError(absl::StrCat(options_.shared->Describe(), ": entry ", e.position.seq,
-                                                  " follows entry ", at.seq));
-        }
-        absl::StatusOr<Change> change = DecodeChange(e.change, e.position.revision);
-        if (!change.ok()) return change.status();
-        FoldChange(std::move(*change), &objects);
-        at = e.position;
-      }
-      if (entries->empty()) break;
+      if (entries->empty()) return read_at;
+      absl::MutexLock lock(&mu_);
+      // Entries this node's own writes moved past meanwhile are skipped; each
+      // round moves the position on, or reads from a newer one.
+      if (absl::Status s = ApplyEntriesLocked(*entries); !s.ok()) return s;
+      pos = shared_pos_;
     }
-    absl::MutexLock lock(&mu_);
-    if (at.seq == 0 && !desired_.state().objects.empty()) return SeedSharedLogLocked();
-    Change diff;
-    const auto& cached = desired_.state().objects;
-    for (auto& [key, r] : objects) {
-      auto it = cached.find(key);
-      if (it == cached.end() || !google::protobuf::util::MessageDifferencer::Equals(it->second, r)) {
-        diff.emplace_back(key, std::move(r));
-      }
-    }
-    for (const auto& [key, r] : cached) {
-      if (objects.count(key) == 0) diff.emplace_back(key, std::nullopt);
-    }
-    log::Info("read the shared state", {{"store", options_.shared->Describe()},
-                                        {"entries", absl::StrCat(at.seq)},
-                                        {"revision", absl::StrCat(at.revision)},
-                                        {"differences from the cached state", absl::StrCat(diff.size())}});
-    if (!diff.empty()) {
-      if (absl::Status s = ApplyChangeLocked(std::move(diff), at.revision); !s.ok()) {
-        return absl::Status(s.code(), absl::StrCat("applying the shared state (", options_.shared->Describe(),
-                                                   ", revision ", at.revision, "): ", s.message()));
-      }
-    }
-    shared_pos_ = at;
-    return read_at;
+  }
+  // Start-up, or behind the base: the base and every entry after it folded
+  // into one state (entries are immutable and numbered, and every page is
+  // read at the base's revision), then one commit of its difference from
+  // this node's state (the cache, at start-up).
+  read_at = 0;
+  std::map<Key, v1::Resource> objects;
+  LogPosition at;
+  absl::StatusOr<std::optional<LogEntry>> base = options_.shared->ReadBase(&read_at);
+  if (!base.ok()) return base.status();
+  if (base->has_value()) {
+    absl::StatusOr<std::map<Key, v1::Resource>> state = DecodeState((*base)->change);
+    if (!state.ok()) return state.status();
+    objects = std::move(*state);
+    at = (*base)->position;
   }
   for (;;) {
-    absl::StatusOr<std::vector<LogEntry>> entries = options_.shared->ReadAfter(*pos, kLogPage, &read_at);
+    absl::StatusOr<std::vector<LogEntry>> entries = options_.shared->ReadAfter(at, kLogPage, &read_at);
     if (!entries.ok()) return entries.status();
-    if (entries->empty()) return read_at;
-    absl::MutexLock lock(&mu_);
-    // Entries this node's own writes moved past meanwhile are skipped; each
-    // round moves the position on, or reads from a newer one.
-    if (absl::Status s = ApplyEntriesLocked(*entries); !s.ok()) return s;
-    pos = shared_pos_;
+    for (const LogEntry& e : *entries) {
+      if (e.position.seq != at.seq + 1) {
+        return absl::DataLossError(absl::StrCat(options_.shared->Describe(), ": entry ", e.position.seq,
+                                                " follows entry ", at.seq));
+      }
+      absl::StatusOr<Change> change = DecodeChange(e.change, e.position.revision);
+      if (!change.ok()) return change.status();
+      FoldChange(std::move(*change), &objects);
+      at = e.position;
+    }
+    if (entries->empty()) break;
   }
+  absl::MutexLock lock(&mu_);
+  if (at.seq == 0 && !desired_.state().objects.empty()) return SeedSharedLogLocked();
+  if (shared_pos_ && shared_pos_->seq > at.seq) {
+    // This node's own write got ahead of the fold meanwhile: follow on.
+    return read_at;
+  }
+  Change diff;
+  const auto& cached = desired_.state().objects;
+  for (auto& [key, r] : objects) {
+    auto it = cached.find(key);
+    if (it == cached.end() || !google::protobuf::util::MessageDifferencer::Equals(it->second, r)) {
+      diff.emplace_back(key, std::move(r));
+    }
+  }
+  for (const auto& [key, r] : cached) {
+    if (objects.count(key) == 0) diff.emplace_back(key, std::nullopt);
+  }
+  log::Info("read the shared state", {{"store", options_.shared->Describe()},
+                                      {"base", absl::StrCat(base->has_value() ? (*base)->position.seq : 0)},
+                                      {"entries", absl::StrCat(at.seq)},
+                                      {"revision", absl::StrCat(at.revision)},
+                                      {"differences from the cached state", absl::StrCat(diff.size())}});
+  if (!diff.empty()) {
+    if (absl::Status s = ApplyChangeLocked(std::move(diff), at.revision); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("applying the shared state (", options_.shared->Describe(),
+                                                 ", revision ", at.revision, "): ", s.message()));
+    }
+  }
+  shared_pos_ = at;
+  return read_at;
+}
+
+absl::Status WriteEngine::TrimSharedLog() {
+  if (options_.shared == nullptr || options_.shared_trim_entries == 0) return absl::OkStatus();
+  LogPosition at;
+  std::string state;
+  {
+    absl::MutexLock lock(&mu_);
+    // Each node waits for a different number of entries past the base (up
+    // to half as many again, by its name), so that one of them trims and
+    // the others see the new base on their next read instead of all trimming.
+    const uint64_t every = options_.shared_trim_entries;
+    const uint64_t spread = std::hash<std::string>()(options_.node_name) % (every / 2 + 1);
+    if (!shared_pos_ || shared_pos_->seq < options_.shared->BaseSeq() + every + spread) return absl::OkStatus();
+    at = *shared_pos_;
+    state = EncodeState(desired_.state().objects);
+  }
+  absl::Status s = options_.shared->Trim(at, state);
+  if (s.ok()) {
+    log::Info("trimmed the shared log: its entries up to this node's position are its base now",
+              {{"store", options_.shared->Describe()},
+               {"entry", absl::StrCat(at.seq)},
+               {"state bytes", absl::StrCat(state.size())}});
+  }
+  return absl::IsFailedPrecondition(s) ? absl::OkStatus() : s;
 }
 
 absl::StatusOr<int64_t> WriteEngine::SeedSharedLogLocked() {

@@ -78,6 +78,9 @@ struct EngineOptions {
   // A write that lost the race to the log is re-run after catching up this
   // many times, then answered ABORTED.
   int shared_retries = 3;
+  // Once this node is this many entries past the log's base, it folds them
+  // into a new base (TrimSharedLog); 0: never.
+  uint64_t shared_trim_entries = 1000;
 };
 
 class WriteEngine {
@@ -170,6 +173,11 @@ class WriteEngine {
   // applied (where a watch of the log continues). Reads the log without
   // the engine's lock; reports the outcome with NoteSharedStore.
   absl::StatusOr<int64_t> FollowSharedLog() ABSL_LOCKS_EXCLUDED(mu_);
+  // Folds the shared log's entries up to this node's position into a new
+  // base once it is EngineOptions::shared_trim_entries past the last one
+  // (the follower calls it after each catch-up). Another node having
+  // trimmed first is no error.
+  absl::Status TrimSharedLog() ABSL_LOCKS_EXCLUDED(mu_);
   // The shared store's condition as Status reports it (OK: reachable and
   // followed). While it is not OK, Health counts a change as pending since
   // the first error.

@@ -17,35 +17,47 @@ Each node runs `nftproxy serve --etcd-endpoints <all members> --etcd-prefix
 
 1. Full sync: `nftproxy sync --source bench -f MANIFEST` (gen_manifest.py's
    services, S x E) through node1, starting from empty nodes. Time to the
-   reply (node1 committed to etcd and to its own kernel), and to each node's
-   kernel: every 20 ms the benchmark asks each node's kernel for its
-   nf_tables generation (NFT_MSG_GETGEN on a netlink socket opened inside
-   the node's namespace; cheap, no process started); once a node's
+   reply (node1 committed to etcd and to its own kernel, CLI exit), and to
+   each node's kernel: every 20 ms the benchmark asks each node's kernel for
+   its nf_tables generation (NFT_MSG_GETGEN on a netlink socket opened
+   inside the node's namespace; cheap, no process started); once a node's
    generation has changed and been stable for 0.2 s, `nftproxy status` on
    that node must show the sync's shared log entry (the node advances it
    only after its kernel commit); the node's time is that of its last
-   generation change before the confirming status. Then a second full sync
-   that moves every endpoint of every service (--no-second-sync skips it).
+   generation change before that status returned (the new ruleset went
+   live). "Writes done": the end of each node's write, from the timestamp of
+   its "slow write" log line. Also the machine's peak unreclaimable slab
+   during the sync (a thread samples /proc/meminfo every 0.2 s). With
+   --second-sync, then a second full sync that moves every endpoint of every
+   service (at 10 nodes with endpoint counters it needs more kernel memory
+   than 24 GB: see BENCHMARKS.md; --min-available-mb aborts the run before
+   the OOM killer acts, and the report of what was measured is printed).
 2. Single changes (--changes, default 120), one at a time: `nftproxy apply
-   --source bench -f ONE_SLICE` through node1 (--writer), each one flipping
-   one endpoint address of a random service's EndpointSlice (so every change
-   changes every kernel). Before each change, one netlink socket per node
-   namespace subscribed to nf_tables notifications (NFNLGRP_NFTABLES) is
-   drained; the latency of a node is the arrival of its NFT_MSG_NEWGEN (the
-   end of a kernel commit, whose NFTA_GEN_PROC_PID must be a thread of that
-   node's nftproxy) minus the time the CLI was started; a change is done when
-   all N nodes have one. The CLI's own start-up and connection time is part
-   of every number (measured separately: `nftproxy version` to node1). The
-   subscription exists only around single changes, never during a full
-   sync (the kernel would build one notification per object).
+   --source bench -f -` through node1 (--writer), each one flipping one
+   endpoint address of a random service's EndpointSlice (so every change
+   changes every kernel). The CLI is started first; once it waits in
+   read(0) (it has connected), the clock starts and the manifest is written
+   to its stdin: process start-up is not counted (`nftproxy version` to
+   node1 is timed separately, and one row adds it back). Before each change,
+   one netlink socket per node namespace subscribed to nf_tables
+   notifications (NFNLGRP_NFTABLES) is drained; the latency of a node is the
+   arrival of its NFT_MSG_NEWGEN (the end of a kernel commit, whose
+   NFTA_GEN_PROC_PID must be a thread of that node's nftproxy); a change is
+   done when all N nodes have one. "In etcd": the first event of a watch on
+   the prefix (etcd's JSON gateway, POST /v3/watch, from a socket made in
+   etcd1's namespace). The subscriptions exist only around single changes,
+   never during a full sync (the kernel would build one notification per
+   object).
 3. Memory and disk: each node's nftproxy VmRSS and VmHWM, each etcd member's
    VmRSS, data dir size (du), dbSize/dbSizeInUse (etcdctl endpoint status),
-   and the machine's Slab before and after (kernel memory, approximate).
+   leader elections and late-heartbeat warnings in the etcd logs, the node
+   state dirs, and the machine's Slab before and after (kernel memory,
+   approximate: the machine is shared).
 
 Everything lives in namespaces npx-<pid>-* and a temporary directory; both
 are removed, and every process started is killed by pid, on every exit path
 (including Ctrl-C and SIGTERM). --keep-tmp keeps the directory (node and
-etcd logs, manifests, results.json).
+etcd logs, manifests); --json FILE writes every measurement.
 """
 
 import argparse
@@ -271,6 +283,12 @@ def du(path):
     return alloc, apparent
 
 
+def loadavg():
+    """The machine's 1-minute load average (other work shares the cores)."""
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
 def mb(n_bytes):
     return n_bytes / 1e6
 
@@ -396,6 +414,8 @@ class Bench:
             reply_seq = None
             log("%s: sync of %s (%.1f MB) through %s" % (label, os.path.basename(path),
                                                          mb(os.path.getsize(path)), self.writer))
+            MEM_PEAK["sunreclaim_kb"] = meminfo("SUnreclaim") or 0
+            MEM_PEAK["min_available_kb"] = None
             t0_wall = time.time()
             t0 = time.monotonic()
             proc = subprocess.Popen([self.bin, "sync", "--source", SOURCE, "-f", path, "--request-timeout", "0",
@@ -467,10 +487,12 @@ class Bench:
             res = {"reply_s": reply, "per_node_s": times, "first_kernel_s": min(times.values()),
                    "all_kernels_s": max(times.values()), "entry": target,
                    "gen_changes": {n: (last_gen[n] - base_gen[n]) for n in self.nodes},
-                   "write_done_s": written}
+                   "write_done_s": written, "peak_sunreclaim_kb": MEM_PEAK["sunreclaim_kb"],
+                   "min_available_kb": MEM_PEAK["min_available_kb"]}
             w = [v for v in written.values() if v is not None]
             if w:
                 res["all_writes_done_s"] = max(w)
+            res["loadavg_end"] = loadavg()
             log("%s: all %d kernels after %.2fs (first %.2fs, reply %.2fs)"
                 % (label, len(self.nodes), res["all_kernels_s"], res["first_kernel_s"], reply))
             return res
@@ -735,6 +757,7 @@ class Bench:
         a = self.a
         r = self.results
         self.setup()
+        r["loadavg_start"] = loadavg()
         r["cli_overhead"] = self.cli_overhead()
         m1 = os.path.join(self.tmp, "services.yaml")
         t = time.monotonic()
@@ -752,6 +775,7 @@ class Bench:
             log("WARNING: service counts differ from %d: %s" % (a.services, counts))
         r["mem_after_sync"] = self.memory()
         r["single"] = self.single_changes(moved=False)
+        r["single"]["loadavg_end"] = loadavg()
         if a.second_sync:
             m2 = os.path.join(self.tmp, "services-moved.yaml")
             write_manifest(m2, a.services, a.endpoints, moved=True)
@@ -786,6 +810,7 @@ def report(r, a):
     p("== nftproxy: many nodes on etcd ==")
     p("machine: %s, %d cores, %.0f GiB, kernel %s; commit %s; binary %s"
       % (cpu, os.cpu_count(), meminfo("MemTotal") / 2**20, os.uname().release, commit, a.nftproxy))
+    p("load average at the start: %.1f (other work on the machine shares its cores)" % r.get("loadavg_start", 0))
     p("nodes %d, etcd members %d, services %d x %d endpoints (%s endpoint counters), %d single changes through %s"
       % (a.nodes, a.etcd_members, a.services, a.endpoints, "with" if a.endpoint_counters else "WITHOUT",
          a.changes, a.writer))
@@ -809,6 +834,9 @@ def report(r, a):
         p("  per node, write done:       " + ", ".join("%s %s" % (n, "%.2f" % t if t is not None else "?")
                                                      for n, t in s["write_done_s"].items()))
         p("  kernel generations per node: %s" % sorted(set(s["gen_changes"].values())))
+        p("  machine during the sync: kernel unreclaimable slab peak %.0f MB, lowest MemAvailable %.0f MB,"
+          " load average %.1f at the end" % (s["peak_sunreclaim_kb"] / 1024, (s["min_available_kb"] or 0) / 1024,
+                                             s.get("loadavg_end", float("nan"))))
         p("")
     if "single" in r:
         s = r["single"]
@@ -834,6 +862,7 @@ def report(r, a):
                 p("  %-44s %8.1f %8.1f %8.1f %8.1f %8.1f" % (label, pct(v, 50) * 1e3, pct(v, 90) * 1e3,
                                                               pct(v, 99) * 1e3, max(v) * 1e3,
                                                               statistics.mean(v) * 1e3))
+        p("  machine load average after the changes: %.1f" % s.get("loadavg_end", float("nan")))
         firsts = {}
         lasts = {}
         for c in ch:
@@ -888,6 +917,35 @@ def report(r, a):
     return "\n".join(out)
 
 
+MEM_PEAK = {"sunreclaim_kb": 0, "min_available_kb": None}
+ABORTED = []
+
+
+def start_memory_guard(min_available_mb):
+    """A thread that follows the machine's memory every 0.2 s (peak kernel
+    unreclaimable slab, lowest MemAvailable) and, when MemAvailable falls
+    under min_available_mb, aborts the run (SIGTERM to itself: the usual
+    clean-up) before the kernel's OOM killer picks some process of the
+    machine."""
+    import signal
+
+    def loop():
+        while True:
+            su, av = meminfo("SUnreclaim"), meminfo("MemAvailable")
+            MEM_PEAK["sunreclaim_kb"] = max(MEM_PEAK["sunreclaim_kb"], su or 0)
+            if av is not None and (MEM_PEAK["min_available_kb"] is None or av < MEM_PEAK["min_available_kb"]):
+                MEM_PEAK["min_available_kb"] = av
+            if min_available_mb and av is not None and av < min_available_mb * 1024:
+                ABORTED.append("MemAvailable %d MB < --min-available-mb %d (kernel unreclaimable slab %d MB)"
+                               % (av // 1024, min_available_mb, (su or 0) // 1024))
+                log("ABORTING: " + ABORTED[-1])
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.2)
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -900,14 +958,17 @@ def main():
     ap.add_argument("--writer", default="node1", help="the node every write goes through")
     ap.add_argument("--endpoint-counters", default="true", choices=["true", "false"],
                     help="serve --endpoint-counters (default true)")
-    ap.add_argument("--serve-arg", action="append", default=[], help="extra serve flag (repeatable)")
-    ap.add_argument("--no-second-sync", dest="second_sync", action="store_false")
+    ap.add_argument("--serve-arg", action="append", default=[], help="extra serve flag, repeatable: --serve-arg=--flag=value")
+    ap.add_argument("--second-sync", action="store_true",
+                    help="then a second full sync moving every endpoint (see BENCHMARKS.md: kernel memory)")
     ap.add_argument("--sync-timeout", type=float, default=1200)
     ap.add_argument("--change-timeout", type=float, default=30)
     ap.add_argument("--pause", type=float, default=0.05, help="seconds between single changes")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", help="also write every measurement to this file")
     ap.add_argument("--keep-tmp", action="store_true")
+    ap.add_argument("--min-available-mb", type=int, default=8192,
+                    help="abort when the machine's MemAvailable falls below this (0: never)")
     a = ap.parse_args()
     a.endpoint_counters = a.endpoint_counters == "true"
     a.nftproxy = os.path.abspath(a.nftproxy)
@@ -920,6 +981,7 @@ def main():
     if a.writer not in ["node%d" % (i + 1) for i in range(a.nodes)]:
         sys.exit("etcd_bench.py: --writer must be one of node1..node%d" % a.nodes)
     netlab.install_sigterm_cleanup()
+    start_memory_guard(a.min_available_mb)
     b = Bench(a)
     try:
         r = b.run()
@@ -928,6 +990,14 @@ def main():
                 json.dump(r, f, indent=1)
         print(report(r, a))
         sys.stdout.flush()
+    except KeyboardInterrupt:
+        if ABORTED:
+            if "sync1" in b.results:
+                print("(partial: the run was aborted)")
+                print(report(b.results, a))
+                sys.stdout.flush()
+            sys.exit("etcd_bench.py: aborted: %s" % ABORTED[-1])
+        raise
     finally:
         if a.keep_tmp and b.tmp:
             log("kept %s" % b.tmp)

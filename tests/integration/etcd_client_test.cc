@@ -412,6 +412,72 @@ TEST_F(EtcdClientTest, SharedLogPositionsGuardAppendsAndReadBackInOrder) {
   EXPECT_EQ(EntrySeq("/shared/log/", "/shared/log/x").status().code(), absl::StatusCode::kDataLoss);
 }
 
+// Trimming: the entries (and their blobs, and older bases) up to an entry
+// become the base; a reader behind it is told so (OUT_OF_RANGE) and reads
+// the base; a base only moves forward.
+TEST_F(EtcdClientTest, TrimFoldsEntriesIntoTheBaseAndDeletesThem) {
+  EtcdSharedLog shared(client_.get(), "/trim/");
+  LogPosition pos;
+  std::vector<LogPosition> at;
+  const std::string big = Pattern(2 * EtcdLog::kChunkSize + 7, 'g');
+  for (const std::string& change : {std::string("one"), big, std::string("three"), std::string("four")}) {
+    auto rev = shared.Append(pos, change);
+    ASSERT_TRUE(rev.ok()) << rev.status();
+    pos = LogPosition{pos.seq + 1, *rev};
+    at.push_back(pos);
+  }
+  auto count = [&](const std::string& prefix) {
+    auto r = client_->Range(prefix, EtcdPrefixEnd(prefix));
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->kvs.size() : 0u;
+  };
+  EXPECT_EQ(count("/trim/log/"), 4u);
+  EXPECT_EQ(count("/trim/blob/"), 3u);  // entry 2's chunks
+  int64_t read_at = 0;
+  auto none = shared.ReadBase(&read_at);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(none->has_value());
+  // A state over the request limit, at entry 3.
+  const std::string state = Pattern(3 * EtcdLog::kChunkSize + 1, 's');
+  ASSERT_TRUE(shared.Trim(at[2], state).ok());
+  EXPECT_EQ(shared.BaseSeq(), 3u);
+  EXPECT_EQ(count("/trim/log/"), 1u);
+  EXPECT_EQ(count("/trim/blob/"), 0u);
+  read_at = 0;
+  auto base = shared.ReadBase(&read_at);
+  ASSERT_TRUE(base.ok()) << base.status();
+  ASSERT_TRUE(base->has_value());
+  EXPECT_EQ((*base)->position.seq, 3u);
+  EXPECT_EQ((*base)->position.revision, at[2].revision);
+  EXPECT_EQ((*base)->change, state);
+  // Behind the base: OUT_OF_RANGE; from it: entry 4.
+  read_at = 0;
+  EXPECT_EQ(shared.ReadAfter(at[0], 10, &read_at).status().code(), absl::StatusCode::kOutOfRange);
+  read_at = 0;
+  auto rest = shared.ReadAfter(at[2], 10, &read_at);
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  ASSERT_EQ(rest->size(), 1u);
+  EXPECT_EQ((*rest)[0].change, "four");
+  // A base does not move back, and a trim at an entry gone is refused.
+  EXPECT_EQ(shared.Trim(at[1], "older").code(), absl::StatusCode::kFailedPrecondition);
+  // The next base replaces this one's chunks.
+  ASSERT_TRUE(shared.Trim(at[3], "small state").ok());
+  EXPECT_EQ(count("/trim/log/"), 0u);
+  EXPECT_EQ(count("/trim/baseblob/"), 1u);
+  read_at = 0;
+  base = shared.ReadBase(&read_at);
+  ASSERT_TRUE(base.ok() && base->has_value());
+  EXPECT_EQ((*base)->change, "small state");
+  // Appends go on after the base.
+  auto rev = shared.Append(at[3], "five");
+  ASSERT_TRUE(rev.ok()) << rev.status();
+  read_at = 0;
+  rest = shared.ReadAfter(at[3], 10, &read_at);
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  ASSERT_EQ(rest->size(), 1u);
+  EXPECT_EQ((*rest)[0].position.seq, 5u);
+}
+
 TEST_F(EtcdClientTest, ADamagedEntryOrAForeignHeadIsDataLossNamingTheKey) {
   EtcdLog log(client_.get(), "/npx/");
   auto h0 = log.ReadHead();

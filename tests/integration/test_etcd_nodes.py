@@ -112,7 +112,9 @@ class EtcdNodesTest(unittest.TestCase):
         log = open(log_path, "a")
         argv = [BIN, "serve", "--node-name", node, "--listen", "unix://" + cls.sock(node),
                 "--state-dir", state, "--table", TABLE, "--metrics-address", "",
-                "--etcd-endpoints", ETCD_URL, "--etcd-prefix", prefix]
+                "--etcd-endpoints", ETCD_URL, "--etcd-prefix", prefix,
+                # Trim often, so that every test here also runs over a base.
+                "--etcd-trim-entries", "3"]
         proc = cls.lab.spawn(node, argv, stdout=log, stderr=log)
         log.close()
         cls.servers[node] = proc
@@ -326,6 +328,32 @@ class EtcdNodesTest(unittest.TestCase):
                                      "--metrics-address", ""], timeout=30)
         self.assertEqual(cp.returncode, 2, cp.stderr)
         self.assertIn("--manifests cannot be used with --etcd-endpoints", cp.stderr)
+
+    def test_8_log_is_trimmed_and_a_node_starts_from_the_base(self):
+        for i in range(8):
+            cp = self.apply("node%d" % (1 + i % 3), [service("t%d" % i, "198.19.8.%d" % (10 + i))], "t%d" % i)
+            self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.wait_for("every kernel has the last one", lambda: all("198.19.8.17" in self.table(n) for n in NODES))
+        cp = self.etcd.ctl("etcd1", "get", PREFIX + "base", "--print-value-only")
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertRegex(cp.stdout, r"^S \d+ \d+ \d+ \d+ \d+", "a base in etcd")
+        base_seq = int(cp.stdout.split()[1])
+        head = int(self.etcd.ctl("etcd1", "get", PREFIX + "head", "--print-value-only").stdout.split()[0])
+        keys = [k for k in self.etcd.ctl("etcd1", "get", "--prefix", "--keys-only", PREFIX + "log/").stdout.split()]
+        # Every entry up to the base is gone; at most 3 + 1 (the name's spread) + a node's lag follow it.
+        self.assertEqual([int(k.rsplit("/", 1)[1]) for k in keys], list(range(base_seq + 1, head + 1)))
+        self.assertLessEqual(len(keys), 6, keys)
+        print("\n  log: base at entry %d, head %d, %d entries kept" % (base_seq, head, len(keys)), file=sys.stderr)
+        # A node restarted reads the base and what follows, and agrees.
+        log_path = os.path.join(self.tmp, "node2.log")
+        mark = os.path.getsize(log_path)
+        self.lab.stop(self.servers.pop("node2"))
+        self.start_server("node2")
+        self.wait_following("node2")
+        self.wait_for("every kernel agrees", self.tables_agree)
+        with open(log_path) as f:
+            f.seek(mark)
+            self.assertRegex(f.read(), r"read the shared state .*base=[1-9]")
 
 
 if __name__ == "__main__":

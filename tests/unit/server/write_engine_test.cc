@@ -1174,14 +1174,39 @@ class MemoryLog : public SharedLog {
                                                   int64_t* read_revision) override {
     absl::MutexLock lock(&mu_);
     if (!down.ok()) return down;
+    if (base && after.seq < base->position.seq) return absl::OutOfRangeError("folded into the base");
     std::vector<LogEntry> out;
     for (size_t i = after.seq; i < entries.size() && out.size() < limit; ++i) out.push_back(entries[i]);
     *read_revision = revision;
     return out;
   }
+  absl::StatusOr<std::optional<LogEntry>> ReadBase(int64_t* read_revision) override {
+    absl::MutexLock lock(&mu_);
+    if (!down.ok()) return down;
+    *read_revision = revision;
+    return base;
+  }
+  // (Entries up to the base stay in `entries`, unread.)
+  absl::Status Trim(const LogPosition& at, const std::string& state) override {
+    absl::MutexLock lock(&mu_);
+    if (!down.ok()) return down;
+    if ((base && at.seq <= base->position.seq) || at.seq == 0 || at.seq > entries.size() ||
+        entries[at.seq - 1].position.revision != at.revision) {
+      return absl::FailedPreconditionError("entry gone");
+    }
+    ++trims;
+    base = LogEntry{at, state};
+    return absl::OkStatus();
+  }
+  uint64_t BaseSeq() const override {
+    absl::MutexLock lock(&mu_);
+    return base ? base->position.seq : 0;
+  }
   std::string Describe() const override { return "memory"; }
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
+  std::optional<LogEntry> base;
+  int trims = 0;
   std::vector<LogEntry> entries;
   int64_t revision = 100;
   int appends = 0;
@@ -1191,10 +1216,11 @@ class MemoryLog : public SharedLog {
 };
 
 struct Node {
-  explicit Node(MemoryLog* log) : engine(&fake, Options(log)) {}
-  static EngineOptions Options(MemoryLog* log) {
+  explicit Node(MemoryLog* log, uint64_t trim_entries = 1000) : engine(&fake, Options(log, trim_entries)) {}
+  static EngineOptions Options(MemoryLog* log, uint64_t trim_entries) {
     EngineOptions o;
     o.shared = log;
+    o.shared_trim_entries = trim_entries;
     return o;
   }
   FakeDataplane fake;
@@ -1425,6 +1451,72 @@ TEST(SharedLog, ASeedThatLostTheRaceReadsAgain) {
   EXPECT_EQ(log.entries.size(), 1u);
   EXPECT_EQ(a.engine.SharedPosition()->seq, 1u);
   EXPECT_EQ(a.fake.last.services, b.fake.last.services);
+}
+
+// Trimming: a node folds the entries up to its position into a base; a
+// node behind it reads the base and what follows whole, and a new node starts
+// from it, with the same state and resourceVersions as the writer.
+TEST(SharedLog, TrimmedEntriesAreReadFromTheBase) {
+  MemoryLog log;
+  // (the name spreads a node's threshold by up to half again: none here)
+  Node a(&log, 1), lagging(&log);
+  ASSERT_TRUE(a.engine.FollowSharedLog().ok());
+  ASSERT_TRUE(lagging.engine.FollowSharedLog().ok());
+  v1::ApplyResponse resp;
+  ASSERT_TRUE(a.engine.Apply(Req("upserts { " + Svc("x", "198.19.0.1") + " }"), &resp).ok());
+  ASSERT_TRUE(lagging.engine.FollowSharedLog().ok());
+  ASSERT_TRUE(a.engine.Apply(Req("upserts { " + Svc("y", "198.19.0.2") + " }"), &resp).ok());
+  v1::DeleteRequest del;
+  v1::ResourceRef* ref = del.add_refs();
+  ref->set_kind(v1::SERVICE);
+  ref->set_name("x");
+  v1::DeleteResponse dresp;
+  ASSERT_TRUE(a.engine.Delete(del, &dresp).ok());
+  ASSERT_TRUE(a.engine.Apply(Req("upserts { " + Svc("z", "198.19.0.3") + " }"), &resp).ok());
+  ASSERT_TRUE(a.engine.TrimSharedLog().ok());
+  ASSERT_EQ(log.trims, 1);
+  EXPECT_EQ(log.BaseSeq(), 4u);
+  // Trimming again at the same entry is not a trim.
+  ASSERT_TRUE(a.engine.TrimSharedLog().ok());
+  EXPECT_EQ(log.trims, 1);
+  // The lagging node (at entry 1) reads the base whole.
+  ASSERT_TRUE(lagging.engine.FollowSharedLog().ok());
+  EXPECT_EQ(Installed(lagging.fake), (std::vector<std::string>{"default/y", "default/z"}));
+  EXPECT_EQ(lagging.engine.SharedPosition()->seq, 4u);
+  // A new node starts from the base, with every resource's own version.
+  Node fresh(&log);
+  ASSERT_TRUE(fresh.engine.FollowSharedLog().ok());
+  EXPECT_EQ(fresh.fake.last.services, a.fake.last.services);
+  v1::ResourceRef y;
+  y.set_kind(v1::SERVICE);
+  y.set_name("y");
+  absl::StatusOr<v1::Resource> from_a = a.engine.Get(y), from_fresh = fresh.engine.Get(y);
+  ASSERT_TRUE(from_a.ok() && from_fresh.ok());
+  EXPECT_EQ(from_fresh->DebugString(), from_a->DebugString());
+  EXPECT_GT(MetaOf(*from_a).resource_version(), 0u);
+  EXPECT_EQ(fresh.engine.Status().revision(), a.engine.Status().revision());
+  // Writes go on after the base, on every node.
+  ASSERT_TRUE(fresh.engine.Apply(Req("upserts { " + Svc("w", "198.19.0.4") + " }"), &resp).ok());
+  ASSERT_TRUE(a.engine.FollowSharedLog().ok());
+  ASSERT_TRUE(lagging.engine.FollowSharedLog().ok());
+  EXPECT_EQ(Installed(a.fake), (std::vector<std::string>{"default/w", "default/y", "default/z"}));
+  EXPECT_EQ(lagging.fake.last.services, a.fake.last.services);
+}
+
+TEST(SharedLog, StateEncodingKeepsVersionsAndRefusesDamage) {
+  std::map<Key, v1::Resource> objects;
+  v1::Resource r;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(Svc("a", "198.19.0.1"), &r));
+  MutableMetaOf(&r)->set_namespace_("default");
+  MutableMetaOf(&r)->set_resource_version(42);
+  objects[KeyOf(r)] = r;
+  absl::StatusOr<std::map<Key, v1::Resource>> back = DecodeState(EncodeState(objects));
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ(back->size(), 1u);
+  EXPECT_EQ(MetaOf(back->begin()->second).resource_version(), 42u);
+  EXPECT_EQ(DecodeState("\xff\xff not a state").status().code(), absl::StatusCode::kDataLoss);
+  MutableMetaOf(&objects.begin()->second)->set_resource_version(0);
+  EXPECT_EQ(DecodeState(EncodeState(objects)).status().code(), absl::StatusCode::kDataLoss);
 }
 
 }  // namespace
