@@ -66,6 +66,7 @@ struct ServeFlags {
   bool adopt_table = false;
   bool kernel_counters = true;
   bool endpoint_counters = true;
+  bool drift_watch = true;
   std::string socket_group;
   // Sizes: the request (bytes), and per resource (see ResourceLimits).
   std::string max_request_bytes = "67108864";
@@ -196,6 +197,14 @@ Flags:
                     /metrics (nftproxy_endpoint_connections_total). Off on
                     very large installations saves the per-endpoint series
                     and kernel objects
+  --drift-watch[=false]
+                    listen to nf_tables notifications and repair changes
+                    to the table made by others (default on). The kernel
+                    builds a notification for every object of every commit,
+                    in every network namespace, while anyone on the host
+                    listens (about 8 KiB each until the commit ends): with
+                    many nftproxy sharing one kernel in namespaces, turn
+                    it off in all but one to keep big commits cheap
   --state-dir DIR   where the desired state is kept across restarts
                     (default /var/lib/nftproxy; "" disables). Damaged state
                     files stop the start (exit 2) naming the file and offset
@@ -361,6 +370,7 @@ std::vector<FlagSpec> ServeFlagSpecs(ServeFlags* f, bool* help, bool* help_authz
                                {{"--adopt-table"}, nullptr, nullptr, &f->adopt_table},
                                {{"--kernel-counters"}, nullptr, nullptr, &f->kernel_counters},
                                {{"--endpoint-counters"}, nullptr, nullptr, &f->endpoint_counters},
+                               {{"--drift-watch"}, nullptr, nullptr, &f->drift_watch},
                                {{"--socket-group"}, &f->socket_group},
                                {{"--log-level", "--v", "-v"}, &f->log_level},
                                {{"--max-request-bytes"}, &f->max_request_bytes},
@@ -1075,7 +1085,9 @@ int RunServe(const std::vector<std::string>& args) {
     log::Info("following the shared state", {{"store", shared_log->Describe()}});
   }
   // From here on, a change to the table by anyone else is repaired.
-  if (absl::Status s = engine.RepairDrift(); !s.ok()) {
+  if (!flags.drift_watch) {
+    log::Info("not watching the table for changes made outside nftproxy (--drift-watch=false)", {});
+  } else if (absl::Status s = engine.RepairDrift(); !s.ok()) {
     log::Warning("not watching the table for changes made outside nftproxy", {{"error", std::string(s.message())}});
   }
   // Appliance mode: each directory is synced once (after the restore, before
