@@ -29,9 +29,9 @@ Each node runs `nftproxy serve --etcd-endpoints <all members> --etcd-prefix
    its "slow write" log line. Also the machine's peak unreclaimable slab
    during the sync (a thread samples /proc/meminfo every 0.2 s). With
    --second-sync, then a second full sync that moves every endpoint of every
-   service (at 10 nodes with endpoint counters it needs more kernel memory
-   than 24 GB: see BENCHMARKS.md; --min-available-mb aborts the run before
-   the OOM killer acts, and the report of what was measured is printed).
+   service. --min-available-mb aborts the run before the OOM killer acts
+   (the report of what was measured is printed): with --drift-watch true
+   the ten nodes' commits cost the shared kernel gigabytes (BENCHMARKS.md).
 2. Single changes (--changes, default 120), one at a time: `nftproxy apply
    --source bench -f -` through node1 (--writer), each one flipping one
    endpoint address of a random service's EndpointSlice (so every change
@@ -363,6 +363,12 @@ class Bench:
         flags = ["--etcd-endpoints", self.etcd.urls(), "--etcd-prefix", PREFIX, "--metrics-address", ""]
         if not a.endpoint_counters:
             flags.append("--endpoint-counters=false")
+        if a.drift_watch == "false":
+            # Ten nodes share one kernel here: one node's drift monitor
+            # listening makes the kernel build a notification for every object
+            # of every other node's commit (serve --help, --drift-watch).
+            # Nodes on machines of their own do not pay that.
+            flags.append("--drift-watch=false")
         flags += a.serve_arg
         self.cluster.common_flags = flags
         t = time.monotonic()
@@ -811,9 +817,10 @@ def report(r, a):
     p("machine: %s, %d cores, %.0f GiB, kernel %s; commit %s; binary %s"
       % (cpu, os.cpu_count(), meminfo("MemTotal") / 2**20, os.uname().release, commit, a.nftproxy))
     p("load average at the start: %.1f (other work on the machine shares its cores)" % r.get("loadavg_start", 0))
-    p("nodes %d, etcd members %d, services %d x %d endpoints (%s endpoint counters), %d single changes through %s"
+    p("nodes %d, etcd members %d, services %d x %d endpoints (%s endpoint counters), %d single changes through %s; "
+      "serve --drift-watch=%s"
       % (a.nodes, a.etcd_members, a.services, a.endpoints, "with" if a.endpoint_counters else "WITHOUT",
-         a.changes, a.writer))
+         a.changes, a.writer, a.drift_watch))
     p("manifest %.1f MB; CLI start-up + connect + one RPC (`nftproxy version`): p50 %.1f ms, min %.1f ms "
       "(not in the single-change times: their clock starts when the connected CLI gets the manifest)" % (mb(r["manifest_bytes"]), r["cli_overhead"]["p50_s"] * 1e3,
                                               r["cli_overhead"]["min_s"] * 1e3))
@@ -958,6 +965,8 @@ def main():
     ap.add_argument("--writer", default="node1", help="the node every write goes through")
     ap.add_argument("--endpoint-counters", default="true", choices=["true", "false"],
                     help="serve --endpoint-counters (default true)")
+    ap.add_argument("--drift-watch", default="false", choices=["true", "false"],
+                    help="serve --drift-watch on every node (default false: the nodes share one kernel)")
     ap.add_argument("--serve-arg", action="append", default=[], help="extra serve flag, repeatable: --serve-arg=--flag=value")
     ap.add_argument("--second-sync", action="store_true",
                     help="then a second full sync moving every endpoint (see BENCHMARKS.md: kernel memory)")
