@@ -269,7 +269,7 @@ class EtcdClusterTest(unittest.TestCase):
                 if cp.returncode == 0:
                     acked[name] = vip
                 else:
-                    failed.append((name, cp.returncode, cp.stderr.strip()[:200]))
+                    failed.append((name, cp.returncode, cp.stderr.strip()[-240:]))
                 i += 1
 
         threads = [threading.Thread(target=writer, args=("node1", 10)),
