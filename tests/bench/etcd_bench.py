@@ -179,6 +179,23 @@ def etcd_watch(netns_name, host, port, prefix):
     return s
 
 
+def queued_messages(s, node, overflow):
+    """Every netlink message queued on non-blocking socket s, as nl_messages;
+    counts the overflows (ENOBUFS) in overflow[node]."""
+    out = []
+    while True:
+        try:
+            data = s.recv(1 << 20)
+        except BlockingIOError:
+            return out
+        except OSError as e:
+            if e.errno == errno.ENOBUFS:
+                overflow[node] += 1
+                continue
+            raise
+        out.extend(nl_messages(data))
+
+
 def nl_messages(data):
     """(type, payload after nlmsghdr) of each netlink message in data."""
     off = 0
@@ -568,19 +585,9 @@ class Bench:
 
         def drain():
             for n, s in socks.items():
-                while True:
-                    try:
-                        data = s.recv(1 << 20)
-                    except BlockingIOError:
-                        break
-                    except OSError as e:
-                        if e.errno == errno.ENOBUFS:
-                            overflow[n] += 1
-                            continue
-                        raise
-                    for typ, _payload in nl_messages(data):
-                        if typ == NEWGEN_TYPE:
-                            stray[n] += 1
+                for typ, _payload in queued_messages(s, n, overflow):
+                    if typ == NEWGEN_TYPE:
+                        stray[n] += 1
             while True:
                 try:
                     data = watch.recv(1 << 20)
@@ -652,26 +659,16 @@ class Bench:
                             continue
                         n = fd_node[fd]
                         s = socks[n]
-                        while True:
-                            try:
-                                data = s.recv(1 << 20)
-                            except BlockingIOError:
-                                break
-                            except OSError as e:
-                                if e.errno == errno.ENOBUFS:
-                                    overflow[n] += 1
-                                    continue
-                                raise
-                            for typ, payload in nl_messages(data):
-                                if typ != NEWGEN_TYPE:
-                                    continue
-                                _gen, tid = newgen_info(payload)
-                                if not self.is_server_task(n, tid):
-                                    foreign[n] += 1
-                                elif n in seen:
-                                    extra[n] += 1
-                                else:
-                                    seen[n] = now - t0
+                        for typ, payload in queued_messages(s, n, overflow):
+                            if typ != NEWGEN_TYPE:
+                                continue
+                            _gen, tid = newgen_info(payload)
+                            if not self.is_server_task(n, tid):
+                                foreign[n] += 1
+                            elif n in seen:
+                                extra[n] += 1
+                            else:
+                                seen[n] = now - t0
                 rc = proc.wait()
                 if reply is None:
                     try:
