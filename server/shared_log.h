@@ -48,8 +48,9 @@ class SharedLog {
   virtual absl::StatusOr<int64_t> Append(const LogPosition& after, const std::string& change) = 0;
   // Up to `limit` entries after `after`, in order, their changes resolved
   // (fewer when they are large: read on until none come back);
-  // *read_revision: the store's revision they were read at (none: every
-  // entry committed up to it is at or before `after`).
+  // read at *read_revision (0: the newest), which is set to the store's
+  // revision they were read at (none: every entry committed up to it is at
+  // or before `after`), so that the next page reads at the same one.
   // OUT_OF_RANGE when entries after `after` were folded into the log's base
   // (Trim): read the whole log again, from ReadBase.
   virtual absl::StatusOr<std::vector<LogEntry>> ReadAfter(const LogPosition& after, size_t limit,
